@@ -1,0 +1,3 @@
+//! Capture benchmarks (filled in with the capture path).
+
+fn main() {}

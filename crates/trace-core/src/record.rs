@@ -1,0 +1,311 @@
+//! The on-disk record: one JSON document per captured tensor (`*.trace`), and the JSONL manifest.
+//!
+//! **API boundary:** these types *are* the file format described in `docs/FORMAT.md`. Only they
+//! derive serde; the capture internals are free to change. Field order matters for humans reading
+//! files, so the seed's six fields come first, then the upstream context, then ours.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::DType;
+
+/// Version of the record and manifest format written by this crate (`format_version` field).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// File name of the append-only manifest inside a trace directory.
+pub const MANIFEST_FILE: &str = "manifest.jsonl";
+
+/// Extension of record files (without the dot).
+pub const RECORD_EXTENSION: &str = "trace";
+
+/// One captured tensor, as written to `{name}.trace`.
+///
+/// Readers accept three flavours (see [`Flavor`]): the seed's plain six fields, the upstream
+/// crate's records with `seq`/`layer`/`stage`, and ours with `format_version` and friends.
+/// Unknown fields are ignored so newer minor additions stay readable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceRecord {
+    /// Tensor identifier as given by the engine (unsanitized).
+    pub name: String,
+    /// Tensor dimensions; empty for a 0-d (scalar) tensor.
+    pub shape: Vec<usize>,
+    /// Element type before conversion to F32, spelled as the seed spells it (`F32`, `BF16`, ...).
+    /// A string rather than [`DType`] so records from engines with more dtypes stay readable.
+    pub dtype: String,
+    /// 64 lowercase hex characters: blake3 of the values as canonical F32 little-endian bytes.
+    pub blake3: String,
+    /// Root mean square over all elements (f64 accumulation); `null` when undefined: no elements,
+    /// or a NaN/Inf among them (see `stats` for counts).
+    pub rms: Option<f64>,
+    /// Number of elements (the product of `shape`; 1 for a 0-d tensor).
+    pub num_elements: u64,
+    /// Token position: 0 = prefill, 1+ = decode step (upstream extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Layer: -1 = embeddings/logits, 0+ = transformer layers (upstream extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<i64>,
+    /// Stage within a layer, e.g. `q_proj` (upstream extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// Format version; present exactly on records written by tensor-trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_version: Option<u32>,
+    /// Global capture index in the writing process: execution order, unique per run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    /// This record is the k-th (0-based) record with this `name` in the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurrence: Option<u64>,
+    /// Process rank for multi-process runs (tensor/pipeline parallel engines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u32>,
+    /// Statistics over the finite values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+    /// File name (in the same directory) of the raw values as a little-endian F32 `.npy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<String>,
+}
+
+/// Statistics over the finite values of a tensor.
+///
+/// `min`, `max`, `mean` and `std` are `null` when no element is finite. `std` is the population
+/// standard deviation (divide by the count of finite values).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Smallest finite value.
+    pub min: Option<f64>,
+    /// Largest finite value.
+    pub max: Option<f64>,
+    /// Mean of the finite values.
+    pub mean: Option<f64>,
+    /// Population standard deviation of the finite values.
+    pub std: Option<f64>,
+    /// Number of NaN elements.
+    pub nan_count: u64,
+    /// Number of +Inf or -Inf elements.
+    pub inf_count: u64,
+}
+
+/// Which writer produced a record, judged by the fields present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// bitnet-trace: the six plain fields only.
+    Seed,
+    /// The upstream crate: at least one of `seq`, `layer`, `stage`, but no `format_version`.
+    Upstream,
+    /// tensor-trace: `format_version` is present.
+    TensorTrace,
+}
+
+/// One line of `manifest.jsonl`: where the record with capture index `index` lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Global capture index (execution order).
+    pub index: u64,
+    /// Tensor name (unsanitized).
+    pub name: String,
+    /// k-th record of this name (0-based).
+    pub occurrence: u64,
+    /// Record file name, relative to the trace directory.
+    pub file: String,
+    /// `.npy` file name of the raw values, when they were saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<String>,
+}
+
+/// A record file that could not be read or is not a valid record.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not JSON of the record shape (serde names the field and position).
+    #[error("{path}: not a valid trace record: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What serde reported (names the field and line/column).
+        message: String,
+    },
+    /// The JSON parsed but a field has a value that cannot be right.
+    #[error("{path}: field `{field}`: {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong and what was expected.
+        problem: String,
+    },
+}
+
+impl TraceRecord {
+    /// Which writer produced this record.
+    pub fn flavor(&self) -> Flavor {
+        if self.format_version.is_some() {
+            Flavor::TensorTrace
+        } else if self.seq.is_some() || self.layer.is_some() || self.stage.is_some() {
+            Flavor::Upstream
+        } else {
+            Flavor::Seed
+        }
+    }
+
+    /// The parsed dtype, when it is one trace-core knows.
+    pub fn dtype(&self) -> Option<DType> {
+        self.dtype.parse().ok()
+    }
+
+    /// Parses a record from JSON text; `path` is only used in error messages.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self, RecordError> {
+        let record: TraceRecord =
+            serde_json::from_str(text).map_err(|e| RecordError::Parse {
+                path: path.to_owned(),
+                message: describe_json_error(&e, text),
+            })?;
+        record.validate(path)?;
+        Ok(record)
+    }
+
+    /// Reads and validates one `.trace` file.
+    pub fn read(path: &Path) -> Result<Self, RecordError> {
+        let text = fs::read_to_string(path).map_err(|source| RecordError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_json(&text, path)
+    }
+
+    /// Checks the invariants serde cannot: hash shape, element count, format version.
+    pub fn validate(&self, path: &Path) -> Result<(), RecordError> {
+        let invalid = |field, problem: String| RecordError::Invalid {
+            path: path.to_owned(),
+            field,
+            problem,
+        };
+        if self.blake3.len() != 64 || !self.blake3.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid(
+                "blake3",
+                format!("expected 64 hex characters, found {:?}", self.blake3),
+            ));
+        }
+        let product = self
+            .shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        if product != Some(self.num_elements) {
+            return Err(invalid(
+                "num_elements",
+                format!(
+                    "{} does not match shape {:?} (product {})",
+                    self.num_elements,
+                    self.shape,
+                    product.map_or_else(|| "overflows u64".to_owned(), |p| p.to_string())
+                ),
+            ));
+        }
+        if let Some(v) = self.format_version {
+            if v == 0 || v > FORMAT_VERSION {
+                return Err(invalid(
+                    "format_version",
+                    format!("version {v} is not supported, this reader knows 1..={FORMAT_VERSION}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Serializes as the pretty JSON written to disk (with a trailing newline).
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("records always serialize");
+        s.push('\n');
+        s
+    }
+}
+
+impl ManifestEntry {
+    /// Parses one manifest line; `path` and `line` (1-based) are used in error messages.
+    pub fn from_line(text: &str, path: &Path, line: usize) -> Result<Self, RecordError> {
+        serde_json::from_str(text).map_err(|e| RecordError::Parse {
+            path: path.to_owned(),
+            message: format!("line {line}: {}", describe_json_error(&e, text)),
+        })
+    }
+}
+
+/// serde_json's message plus a hint for the common failure of a file cut short by a crash.
+fn describe_json_error(e: &serde_json::Error, text: &str) -> String {
+    if e.is_eof() {
+        format!(
+            "{e} (the file ends early after {} bytes: truncated write?)",
+            text.len()
+        )
+    } else {
+        e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+
+    fn parse(text: &str) -> Result<TraceRecord, RecordError> {
+        TraceRecord::from_json(text, Path::new("t.trace"))
+    }
+
+    #[test]
+    fn reads_the_three_flavors() {
+        let seed = format!(
+            r#"{{"name":"a","shape":[2],"dtype":"F32","blake3":"{HASH}","rms":1.0,"num_elements":2}}"#
+        );
+        assert_eq!(parse(&seed).unwrap().flavor(), Flavor::Seed);
+        let upstream = format!(
+            r#"{{"name":"a","shape":[2],"dtype":"F32","blake3":"{HASH}","rms":1.0,"num_elements":2,"seq":1,"layer":-1}}"#
+        );
+        let r = parse(&upstream).unwrap();
+        assert_eq!((r.flavor(), r.seq, r.layer), (Flavor::Upstream, Some(1), Some(-1)));
+        let ours = format!(
+            r#"{{"name":"a","shape":[],"dtype":"BF16","blake3":"{HASH}","rms":null,"num_elements":1,"format_version":1,"index":3,"occurrence":0}}"#
+        );
+        let r = parse(&ours).unwrap();
+        assert_eq!((r.flavor(), r.index, r.rms), (Flavor::TensorTrace, Some(3), None));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let missing = r#"{"name":"a","shape":[2],"dtype":"F32","rms":1.0,"num_elements":2}"#;
+        let msg = parse(missing).unwrap_err().to_string();
+        assert!(msg.contains("t.trace") && msg.contains("blake3"), "{msg}");
+
+        let wrong_type = format!(
+            r#"{{"name":"a","shape":"2","dtype":"F32","blake3":"{HASH}","rms":1.0,"num_elements":2}}"#
+        );
+        let msg = parse(&wrong_type).unwrap_err().to_string();
+        assert!(msg.contains("invalid type"), "{msg}");
+
+        let bad_count = format!(
+            r#"{{"name":"a","shape":[2,3],"dtype":"F32","blake3":"{HASH}","rms":1.0,"num_elements":5}}"#
+        );
+        let msg = parse(&bad_count).unwrap_err().to_string();
+        assert!(msg.contains("num_elements") && msg.contains("product 6"), "{msg}");
+
+        let bad_hash = r#"{"name":"a","shape":[],"dtype":"F32","blake3":"xyz","rms":1.0,"num_elements":1}"#;
+        assert!(parse(bad_hash).unwrap_err().to_string().contains("`blake3`"));
+
+        let truncated = &wrong_type[..40];
+        let msg = parse(truncated).unwrap_err().to_string();
+        assert!(msg.contains("truncated"), "{msg}");
+    }
+}
