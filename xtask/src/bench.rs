@@ -1,7 +1,275 @@
 //! `cargo xtask bench`: runs the criterion benchmarks and prints ratios measured in one run.
+//!
+//! Every figure is a ratio against a baseline measured by the same `cargo bench` invocation on
+//! the same machine, so machine speed and noise mostly cancel. Absolute times are printed only
+//! where the target is absolute (the disabled path, the background writer's caller cost).
 
-use anyhow::Result;
+use std::fs;
+use std::path::Path;
 
-pub fn run(_args: &[String]) -> Result<()> {
-    anyhow::bail!("no benchmarks yet")
+use anyhow::{Context, Result};
+
+use crate::{cargo, project_root, run_step};
+
+/// A benchmark target: package and bench name.
+const BENCHES: &[(&str, &str)] = &[
+    ("trace-core", "capture"),
+    ("trace-core", "topk"),
+    ("trace-candle", "candle"),
+    ("trace-diff", "diff"),
+];
+
+/// How a row turns two measurements into a figure.
+enum Figure {
+    /// baseline time / subject time: how many times faster (or the throughput ratio).
+    Speedup {
+        subject: &'static str,
+        baseline: &'static str,
+    },
+    /// subject time / baseline time: how many times the baseline's cost.
+    CostRatio {
+        subject: &'static str,
+        baseline: &'static str,
+    },
+    /// The subject's mean time.
+    Absolute { subject: &'static str },
+    /// Records per second from a per-run time and a record count.
+    RecordsPerSecond { subject: &'static str, records: f64 },
+}
+
+struct Row {
+    what: &'static str,
+    figure: Figure,
+    target: &'static str,
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        what: "capture F32 16M, throughput vs single-thread blake3",
+        figure: Figure::Speedup {
+            subject: "capture_16m/capture_f32",
+            baseline: "capture_16m/blake3_single_thread_f32_bytes",
+        },
+        target: ">= 1.0x (aim 1.3x)",
+    },
+    Row {
+        what: "capture BF16 16M vs blake3 on converted bytes",
+        figure: Figure::Speedup {
+            subject: "capture_16m/capture_bf16",
+            baseline: "capture_16m/blake3_single_thread_bf16_converted_bytes",
+        },
+        target: ">= 0.7x",
+    },
+    Row {
+        what: "capture F16 16M vs blake3 on converted bytes",
+        figure: Figure::Speedup {
+            subject: "capture_16m/capture_f16",
+            baseline: "capture_16m/blake3_single_thread_f16_converted_bytes",
+        },
+        target: ">= 0.7x",
+    },
+    Row {
+        what: "capture F32 vs the seed's approach",
+        figure: Figure::Speedup {
+            subject: "capture_16m/capture_f32",
+            baseline: "capture_16m/seed_f32",
+        },
+        target: ">= 6x",
+    },
+    Row {
+        what: "capture BF16 vs the seed's approach",
+        figure: Figure::Speedup {
+            subject: "capture_16m/capture_bf16",
+            baseline: "capture_16m/seed_bf16",
+        },
+        target: ">= 6x",
+    },
+    Row {
+        what: "capture F16 vs the seed's approach",
+        figure: Figure::Speedup {
+            subject: "capture_16m/capture_f16",
+            baseline: "capture_16m/seed_f16",
+        },
+        target: ">= 6x",
+    },
+    Row {
+        what: "capture F32 vs naive hash-then-stats",
+        figure: Figure::Speedup {
+            subject: "capture_16m/capture_f32",
+            baseline: "capture_16m/naive_hash_then_stats_f32",
+        },
+        target: "(context)",
+    },
+    Row {
+        what: "disabled dump_with call",
+        figure: Figure::Absolute {
+            subject: "disabled/dump_disabled",
+        },
+        target: "<= 2 ns",
+    },
+    Row {
+        what: "disabled call vs one relaxed atomic load",
+        figure: Figure::CostRatio {
+            subject: "disabled/dump_disabled",
+            baseline: "disabled/relaxed_atomic_load",
+        },
+        target: "~1x",
+    },
+    Row {
+        what: "disabled macro with format! name",
+        figure: Figure::Absolute {
+            subject: "disabled/macro_disabled_with_format",
+        },
+        target: "<= 2 ns",
+    },
+    Row {
+        what: "2,560-element record vs atomic write of its JSON",
+        figure: Figure::CostRatio {
+            subject: "record_2560/record_sync",
+            baseline: "record_2560/atomic_write_same_json",
+        },
+        target: "<= 1.5x",
+    },
+    Row {
+        what: "2,560-element record, background writer (caller)",
+        figure: Figure::Absolute {
+            subject: "record_2560/record_background_caller",
+        },
+        target: "<= 5 us",
+    },
+    Row {
+        what: "top-k of a 128k vocabulary vs full sort",
+        figure: Figure::Speedup {
+            subject: "topk_128k/select_nth",
+            baseline: "topk_128k/full_sort",
+        },
+        target: "(faster)",
+    },
+    Row {
+        what: "candle contiguous F32 capture vs trace-core slice",
+        figure: Figure::CostRatio {
+            subject: "candle/contiguous_f32_dump",
+            baseline: "candle/trace_core_same_slice",
+        },
+        target: "<= 1.1x",
+    },
+    Row {
+        what: "candle BF16 capture vs to_dtype+to_vec1+hash",
+        figure: Figure::Speedup {
+            subject: "candle/bf16_dump",
+            baseline: "candle/bf16_to_dtype_to_vec_hash",
+        },
+        target: ">= 5x",
+    },
+    Row {
+        what: "candle transposed 4096x4096 vs contiguous+to_vec1+hash",
+        figure: Figure::Speedup {
+            subject: "candle/transposed_dump",
+            baseline: "candle/transposed_contiguous_to_vec_hash",
+        },
+        target: ">= 2x",
+    },
+    Row {
+        what: "trace-diff on two 10,000-record runs",
+        figure: Figure::RecordsPerSecond {
+            subject: "diff/10k_records",
+            records: 10_000.0,
+        },
+        target: ">= 50,000 records/s",
+    },
+];
+
+pub fn run(args: &[String]) -> Result<()> {
+    let mut filter: Option<&str> = None;
+    let mut report_only = false;
+    for arg in args {
+        match arg.as_str() {
+            "--report-only" => report_only = true,
+            other if filter.is_none() && !other.starts_with('-') => filter = Some(other),
+            other => anyhow::bail!(
+                "unknown argument {other:?}; usage: cargo xtask bench [BENCH] [--report-only]"
+            ),
+        }
+    }
+    let root = project_root();
+    if !report_only {
+        for (package, bench) in BENCHES {
+            if filter.is_some_and(|f| f != *bench) {
+                continue;
+            }
+            let file = root.join(bench_path(package, bench));
+            if !file.exists() {
+                eprintln!(
+                    "xtask: skipping {package}/{bench}: {} does not exist",
+                    file.display()
+                );
+                continue;
+            }
+            run_step(
+                &format!("bench {package}/{bench}"),
+                cargo().args(["bench", "-p", package, "--bench", bench]),
+            )?;
+        }
+    }
+    print_table(&root.join("target/criterion"))
+}
+
+fn bench_path(package: &str, bench: &str) -> String {
+    format!("crates/{package}/benches/{bench}.rs")
+}
+
+/// Mean time in nanoseconds of `group/function`, from criterion's last run.
+fn mean_ns(criterion: &Path, id: &str) -> Result<Option<f64>> {
+    let path = criterion.join(id).join("new/estimates.json");
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(_) => return Ok(None),
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mean = json["mean"]["point_estimate"]
+        .as_f64()
+        .with_context(|| format!("{}: no mean.point_estimate", path.display()))?;
+    Ok(Some(mean))
+}
+
+fn human_time(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.2} ns")
+    } else if ns < 1e6 {
+        format!("{:.2} us", ns / 1e3)
+    } else {
+        format!("{:.2} ms", ns / 1e6)
+    }
+}
+
+fn print_table(criterion: &Path) -> Result<()> {
+    println!(
+        "\n{:<58} {:>14}  target",
+        "measurement (same run)", "figure"
+    );
+    println!("{}", "-".repeat(96));
+    for row in ROWS {
+        let figure = match row.figure {
+            Figure::Speedup { subject, baseline } => {
+                match (mean_ns(criterion, subject)?, mean_ns(criterion, baseline)?) {
+                    (Some(s), Some(b)) => Some(format!("{:.2}x", b / s)),
+                    _ => None,
+                }
+            }
+            Figure::CostRatio { subject, baseline } => {
+                match (mean_ns(criterion, subject)?, mean_ns(criterion, baseline)?) {
+                    (Some(s), Some(b)) => Some(format!("{:.2}x", s / b)),
+                    _ => None,
+                }
+            }
+            Figure::Absolute { subject } => mean_ns(criterion, subject)?.map(human_time),
+            Figure::RecordsPerSecond { subject, records } => {
+                mean_ns(criterion, subject)?.map(|ns| format!("{:.0}/s", records / (ns / 1e9)))
+            }
+        };
+        let figure = figure.unwrap_or_else(|| "not measured".to_owned());
+        println!("{:<58} {:>14}  {}", row.what, figure, row.target);
+    }
+    Ok(())
 }

@@ -37,10 +37,20 @@ pub fn run(args: &[String]) -> Result<()> {
     } else {
         run_step(
             "tests (cargo test)",
-            cargo().args(["test", "--workspace", "--locked", "--lib", "--bins", "--tests"]),
+            cargo().args([
+                "test",
+                "--workspace",
+                "--locked",
+                "--lib",
+                "--bins",
+                "--tests",
+            ]),
         )?;
     }
-    run_step("doc tests", cargo().args(["test", "--workspace", "--locked", "--doc"]))?;
+    run_step(
+        "doc tests",
+        cargo().args(["test", "--workspace", "--locked", "--doc"]),
+    )?;
     eprintln!("xtask: ci passed");
     Ok(())
 }

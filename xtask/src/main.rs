@@ -25,9 +25,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
-        Some("crossval") => {
-            Err(anyhow::anyhow!("crossval is not implemented yet (issue 5)"))
-        }
+        Some("crossval") => Err(anyhow::anyhow!("crossval is not implemented yet (issue 5)")),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             return ExitCode::SUCCESS;

@@ -40,7 +40,9 @@ pub enum Error {
         found: DType,
     },
     /// A streamed capture ended with a different number of elements than its shape holds.
-    #[error("capture of {name:?} with shape {shape:?} expected {expected} elements, received {found}")]
+    #[error(
+        "capture of {name:?} with shape {shape:?} expected {expected} elements, received {found}"
+    )]
     ElementCount {
         /// The record name.
         name: String,

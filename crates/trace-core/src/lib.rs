@@ -9,12 +9,24 @@
 //! stats. Disabled, a call costs one relaxed atomic load.
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod dtype;
 mod error;
+pub mod events;
+mod fingerprint;
+mod global;
 pub mod record;
+pub mod run;
+mod sink;
+mod tracer;
 pub mod view;
+mod writer;
 
 pub use dtype::DType;
 pub use error::{Error, Result};
+pub use fingerprint::{fingerprint, Fingerprint, Fingerprinter, BATCH, STATS_BLOCK};
+pub use global::{dump, dump_chunks_with, dump_with, enabled, flush, global, install};
 pub use record::{ManifestEntry, Stats, TraceRecord, FORMAT_VERSION};
+pub use sink::sanitize;
+pub use tracer::{Context, Tracer, TracerBuilder};
 pub use view::{Data, TensorView};

@@ -168,11 +168,10 @@ impl TraceRecord {
 
     /// Parses a record from JSON text; `path` is only used in error messages.
     pub fn from_json(text: &str, path: &Path) -> Result<Self, RecordError> {
-        let record: TraceRecord =
-            serde_json::from_str(text).map_err(|e| RecordError::Parse {
-                path: path.to_owned(),
-                message: describe_json_error(&e, text),
-            })?;
+        let record: TraceRecord = parse_json(text).map_err(|message| RecordError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
         record.validate(path)?;
         Ok(record)
     }
@@ -236,23 +235,34 @@ impl TraceRecord {
 impl ManifestEntry {
     /// Parses one manifest line; `path` and `line` (1-based) are used in error messages.
     pub fn from_line(text: &str, path: &Path, line: usize) -> Result<Self, RecordError> {
-        serde_json::from_str(text).map_err(|e| RecordError::Parse {
+        parse_json(text).map_err(|message| RecordError::Parse {
             path: path.to_owned(),
-            message: format!("line {line}: {}", describe_json_error(&e, text)),
+            message: format!("line {line}: {message}"),
         })
     }
 }
 
-/// serde_json's message plus a hint for the common failure of a file cut short by a crash.
-fn describe_json_error(e: &serde_json::Error, text: &str) -> String {
-    if e.is_eof() {
-        format!(
-            "{e} (the file ends early after {} bytes: truncated write?)",
-            text.len()
-        )
-    } else {
-        e.to_string()
-    }
+/// Parses JSON, describing a failure with the path of the offending field (`shape[1]: invalid
+/// type ...`) and a hint for the common case of a file cut short by a crash.
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let mut message = if field == "." {
+            inner.to_string()
+        } else {
+            format!("field `{field}`: {inner}")
+        };
+        if inner.is_eof() {
+            message.push_str(&format!(
+                " (the text ends early after {} bytes: truncated write?)",
+                text.len()
+            ));
+        }
+        message
+    })?;
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -275,12 +285,18 @@ mod tests {
             r#"{{"name":"a","shape":[2],"dtype":"F32","blake3":"{HASH}","rms":1.0,"num_elements":2,"seq":1,"layer":-1}}"#
         );
         let r = parse(&upstream).unwrap();
-        assert_eq!((r.flavor(), r.seq, r.layer), (Flavor::Upstream, Some(1), Some(-1)));
+        assert_eq!(
+            (r.flavor(), r.seq, r.layer),
+            (Flavor::Upstream, Some(1), Some(-1))
+        );
         let ours = format!(
             r#"{{"name":"a","shape":[],"dtype":"BF16","blake3":"{HASH}","rms":null,"num_elements":1,"format_version":1,"index":3,"occurrence":0}}"#
         );
         let r = parse(&ours).unwrap();
-        assert_eq!((r.flavor(), r.index, r.rms), (Flavor::TensorTrace, Some(3), None));
+        assert_eq!(
+            (r.flavor(), r.index, r.rms),
+            (Flavor::TensorTrace, Some(3), None)
+        );
     }
 
     #[test]
@@ -293,18 +309,25 @@ mod tests {
             r#"{{"name":"a","shape":"2","dtype":"F32","blake3":"{HASH}","rms":1.0,"num_elements":2}}"#
         );
         let msg = parse(&wrong_type).unwrap_err().to_string();
-        assert!(msg.contains("invalid type"), "{msg}");
+        assert!(msg.contains("field `shape`: invalid type"), "{msg}");
 
         let bad_count = format!(
             r#"{{"name":"a","shape":[2,3],"dtype":"F32","blake3":"{HASH}","rms":1.0,"num_elements":5}}"#
         );
         let msg = parse(&bad_count).unwrap_err().to_string();
-        assert!(msg.contains("num_elements") && msg.contains("product 6"), "{msg}");
+        assert!(
+            msg.contains("num_elements") && msg.contains("product 6"),
+            "{msg}"
+        );
 
-        let bad_hash = r#"{"name":"a","shape":[],"dtype":"F32","blake3":"xyz","rms":1.0,"num_elements":1}"#;
-        assert!(parse(bad_hash).unwrap_err().to_string().contains("`blake3`"));
+        let bad_hash =
+            r#"{"name":"a","shape":[],"dtype":"F32","blake3":"xyz","rms":1.0,"num_elements":1}"#;
+        assert!(parse(bad_hash)
+            .unwrap_err()
+            .to_string()
+            .contains("`blake3`"));
 
-        let truncated = &wrong_type[..40];
+        let truncated = &bad_count[..60];
         let msg = parse(truncated).unwrap_err().to_string();
         assert!(msg.contains("truncated"), "{msg}");
     }

@@ -135,7 +135,9 @@ pub struct ShapeError {
 
 /// The number of elements a shape holds (1 for a 0-d tensor), or `None` on overflow.
 pub fn shape_elements(shape: &[usize]) -> Option<u64> {
-    shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+    shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
 }
 
 impl<'a> TensorView<'a> {

@@ -1,0 +1,1 @@
+//! Pipeline event history (issue 4). Not implemented yet.

@@ -1,0 +1,389 @@
+//! Where records go: a directory (one file per record, nothing lost) or memory (for tests).
+//!
+//! # Directory invariants
+//! - Every file appears atomically: it is written under a hidden temporary name
+//!   (`.tmp-{pid}-{n}.part`) and then hard-linked to its final name, which fails instead of
+//!   replacing an existing file. So no record ever overwrites another, and a crash leaves every
+//!   completed record whole (at worst a hidden `.part` file and a missing manifest line).
+//! - The first record of a name keeps the seed's file name, `{sanitized}.trace`. The k-th
+//!   repetition (k ≥ 1) is `{sanitized}.{k}.trace`. When a file name is taken (two names that
+//!   sanitize alike, or files left by another run in append mode), an 8-hex-digit tag derived
+//!   from the raw name is inserted: `{sanitized}.{tag}.trace`, then numbered fallbacks.
+//! - `manifest.jsonl` gets one line per record, appended after the record file exists, in
+//!   capture-index order.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::record::{ManifestEntry, TraceRecord, MANIFEST_FILE, RECORD_EXTENSION};
+use crate::{Error, Result};
+
+/// Longest sanitized stem kept verbatim, in bytes (file names are limited to 255 bytes).
+const MAX_STEM: usize = 180;
+
+/// Turns a tensor name into a safe file stem.
+///
+/// `/` and `\` become `_` as in the seed; control characters (NUL included) become `_` too; a
+/// leading `.` gets a `_` prefix, so `..`, `.` and hidden names cannot appear; an empty name
+/// becomes `_`; a stem longer than 180 bytes is cut and tagged with a hash of the full name.
+pub fn sanitize(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if s.is_empty() || s.starts_with('.') {
+        s.insert(0, '_');
+    }
+    if s.len() > MAX_STEM {
+        let mut cut = MAX_STEM;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('~');
+        s.push_str(&name_tag(name));
+    }
+    s
+}
+
+/// 8 hex digits of blake3 over the raw name: disambiguates names that sanitize alike.
+fn name_tag(name: &str) -> String {
+    blake3::hash(name.as_bytes()).to_hex()[..8].to_owned()
+}
+
+/// File stems to try, in order, for the `occurrence`-th record of `name`.
+fn candidate_stems(name: &str, occurrence: u64) -> impl Iterator<Item = String> {
+    let base = sanitize(name);
+    let tag = name_tag(name);
+    let suffix = if occurrence == 0 {
+        String::new()
+    } else {
+        format!(".{occurrence}")
+    };
+    let first = format!("{base}{suffix}");
+    let tagged = format!("{base}.{tag}{suffix}");
+    std::iter::once(first)
+        .chain(std::iter::once(tagged.clone()))
+        .chain((1..64).map(move |i| format!("{tagged}.{i}")))
+}
+
+/// Capture index and per-name occurrence counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    next_index: u64,
+    occurrences: HashMap<String, u64>,
+}
+
+impl Counters {
+    /// The next (index, occurrence) for `name`, without consuming them.
+    fn peek(&self, name: &str) -> (u64, u64) {
+        (
+            self.next_index,
+            self.occurrences.get(name).copied().unwrap_or(0),
+        )
+    }
+
+    fn commit(&mut self, name: &str) {
+        self.next_index += 1;
+        *self.occurrences.entry(name.to_owned()).or_default() += 1;
+    }
+
+    /// Stamps index, occurrence and format version into `record` and consumes them.
+    pub(crate) fn stamp(&mut self, record: &mut TraceRecord) {
+        let (index, occurrence) = self.peek(&record.name);
+        record.index = Some(index);
+        record.occurrence = Some(occurrence);
+        self.commit(&record.name);
+    }
+}
+
+/// Records kept in memory, for tests and for engines that inspect their own trace.
+#[derive(Debug, Default)]
+pub(crate) struct MemorySink {
+    state: Mutex<MemoryState>,
+}
+
+/// A record with its raw values, when they were kept.
+pub(crate) type RecordWithValues = (TraceRecord, Option<Vec<f32>>);
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    counters: Counters,
+    records: Vec<RecordWithValues>,
+}
+
+impl MemorySink {
+    pub(crate) fn write(&self, mut record: TraceRecord, values: Option<Vec<f32>>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.counters.stamp(&mut record);
+        state.records.push((record, values));
+    }
+
+    pub(crate) fn records(&self) -> Vec<RecordWithValues> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.records.clone()
+    }
+}
+
+/// One `.trace` file per record in a directory, plus the manifest.
+#[derive(Debug)]
+pub(crate) struct DirSink {
+    dir: PathBuf,
+    append: bool,
+    state: Mutex<Option<DirState>>,
+}
+
+#[derive(Debug)]
+struct DirState {
+    manifest: File,
+    counters: Counters,
+}
+
+/// Distinguishes temporary files of concurrent writers in one process.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl DirSink {
+    pub(crate) fn new(dir: PathBuf, append: bool) -> Self {
+        Self {
+            dir,
+            append,
+            state: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes one record (and its values), returning its manifest entry.
+    pub(crate) fn write(
+        &self,
+        mut record: TraceRecord,
+        values: Option<&[f32]>,
+    ) -> Result<ManifestEntry> {
+        // A panic elsewhere while holding the lock cannot leave files half-written (each file is
+        // published atomically), so a poisoned lock is safe to reuse.
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(self.open()?);
+        }
+        let state = guard.as_mut().expect("opened above");
+        let (index, occurrence) = state.counters.peek(&record.name);
+        record.index = Some(index);
+        record.occurrence = Some(occurrence);
+        let mut published = None;
+        for stem in candidate_stems(&record.name, occurrence) {
+            record.values = values.map(|_| format!("{stem}.npy"));
+            if self.publish(&stem, &record, values)? {
+                published = Some(stem);
+                break;
+            }
+        }
+        let Some(stem) = published else {
+            return Err(Error::io(
+                "find a free file name for",
+                self.dir.join(sanitize(&record.name)),
+                io::Error::new(io::ErrorKind::AlreadyExists, "64 candidate names are taken"),
+            ));
+        };
+        let entry = ManifestEntry {
+            index,
+            name: record.name.clone(),
+            occurrence,
+            file: format!("{stem}.{RECORD_EXTENSION}"),
+            values: record.values.clone(),
+        };
+        let mut line = serde_json::to_string(&entry).expect("manifest entries serialize");
+        line.push('\n');
+        let manifest_path = self.dir.join(MANIFEST_FILE);
+        state
+            .manifest
+            .write_all(line.as_bytes())
+            .map_err(|e| Error::io("append to", manifest_path, e))?;
+        state.counters.commit(&record.name);
+        Ok(entry)
+    }
+
+    /// Creates the directory and opens the manifest; refuses to mix runs unless appending.
+    fn open(&self) -> Result<DirState> {
+        fs::create_dir_all(&self.dir).map_err(|e| Error::io("create directory", &self.dir, e))?;
+        let manifest_path = self.dir.join(MANIFEST_FILE);
+        let mut counters = Counters::default();
+        if self.append {
+            counters = self.resume(&manifest_path)?;
+        } else if let Some(existing) = self.existing_run()? {
+            return Err(Error::Config {
+                setting: "trace directory".into(),
+                value: self.dir.display().to_string(),
+                problem: format!(
+                    "it already holds a trace run ({existing}); use an empty directory, remove \
+                     the old run, or set TENSOR_TRACE_APPEND=1 to add to it"
+                ),
+            });
+        }
+        let manifest = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&manifest_path)
+            .map_err(|e| Error::io("open", &manifest_path, e))?;
+        Ok(DirState { manifest, counters })
+    }
+
+    /// The first file that shows the directory already holds records.
+    fn existing_run(&self) -> Result<Option<String>> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| Error::io("list", &self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == MANIFEST_FILE || name.ends_with(".trace") {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Continues the index and occurrence counts of the run already in the manifest.
+    fn resume(&self, manifest_path: &Path) -> Result<Counters> {
+        let mut counters = Counters::default();
+        let text = match fs::read_to_string(manifest_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(counters),
+            Err(e) => return Err(Error::io("read", manifest_path, e)),
+        };
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match ManifestEntry::from_line(line, manifest_path, i + 1) {
+                Ok(entry) => {
+                    counters.next_index = counters.next_index.max(entry.index + 1);
+                    let occ = counters.occurrences.entry(entry.name).or_default();
+                    *occ = (*occ).max(entry.occurrence + 1);
+                }
+                // A crash can cut the last line short; anything else is real damage.
+                Err(_) if i + 1 == text.lines().count() && !text.ends_with('\n') => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            // Start our lines on a fresh line after a truncated one.
+            let mut f = OpenOptions::new()
+                .append(true)
+                .open(manifest_path)
+                .map_err(|e| Error::io("open", manifest_path, e))?;
+            f.write_all(b"\n")
+                .map_err(|e| Error::io("append to", manifest_path, e))?;
+        }
+        Ok(counters)
+    }
+
+    /// Publishes `{stem}.trace` (and `{stem}.npy`); `Ok(false)` when a name is taken.
+    fn publish(&self, stem: &str, record: &TraceRecord, values: Option<&[f32]>) -> Result<bool> {
+        let npy_path = self.dir.join(format!("{stem}.npy"));
+        if let Some(values) = values {
+            let bytes = npy_bytes(&record.shape, values)
+                .map_err(|e| Error::io("encode values for", &npy_path, e))?;
+            if !self.place(&bytes, &npy_path)? {
+                return Ok(false);
+            }
+        }
+        let trace_path = self.dir.join(format!("{stem}.{RECORD_EXTENSION}"));
+        if !self.place(record.to_json().as_bytes(), &trace_path)? {
+            if values.is_some() {
+                // Undo our own values file; nobody else can have linked to it yet.
+                let _ = fs::remove_file(&npy_path);
+            }
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Writes `bytes` to a temporary file and links it to `path` without replacing anything.
+    fn place(&self, bytes: &[u8], path: &Path) -> Result<bool> {
+        let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(format!(".tmp-{}-{seq}.part", std::process::id()));
+        let write = || -> io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(bytes)
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io("write", &tmp, e));
+        }
+        let linked = match fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            // File systems without hard links: check, then rename (a race with another process
+            // is possible there, and documented).
+            Err(_) if !path.exists() => fs::rename(&tmp, path)
+                .map(|()| true)
+                .map_err(|e| Error::io("rename into place", path, e)),
+            Err(_) => Ok(false),
+        };
+        let _ = fs::remove_file(&tmp);
+        linked
+    }
+}
+
+/// A little-endian F32 `.npy` (C order) of `values` with `shape`.
+fn npy_bytes(shape: &[usize], values: &[f32]) -> io::Result<Vec<u8>> {
+    use npyz::WriterBuilder;
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut out = Vec::with_capacity(values.len() * 4 + 128);
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(&mut out)
+        .begin_nd()?;
+    writer.extend(values.iter().copied())?;
+    writer.finish()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitizing_keeps_the_seed_names_and_blocks_escapes() {
+        for (name, expected) in [
+            ("blk0/attn_norm", "blk0_attn_norm"),
+            ("a\\b", "a_b"),
+            ("..", "_.."),
+            ("../../etc/passwd", "_.._.._etc_passwd"),
+            ("/abs/path", "_abs_path"),
+            ("", "_"),
+            ("nul\0here\n", "nul_here_"),
+            (".hidden", "_.hidden"),
+        ] {
+            assert_eq!(sanitize(name), expected, "{name:?}");
+        }
+        let long = "x".repeat(400);
+        let s = sanitize(&long);
+        assert!(s.len() < 200 && s.contains('~'), "{s}");
+        assert_ne!(sanitize(&long), sanitize(&"x".repeat(401)));
+        let multibyte = "é".repeat(200);
+        assert!(sanitize(&multibyte).len() < 200);
+    }
+
+    #[test]
+    fn candidates_start_with_the_seed_name() {
+        let c: Vec<_> = candidate_stems("blk0/q", 0).take(2).collect();
+        assert_eq!(c[0], "blk0_q");
+        assert!(c[1].starts_with("blk0_q.") && c[1].len() == "blk0_q.".len() + 8);
+        let c: Vec<_> = candidate_stems("blk0/q", 3).take(1).collect();
+        assert_eq!(c[0], "blk0_q.3");
+    }
+}

@@ -1,0 +1,301 @@
+//! The tracer: filters names, fingerprints tensors and hands records to a sink.
+
+use std::path::PathBuf;
+
+use crate::config::{Config, NameFilter, DEFAULT_QUEUE};
+use crate::record::{TraceRecord, FORMAT_VERSION};
+use crate::sink::{DirSink, MemorySink};
+use crate::view::{shape_elements, Data};
+use crate::writer::BackgroundWriter;
+use crate::{DType, Error, Fingerprinter, Result, TensorView};
+
+/// Where a record sits in the model: the upstream crate's `seq`, `layer` and `stage`.
+///
+/// Borrowed and `Copy`, so building one costs nothing when tracing is off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Context<'a> {
+    /// Token position: 0 = prefill, 1+ = decode step.
+    pub seq: Option<u64>,
+    /// Layer: -1 = embeddings/logits, 0+ = transformer layers.
+    pub layer: Option<i64>,
+    /// Stage within the layer, e.g. `q_proj`.
+    pub stage: Option<&'a str>,
+}
+
+impl<'a> Context<'a> {
+    /// Sets the token position.
+    pub fn seq(mut self, seq: u64) -> Self {
+        self.seq = Some(seq);
+        self
+    }
+
+    /// Sets the layer (-1 for embeddings and logits).
+    pub fn layer(mut self, layer: i64) -> Self {
+        self.layer = Some(layer);
+        self
+    }
+
+    /// Sets the stage.
+    pub fn stage(mut self, stage: &'a str) -> Self {
+        self.stage = Some(stage);
+        self
+    }
+}
+
+#[derive(Debug)]
+enum Sink {
+    Memory(MemorySink),
+    Dir(DirSink),
+    Background(BackgroundWriter),
+}
+
+/// Captures named tensors into a sink. Thread-safe: share it by reference.
+///
+/// ```
+/// use trace_core::{Context, TensorView, Tracer};
+/// let dir = tempfile::tempdir()?;
+/// let tracer = Tracer::builder().dir(dir.path()).values("logits").build()?;
+/// let h = [0.5f32, -1.0, 2.0, 0.0];
+/// tracer.record("blk0/attn_norm", &Context::default().seq(0).layer(0), TensorView::new(&[1, 4], &h[..])?)?;
+/// tracer.record("blk0/attn_norm", &Context::default().seq(1).layer(0), TensorView::new(&[1, 4], &h[..])?)?;
+/// assert!(dir.path().join("blk0_attn_norm.trace").exists());   // the seed's name
+/// assert!(dir.path().join("blk0_attn_norm.1.trace").exists()); // the decode step, not lost
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Tracer {
+    // Boxed so a `Tracer` moves cheaply (it is returned in `Result`s and stored in statics).
+    config: Box<Config>,
+    sink: Box<Sink>,
+}
+
+impl Tracer {
+    /// A builder with the defaults: in memory, every name, no raw values.
+    pub fn builder() -> TracerBuilder {
+        TracerBuilder::default()
+    }
+
+    /// A tracer keeping records in memory (see [`Tracer::records`]).
+    pub fn in_memory() -> Self {
+        Self::from_config(Config::default()).expect("an in-memory tracer needs no I/O")
+    }
+
+    /// A tracer for `config`; the directory is created on the first record.
+    pub fn from_config(config: Config) -> Result<Self> {
+        let sink = match (&config.dir, config.background) {
+            (None, _) => Sink::Memory(MemorySink::default()),
+            (Some(dir), None) => Sink::Dir(DirSink::new(dir.clone(), config.append)),
+            (Some(dir), Some(capacity)) => Sink::Background(BackgroundWriter::spawn(
+                DirSink::new(dir.clone(), config.append),
+                capacity,
+            )?),
+        };
+        Ok(Self {
+            config: Box::new(config),
+            sink: Box::new(sink),
+        })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether `name` passes the filter (callers may skip preparing a tensor otherwise).
+    pub fn wants(&self, name: &str) -> bool {
+        self.config.filter.matches(name)
+    }
+
+    /// Captures a whole tensor. Returns `false` when the filter skipped it.
+    pub fn record(&self, name: &str, ctx: &Context<'_>, view: TensorView<'_>) -> Result<bool> {
+        self.record_chunks(name, ctx, view.data().dtype(), view.shape(), |fp| {
+            fp.update(view.data())
+        })
+    }
+
+    /// Captures a tensor delivered in chunks: `feed` passes every element, in row-major order,
+    /// to the [`Fingerprinter`]. The element count must match `shape`.
+    pub fn record_chunks(
+        &self,
+        name: &str,
+        ctx: &Context<'_>,
+        dtype: DType,
+        shape: &[usize],
+        feed: impl FnOnce(&mut Fingerprinter) -> Result<()>,
+    ) -> Result<bool> {
+        if !self.wants(name) {
+            return Ok(false);
+        }
+        let mut fp = Fingerprinter::new();
+        // An empty first chunk of the declared dtype pins it, so a wrong chunk is an error.
+        fp.update(empty_of(dtype))?;
+        if self.config.values.matches(name) {
+            fp = fp.keeping_values();
+            fp.update(empty_of(dtype))?;
+        }
+        feed(&mut fp)?;
+        let expected = shape_elements(shape).unwrap_or(u64::MAX);
+        if fp.num_elements() != expected {
+            return Err(Error::ElementCount {
+                name: name.to_owned(),
+                shape: shape.to_vec(),
+                expected,
+                found: fp.num_elements(),
+            });
+        }
+        let (f, values) = fp.finish_with_values();
+        let record = TraceRecord {
+            name: name.to_owned(),
+            shape: shape.to_vec(),
+            dtype: dtype.name().to_owned(),
+            blake3: f.blake3.to_hex().to_string(),
+            rms: f.rms,
+            num_elements: f.num_elements,
+            seq: ctx.seq,
+            layer: ctx.layer,
+            stage: ctx.stage.map(str::to_owned),
+            format_version: Some(FORMAT_VERSION),
+            index: None,
+            occurrence: None,
+            rank: self.config.rank,
+            stats: Some(f.stats),
+            values: None,
+        };
+        match self.sink.as_ref() {
+            Sink::Memory(sink) => sink.write(record, values),
+            Sink::Dir(sink) => {
+                sink.write(record, values.as_deref())?;
+            }
+            Sink::Background(writer) => writer.write(record, values)?,
+        }
+        Ok(true)
+    }
+
+    /// Waits until every record is on disk (only the background writer ever has to wait) and
+    /// reports an error it hit.
+    pub fn flush(&self) -> Result<()> {
+        match self.sink.as_ref() {
+            Sink::Background(writer) => writer.flush(),
+            Sink::Memory(_) | Sink::Dir(_) => Ok(()),
+        }
+    }
+
+    /// The records of an in-memory tracer, in capture order (empty for a directory tracer).
+    pub fn records(&self) -> Vec<TraceRecord> {
+        self.records_with_values()
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect()
+    }
+
+    /// The records of an in-memory tracer with their raw values where the values filter asked.
+    pub fn records_with_values(&self) -> Vec<(TraceRecord, Option<Vec<f32>>)> {
+        match self.sink.as_ref() {
+            Sink::Memory(sink) => sink.records(),
+            Sink::Dir(_) | Sink::Background(_) => Vec::new(),
+        }
+    }
+
+    /// The output directory, when writing to one.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        match self.sink.as_ref() {
+            Sink::Dir(sink) => Some(sink.dir()),
+            Sink::Memory(_) | Sink::Background(_) => self.config.dir.as_deref(),
+        }
+    }
+}
+
+fn empty_of(dtype: DType) -> Data<'static> {
+    match dtype {
+        DType::F32 => Data::F32(&[]),
+        DType::F64 => Data::F64(&[]),
+        DType::F16 => Data::F16(&[]),
+        DType::BF16 => Data::BF16(&[]),
+        DType::I64 => Data::I64(&[]),
+        DType::I32 => Data::I32(&[]),
+        DType::U32 => Data::U32(&[]),
+        DType::U8 => Data::U8(&[]),
+    }
+}
+
+/// Settings for a [`Tracer`] without environment variables.
+#[derive(Debug, Default)]
+pub struct TracerBuilder {
+    dir: Option<PathBuf>,
+    filter: Option<String>,
+    values: Option<String>,
+    append: bool,
+    background: Option<usize>,
+    rank: Option<u32>,
+}
+
+impl TracerBuilder {
+    /// Write records into `dir` (created on first use).
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Only names matching these comma-separated globs (`!glob` excludes).
+    pub fn filter(mut self, globs: &str) -> Self {
+        self.filter = Some(globs.to_owned());
+        self
+    }
+
+    /// Also save raw values as `.npy` for names matching these globs (`*` for all).
+    pub fn values(mut self, globs: &str) -> Self {
+        self.values = Some(globs.to_owned());
+        self
+    }
+
+    /// Allow adding to a directory that already holds a run (indexes continue after it).
+    pub fn append(mut self, append: bool) -> Self {
+        self.append = append;
+        self
+    }
+
+    /// Write files on a background thread, queueing up to [`DEFAULT_QUEUE`] records.
+    pub fn background(mut self) -> Self {
+        self.background = Some(DEFAULT_QUEUE);
+        self
+    }
+
+    /// Write files on a background thread with a queue of `capacity` records.
+    pub fn background_queue(mut self, capacity: usize) -> Self {
+        self.background = Some(capacity);
+        self
+    }
+
+    /// Stamp `rank` into every record.
+    pub fn rank(mut self, rank: u32) -> Self {
+        self.rank = Some(rank);
+        self
+    }
+
+    /// Checks the settings and builds the tracer.
+    pub fn build(self) -> Result<Tracer> {
+        let filter = match &self.filter {
+            Some(spec) => NameFilter::parse(spec, "filter")?,
+            None => NameFilter::all(),
+        };
+        let values = match &self.values {
+            Some(spec) => NameFilter::parse(spec, "values")?,
+            None => NameFilter::none(),
+        };
+        if self.background.is_some() && self.dir.is_none() {
+            return Err(Error::Config {
+                setting: "background".into(),
+                value: "on".into(),
+                problem: "a background writer needs a directory".into(),
+            });
+        }
+        Tracer::from_config(Config {
+            dir: self.dir,
+            filter,
+            values,
+            append: self.append,
+            background: self.background,
+            rank: self.rank,
+        })
+    }
+}

@@ -1,0 +1,123 @@
+//! Optional background writer: the caller fingerprints, a thread writes the files.
+//!
+//! The queue is bounded: when it is full the caller waits, so a record is never dropped. Errors
+//! hit by the thread are kept and returned by the next `write` or `flush`. Dropping the writer
+//! (or [`crate::flush`] at process exit for the global tracer) drains the queue.
+
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::record::TraceRecord;
+use crate::sink::DirSink;
+use crate::{Error, Result};
+
+enum Msg {
+    Write(Box<TraceRecord>, Option<Vec<f32>>),
+    Flush(SyncSender<()>),
+}
+
+#[derive(Debug)]
+pub(crate) struct BackgroundWriter {
+    tx: Mutex<Option<SyncSender<Msg>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The first error the thread hit, reported once to the caller.
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Write(r, _) => write!(f, "Write({})", r.name),
+            Msg::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
+impl BackgroundWriter {
+    pub(crate) fn spawn(sink: DirSink, capacity: usize) -> Result<Self> {
+        let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+        let failure = Arc::new(Mutex::new(None));
+        let thread_failure = Arc::clone(&failure);
+        let thread = std::thread::Builder::new()
+            .name("tensor-trace-writer".into())
+            .spawn(move || run(sink, rx, thread_failure))
+            .map_err(|e| Error::io("start writer thread for", "trace directory", e))?;
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            failure,
+        })
+    }
+
+    pub(crate) fn write(&self, record: TraceRecord, values: Option<Vec<f32>>) -> Result<()> {
+        self.check()?;
+        self.send(Msg::Write(Box::new(record), values))
+    }
+
+    /// Waits until every queued record is on disk; returns the first error the thread hit.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        self.send(Msg::Flush(ack_tx))?;
+        ack_rx
+            .recv()
+            .map_err(|_| Error::Writer("writer thread exited before flushing".into()))?;
+        self.check()
+    }
+
+    fn send(&self, msg: Msg) -> Result<()> {
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        match tx.as_ref() {
+            Some(tx) => tx
+                .send(msg)
+                .map_err(|_| Error::Writer("writer thread is gone".into())),
+            None => Err(Error::Writer("writer already shut down".into())),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        match self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            Some(message) => Err(Error::Writer(message)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BackgroundWriter {
+    fn drop(&mut self) {
+        // Closing the channel lets the thread drain the queue and exit.
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = thread.join();
+        }
+        if let Some(message) = self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            eprintln!("tensor-trace: background writer: {message}");
+        }
+    }
+}
+
+fn run(sink: DirSink, rx: Receiver<Msg>, failure: Arc<Mutex<Option<String>>>) {
+    for msg in rx {
+        match msg {
+            Msg::Write(record, values) => {
+                if let Err(e) = sink.write(*record, values.as_deref()) {
+                    let mut slot = failure.lock().unwrap_or_else(|e| e.into_inner());
+                    slot.get_or_insert_with(|| e.to_string());
+                }
+            }
+            Msg::Flush(ack) => {
+                let _ = ack.send(());
+            }
+        }
+    }
+}

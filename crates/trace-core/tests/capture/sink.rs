@@ -1,0 +1,311 @@
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use trace_core::record::{ManifestEntry, TraceRecord, MANIFEST_FILE};
+use trace_core::{Context, DType, Data, TensorView, Tracer};
+
+fn manifest(dir: &Path) -> Vec<ManifestEntry> {
+    let path = dir.join(MANIFEST_FILE);
+    fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| ManifestEntry::from_line(l, &path, i + 1).unwrap())
+        .collect()
+}
+
+fn view(values: &[f32]) -> TensorView<'_> {
+    TensorView::new(std::slice::from_ref(&values.len()).to_vec().leak(), values).unwrap()
+}
+
+#[test]
+fn repeated_and_colliding_names_are_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tracer::builder().dir(dir.path()).build().unwrap();
+    let names = [
+        "blk0/q",
+        "blk0/q",
+        "blk0_q",
+        "blk0\\q",
+        "blk0/q",
+        "../escape",
+        "",
+        "x\0y",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let v = [i as f32];
+        t.record(name, &Context::default().seq(i as u64), view(&v))
+            .unwrap();
+    }
+    let entries = manifest(dir.path());
+    assert_eq!(entries.len(), names.len());
+    let files: HashSet<_> = entries.iter().map(|e| e.file.clone()).collect();
+    assert_eq!(
+        files.len(),
+        names.len(),
+        "every record has its own file: {files:?}"
+    );
+    assert_eq!(
+        entries[0].file, "blk0_q.trace",
+        "first record keeps the seed's name"
+    );
+    assert_eq!(entries[1].file, "blk0_q.1.trace");
+    assert_eq!(entries[4].file, "blk0_q.2.trace");
+    assert_eq!(entries[5].file, "_.._escape.trace");
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.index, i as u64);
+        assert!(
+            !e.file.contains('/') && !e.file.starts_with('.'),
+            "{}",
+            e.file
+        );
+        let r = TraceRecord::read(&dir.path().join(&e.file)).unwrap();
+        assert_eq!(r.name, names[i]);
+        assert_eq!(r.index, Some(i as u64));
+        assert_eq!(r.seq, Some(i as u64));
+        assert_eq!(r.occurrence, Some(e.occurrence));
+        assert_eq!(
+            r.stats.unwrap().min,
+            Some(i as f64),
+            "record {i} holds its own value"
+        );
+    }
+    assert_eq!(
+        entries.iter().map(|e| e.occurrence).collect::<Vec<_>>(),
+        [0, 1, 0, 0, 2, 0, 0, 0]
+    );
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files are cleaned up");
+}
+
+#[test]
+fn refuses_to_mix_runs_unless_appending() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Tracer::builder().dir(dir.path()).build().unwrap();
+    first
+        .record("a", &Context::default(), view(&[1.0]))
+        .unwrap();
+    first
+        .record("a", &Context::default(), view(&[2.0]))
+        .unwrap();
+
+    let second = Tracer::builder().dir(dir.path()).build().unwrap();
+    let err = second
+        .record("a", &Context::default(), view(&[3.0]))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("already holds a trace run") && msg.contains("TENSOR_TRACE_APPEND"),
+        "{msg}"
+    );
+
+    let third = Tracer::builder()
+        .dir(dir.path())
+        .append(true)
+        .build()
+        .unwrap();
+    third
+        .record("a", &Context::default(), view(&[3.0]))
+        .unwrap();
+    let entries = manifest(dir.path());
+    assert_eq!(entries.len(), 3);
+    assert_eq!(
+        (entries[2].index, entries[2].occurrence),
+        (2, 2),
+        "counters continue"
+    );
+    assert_eq!(entries[2].file, "a.2.trace");
+}
+
+#[test]
+fn append_after_a_truncated_manifest_line_keeps_lines_separate() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tracer::builder().dir(dir.path()).build().unwrap();
+    t.record("a", &Context::default(), view(&[1.0])).unwrap();
+    drop(t);
+    let path = dir.path().join(MANIFEST_FILE);
+    let mut text = fs::read_to_string(&path).unwrap();
+    text.push_str("{\"index\":1,\"na");
+    fs::write(&path, text).unwrap();
+    let t = Tracer::builder()
+        .dir(dir.path())
+        .append(true)
+        .build()
+        .unwrap();
+    t.record("b", &Context::default(), view(&[2.0])).unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    let last = text.lines().last().unwrap();
+    let entry = ManifestEntry::from_line(last, &path, 3).unwrap();
+    assert_eq!((entry.name.as_str(), entry.index), ("b", 1));
+}
+
+#[test]
+fn many_threads_lose_nothing_and_indexes_stay_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tracer::builder().dir(dir.path()).build().unwrap();
+    std::thread::scope(|s| {
+        for thread in 0..4 {
+            let t = &t;
+            s.spawn(move || {
+                for i in 0..50 {
+                    let v = [thread as f32, i as f32];
+                    let name = if i % 2 == 0 {
+                        "shared".to_owned()
+                    } else {
+                        format!("t{thread}")
+                    };
+                    t.record(&name, &Context::default(), view(&v)).unwrap();
+                }
+            });
+        }
+    });
+    let entries = manifest(dir.path());
+    assert_eq!(entries.len(), 200);
+    let indexes: Vec<u64> = entries.iter().map(|e| e.index).collect();
+    assert_eq!(
+        indexes,
+        (0..200).collect::<Vec<_>>(),
+        "manifest is in index order"
+    );
+    let shared: HashSet<u64> = entries
+        .iter()
+        .filter(|e| e.name == "shared")
+        .map(|e| e.occurrence)
+        .collect();
+    assert_eq!(shared, (0..100).collect());
+    let trace_files = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".trace")
+        })
+        .count();
+    assert_eq!(trace_files, 200);
+}
+
+#[test]
+fn values_are_saved_as_npy_for_matching_names_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tracer::builder()
+        .dir(dir.path())
+        .values("logits")
+        .build()
+        .unwrap();
+    let v: Vec<half::bf16> = (0..6)
+        .map(|i| half::bf16::from_f32(i as f32 * 0.5))
+        .collect();
+    t.record(
+        "logits",
+        &Context::default(),
+        TensorView::new(&[2, 3], &v[..]).unwrap(),
+    )
+    .unwrap();
+    t.record(
+        "hidden",
+        &Context::default(),
+        TensorView::new(&[2, 3], &v[..]).unwrap(),
+    )
+    .unwrap();
+    let r = TraceRecord::read(&dir.path().join("logits.trace")).unwrap();
+    assert_eq!(r.values.as_deref(), Some("logits.npy"));
+    assert_eq!(r.dtype, "BF16");
+    let bytes = fs::read(dir.path().join("logits.npy")).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(npy.shape(), &[2, 3]);
+    let read: Vec<f32> = npy.into_vec().unwrap();
+    assert_eq!(read, v.iter().map(|x| x.to_f32()).collect::<Vec<_>>());
+    assert!(TraceRecord::read(&dir.path().join("hidden.trace"))
+        .unwrap()
+        .values
+        .is_none());
+    assert!(!dir.path().join("hidden.npy").exists());
+}
+
+#[test]
+fn filter_skips_names_and_reports_it() {
+    let t = Tracer::builder().filter("blk*,!*/k").build().unwrap();
+    assert!(t
+        .record("blk0/q", &Context::default(), view(&[1.0]))
+        .unwrap());
+    assert!(!t
+        .record("blk0/k", &Context::default(), view(&[1.0]))
+        .unwrap());
+    assert!(!t
+        .record("logits", &Context::default(), view(&[1.0]))
+        .unwrap());
+    let names: Vec<_> = t.records().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["blk0/q"]);
+}
+
+#[test]
+fn chunked_capture_checks_count_and_dtype() {
+    let t = Tracer::in_memory();
+    let ctx = Context::default();
+    let err = t
+        .record_chunks("x", &ctx, DType::F32, &[2, 2], |fp| {
+            fp.update(Data::F32(&[1.0, 2.0, 3.0]))
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "capture of \"x\" with shape [2, 2] expected 4 elements, received 3"
+    );
+    let err = t
+        .record_chunks("x", &ctx, DType::F32, &[1], |fp| fp.update(Data::U8(&[1])))
+        .unwrap_err();
+    assert!(err.to_string().contains("dtype U8"), "{err}");
+    t.record_chunks("x", &ctx, DType::F16, &[0, 3], |_| Ok(()))
+        .unwrap();
+    let r = &t.records()[0];
+    assert_eq!((r.dtype.as_str(), r.num_elements, r.rms), ("F16", 0, None));
+}
+
+#[test]
+fn background_writer_flushes_everything_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let t = Tracer::builder()
+            .dir(dir.path())
+            .background_queue(4)
+            .build()
+            .unwrap();
+        for i in 0..100 {
+            t.record("step", &Context::default().seq(i), view(&[i as f32]))
+                .unwrap();
+        }
+        t.flush().unwrap();
+        assert_eq!(manifest(dir.path()).len(), 100);
+        for i in 0..10 {
+            t.record("late", &Context::default().seq(i), view(&[i as f32]))
+                .unwrap();
+        }
+    } // dropped: drains the queue
+    let entries = manifest(dir.path());
+    assert_eq!(entries.len(), 110);
+    let r = TraceRecord::read(&dir.path().join("step.99.trace")).unwrap();
+    assert_eq!(r.seq, Some(99));
+}
+
+#[test]
+fn io_errors_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    fs::write(&file, b"x").unwrap();
+    let t = Tracer::builder().dir(file.join("sub")).build().unwrap();
+    let err = t
+        .record("a", &Context::default(), view(&[1.0]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("create directory") && err.contains("not-a-dir"),
+        "{err}"
+    );
+}
