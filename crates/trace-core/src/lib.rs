@@ -7,6 +7,31 @@
 //! `rms`, `num_elements`) plus context and statistics. The fingerprint is blake3 of the values as
 //! canonical F32 little-endian bytes, computed in one pass over memory together with RMS and
 //! stats. Disabled, a call costs one relaxed atomic load.
+//!
+//! - Capture: [`dump`], [`dump_with`], [`trace_tensor!`] on the global tracer (configured from
+//!   `TENSOR_TRACE_DIR` / `BITNET_TRACE_DIR`, see [`config`]), or an explicit [`Tracer`] from
+//!   [`Tracer::builder`]. Strided or device data streams through [`Tracer::record_chunks`].
+//! - Fingerprints without files: [`fingerprint`] and [`Fingerprinter`].
+//! - The file format: [`record`] (and `docs/FORMAT.md`); reading a run back: [`run`].
+//! - Pipeline events and Jidoka checks: [`events`].
+//!
+//! ```
+//! use trace_core::{fingerprint, Context, Data, TensorView, Tracer};
+//!
+//! // An explicit tracer writing into a directory (the global one reads TENSOR_TRACE_DIR).
+//! let dir = tempfile::tempdir()?;
+//! let tracer = Tracer::builder().dir(dir.path()).build()?;
+//! let logits = vec![half::bf16::from_f32(0.25); 8];
+//! tracer.record("logits", &Context::default().seq(0).layer(-1), TensorView::new(&[1, 8], &logits[..])?)?;
+//!
+//! let record = trace_core::TraceRecord::read(&dir.path().join("logits.trace"))?;
+//! assert_eq!(record.dtype, "BF16"); // the dtype before conversion
+//! // The hash is blake3 of the canonical F32 little-endian bytes.
+//! let as_f32: Vec<f32> = logits.iter().map(|v| v.to_f32()).collect();
+//! assert_eq!(record.blake3, fingerprint(Data::F32(&as_f32)).blake3.to_hex().as_str());
+//! assert_eq!(record.rms, Some(0.25));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
 
 pub mod config;

@@ -2,8 +2,8 @@
 //!
 //! # Directory invariants
 //! - Every file appears atomically: it is written under a hidden temporary name
-//!   (`.tmp-{pid}-{n}.part`) and then hard-linked to its final name, which fails instead of
-//!   replacing an existing file. So no record ever overwrites another, and a crash leaves every
+//!   (`.tmp-{pid}-{n}.part`) and then moved to its final name with `renameat2(RENAME_NOREPLACE)`
+//!   (or a hard link elsewhere), which fails instead of replacing an existing file. So no record ever overwrites another, and a crash leaves every
 //!   completed record whole (at worst a hidden `.part` file and a missing manifest line).
 //! - The first record of a name keeps the seed's file name, `{sanitized}.trace`. The k-th
 //!   repetition (k ≥ 1) is `{sanitized}.{k}.trace`. When a file name is taken (two names that
@@ -308,7 +308,7 @@ impl DirSink {
         Ok(true)
     }
 
-    /// Writes `bytes` to a temporary file and links it to `path` without replacing anything.
+    /// Writes `bytes` to a temporary file and moves it to `path` without replacing anything.
     fn place(&self, bytes: &[u8], path: &Path) -> Result<bool> {
         let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
         let tmp = self
@@ -322,18 +322,58 @@ impl DirSink {
             let _ = fs::remove_file(&tmp);
             return Err(Error::io("write", &tmp, e));
         }
-        let linked = match fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(true),
+        let placed = match rename_no_replace(&tmp, path) {
+            Ok(()) => return Ok(true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            // File systems without hard links: check, then rename (a race with another process
-            // is possible there, and documented).
-            Err(_) if !path.exists() => fs::rename(&tmp, path)
-                .map(|()| true)
-                .map_err(|e| Error::io("rename into place", path, e)),
-            Err(_) => Ok(false),
+            Err(_) => link_no_replace(&tmp, path),
         };
         let _ = fs::remove_file(&tmp);
-        linked
+        placed
+    }
+}
+
+/// Atomic rename that fails with `AlreadyExists` instead of replacing (one syscall on Linux).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: both pointers are valid NUL-terminated strings for the duration of the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn rename_no_replace(_from: &Path, _to: &Path) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "no renameat2"))
+}
+
+/// The portable fallback: a hard link fails instead of replacing. File systems without hard
+/// links get check-then-rename, where a race with another process is possible (documented).
+fn link_no_replace(tmp: &Path, path: &Path) -> Result<bool> {
+    match fs::hard_link(tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(_) if !path.exists() => fs::rename(tmp, path)
+            .map(|()| true)
+            .map_err(|e| Error::io("rename into place", path, e)),
+        Err(_) => Ok(false),
     }
 }
 
@@ -376,6 +416,23 @@ mod tests {
         assert_ne!(sanitize(&long), sanitize(&"x".repeat(401)));
         let multibyte = "é".repeat(200);
         assert!(sanitize(&multibyte).len() < 200);
+    }
+
+    #[test]
+    fn both_publishing_primitives_refuse_to_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+        fs::write(&a, b"new").unwrap();
+        fs::write(&b, b"old").unwrap();
+        assert!(!link_no_replace(&a, &b).unwrap());
+        assert_eq!(fs::read(&b).unwrap(), b"old");
+        assert!(link_no_replace(&a, &c).unwrap());
+        assert_eq!(fs::read(&c).unwrap(), b"new");
+        if cfg!(target_os = "linux") {
+            let err = rename_no_replace(&a, &b).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+            assert_eq!(fs::read(&b).unwrap(), b"old");
+        }
     }
 
     #[test]
