@@ -421,7 +421,11 @@ mod tests {
     #[test]
     fn both_publishing_primitives_refuse_to_replace() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
         fs::write(&a, b"new").unwrap();
         fs::write(&b, b"old").unwrap();
         assert!(!link_no_replace(&a, &b).unwrap());
