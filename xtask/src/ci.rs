@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::Result;
 
-use crate::{cargo, run_step};
+use crate::{cargo, python, run_step};
 
 pub fn run(args: &[String]) -> Result<()> {
     if let Some(extra) = args.first() {
@@ -51,6 +51,8 @@ pub fn run(args: &[String]) -> Result<()> {
         "doc tests",
         cargo().args(["test", "--workspace", "--locked", "--doc"]),
     )?;
+    // The Python emitter against the same golden vectors (venv under target/, made on demand).
+    python::run_tests()?;
     eprintln!("xtask: ci passed");
     Ok(())
 }

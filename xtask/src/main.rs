@@ -5,6 +5,9 @@
 
 mod bench;
 mod ci;
+#[cfg(test)]
+mod layering;
+mod python;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

@@ -1,8 +1,88 @@
-//! The `tensor-trace` command-line tool. Not implemented yet (issue 7).
+//! `tensor-trace`: record, inspect, check and export trace runs from a terminal.
+//!
+//! This binary only parses arguments and prints; the semantics live in the libraries
+//! (`trace-core` for records, runs, events and Jidoka checks; `trace-diff` for comparisons).
+//! Exit codes: 0 ok, 1 finding (divergence, violation), 2 usage or input error.
+
+mod cmd;
+mod output;
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+/// Exit code for a finding: a divergence, a NaN, a broken contract.
+pub const EXIT_FINDING: u8 = 1;
+/// Exit code for a usage or input error.
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tensor-trace",
+    version,
+    about = "Record, inspect, compare and check tensor traces of inference engines",
+    after_help = "Exit codes: 0 ok, 1 finding (divergence or violation), 2 usage or input error.\n\
+                  RUST_LOG (e.g. RUST_LOG=debug) overrides -v/-q for diagnostic logs."
+)]
+struct Cli {
+    /// More diagnostic logging on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Record(cmd::record::Args),
+    Show(cmd::show::Args),
+    Stats(cmd::stats::Args),
+    /// Compare two trace directories and name the first divergence (the same as `trace-diff`).
+    Diff(cmd::diff::Args),
+    Check(cmd::check::Args),
+    Events(cmd::events::Args),
+    Completions(cmd::completions::Args),
+}
+
 fn main() -> ExitCode {
-    eprintln!("tensor-trace: no commands yet (issue 7); use `cargo xtask` and `trace-diff`");
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Record(args) => cmd::record::run(args),
+        Command::Show(args) => cmd::show::run(args),
+        Command::Stats(args) => cmd::stats::run(args),
+        Command::Diff(args) => cmd::diff::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Events(args) => cmd::events::run(args),
+        Command::Completions(args) => cmd::completions::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tensor-trace: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
 }

@@ -48,9 +48,12 @@ fn init() -> bool {
                 value,
                 problem,
             }) => Global::Invalid(setting, value, problem),
-            Err(other) => {
-                Global::Invalid("TENSOR_TRACE_DIR".into(), String::new(), other.to_string())
-            }
+            // The only other failure is the background writer's thread not starting.
+            Err(other) => Global::Invalid(
+                crate::config::ENV_ASYNC.into(),
+                std::env::var(crate::config::ENV_ASYNC).unwrap_or_default(),
+                format!("cannot start the background writer: {other}"),
+            ),
         }
     });
     publish(global)

@@ -34,6 +34,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod check;
 pub mod config;
 pub mod dtype;
 mod error;

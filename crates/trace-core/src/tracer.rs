@@ -127,12 +127,11 @@ impl Tracer {
             return Ok(false);
         }
         let mut fp = Fingerprinter::new();
-        // An empty first chunk of the declared dtype pins it, so a wrong chunk is an error.
-        fp.update(empty_of(dtype))?;
         if self.config.values.matches(name) {
             fp = fp.keeping_values();
-            fp.update(empty_of(dtype))?;
         }
+        // An empty first chunk of the declared dtype pins it, so a wrong chunk is an error.
+        fp.update(Data::empty(dtype))?;
         feed(&mut fp)?;
         let expected = shape_elements(shape).unwrap_or(u64::MAX);
         if fp.num_elements() != expected {
@@ -202,19 +201,6 @@ impl Tracer {
             Sink::Dir(sink) => Some(sink.dir()),
             Sink::Memory(_) | Sink::Background(_) => self.config.dir.as_deref(),
         }
-    }
-}
-
-fn empty_of(dtype: DType) -> Data<'static> {
-    match dtype {
-        DType::F32 => Data::F32(&[]),
-        DType::F64 => Data::F64(&[]),
-        DType::F16 => Data::F16(&[]),
-        DType::BF16 => Data::BF16(&[]),
-        DType::I64 => Data::I64(&[]),
-        DType::I32 => Data::I32(&[]),
-        DType::U32 => Data::U32(&[]),
-        DType::U8 => Data::U8(&[]),
     }
 }
 

@@ -44,6 +44,20 @@ impl<'a> Data<'a> {
         }
     }
 
+    /// No elements, of `dtype` (for empty tensors, or to pin a streamed capture's dtype).
+    pub fn empty(dtype: DType) -> Data<'static> {
+        match dtype {
+            DType::F32 => Data::F32(&[]),
+            DType::F64 => Data::F64(&[]),
+            DType::F16 => Data::F16(&[]),
+            DType::BF16 => Data::BF16(&[]),
+            DType::I64 => Data::I64(&[]),
+            DType::I32 => Data::I32(&[]),
+            DType::U32 => Data::U32(&[]),
+            DType::U8 => Data::U8(&[]),
+        }
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         match self {

@@ -1,5 +1,72 @@
 //! # trace-diff
 //!
-//! Compares two trace directories. Not implemented yet (issue 6): this crate only reserves its
-//! place in the workspace and exposes nothing.
+//! Compares two trace directories and names the first record, in execution order, where the run
+//! under test (side **A**) parts from the reference (side **B**).
+//!
+//! ## Design
+//!
+//! 1. **Read** both directories with [`trace_core::run::Run`]: manifest order for our runs, a
+//!    documented guess for seed-format directories (with a warning that execution order is
+//!    unknown). Records are small and held; raw values are not.
+//! 2. **Match** records by `(name, occurrence)` after mapping A's names through the [`Rules`]
+//!    (regex captures), skipping ignored names; records without a partner are reported as
+//!    missing, never dropped.
+//! 3. **Judge** each pair ([`Verdict`]): identical (same hash), within tolerance, diverged,
+//!    incompatible (element counts differ), on the best [`Evidence`] available: raw `.npy`
+//!    values on both sides (element-wise, Polygraphy semantics: an element fails when
+//!    `|a-b| > atol` **and** `|a-b| > rtol*|b|`), else recorded statistics, else RMS. Values are
+//!    loaded one pair at a time and dropped, so memory stays flat in run length.
+//! 4. **Locate**: the first diverged pair in A's order, what agreed before it, the error profile
+//!    along the run and each layer's amplification of the error it received.
+//! 5. **Render** the same [`Report`] as text, JSON (stable, versioned schema), JUnit or one HTML
+//!    page ([`render`]). The `trace-diff` binary and `tensor-trace diff` only parse arguments
+//!    and pick a renderer.
+//!
+//! Findings are never errors: [`diff_dirs`] returns `Err` only when input cannot be read (or,
+//! with [`DiffOptions::strict`], when it has any problem); tolerated problems are
+//! [`Report::warnings`].
+//!
+//! ## Example
+//!
+//! ```
+//! use std::fs;
+//! use trace_diff::{diff_dirs, render, DiffOptions, Outcome, Verdict};
+//!
+//! let tmp = tempfile::tempdir()?;
+//! let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+//! let hash = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+//! for (dir, rms) in [(&a, 1.0), (&b, 1.5)] {
+//!     fs::create_dir(dir)?;
+//!     // Seed-format records: the six plain fields. Same hash for `embed`, different for `out`.
+//!     fs::write(dir.join("embed.trace"), format!(
+//!         r#"{{"name":"embed","shape":[4],"dtype":"F32","blake3":"{hash}","rms":1.0,"num_elements":4}}"#))?;
+//!     let other = if rms == 1.0 { hash.replace('a', "b") } else { hash.to_owned() };
+//!     fs::write(dir.join("out.trace"), format!(
+//!         r#"{{"name":"out","shape":[4],"dtype":"F32","blake3":"{other}","rms":{rms},"num_elements":4}}"#))?;
+//! }
+//!
+//! let report = diff_dirs(&a, &b, &DiffOptions::default())?;
+//! assert_eq!(report.outcome, Outcome::Diverged);
+//! assert_eq!(report.first_divergence.as_ref().unwrap().name, "out");
+//! assert_eq!(report.pairs[1].verdict, Verdict::Diverged);
+//! let json = render::json(&report);
+//! assert!(json.contains(r#""schema_version": 1"#));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
+
+pub mod cli;
+mod diff;
+mod error;
+pub mod metrics;
+pub mod render;
+pub mod report;
+pub mod rules;
+mod values;
+
+pub use diff::{diff_dirs, diff_runs, DiffOptions};
+pub use error::{Error, Result};
+pub use report::{Evidence, Outcome, Pair, Report, Verdict};
+pub use rules::{Rules, Tolerance};
+#[doc(hidden)]
+pub use values::write_f32_npy;

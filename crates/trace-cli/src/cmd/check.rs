@@ -1,0 +1,120 @@
+//! `tensor-trace check`: Jidoka checks and event contracts over a recorded run.
+
+use std::fmt::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use trace_core::events::{validate, Severity, TraceDocument};
+
+use crate::output::print;
+use crate::EXIT_FINDING;
+
+/// Check a trace directory (NaN/Inf, with where they first appear) or an event history
+/// (contracts and recorded Jidoka errors). Exits 1 on any violation.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  tensor-trace check /tmp/rust-traces\n  tensor-trace check events.json --deny-warnings"
+)]
+pub struct Args {
+    /// A trace directory, or an event history JSON file.
+    path: PathBuf,
+    /// Count Jidoka warnings (e.g. an unknown token) as violations too.
+    #[arg(long)]
+    deny_warnings: bool,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    if args.path.is_dir() {
+        check_dir(&args)
+    } else {
+        check_events(&args)
+    }
+}
+
+fn check_dir(args: &Args) -> Result<u8> {
+    let run = crate::cmd::open_run(&args.path, false)?;
+    let findings = trace_core::check::non_finite(&run);
+    let unchecked = trace_core::check::unchecked(&run);
+    let mut out = String::new();
+    for f in &findings {
+        let _ = writeln!(
+            out,
+            "{}: #{} {}",
+            if f.origin { "error" } else { "note" },
+            f.position,
+            f.location()
+        );
+        let _ = writeln!(out, "  cause: {}", f.cause);
+        let _ = writeln!(out, "  hint:  {}", f.hint);
+    }
+    let problems = run.problems().len();
+    let _ = writeln!(
+        out,
+        "checked {} records: {} with NaN/Inf, {} unreadable{}",
+        run.len() - unchecked,
+        findings.len(),
+        problems,
+        if unchecked > 0 {
+            format!(", {unchecked} without stats (seed format) not checked")
+        } else {
+            String::new()
+        }
+    );
+    print(&out)?;
+    Ok(if findings.is_empty() && problems == 0 {
+        0
+    } else {
+        EXIT_FINDING
+    })
+}
+
+fn check_events(args: &Args) -> Result<u8> {
+    let path = &args.path;
+    let doc = TraceDocument::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let violations = validate(&doc);
+    let mut out = String::new();
+    for v in &violations {
+        let _ = writeln!(out, "contract: {v}");
+    }
+    let mut failing = violations.len();
+    let (mut errors, mut warnings) = (0, 0);
+    for e in doc.events.iter().filter(|e| e.error.is_some()) {
+        let severity = e.severity.unwrap_or(Severity::Error);
+        let label = match severity {
+            Severity::Error => {
+                errors += 1;
+                "error"
+            }
+            Severity::Warning => {
+                warnings += 1;
+                "warning"
+            }
+        };
+        if severity == Severity::Error || args.deny_warnings {
+            failing += 1;
+        }
+        let step = e.step.map_or_else(|| "run".to_owned(), |s| s.to_string());
+        let layer = e.layer.map_or_else(String::new, |l| format!(" layer {l}"));
+        let _ = writeln!(
+            out,
+            "{label}: event {} ({step}{layer}, iteration {}): {}",
+            e.id,
+            e.iteration,
+            e.error.as_deref().unwrap_or_default()
+        );
+        if let Some(cause) = &e.cause {
+            let _ = writeln!(out, "  cause: {cause}");
+        }
+        if let Some(hint) = &e.hint {
+            let _ = writeln!(out, "  hint:  {hint}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "checked {} events: {} contract violations, {errors} errors, {warnings} warnings",
+        doc.events.len(),
+        violations.len()
+    );
+    print(&out)?;
+    Ok(if failing == 0 { 0 } else { EXIT_FINDING })
+}

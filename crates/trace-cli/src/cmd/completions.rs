@@ -1,0 +1,23 @@
+//! `tensor-trace completions SHELL`.
+
+use anyhow::Result;
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+/// Print a shell completion script.
+///
+/// Example: tensor-trace completions bash > ~/.local/share/bash-completion/completions/tensor-trace
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  tensor-trace completions bash > /etc/bash_completion.d/tensor-trace"
+)]
+pub struct Args {
+    /// The shell to generate completions for.
+    shell: Shell,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let mut cmd = crate::Cli::command();
+    clap_complete::generate(args.shell, &mut cmd, "tensor-trace", &mut std::io::stdout());
+    Ok(0)
+}

@@ -1,0 +1,31 @@
+//! One module per subcommand: its clap arguments and its `run`.
+
+pub mod check;
+pub mod completions;
+pub mod diff;
+pub mod events;
+pub mod record;
+pub mod show;
+pub mod stats;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use trace_core::run::{Run, RunOptions};
+
+/// Opens a run, printing read problems as warnings (they never pass silently).
+pub fn open_run(dir: &Path, strict: bool) -> Result<Run> {
+    let run = Run::open_with(dir, &RunOptions { strict })
+        .with_context(|| format!("reading trace directory {}", dir.display()))?;
+    for problem in run.problems() {
+        tracing::warn!("{problem}");
+    }
+    if !run.order().is_execution_order() {
+        tracing::warn!(
+            "{}: no manifest and no capture indexes (a seed-format directory): records are \
+             ordered by seq, then file name; execution order is unknown",
+            dir.display()
+        );
+    }
+    Ok(run)
+}

@@ -1,0 +1,106 @@
+//! `tensor-trace record`: run any command with tracing enabled into a fresh directory.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use trace_core::config::{NameFilter, ENV_APPEND, ENV_DIR, ENV_DIR_COMPAT, ENV_FILTER, ENV_VALUES};
+
+use crate::cmd::stats::Summary;
+
+/// Run a command with tracing enabled into DIR, then summarize what it recorded.
+///
+/// The command's exit code is passed through (128 + N when it was killed by signal N).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  tensor-trace record --out /tmp/rust-traces --values logits -- ./my-engine --prompt test"
+)]
+pub struct Args {
+    /// Trace directory; must be empty or absent unless --append.
+    #[arg(long, short, value_name = "DIR")]
+    out: PathBuf,
+    /// Record only names matching these comma-separated globs (`!glob` excludes).
+    #[arg(long, value_name = "GLOBS")]
+    filter: Option<String>,
+    /// Also save raw values (.npy) for names matching these globs (`*` for all).
+    #[arg(long, value_name = "GLOBS")]
+    values: Option<String>,
+    /// Add to a directory that already holds a run.
+    #[arg(long)]
+    append: bool,
+    /// The command to run, after `--`.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    // Check the settings here so a typo fails before the (maybe long) run, not inside it.
+    if let Some(spec) = &args.filter {
+        NameFilter::parse(spec, "--filter")?;
+    }
+    if let Some(spec) = &args.values {
+        NameFilter::parse(spec, "--values")?;
+    }
+    if !args.append && args.out.exists() {
+        let mut entries = std::fs::read_dir(&args.out)
+            .with_context(|| format!("reading {}", args.out.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "{} is not empty; record into a fresh directory, or pass --append to add to it",
+                args.out.display()
+            );
+        }
+    }
+    let (program, rest) = args.command.split_first().expect("clap requires a command");
+    let mut cmd = Command::new(program);
+    cmd.args(rest)
+        .env(ENV_DIR, &args.out)
+        // Engines built on the seed crate only know its variable.
+        .env(ENV_DIR_COMPAT, &args.out);
+    if let Some(spec) = &args.filter {
+        cmd.env(ENV_FILTER, spec);
+    }
+    if let Some(spec) = &args.values {
+        cmd.env(ENV_VALUES, spec);
+    }
+    if args.append {
+        cmd.env(ENV_APPEND, "1");
+    }
+    tracing::info!(
+        "running {:?} with {ENV_DIR}={}",
+        args.command,
+        args.out.display()
+    );
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {}", program.to_string_lossy()))?;
+    let code = exit_code(&status);
+    if args.out.is_dir() && std::fs::read_dir(&args.out)?.next().is_some() {
+        match crate::cmd::open_run(&args.out, false) {
+            Ok(run) => eprintln!("tensor-trace: {}", Summary::of(&run)?.one_line()),
+            Err(e) => eprintln!("tensor-trace: warning: {e:#}"),
+        }
+    } else {
+        eprintln!(
+            "tensor-trace: the command wrote no records into {} (does it call the tracer? is the \
+             filter too narrow?)",
+            args.out.display()
+        );
+    }
+    Ok(code)
+}
+
+fn exit_code(status: &std::process::ExitStatus) -> u8 {
+    if let Some(code) = status.code() {
+        return (code & 0xff) as u8;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return (128 + signal).min(255) as u8;
+        }
+    }
+    crate::EXIT_ERROR
+}

@@ -1,0 +1,220 @@
+use predicates::prelude::*;
+
+use super::support::{record, tensor_trace, toy_engine};
+
+#[test]
+fn record_passes_the_exit_code_and_summarizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    tensor_trace()
+        .args(["record", "--out"])
+        .arg(&dir)
+        .args(["--values", "logits", "--"])
+        .arg(toy_engine())
+        .args(["--exit", "3"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("12 records (6 names, 2 steps)"));
+    assert!(dir.join("logits.npy").exists() && dir.join("logits.1.npy").exists());
+    assert!(!dir.join("embed.npy").exists());
+}
+
+#[test]
+fn record_refuses_a_non_empty_directory_unless_appending() {
+    let tmp = tempfile::tempdir().unwrap();
+    record(tmp.path(), &["--steps", "1"]);
+    tensor_trace()
+        .args(["record", "--out"])
+        .arg(tmp.path())
+        .arg("--")
+        .arg(toy_engine())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not empty").and(predicate::str::contains("--append")));
+    tensor_trace()
+        .args(["record", "--append", "--out"])
+        .arg(tmp.path())
+        .args(["--"])
+        .arg(toy_engine())
+        .args(["--steps", "1"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("12 records"));
+}
+
+#[test]
+fn record_checks_globs_and_the_command_before_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    tensor_trace()
+        .args(["record", "--filter", "blk[", "--out"])
+        .arg(tmp.path().join("x"))
+        .args(["--", "true"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--filter").and(predicate::str::contains("bad glob")));
+    tensor_trace()
+        .args(["record", "--out"])
+        .arg(tmp.path().join("y"))
+        .args(["--", "/nonexistent/engine"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot run /nonexistent/engine"));
+}
+
+#[test]
+fn show_lists_records_in_capture_order_with_filters() {
+    let tmp = tempfile::tempdir().unwrap();
+    record(tmp.path(), &[]);
+    let out = tensor_trace()
+        .arg("show")
+        .arg(tmp.path())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let names: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        &names[..6],
+        [
+            "embed",
+            "blk0/attn_out",
+            "blk0/ffn_out",
+            "blk1/attn_out",
+            "blk1/ffn_out",
+            "logits"
+        ]
+    );
+    assert_eq!(names.len(), 12);
+    tensor_trace()
+        .arg("show")
+        .arg(tmp.path())
+        .args(["--filter", "blk*", "--layer", "1", "--step", "1"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("blk1/attn_out").and(predicate::str::contains("blk0").not()),
+        );
+    let json = tensor_trace()
+        .arg("show")
+        .arg(tmp.path())
+        .args(["--format", "json", "--filter", "logits"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let rows: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    assert_eq!(rows[1]["file"], "logits.1.trace");
+    assert_eq!(rows[1]["seq"], 1);
+}
+
+#[test]
+fn stats_summarizes_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    record(tmp.path(), &["--nan-at-layer", "1"]);
+    tensor_trace()
+        .arg("stats")
+        .arg(tmp.path())
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("records        12")
+                .and(predicate::str::contains("names          6"))
+                .and(predicate::str::contains("steps          2"))
+                .and(predicate::str::contains("blk1/attn_out  nan=1 inf=0")),
+        );
+    let json = tensor_trace()
+        .arg("stats")
+        .arg(tmp.path())
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["records"], 12);
+    assert!(v["bytes_on_disk"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn unreadable_input_is_exit_2_naming_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    tensor_trace()
+        .arg("show")
+        .arg(tmp.path().join("missing"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("missing"));
+    tensor_trace()
+        .arg("show")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Usage"));
+}
+
+#[test]
+fn help_version_and_completions() {
+    for sub in [
+        "record",
+        "show",
+        "stats",
+        "diff",
+        "check",
+        "events",
+        "completions",
+    ] {
+        tensor_trace()
+            .args([sub, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Example"));
+    }
+    tensor_trace()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("tensor-trace"));
+    tensor_trace()
+        .args(["completions", "bash"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("COMPREPLY").and(predicate::str::contains("tensor-trace")),
+        );
+}
+
+#[test]
+fn diff_is_trace_diff() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    record(&a, &[]);
+    record(&b, &[]);
+    record(&c, &["--nan-at-layer", "1"]);
+    tensor_trace()
+        .arg("diff")
+        .args([&a, &b])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("result: AGREE"));
+    let out = tensor_trace()
+        .arg("diff")
+        .args([&a, &c])
+        .args(["--format", "json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(report["outcome"], "diverged");
+    assert_eq!(report["first_divergence"]["name"], "blk1/attn_out");
+}

@@ -1,0 +1,133 @@
+//! The command-line front end shared by the `trace-diff` binary and `tensor-trace diff`, so the
+//! two are one implementation: [`Args`] is the clap definition, [`run`] does the work and returns
+//! the exit code (0 agree, 1 diverged or incomplete; errors are `Err`, which callers turn into 2).
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+
+use crate::render::{self, TextOptions};
+use crate::{diff_dirs, DiffOptions, Rules};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// Report format on stdout.
+pub enum Format {
+    /// Human-readable report (colored on a terminal).
+    Text,
+    /// The JSON report (schema in docs/FORMAT.md).
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// When the text report is colored.
+pub enum ColorChoice {
+    /// Color when stdout is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always color.
+    Always,
+    /// Never color.
+    Never,
+}
+
+/// Compare two trace directories and name the first divergence in execution order.
+#[derive(Debug, Parser)]
+#[command(
+    name = "trace-diff",
+    version,
+    about,
+    long_about = None,
+    after_help = "Examples:\n  trace-diff target/crossval/candle target/crossval/reference\n  trace-diff rust-traces cpp-traces --rules names.toml --format json --html report.html\n\nExit codes: 0 agree within tolerance, 1 diverged (or records without a partner), 2 error."
+)]
+pub struct Args {
+    /// Trace directory of the run under test (side A; its order defines "first").
+    pub dir_a: PathBuf,
+    /// Trace directory of the reference run (side B).
+    pub dir_b: PathBuf,
+    /// Rules file (TOML): name mapping, ignore lists, tolerances.
+    #[arg(long, short)]
+    pub rules: Option<PathBuf>,
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also write a self-contained HTML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Make every input problem fatal (exit 2) instead of a warning.
+    #[arg(long)]
+    pub strict: bool,
+    /// Accept records without a partner on the other side (otherwise the outcome is
+    /// "incomplete", exit 1, even when every matched record agrees).
+    #[arg(long)]
+    pub allow_missing: bool,
+    /// Ignore saved .npy values and judge on recorded statistics only.
+    #[arg(long)]
+    pub no_values: bool,
+    /// Rows per table in the text report (0 = all).
+    #[arg(long, default_value_t = 40)]
+    pub max_rows: usize,
+    /// When to color the text report.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// Whether an error is a closed stdout (`trace-diff A B | head`), which is not a failure.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Runs a comparison as the command line asked; `Ok` carries the exit code (0 or 1).
+pub fn run(args: &Args) -> anyhow::Result<u8> {
+    let rules = match &args.rules {
+        Some(path) => Rules::load(path)?,
+        None => Rules::default(),
+    };
+    let options = DiffOptions {
+        rules,
+        strict: args.strict,
+        use_values: !args.no_values,
+        allow_missing: args.allow_missing,
+    };
+    let report = diff_dirs(&args.dir_a, &args.dir_b, &options)?;
+
+    if let Some(path) = &args.junit {
+        fs::write(path, render::junit(&report))
+            .with_context(|| format!("cannot write --junit {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        fs::write(path, render::html(&report))
+            .with_context(|| format!("cannot write --html {}", path.display()))?;
+    }
+    match args.format {
+        Format::Json => {
+            let mut out = io::stdout().lock();
+            out.write_all(render::json(&report).as_bytes())?;
+            out.flush()?;
+        }
+        Format::Text => {
+            let text_options = TextOptions {
+                color: args.color != ColorChoice::Never,
+                max_rows: args.max_rows,
+                ..TextOptions::default()
+            };
+            let text = render::text(&report, &text_options);
+            // anstream strips the colors when stdout is not a terminal or NO_COLOR is set.
+            let choice = match args.color {
+                ColorChoice::Always => anstream::ColorChoice::Always,
+                _ => anstream::ColorChoice::Auto,
+            };
+            let mut out = anstream::AutoStream::new(io::stdout().lock(), choice);
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    Ok(report.outcome.exit_code())
+}

@@ -1,0 +1,730 @@
+//! The comparison core: match two runs record by record and judge each pair.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use trace_core::record::TraceRecord;
+use trace_core::run::{Run, RunOptions, RunRecord};
+
+use crate::error::{Error, Result};
+use crate::metrics::{compare_logits, compare_values};
+use crate::report::{
+    num, AppliedTolerance, Counts, Evidence, FirstDivergence, LayerError, Outcome, Pair, Report,
+    RunInfo, StatsDelta, Verdict, Warning, SCHEMA, SCHEMA_VERSION,
+};
+use crate::rules::{Rules, Tolerance};
+use crate::values;
+
+/// How to compare.
+#[derive(Debug, Clone)]
+pub struct DiffOptions {
+    /// Name mapping, ignore lists and tolerances.
+    pub rules: Rules,
+    /// Make every tolerated problem (malformed record, truncated manifest, unusable `.npy`, ...)
+    /// an error.
+    pub strict: bool,
+    /// Read `.npy` values when both sides have them (otherwise judge on stats only).
+    pub use_values: bool,
+    /// Accept records without a partner: the outcome is `Agree` instead of `Incomplete` when
+    /// every matched record agrees.
+    pub allow_missing: bool,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        DiffOptions {
+            rules: Rules::default(),
+            strict: false,
+            use_values: true,
+            allow_missing: false,
+        }
+    }
+}
+
+/// Reads two trace directories and compares them: `a` is the run under test, `b` the reference.
+pub fn diff_dirs(a: &Path, b: &Path, options: &DiffOptions) -> Result<Report> {
+    let run_options = RunOptions {
+        strict: options.strict,
+    };
+    let run_a = Run::open_with(a, &run_options)?;
+    let run_b = Run::open_with(b, &run_options)?;
+    diff_runs(&run_a, &run_b, options)
+}
+
+/// Compares two runs that are already read. Findings go into the report; `Err` only for
+/// problems that strict mode makes fatal.
+pub fn diff_runs(a: &Run, b: &Run, options: &DiffOptions) -> Result<Report> {
+    let rules = &options.rules;
+    let mut warnings = Vec::new();
+    for (side, run) in [("a", a), ("b", b)] {
+        warnings.extend(run.problems().iter().map(|p| Warning {
+            side: Some(side),
+            message: p.to_string(),
+        }));
+        if !run.order().is_execution_order() {
+            warnings.push(Warning {
+                side: Some(side),
+                message: format!(
+                    "{}: seed-format directory (no manifest.jsonl, records without index): execution order unknown; records ordered by seq, then index, then file name{}",
+                    run.dir().display(),
+                    if side == "a" { ", so the first divergence is a guess" } else { "" }
+                ),
+            });
+        }
+    }
+
+    let mut b_index: HashMap<(&str, u64), usize> = HashMap::with_capacity(b.len());
+    let mut ignored_b = 0;
+    for (i, r) in b.records().iter().enumerate() {
+        if rules.ignores_b(&r.record.name) {
+            ignored_b += 1;
+        } else {
+            b_index.insert(r.key(), i);
+        }
+    }
+
+    let mut used = vec![false; b.len()];
+    let mut pairs = Vec::with_capacity(a.len());
+    let mut ignored_a = 0;
+    let mut counts = Counts::default();
+    for ra in a.records() {
+        if rules.ignores_a(&ra.record.name) {
+            ignored_a += 1;
+            continue;
+        }
+        let position = pairs.len() as u64;
+        let mapped = rules.map_name(&ra.record.name);
+        let Some(&j) = b_index.get(&(mapped.as_ref(), ra.occurrence)) else {
+            counts.missing_in_b += 1;
+            let reason = format!("no record {:?} (occurrence {}) in B", mapped, ra.occurrence);
+            pairs.push(unmatched(position, "a", ra, Some(reason)));
+            continue;
+        };
+        if std::mem::replace(&mut used[j], true) {
+            warnings.push(Warning {
+                side: None,
+                message: format!(
+                    "record {:?} of B is matched by more than one record of A (name mapping collapses names?)",
+                    b.records()[j].record.name
+                ),
+            });
+        }
+        let pair = compare_pair(
+            position,
+            (a, ra),
+            (b, &b.records()[j]),
+            options,
+            &mut warnings,
+        )?;
+        counts.compared += 1;
+        match pair.verdict {
+            Verdict::Identical => counts.identical += 1,
+            Verdict::WithinTolerance => counts.within_tolerance += 1,
+            Verdict::Diverged => counts.diverged += 1,
+            Verdict::Incompatible => counts.incompatible += 1,
+            Verdict::Missing => {}
+        }
+        pairs.push(pair);
+    }
+    let a_pairs = pairs.len();
+    for (j, rb) in b.records().iter().enumerate() {
+        if !used[j] && !rules.ignores_b(&rb.record.name) {
+            counts.missing_in_a += 1;
+            pairs.push(unmatched(j as u64, "b", rb, None));
+        }
+    }
+
+    let first_divergence = first_divergence(&pairs[..a_pairs], a.order().is_execution_order());
+    let layers = layer_profile(&pairs[..a_pairs]);
+    let missing = counts.missing_in_a + counts.missing_in_b;
+    let outcome = if counts.diverged + counts.incompatible > 0 {
+        Outcome::Diverged
+    } else if missing > 0 && !options.allow_missing {
+        Outcome::Incomplete
+    } else {
+        Outcome::Agree
+    };
+    Ok(Report {
+        schema: SCHEMA,
+        schema_version: SCHEMA_VERSION,
+        outcome,
+        a: run_info(a, ignored_a),
+        b: run_info(b, ignored_b),
+        rules: rules.source().map(|p| p.display().to_string()),
+        counts,
+        first_divergence,
+        pairs,
+        layers,
+        warnings,
+    })
+}
+
+fn run_info(run: &Run, ignored: u64) -> RunInfo {
+    RunInfo {
+        dir: run.dir().display().to_string(),
+        order: run.order().name(),
+        execution_order_known: run.order().is_execution_order(),
+        records: run.len() as u64,
+        ignored,
+    }
+}
+
+fn unmatched(position: u64, side: &'static str, r: &RunRecord, reason: Option<String>) -> Pair {
+    let rec = &r.record;
+    let (name_a, name_b) = match side {
+        "a" => (Some(rec.name.clone()), None),
+        _ => (None, Some(rec.name.clone())),
+    };
+    let one = |v| match side {
+        "a" => [Some(v), None],
+        _ => [None, Some(v)],
+    };
+    Pair {
+        position,
+        only_in: Some(side),
+        name_a,
+        name_b,
+        occurrence: r.occurrence,
+        index: rec.index,
+        seq: rec.seq,
+        layer: rec.layer,
+        stage: rec.stage.clone(),
+        verdict: Verdict::Missing,
+        evidence: Evidence::None,
+        reason,
+        shape: one(rec.shape.clone()),
+        dtype: match side {
+            "a" => [Some(rec.dtype.clone()), None],
+            _ => [None, Some(rec.dtype.clone())],
+        },
+        file: match side {
+            "a" => [Some(r.file.clone()), None],
+            _ => [None, Some(r.file.clone())],
+        },
+        tolerance: None,
+        stats: None,
+        values: None,
+        logits: None,
+        error: None,
+    }
+}
+
+/// Loads one side's values; a problem is a warning (or an error in strict mode).
+fn load_values(
+    run: &Run,
+    r: &RunRecord,
+    side: &'static str,
+    strict: bool,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<Vec<f64>>> {
+    let Some(path) = run.values_path(r) else {
+        return Ok(None);
+    };
+    match values::load(&path, &r.record.shape) {
+        Ok(v) => Ok(Some(v)),
+        Err(problem) if strict => Err(Error::Values { path, problem }),
+        Err(problem) => {
+            warnings.push(Warning {
+                side: Some(side),
+                message: format!(
+                    "{}: {problem}; record {:?} judged without values",
+                    path.display(),
+                    r.record.name
+                ),
+            });
+            Ok(None)
+        }
+    }
+}
+
+fn compare_pair(
+    position: u64,
+    (run_a, a): (&Run, &RunRecord),
+    (run_b, b): (&Run, &RunRecord),
+    options: &DiffOptions,
+    warnings: &mut Vec<Warning>,
+) -> Result<Pair> {
+    let (ra, rb) = (&a.record, &b.record);
+    let (tol, source) = options.rules.tolerance(&rb.name, &ra.dtype, &rb.dtype);
+    let mut notes: Vec<String> = Vec::new();
+    if ra.shape != rb.shape && ra.num_elements == rb.num_elements {
+        notes.push(format!(
+            "shapes differ ({:?} vs {:?}): compared element by element in C order",
+            ra.shape, rb.shape
+        ));
+    }
+    let mut pair = Pair {
+        position,
+        only_in: None,
+        name_a: Some(ra.name.clone()),
+        name_b: Some(rb.name.clone()),
+        occurrence: a.occurrence,
+        index: ra.index,
+        seq: ra.seq,
+        layer: ra.layer,
+        stage: ra.stage.clone(),
+        verdict: Verdict::Identical,
+        evidence: Evidence::Hash,
+        reason: None,
+        shape: [Some(ra.shape.clone()), Some(rb.shape.clone())],
+        dtype: [Some(ra.dtype.clone()), Some(rb.dtype.clone())],
+        file: [Some(a.file.clone()), Some(b.file.clone())],
+        tolerance: Some(AppliedTolerance {
+            atol: tol.atol,
+            rtol: tol.rtol,
+            source,
+        }),
+        stats: Some(stats_delta(ra, rb)),
+        values: None,
+        logits: None,
+        error: Some(0.0),
+    };
+
+    if ra.num_elements != rb.num_elements {
+        pair.verdict = Verdict::Incompatible;
+        pair.evidence = Evidence::Shape;
+        pair.error = None;
+        notes.insert(
+            0,
+            format!(
+                "element counts differ: {} {:?} vs {} {:?}",
+                ra.num_elements, ra.shape, rb.num_elements, rb.shape
+            ),
+        );
+    } else if ra.blake3.eq_ignore_ascii_case(&rb.blake3) {
+        // Bit-identical canonical F32 values: nothing more to learn.
+    } else {
+        let both = options.use_values && a.values.is_some() && b.values.is_some();
+        let va = if both {
+            load_values(run_a, a, "a", options.strict, warnings)?
+        } else {
+            None
+        };
+        let vb = if va.is_some() {
+            load_values(run_b, b, "b", options.strict, warnings)?
+        } else {
+            None
+        };
+        match (va, vb) {
+            (Some(va), Some(vb)) => judge_values(
+                &mut pair, &va, &vb, &rb.shape, &tol, options, &rb.name, &mut notes,
+            ),
+            _ => {
+                if options.use_values && a.values.is_some() != b.values.is_some() {
+                    let side = if a.values.is_some() { "A" } else { "B" };
+                    notes.push(format!("values saved on side {side} only"));
+                }
+                judge_stats(&mut pair, ra, rb, &tol, &mut notes);
+            }
+        }
+    }
+    if !notes.is_empty() {
+        pair.reason = Some(notes.join("; "));
+    }
+    Ok(pair)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn judge_values(
+    pair: &mut Pair,
+    va: &[f64],
+    vb: &[f64],
+    shape: &[usize],
+    tol: &Tolerance,
+    options: &DiffOptions,
+    b_name: &str,
+    notes: &mut Vec<String>,
+) {
+    let m = compare_values(va, vb, shape, tol);
+    pair.evidence = Evidence::Values;
+    pair.error = Some(m.rel_l2);
+    pair.verdict = if m.failed == 0 {
+        Verdict::WithinTolerance
+    } else {
+        Verdict::Diverged
+    };
+    if m.failed > 0 {
+        let first = m.first_failed_at.clone().unwrap_or_default();
+        notes.insert(
+            0,
+            format!(
+                "{} of {} elements outside tolerance (first at {:?}); max |a-b| = {:.3e} at {:?} (a = {}, b = {})",
+                m.failed,
+                m.elements,
+                first,
+                m.max_abs,
+                m.max_abs_at,
+                num(m.a_at_max),
+                num(m.b_at_max)
+            ),
+        );
+        if m.nonfinite_mismatches > 0 {
+            notes.push(format!(
+                "{} elements are NaN or Inf on one side only",
+                m.nonfinite_mismatches
+            ));
+        }
+    }
+    if options.rules.is_logits(b_name) {
+        if let Some(l) = compare_logits(va, vb, shape, options.rules.top_k()) {
+            if l.top1_agree < l.rows {
+                pair.verdict = Verdict::Diverged;
+                notes.push(format!(
+                    "top-1 token differs in {} of {} rows (first row {})",
+                    l.rows - l.top1_agree,
+                    l.rows,
+                    l.first_top1_mismatch.unwrap_or(0)
+                ));
+            }
+            pair.logits = Some(l);
+        }
+    }
+    pair.values = Some(m);
+}
+
+fn abs_delta(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some((a? - b?).abs())
+}
+
+fn stats_delta(a: &TraceRecord, b: &TraceRecord) -> StatsDelta {
+    let mut d = StatsDelta {
+        rms_a: a.rms,
+        rms_b: b.rms,
+        rms: abs_delta(a.rms, b.rms),
+        ..StatsDelta::default()
+    };
+    if let (Some(sa), Some(sb)) = (&a.stats, &b.stats) {
+        d.mean = abs_delta(sa.mean, sb.mean);
+        d.std = abs_delta(sa.std, sb.std);
+        d.min = abs_delta(sa.min, sb.min);
+        d.max = abs_delta(sa.max, sb.max);
+        d.nan_count = Some([sa.nan_count, sb.nan_count]);
+        d.inf_count = Some([sa.inf_count, sb.inf_count]);
+    }
+    d
+}
+
+/// Judges on recorded statistics: `|x_a - x_b| <= atol + rtol * rms_b` for rms, mean and std, a
+/// necessary condition of every element passing (see `docs/FORMAT-diff.md`).
+fn judge_stats(
+    pair: &mut Pair,
+    a: &TraceRecord,
+    b: &TraceRecord,
+    tol: &Tolerance,
+    notes: &mut Vec<String>,
+) {
+    let scale = b.rms.unwrap_or(0.0).abs();
+    let bound = tol.atol + tol.rtol * scale;
+    let mut fields = vec![("rms", a.rms, b.rms)];
+    pair.evidence = Evidence::Rms;
+    let mut failures = Vec::new();
+    if let (Some(sa), Some(sb)) = (&a.stats, &b.stats) {
+        pair.evidence = Evidence::Stats;
+        fields.push(("mean", sa.mean, sb.mean));
+        fields.push(("std", sa.std, sb.std));
+        if sa.nan_count != sb.nan_count || sa.inf_count != sb.inf_count {
+            failures.push(format!(
+                "NaN/Inf counts differ (a: {} NaN, {} Inf; b: {} NaN, {} Inf)",
+                sa.nan_count, sa.inf_count, sb.nan_count, sb.inf_count
+            ));
+        }
+    }
+    let mut any_defined = false;
+    for (field, x, y) in fields {
+        match (x, y) {
+            (Some(x), Some(y)) => {
+                any_defined = true;
+                let d = (x - y).abs();
+                if d.is_nan() || d > bound {
+                    failures.push(format!(
+                        "{field} differs by {d:.3e} > {bound:.3e} (a = {}, b = {})",
+                        num(x),
+                        num(y)
+                    ));
+                }
+            }
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => failures.push(format!(
+                "{field} is defined on one side only (non-finite or empty values on the other)"
+            )),
+        }
+    }
+    pair.error = match (a.rms, b.rms) {
+        (Some(x), Some(y)) if y != 0.0 => Some((x - y).abs() / y.abs()),
+        (Some(x), Some(y)) if x == y => Some(0.0),
+        _ => None,
+    };
+    if !any_defined && failures.is_empty() {
+        pair.evidence = Evidence::HashOnly;
+        pair.verdict = Verdict::Diverged;
+        notes.insert(
+            0,
+            "hashes differ and neither side has values, statistics or a finite rms".to_owned(),
+        );
+        return;
+    }
+    if failures.is_empty() {
+        pair.verdict = Verdict::WithinTolerance;
+    } else {
+        pair.verdict = Verdict::Diverged;
+        notes.splice(0..0, failures);
+    }
+}
+
+fn first_divergence(pairs: &[Pair], order_known: bool) -> Option<FirstDivergence> {
+    let i = pairs.iter().position(|p| p.verdict.is_divergence())?;
+    let p = &pairs[i];
+    let last_agreeing = pairs[..i]
+        .iter()
+        .rev()
+        .find(|q| matches!(q.verdict, Verdict::Identical | Verdict::WithinTolerance))
+        .map(|q| q.display_name().to_owned());
+    let after = &pairs[i + 1..];
+    Some(FirstDivergence {
+        pair: p.position,
+        name: p.display_name().to_owned(),
+        last_agreeing,
+        diverged_after: after.iter().filter(|q| q.verdict.is_divergence()).count() as u64,
+        max_error_after: pairs[i..]
+            .iter()
+            .filter_map(|q| q.error)
+            .fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e)))),
+        execution_order_known: order_known,
+    })
+}
+
+/// Groups consecutive matched pairs of one `(seq, layer)`; the last one with an error is the
+/// layer's output.
+fn layer_profile(pairs: &[Pair]) -> Vec<LayerError> {
+    let mut out: Vec<LayerError> = Vec::new();
+    // Index of each group's output pair; names are filled in at the end, once per group.
+    let mut outputs: Vec<usize> = Vec::new();
+    let mut current: Option<(Option<u64>, i64)> = None;
+    for (i, p) in pairs.iter().enumerate() {
+        let (None, Some(layer)) = (p.only_in, p.layer) else {
+            continue;
+        };
+        let key = (p.seq, layer);
+        if current != Some(key) {
+            current = Some(key);
+            out.push(LayerError {
+                seq: p.seq,
+                layer,
+                output: String::new(),
+                error: None,
+                max_error: None,
+                amplification: None,
+            });
+            outputs.push(i);
+        }
+        let group = out.last_mut().expect("pushed above");
+        if let Some(e) = p.error {
+            *outputs.last_mut().expect("pushed above") = i;
+            group.error = Some(e);
+            group.max_error = Some(group.max_error.map_or(e, |m| m.max(e)));
+        }
+    }
+    for (group, &i) in out.iter_mut().zip(&outputs) {
+        group.output = pairs[i].display_name().to_owned();
+    }
+    for i in 1..out.len() {
+        if out[i - 1].seq != out[i].seq {
+            continue;
+        }
+        out[i].amplification = match (out[i - 1].error, out[i].error) {
+            (Some(prev), Some(cur)) if prev > 0.0 => Some(cur / prev),
+            _ => None,
+        };
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trace_core::Stats;
+
+    const H1: &str = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+    const H2: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn record(hash: &str, rms: Option<f64>, stats: Option<Stats>) -> TraceRecord {
+        TraceRecord {
+            name: "x".into(),
+            shape: vec![4],
+            dtype: "F32".into(),
+            blake3: hash.into(),
+            rms,
+            num_elements: 4,
+            seq: None,
+            layer: None,
+            stage: None,
+            format_version: None,
+            index: None,
+            occurrence: None,
+            rank: None,
+            stats,
+            values: None,
+        }
+    }
+
+    fn stats(mean: f64, std: f64, nan: u64) -> Stats {
+        Stats {
+            min: Some(-1.0),
+            max: Some(1.0),
+            mean: Some(mean),
+            std: Some(std),
+            nan_count: nan,
+            inf_count: 0,
+        }
+    }
+
+    fn check(a: TraceRecord, b: TraceRecord, verdict: Verdict, evidence: Evidence) {
+        let mut pair = unmatched(
+            0,
+            "a",
+            &RunRecord {
+                file: "f".into(),
+                record: a.clone(),
+                occurrence: 0,
+                values: None,
+            },
+            None,
+        );
+        let mut notes = Vec::new();
+        judge_stats(&mut pair, &a, &b, &Tolerance::new(1e-5, 1e-4), &mut notes);
+        assert_eq!(
+            (pair.verdict, pair.evidence),
+            (verdict, evidence),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn stats_judgement() {
+        use Evidence::{HashOnly, Rms, Stats};
+        use Verdict::{Diverged, WithinTolerance};
+        check(
+            record(H1, Some(1.0), None),
+            record(H2, Some(1.0 + 5e-5), None),
+            WithinTolerance,
+            Rms,
+        );
+        check(
+            record(H1, Some(1.0), None),
+            record(H2, Some(1.01), None),
+            Diverged,
+            Rms,
+        );
+        check(
+            record(H1, None, None),
+            record(H2, Some(1.0), None),
+            Diverged,
+            Rms,
+        );
+        check(
+            record(H1, None, None),
+            record(H2, None, None),
+            Diverged,
+            HashOnly,
+        );
+        let s = |m, sd, n| Some(stats(m, sd, n));
+        check(
+            record(H1, Some(1.0), s(0.0, 1.0, 0)),
+            record(H2, Some(1.0), s(1e-6, 1.0, 0)),
+            WithinTolerance,
+            Stats,
+        );
+        check(
+            record(H1, Some(1.0), s(0.0, 1.0, 0)),
+            record(H2, Some(1.0), s(0.1, 1.0, 0)),
+            Diverged,
+            Stats,
+        );
+        check(
+            record(H1, None, s(0.0, 1.0, 1)),
+            record(H2, None, s(0.0, 1.0, 0)),
+            Diverged,
+            Stats,
+        );
+        check(
+            record(H1, None, s(0.0, 1.0, 1)),
+            record(H2, None, s(0.0, 1.0, 1)),
+            WithinTolerance,
+            Stats,
+        );
+    }
+
+    #[test]
+    fn layer_amplification() {
+        let mk = |layer, error: f64| {
+            let mut p = unmatched(
+                0,
+                "a",
+                &RunRecord {
+                    file: "f".into(),
+                    record: record(H1, None, None),
+                    occurrence: 0,
+                    values: None,
+                },
+                None,
+            );
+            p.only_in = None;
+            p.layer = Some(layer);
+            p.seq = Some(0);
+            p.error = Some(error);
+            p
+        };
+        let pairs = [mk(0, 0.0), mk(1, 1e-6), mk(1, 1e-4), mk(2, 1e-3)];
+        let layers = layer_profile(&pairs);
+        assert_eq!(layers.len(), 3);
+        assert_eq!(layers[1].error, Some(1e-4));
+        assert_eq!(layers[1].max_error, Some(1e-4));
+        assert_eq!(layers[1].amplification, None); // previous error is 0
+        assert!((layers[2].amplification.unwrap() - 10.0).abs() < 1e-9);
+    }
+
+    /// Naive f64 statistics of `v`, as trace-core records them.
+    fn stats_of(v: &[f64]) -> (f64, Stats) {
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+        let rms = (v.iter().map(|x| x * x).sum::<f64>() / n).sqrt();
+        let stats = Stats {
+            min: v.iter().copied().reduce(f64::min),
+            max: v.iter().copied().reduce(f64::max),
+            mean: Some(mean),
+            std: Some(var.sqrt()),
+            nan_count: 0,
+            inf_count: 0,
+        };
+        (rms, stats)
+    }
+
+    proptest::proptest! {
+        /// The stats test is a necessary condition of the element-wise one: when every element
+        /// passes, the stats pass too, so stats never report a divergence that values would not.
+        #[test]
+        fn stats_never_contradict_values(
+            b in proptest::collection::vec(-100.0f64..100.0, 1..64),
+            shares in proptest::collection::vec(-0.99f64..0.99, 64),
+            atol in 0.0f64..1e-2,
+            rtol in 0.0f64..1e-1,
+        ) {
+            let tol = Tolerance::new(atol, rtol);
+            let a: Vec<f64> = b
+                .iter()
+                .zip(&shares)
+                .map(|(&y, &s)| y + s * atol.max(rtol * y.abs()))
+                .collect();
+            let m = crate::metrics::compare_values(&a, &b, &[b.len()], &tol);
+            proptest::prop_assert_eq!(m.failed, 0);
+            let (rms_a, sa) = stats_of(&a);
+            let (rms_b, sb) = stats_of(&b);
+            let (ra, rb) = (record(H1, Some(rms_a), Some(sa)), record(H2, Some(rms_b), Some(sb)));
+            let mut pair = unmatched(0, "a", &RunRecord { file: "f".into(), record: ra.clone(), occurrence: 0, values: None }, None);
+            let mut notes = Vec::new();
+            judge_stats(&mut pair, &ra, &rb, &tol, &mut notes);
+            proptest::prop_assert_eq!(pair.verdict, Verdict::WithinTolerance, "{:?}", notes);
+        }
+    }
+}

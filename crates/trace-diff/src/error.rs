@@ -1,0 +1,47 @@
+//! The one error type of trace-diff: input that cannot be read or is malformed.
+//!
+//! Findings (diverged records, missing records, problems tolerated outside strict mode) are
+//! never errors: they are in the [`crate::Report`].
+
+use std::path::PathBuf;
+
+use trace_core::record::RecordError;
+
+/// Why a comparison could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A trace directory could not be read (or, in strict mode, had a problem).
+    #[error(transparent)]
+    Core(#[from] trace_core::Error),
+    /// A record or manifest is malformed (strict mode).
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// The rules file could not be read.
+    #[error("cannot read rules file {path}: {source}")]
+    RulesIo {
+        /// The rules file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The rules file is not valid (TOML syntax, unknown key, bad pattern).
+    #[error("rules file {path}: {message}")]
+    Rules {
+        /// The rules file (or `<rules>` for rules given as text).
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A `.npy` values file could not be used (strict mode; otherwise a warning).
+    #[error("{path}: {problem}")]
+    Values {
+        /// The `.npy` file.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        problem: String,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,325 @@
+//! The human report: what the user reads first is where the runs part.
+
+use std::fmt::Write;
+
+use anstyle::{AnsiColor, Style};
+
+use super::{context, sci};
+use crate::report::{Outcome, Pair, Report, Verdict};
+
+/// Options of the text report.
+#[derive(Debug, Clone, Copy)]
+pub struct TextOptions {
+    /// Emit ANSI colors (strip them later with `anstream` if the terminal does not want them).
+    pub color: bool,
+    /// Most rows of the "records that do not agree" and "layers" tables (0 = all).
+    pub max_rows: usize,
+    /// Most warnings listed (0 = all).
+    pub max_warnings: usize,
+}
+
+impl Default for TextOptions {
+    fn default() -> Self {
+        TextOptions {
+            color: false,
+            max_rows: 40,
+            max_warnings: 20,
+        }
+    }
+}
+
+struct Styles {
+    bold: Style,
+    red: Style,
+    green: Style,
+    yellow: Style,
+    dim: Style,
+}
+
+impl Styles {
+    fn new(color: bool) -> Self {
+        if !color {
+            let s = Style::new();
+            return Styles {
+                bold: s,
+                red: s,
+                green: s,
+                yellow: s,
+                dim: s,
+            };
+        }
+        Styles {
+            bold: Style::new().bold(),
+            red: Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
+            green: Style::new().bold().fg_color(Some(AnsiColor::Green.into())),
+            yellow: Style::new().fg_color(Some(AnsiColor::Yellow.into())),
+            dim: Style::new().dimmed(),
+        }
+    }
+
+    fn verdict(&self, v: Verdict) -> Style {
+        match v {
+            Verdict::Identical | Verdict::WithinTolerance => self.green,
+            Verdict::Diverged | Verdict::Incompatible => self.red,
+            Verdict::Missing => self.yellow,
+        }
+    }
+}
+
+fn limit(n: usize, max: usize) -> usize {
+    if max == 0 {
+        n
+    } else {
+        n.min(max)
+    }
+}
+
+/// The report as text, ending with a newline.
+pub fn text(report: &Report, options: &TextOptions) -> String {
+    let st = Styles::new(options.color);
+    let (b, r) = (st.bold, st.red);
+    let mut out = String::new();
+    let run_line = |info: &crate::report::RunInfo| {
+        format!(
+            "{} ({} order{}, {} records{})",
+            info.dir,
+            info.order,
+            if info.execution_order_known {
+                ""
+            } else {
+                ": execution order unknown"
+            },
+            info.records,
+            if info.ignored > 0 {
+                format!(", {} ignored", info.ignored)
+            } else {
+                String::new()
+            }
+        )
+    };
+    let _ = writeln!(out, "{b}A{b:#} (under test): {}", run_line(&report.a));
+    let _ = writeln!(out, "{b}B{b:#} (reference):  {}", run_line(&report.b));
+    if let Some(rules) = &report.rules {
+        let _ = writeln!(out, "rules: {rules}");
+    }
+
+    let shown = limit(report.warnings.len(), options.max_warnings);
+    for w in &report.warnings[..shown] {
+        let side = w.side.map(|s| format!("[{s}]")).unwrap_or_default();
+        let _ = writeln!(out, "{y}warning{side}{y:#}: {}", w.message, y = st.yellow);
+    }
+    if shown < report.warnings.len() {
+        let _ = writeln!(
+            out,
+            "{y}... and {} more warnings (all are in --format json){y:#}",
+            report.warnings.len() - shown,
+            y = st.yellow
+        );
+    }
+
+    let c = &report.counts;
+    let _ = writeln!(
+        out,
+        "\n{b}summary{b:#}: {} compared: {} identical, {} within tolerance, {} diverged, {} incompatible; {} missing in B, {} missing in A",
+        c.compared, c.identical, c.within_tolerance, c.diverged, c.incompatible, c.missing_in_b, c.missing_in_a
+    );
+
+    match (&report.first_divergence, report.first_divergence_pair()) {
+        (Some(first), Some(p)) => {
+            let _ = writeln!(
+                out,
+                "\n{r}first divergence{r:#}: #{} {b}{}{b:#} ({})",
+                p.position,
+                first.name,
+                context(p)
+            );
+            write_pair_detail(&mut out, p, &st);
+            match &first.last_agreeing {
+                Some(name) => {
+                    let _ = writeln!(out, "  last agreeing record before it: {name}");
+                }
+                None => {
+                    let _ = writeln!(out, "  no record agreed before it");
+                }
+            }
+            let _ = writeln!(
+                out,
+                "  after it: {} more diverged records; largest error from here on: {}",
+                first.diverged_after,
+                sci(first.max_error_after)
+            );
+            if !first.execution_order_known {
+                let _ = writeln!(
+                    out,
+                    "  {y}note{y:#}: A has no manifest, so \"first\" follows the seed ordering rule (seq, index, file name), not execution order",
+                    y = st.yellow
+                );
+            }
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "\nno divergence: every matched record is identical or within tolerance"
+            );
+        }
+    }
+
+    let bad: Vec<&Pair> = report
+        .pairs
+        .iter()
+        .filter(|p| !matches!(p.verdict, Verdict::Identical | Verdict::WithinTolerance))
+        .collect();
+    if !bad.is_empty() {
+        let _ = writeln!(out, "\n{b}records that do not agree{b:#} ({}):", bad.len());
+        let _ = writeln!(
+            out,
+            "  {d}{:>6}  {:<16} {:<9} {:>10}  name{d:#}",
+            "#",
+            "verdict",
+            "evidence",
+            "error",
+            d = st.dim
+        );
+        let shown = limit(bad.len(), options.max_rows);
+        for p in &bad[..shown] {
+            let v = st.verdict(p.verdict);
+            let pos = match p.only_in {
+                Some("b") => format!("B{}", p.position),
+                _ => p.position.to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:>6}  {v}{:<16}{v:#} {:<9} {:>10}  {}{}",
+                pos,
+                p.verdict.name(),
+                p.evidence.name(),
+                sci(p.error),
+                p.display_name(),
+                p.reason
+                    .as_deref()
+                    .map(|r| format!("  {d}{r}{d:#}", d = st.dim))
+                    .unwrap_or_default()
+            );
+        }
+        if shown < bad.len() {
+            let _ = writeln!(out, "  ... and {} more", bad.len() - shown);
+        }
+    }
+
+    let layers: Vec<_> = report
+        .layers
+        .iter()
+        .filter(|l| l.error.is_some_and(|e| e > 0.0))
+        .collect();
+    if !layers.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{b}error profile by layer{b:#} (error at each layer's last record; amplification = error / previous layer's):"
+        );
+        let _ = writeln!(
+            out,
+            "  {d}{:>5} {:>6} {:>10} {:>10}  output{d:#}",
+            "step",
+            "layer",
+            "error",
+            "amplif.",
+            d = st.dim
+        );
+        let shown = limit(layers.len(), options.max_rows);
+        for l in &layers[..shown] {
+            let amp = l.amplification.map(|a| format!("x{a:.2}"));
+            let _ = writeln!(
+                out,
+                "  {:>5} {:>6} {:>10} {:>10}  {}",
+                l.seq.map_or("-".to_owned(), |s| s.to_string()),
+                l.layer,
+                sci(l.error),
+                amp.as_deref().unwrap_or("-"),
+                l.output
+            );
+        }
+        if shown < layers.len() {
+            let _ = writeln!(out, "  ... and {} more", layers.len() - shown);
+        }
+    }
+
+    let (word, style) = match report.outcome {
+        Outcome::Agree => ("AGREE", st.green),
+        Outcome::Diverged => ("DIVERGED", st.red),
+        Outcome::Incomplete => ("INCOMPLETE: records without a partner", st.red),
+    };
+    let _ = writeln!(
+        out,
+        "\nresult: {style}{word}{style:#} (exit {})",
+        report.outcome.exit_code()
+    );
+    out
+}
+
+fn write_pair_detail(out: &mut String, p: &Pair, st: &Styles) {
+    if p.name_b.as_deref() != p.name_a.as_deref() {
+        let _ = writeln!(out, "  B name: {}", p.name_b.as_deref().unwrap_or("-"));
+    }
+    if let [Some(fa), Some(fb)] = &p.file {
+        let _ = writeln!(out, "  files: A {fa}, B {fb}");
+    }
+    let v = st.verdict(p.verdict);
+    let tol = p
+        .tolerance
+        .as_ref()
+        .map(|t| format!(" (atol {:e}, rtol {:e}: {})", t.atol, t.rtol, t.source))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  verdict: {v}{}{v:#} on {} evidence{tol}",
+        p.verdict.name(),
+        p.evidence.name()
+    );
+    if let Some(reason) = &p.reason {
+        let _ = writeln!(out, "  {reason}");
+    }
+    if let [Some(sa), Some(sb)] = &p.shape {
+        let dt = match &p.dtype {
+            [Some(a), Some(b)] => format!(", dtype {a} vs {b}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "  shape {sa:?} vs {sb:?}{dt}");
+    }
+    if let Some(m) = &p.values {
+        let _ = writeln!(
+            out,
+            "  values: max |a-b| {} at {:?}, mean |a-b| {}, rel L2 {}, cosine {}, SQNR {} dB, {} of {} elements outside tolerance",
+            sci(Some(m.max_abs)),
+            m.max_abs_at,
+            sci(Some(m.mean_abs)),
+            sci(Some(m.rel_l2)),
+            if m.cosine.is_nan() { "-".to_owned() } else { format!("{:.6}", m.cosine) },
+            if m.sqnr_db.is_finite() { format!("{:.1}", m.sqnr_db) } else { "inf".to_owned() },
+            m.failed,
+            m.elements
+        );
+    }
+    if let Some(l) = &p.logits {
+        let _ = writeln!(
+            out,
+            "  logits: top-1 agrees in {} of {} rows, top-{} overlap {:.3}, KL mean {} max {}",
+            l.top1_agree,
+            l.rows,
+            l.top_k,
+            l.topk_overlap,
+            sci(Some(l.kl_mean)),
+            sci(Some(l.kl_max))
+        );
+    }
+    if let Some(s) = &p.stats {
+        let _ = writeln!(
+            out,
+            "  stats: rms {} vs {} (delta {}), mean delta {}, std delta {}",
+            sci(s.rms_a),
+            sci(s.rms_b),
+            sci(s.rms),
+            sci(s.mean),
+            sci(s.std)
+        );
+    }
+}

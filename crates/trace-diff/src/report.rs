@@ -1,0 +1,383 @@
+//! The result of a comparison.
+//!
+//! **API boundary:** these types serialize to the JSON report (`--format json`), whose schema is
+//! documented in `docs/FORMAT-diff.md` and versioned by [`SCHEMA_VERSION`]. Adding a field is a
+//! compatible change; renaming or removing one bumps the version.
+
+use serde::{Serialize, Serializer};
+
+use crate::metrics::{LogitMetrics, ValueMetrics};
+use crate::rules::Tolerance;
+
+/// Name of the JSON report schema (`schema` field).
+pub const SCHEMA: &str = "tensor-trace-diff";
+
+/// Version of the JSON report schema (`schema_version` field).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Serializes a non-finite float as `null` (JSON has no NaN or infinity).
+pub(crate) fn finite_or_null<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_finite() {
+        s.serialize_f64(*v)
+    } else {
+        s.serialize_none()
+    }
+}
+
+/// A value for humans: up to 6 significant digits, scientific outside `[1e-3, 1e5)`.
+pub(crate) fn num(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 || !v.is_finite() {
+        return v.to_string();
+    }
+    if !(1e-3..1e5).contains(&a) {
+        return format!("{v:.5e}");
+    }
+    let decimals = (5 - a.log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    s.to_owned()
+}
+
+fn opt_finite_or_null<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => finite_or_null(v, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// The judgement on one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Same hash: bit-identical canonical F32 values.
+    Identical,
+    /// Values differ but pass the tolerance on the evidence available.
+    WithinTolerance,
+    /// Values differ beyond tolerance.
+    Diverged,
+    /// No partner on the other side.
+    Missing,
+    /// Element counts differ: the two cannot be compared.
+    Incompatible,
+}
+
+impl Verdict {
+    /// The snake_case name used in JSON and text.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Identical => "identical",
+            Verdict::WithinTolerance => "within_tolerance",
+            Verdict::Diverged => "diverged",
+            Verdict::Missing => "missing",
+            Verdict::Incompatible => "incompatible",
+        }
+    }
+
+    /// Whether this verdict counts as the run parting from the reference.
+    pub fn is_divergence(self) -> bool {
+        matches!(self, Verdict::Diverged | Verdict::Incompatible)
+    }
+}
+
+/// What a verdict rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    /// Equal blake3 hashes.
+    Hash,
+    /// Raw values from `.npy` files on both sides: element-wise.
+    Values,
+    /// `stats` (rms, mean, std, NaN and Inf counts) on both sides.
+    Stats,
+    /// Only `rms` on both sides (seed records).
+    Rms,
+    /// Shape or element count.
+    Shape,
+    /// Nothing beyond differing hashes (no values, no finite rms).
+    HashOnly,
+    /// No partner record.
+    None,
+}
+
+impl Evidence {
+    /// The snake_case name used in JSON and text.
+    pub fn name(self) -> &'static str {
+        match self {
+            Evidence::Hash => "hash",
+            Evidence::Values => "values",
+            Evidence::Stats => "stats",
+            Evidence::Rms => "rms",
+            Evidence::Shape => "shape",
+            Evidence::HashOnly => "hash_only",
+            Evidence::None => "none",
+        }
+    }
+}
+
+/// Overall answer, which decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every matched record is identical or within tolerance (exit code 0).
+    Agree,
+    /// At least one matched record diverged or is incompatible (exit code 1).
+    Diverged,
+    /// Every matched record agrees, but records of one side have no partner on the other, so
+    /// part of the run was never compared (exit code 1; `--allow-missing` accepts it as agree).
+    Incomplete,
+}
+
+impl Outcome {
+    /// The process exit code: 0 agree, 1 diverged or incomplete (2, error, is the binary's).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Agree => 0,
+            Outcome::Diverged | Outcome::Incomplete => 1,
+        }
+    }
+}
+
+/// One run as the report describes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunInfo {
+    /// The directory, as given.
+    pub dir: String,
+    /// `manifest`, `index` or `guessed` (see `trace_core::run`).
+    pub order: &'static str,
+    /// Whether the order is the execution order.
+    pub execution_order_known: bool,
+    /// Readable records.
+    pub records: u64,
+    /// Records left out by the ignore lists.
+    pub ignored: u64,
+}
+
+/// Counts of verdicts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Matched pairs.
+    pub compared: u64,
+    /// Bit-identical pairs.
+    pub identical: u64,
+    /// Pairs within tolerance.
+    pub within_tolerance: u64,
+    /// Diverged pairs.
+    pub diverged: u64,
+    /// Pairs with differing element counts.
+    pub incompatible: u64,
+    /// Records of A with no partner in B.
+    pub missing_in_b: u64,
+    /// Records of B with no partner in A.
+    pub missing_in_a: u64,
+}
+
+/// Deltas of the recorded statistics (B is the reference); `null` where a side lacks the value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StatsDelta {
+    /// Side-A RMS.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub rms_a: Option<f64>,
+    /// Side-B RMS.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub rms_b: Option<f64>,
+    /// `|rms_a - rms_b|`.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub rms: Option<f64>,
+    /// `|mean_a - mean_b|`.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub mean: Option<f64>,
+    /// `|std_a - std_b|`.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub std: Option<f64>,
+    /// `|min_a - min_b|`.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub min: Option<f64>,
+    /// `|max_a - max_b|`.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub max: Option<f64>,
+    /// NaN counts `[a, b]`, when both sides have stats.
+    pub nan_count: Option<[u64; 2]>,
+    /// Inf counts `[a, b]`, when both sides have stats.
+    pub inf_count: Option<[u64; 2]>,
+}
+
+/// The tolerance applied to a pair and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppliedTolerance {
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// Relative tolerance.
+    pub rtol: f64,
+    /// `default for F32`, `rules default_tolerance`, `rules tolerance "blk*"`, ...
+    pub source: String,
+}
+
+impl AppliedTolerance {
+    /// The tolerance without its source.
+    pub fn tolerance(&self) -> Tolerance {
+        Tolerance::new(self.atol, self.rtol)
+    }
+}
+
+/// One record of A with its partner in B (or its absence), or a record of B alone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pair {
+    /// Position in A's capture order (0-based); for B-only records, in B's.
+    pub position: u64,
+    /// Which side the record comes from when unmatched (`a` or `b`); `null` for matched pairs.
+    pub only_in: Option<&'static str>,
+    /// Name on side A (`null` for B-only records).
+    pub name_a: Option<String>,
+    /// Name on side B (after mapping; `null` when nothing matched).
+    pub name_b: Option<String>,
+    /// k-th record of this name.
+    pub occurrence: u64,
+    /// Capture index on the record's own side, when recorded.
+    pub index: Option<u64>,
+    /// Token position (0 = prefill, 1+ = decode step).
+    pub seq: Option<u64>,
+    /// Layer (-1 = embeddings/logits).
+    pub layer: Option<i64>,
+    /// Stage within the layer.
+    pub stage: Option<String>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// What the verdict rests on.
+    pub evidence: Evidence,
+    /// Why, in one sentence (what failed, or notes such as differing shapes).
+    pub reason: Option<String>,
+    /// Shapes `[a, b]`.
+    pub shape: [Option<Vec<usize>>; 2],
+    /// Dtypes `[a, b]`.
+    pub dtype: [Option<String>; 2],
+    /// Record files `[a, b]`, relative to their directories.
+    pub file: [Option<String>; 2],
+    /// The tolerance applied (matched pairs).
+    pub tolerance: Option<AppliedTolerance>,
+    /// Deltas of the recorded statistics (matched pairs).
+    pub stats: Option<StatsDelta>,
+    /// Element-wise metrics (when both sides have values).
+    pub values: Option<ValueMetrics>,
+    /// Logits metrics (values on both sides and the name matches a `logits` glob).
+    pub logits: Option<LogitMetrics>,
+    /// The error profile scalar: relative L2 with values, else relative RMS delta
+    /// (`|rms_a - rms_b| / rms_b`), 0 when identical; `null` when unknown.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub error: Option<f64>,
+}
+
+impl Pair {
+    /// The name to show: A's name, else B's.
+    pub fn display_name(&self) -> &str {
+        self.name_a
+            .as_deref()
+            .or(self.name_b.as_deref())
+            .unwrap_or("")
+    }
+}
+
+/// The first diverged record in A's execution order, with what surrounds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FirstDivergence {
+    /// Index into [`Report::pairs`] (equal to the pair's `position`).
+    pub pair: u64,
+    /// Name on side A.
+    pub name: String,
+    /// Name of the last compared record before it that agreed, if any.
+    pub last_agreeing: Option<String>,
+    /// Matched records after it that also diverge.
+    pub diverged_after: u64,
+    /// Largest error-profile value after it.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub max_error_after: Option<f64>,
+    /// Whether the order of A is the execution order (if not, "first" is only a guess).
+    pub execution_order_known: bool,
+}
+
+/// The error at the output of one layer (the last compared record of that layer in a step).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerError {
+    /// Step (`seq`), when recorded.
+    pub seq: Option<u64>,
+    /// Layer.
+    pub layer: i64,
+    /// Name of the record taken as the layer output.
+    pub output: String,
+    /// Error-profile value of that record.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub error: Option<f64>,
+    /// Largest error-profile value within the layer.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub max_error: Option<f64>,
+    /// `error / previous layer's error` within the same step; `null` when either is unknown or
+    /// the previous is 0.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub amplification: Option<f64>,
+}
+
+/// A problem met and tolerated (strict mode would have failed on it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// `a`, `b`, or `null` for problems of neither run (rules, order).
+    pub side: Option<&'static str>,
+    /// The message, naming the file and field.
+    pub message: String,
+}
+
+/// The result of comparing two runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Always [`SCHEMA`].
+    pub schema: &'static str,
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The overall answer.
+    pub outcome: Outcome,
+    /// Side A (the run under test).
+    pub a: RunInfo,
+    /// Side B (the reference).
+    pub b: RunInfo,
+    /// The rules file, if one was used.
+    pub rules: Option<String>,
+    /// Verdict counts.
+    pub counts: Counts,
+    /// The first diverged or incompatible pair in A's order.
+    pub first_divergence: Option<FirstDivergence>,
+    /// Every record of A in capture order, then the records only in B in B's order.
+    pub pairs: Vec<Pair>,
+    /// Per-layer error at each layer output, in A's order.
+    pub layers: Vec<LayerError>,
+    /// Problems tolerated.
+    pub warnings: Vec<Warning>,
+}
+
+impl Report {
+    /// The first diverged pair, if any.
+    pub fn first_divergence_pair(&self) -> Option<&Pair> {
+        self.first_divergence
+            .as_ref()
+            .and_then(|f| self.pairs.get(f.pair as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_numbers() {
+        let check = |v: f64, expected: &str| assert_eq!(num(v), expected);
+        check(0.5540952682495117, "0.554095");
+        check(1.5, "1.5");
+        check(3.0, "3");
+        check(-12345.678, "-12345.7");
+        check(1e-7, "1.00000e-7");
+        check(0.0, "0");
+        check(f64::NAN, "NaN");
+    }
+}

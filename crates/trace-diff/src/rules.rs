@@ -1,0 +1,440 @@
+//! The comparison policy as data: name mapping, ignore lists, tolerances (see
+//! `docs/FORMAT-diff.md` for the rules-file format).
+//!
+//! **API boundary:** the TOML keys of the rules file.
+
+use std::borrow::Cow;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use trace_core::DType;
+
+use crate::error::{Error, Result};
+
+/// Version of the rules-file format this crate reads (`version` key, optional).
+pub const RULES_VERSION: u32 = 1;
+
+/// Element-wise tolerance: an element fails when `|a - b| > atol` **and** `|a - b| > rtol * |b|`
+/// (Polygraphy's semantics; `b` is the reference side).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Tolerance {
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// Relative tolerance, relative to the reference (side B) value.
+    pub rtol: f64,
+}
+
+impl Tolerance {
+    /// Whether the pair `(a, b)` of finite values passes.
+    pub fn passes(&self, a: f64, b: f64) -> bool {
+        let d = (a - b).abs();
+        d <= self.atol || d <= self.rtol * b.abs()
+    }
+
+    /// The default for comparing a record of dtype `a` with one of dtype `b` (seed spelling),
+    /// chosen by the less precise of the two, and its name for reports.
+    ///
+    /// | less precise dtype | atol | rtol |
+    /// |---|---|---|
+    /// | F64 (both F64) | 1e-10 | 1e-9 |
+    /// | F32 (or unknown) | 1e-5 | 1e-4 |
+    /// | F16 | 1e-3 | 1e-2 |
+    /// | BF16 | 1e-2 | 5e-2 |
+    /// | integers on both sides | 0 | 0 |
+    pub fn default_for(a: &str, b: &str) -> (Tolerance, &'static str) {
+        fn rank(d: Option<DType>) -> u8 {
+            match d {
+                Some(DType::BF16) => 0,
+                Some(DType::F16) => 1,
+                Some(DType::F64) => 3,
+                Some(d) if !d.is_float() => 4,
+                _ => 2,
+            }
+        }
+        let (da, db) = (a.parse::<DType>().ok(), b.parse::<DType>().ok());
+        // Integers only count when both sides are integers; otherwise the float side decides.
+        let ra = rank(da);
+        let rb = rank(db);
+        let r = match (ra, rb) {
+            (4, 4) => 4,
+            (4, r) | (r, 4) => r,
+            (x, y) => x.min(y),
+        };
+        match r {
+            0 => (Tolerance::new(1e-2, 5e-2), "default for BF16"),
+            1 => (Tolerance::new(1e-3, 1e-2), "default for F16"),
+            3 => (Tolerance::new(1e-10, 1e-9), "default for F64"),
+            4 => (Tolerance::new(0.0, 0.0), "default for integers (exact)"),
+            _ => (Tolerance::new(1e-5, 1e-4), "default for F32"),
+        }
+    }
+
+    /// A tolerance from its two parts.
+    pub const fn new(atol: f64, rtol: f64) -> Self {
+        Tolerance { atol, rtol }
+    }
+}
+
+/// A compiled rules file.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    source: Option<PathBuf>,
+    maps: Vec<(Regex, String)>,
+    ignore_a: GlobSet,
+    ignore_b: GlobSet,
+    logits: GlobSet,
+    top_k: usize,
+    default_tolerance: Option<PartialTolerance>,
+    tolerances: Vec<(String, GlobMatcher, PartialTolerance)>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartialTolerance {
+    atol: Option<f64>,
+    rtol: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    version: Option<u32>,
+    #[serde(default)]
+    ignore: Vec<String>,
+    #[serde(default)]
+    ignore_a: Vec<String>,
+    #[serde(default)]
+    ignore_b: Vec<String>,
+    logits: Option<Vec<String>>,
+    top_k: Option<usize>,
+    default_tolerance: Option<PartialTolerance>,
+    #[serde(default)]
+    map: Vec<MapRule>,
+    #[serde(default)]
+    tolerance: Vec<ToleranceRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MapRule {
+    a: String,
+    b: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToleranceRule {
+    names: String,
+    atol: Option<f64>,
+    rtol: Option<f64>,
+}
+
+/// Names of records that get logits metrics when the rules file does not say.
+pub const DEFAULT_LOGITS: &[&str] = &["*logits*"];
+
+/// `k` of the top-k overlap when the rules file does not say.
+pub const DEFAULT_TOP_K: usize = 5;
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            source: None,
+            maps: Vec::new(),
+            ignore_a: GlobSet::empty(),
+            ignore_b: GlobSet::empty(),
+            logits: glob_set(DEFAULT_LOGITS.iter().copied(), "logits", Path::new(""))
+                .expect("default logits globs are valid"),
+            top_k: DEFAULT_TOP_K,
+            default_tolerance: None,
+            tolerances: Vec::new(),
+        }
+    }
+}
+
+fn glob_set<'a>(
+    patterns: impl IntoIterator<Item = &'a str>,
+    key: &str,
+    path: &Path,
+) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        b.add(glob(p, key, path)?.glob().clone());
+    }
+    b.build()
+        .map_err(|e| rules_error(path, format!("`{key}`: {e}")))
+}
+
+fn glob(pattern: &str, key: &str, path: &Path) -> Result<GlobMatcher> {
+    Glob::new(pattern)
+        .map(|g| g.compile_matcher())
+        .map_err(|e| rules_error(path, format!("`{key}`: invalid glob {pattern:?}: {e}")))
+}
+
+fn rules_error(path: &Path, message: String) -> Error {
+    Error::Rules {
+        path: path.to_owned(),
+        message,
+    }
+}
+
+fn check_tolerance(t: &PartialTolerance, key: &str, path: &Path) -> Result<()> {
+    for (name, v) in [("atol", t.atol), ("rtol", t.rtol)] {
+        if let Some(v) = v {
+            if !v.is_finite() || v < 0.0 {
+                return Err(rules_error(
+                    path,
+                    format!("`{key}.{name}`: expected a finite number >= 0, found {v}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Rules {
+    /// Reads and compiles a rules file.
+    pub fn load(path: &Path) -> Result<Rules> {
+        let text = fs::read_to_string(path).map_err(|source| Error::RulesIo {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Compiles rules from TOML text; `path` is only used in messages and reports.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Rules> {
+        let file: RulesFile =
+            toml::from_str(text).map_err(|e| rules_error(path, e.to_string().trim().to_owned()))?;
+        if let Some(v) = file.version {
+            if v != RULES_VERSION {
+                return Err(rules_error(
+                    path,
+                    format!("`version`: {v} is not supported, expected {RULES_VERSION}"),
+                ));
+            }
+        }
+        let mut maps = Vec::with_capacity(file.map.len());
+        for (i, m) in file.map.iter().enumerate() {
+            let re = Regex::new(&format!("^(?:{})$", m.a)).map_err(|e| {
+                rules_error(path, format!("`map[{i}].a`: invalid regex {:?}: {e}", m.a))
+            })?;
+            maps.push((re, m.b.clone()));
+        }
+        let both = file.ignore.iter().map(String::as_str);
+        let ignore_a = glob_set(
+            both.clone().chain(file.ignore_a.iter().map(String::as_str)),
+            "ignore_a",
+            path,
+        )?;
+        let ignore_b = glob_set(
+            both.chain(file.ignore_b.iter().map(String::as_str)),
+            "ignore_b",
+            path,
+        )?;
+        let logits = match &file.logits {
+            Some(l) => glob_set(l.iter().map(String::as_str), "logits", path)?,
+            None => glob_set(DEFAULT_LOGITS.iter().copied(), "logits", path)?,
+        };
+        let top_k = file.top_k.unwrap_or(DEFAULT_TOP_K);
+        if top_k == 0 {
+            return Err(rules_error(path, "`top_k`: expected at least 1".to_owned()));
+        }
+        if let Some(t) = &file.default_tolerance {
+            check_tolerance(t, "default_tolerance", path)?;
+        }
+        let mut tolerances = Vec::with_capacity(file.tolerance.len());
+        for (i, t) in file.tolerance.iter().enumerate() {
+            let key = format!("tolerance[{i}]");
+            let partial = PartialTolerance {
+                atol: t.atol,
+                rtol: t.rtol,
+            };
+            check_tolerance(&partial, &key, path)?;
+            tolerances.push((t.names.clone(), glob(&t.names, &key, path)?, partial));
+        }
+        Ok(Rules {
+            source: Some(path.to_owned()),
+            maps,
+            ignore_a,
+            ignore_b,
+            logits,
+            top_k,
+            default_tolerance: file.default_tolerance,
+            tolerances,
+        })
+    }
+
+    /// The file the rules came from, if any.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    /// The side-B name a side-A name maps to: the first `[[map]]` whose regex matches the whole
+    /// name, with `$1`/`${name}` replaced by captures; the name itself when none matches.
+    pub fn map_name<'a>(&self, a_name: &'a str) -> Cow<'a, str> {
+        for (re, replacement) in &self.maps {
+            if re.is_match(a_name) {
+                return Cow::Owned(re.replace(a_name, replacement.as_str()).into_owned());
+            }
+        }
+        Cow::Borrowed(a_name)
+    }
+
+    /// Whether a side-A record name is ignored (`ignore` or `ignore_a`).
+    pub fn ignores_a(&self, name: &str) -> bool {
+        !self.ignore_a.is_empty() && self.ignore_a.is_match(name)
+    }
+
+    /// Whether a side-B record name is ignored (`ignore` or `ignore_b`).
+    pub fn ignores_b(&self, name: &str) -> bool {
+        !self.ignore_b.is_empty() && self.ignore_b.is_match(name)
+    }
+
+    /// Whether a record (by its side-B name) gets logits metrics.
+    pub fn is_logits(&self, name: &str) -> bool {
+        self.logits.is_match(name)
+    }
+
+    /// `k` of the top-k overlap.
+    pub fn top_k(&self) -> usize {
+        self.top_k
+    }
+
+    /// The tolerance for a record (by its side-B name and the two dtypes), and where it came
+    /// from: the first `[[tolerance]]` whose glob matches, then `[default_tolerance]`, then the
+    /// dtype default; a rule giving only one of `atol`/`rtol` takes the other from the next
+    /// level down.
+    pub fn tolerance(&self, b_name: &str, dtype_a: &str, dtype_b: &str) -> (Tolerance, String) {
+        let (base, base_source) = Tolerance::default_for(dtype_a, dtype_b);
+        let mut t = base;
+        let mut source = base_source.to_owned();
+        if let Some(d) = &self.default_tolerance {
+            t = Tolerance::new(d.atol.unwrap_or(t.atol), d.rtol.unwrap_or(t.rtol));
+            source = "rules default_tolerance".to_owned();
+        }
+        if let Some((pattern, _, p)) = self.tolerances.iter().find(|(_, g, _)| g.is_match(b_name)) {
+            t = Tolerance::new(p.atol.unwrap_or(t.atol), p.rtol.unwrap_or(t.rtol));
+            source = format!("rules tolerance {pattern:?}");
+        }
+        (t, source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(text: &str) -> Rules {
+        Rules::from_toml(text, Path::new("r.toml")).unwrap()
+    }
+
+    fn err(text: &str) -> String {
+        Rules::from_toml(text, Path::new("r.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn maps_with_captures() {
+        let r = rules(
+            r#"
+            [[map]]
+            a = 'model\.layers\.(\d+)\.self_attn\.o_proj'
+            b = 'blk${1}/attn_out'
+            [[map]]
+            a = 'lm_head'
+            b = 'logits'
+            "#,
+        );
+        let check = |a: &str, b: &str| assert_eq!(r.map_name(a), b);
+        check("model.layers.12.self_attn.o_proj", "blk12/attn_out");
+        check(
+            "model.layers.12.self_attn.o_proj.bias",
+            "model.layers.12.self_attn.o_proj.bias",
+        );
+        check("lm_head", "logits");
+        check("other", "other");
+    }
+
+    #[test]
+    fn ignore_and_logits() {
+        let r = rules(
+            r#"
+            ignore = ["*rotary*"]
+            ignore_b = ["ref_only/*"]
+            logits = ["out/*"]
+            top_k = 3
+            "#,
+        );
+        assert!(r.ignores_a("rotary_emb") && r.ignores_b("rotary_emb"));
+        assert!(r.ignores_b("ref_only/x") && !r.ignores_a("ref_only/x"));
+        assert!(r.is_logits("out/x") && !r.is_logits("logits"));
+        assert_eq!(r.top_k(), 3);
+        assert!(Rules::default().is_logits("final_logits"));
+    }
+
+    #[test]
+    fn tolerance_levels() {
+        let check = |a: &str, b: &str, atol: f64, rtol: f64| {
+            let (t, _) = Tolerance::default_for(a, b);
+            assert_eq!((t.atol, t.rtol), (atol, rtol), "{a} vs {b}");
+        };
+        check("F32", "F64", 1e-5, 1e-4);
+        check("F64", "F64", 1e-10, 1e-9);
+        check("BF16", "F64", 1e-2, 5e-2);
+        check("F16", "F32", 1e-3, 1e-2);
+        check("I64", "I32", 0.0, 0.0);
+        check("I64", "BF16", 1e-2, 5e-2);
+        check("Q4_K", "F32", 1e-5, 1e-4);
+
+        let r = rules(
+            r#"
+            [default_tolerance]
+            rtol = 0.5
+            [[tolerance]]
+            names = "blk*/ffn"
+            atol = 0.25
+            "#,
+        );
+        let (t, src) = r.tolerance("blk3/ffn", "F32", "F32");
+        assert_eq!((t.atol, t.rtol), (0.25, 0.5));
+        assert!(src.contains("blk*/ffn"));
+        let (t, src) = r.tolerance("x", "F32", "F32");
+        assert_eq!(
+            (t.atol, t.rtol, src.as_str()),
+            (1e-5, 0.5, "rules default_tolerance")
+        );
+    }
+
+    #[test]
+    fn polygraphy_semantics() {
+        let t = Tolerance::new(0.1, 0.01);
+        assert!(t.passes(1.05, 1.0)); // inside atol
+        assert!(t.passes(1000.5, 1000.0)); // outside atol, inside rtol
+        assert!(!t.passes(1.5, 1.0)); // outside both
+    }
+
+    #[test]
+    fn bad_rules_name_the_key() {
+        let check = |text: &str, needle: &str| {
+            let msg = err(text);
+            assert!(
+                msg.contains("r.toml") && msg.contains(needle),
+                "{needle}: {msg}"
+            );
+        };
+        check("[[map]]\na = '('\nb = 'x'", "map[0].a");
+        check("ignore = ['[']", "ignore");
+        check("unknown_key = 1", "unknown_key");
+        check(
+            "[[tolerance]]\nnames = 'x'\natol = -1.0",
+            "tolerance[0].atol",
+        );
+        check("version = 7", "version");
+        check("top_k = 0", "top_k");
+        check("ignore = 3", "ignore");
+    }
+}

@@ -1,0 +1,93 @@
+//! Raw values: reading a record's `.npy` file, one pair at a time.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+/// Reads a little-endian `f4` or `f8` C-order `.npy` whose shape must equal `shape`.
+///
+/// Returns the problem as a sentence naming the field (`shape`, `descr`, `fortran_order`) on
+/// failure; the caller adds the path.
+pub(crate) fn load(path: &Path, shape: &[usize]) -> Result<Vec<f64>, String> {
+    let file = File::open(path).map_err(|e| format!("cannot read values: {e}"))?;
+    let npy = npyz::NpyFile::new(BufReader::new(file))
+        .map_err(|e| format!("not a valid .npy file: {e}"))?;
+    let found: Vec<u64> = npy.shape().to_vec();
+    let expected: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    if found != expected {
+        return Err(format!(
+            "field `shape`: the .npy holds shape {found:?} but the record says {expected:?}"
+        ));
+    }
+    if npy.order() != npyz::Order::C {
+        return Err("field `fortran_order`: expected C order (false)".to_owned());
+    }
+    let descr = match npy.dtype() {
+        npyz::DType::Plain(t) => t.to_string(),
+        other => format!("{other:?}"),
+    };
+    let truncated = |e: std::io::Error| format!("cannot read the values (truncated file?): {e}");
+    match descr.as_str() {
+        "<f4" => Ok(npy
+            .into_vec::<f32>()
+            .map_err(truncated)?
+            .into_iter()
+            .map(f64::from)
+            .collect()),
+        "<f8" => npy.into_vec::<f64>().map_err(truncated),
+        _ => Err(format!(
+            "field `descr`: expected '<f4' or '<f8' (little-endian float), found {descr}"
+        )),
+    }
+}
+
+/// Writes `values` as a little-endian F32 C-order `.npy` (used by tests and benchmarks to build
+/// fixtures; tensor-trace's own writer lives in trace-core).
+#[doc(hidden)]
+pub fn write_f32_npy(path: &Path, shape: &[usize], values: &[f32]) -> std::io::Result<()> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_text = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    // Pad so that magic (6) + version (2) + length (2) + header + newline is a multiple of 64.
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len() + values.len() * 4);
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_shape_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v.npy");
+        write_f32_npy(&p, &[2, 2], &[1.0, 2.0, 3.0, 4.5]).unwrap();
+        assert_eq!(load(&p, &[2, 2]).unwrap(), [1.0, 2.0, 3.0, 4.5]);
+        let msg = load(&p, &[4]).unwrap_err();
+        assert!(msg.contains("`shape`") && msg.contains("[2, 2]"), "{msg}");
+
+        write_f32_npy(&p, &[], &[7.0]).unwrap();
+        assert_eq!(load(&p, &[]).unwrap(), [7.0]);
+        write_f32_npy(&p, &[3], &[1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(load(&p, &[3]).unwrap().len(), 3);
+
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() - 2]).unwrap();
+        let msg = load(&p, &[3]).unwrap_err();
+        assert!(msg.contains("truncated"), "{msg}");
+        std::fs::write(&p, b"garbage").unwrap();
+        assert!(load(&p, &[3]).unwrap_err().contains("not a valid .npy"));
+    }
+}

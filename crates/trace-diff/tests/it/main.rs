@@ -1,0 +1,8 @@
+//! Integration tests of trace-diff: one binary, one module per topic.
+
+mod bad_input;
+mod cli;
+mod common;
+mod compare;
+mod reports;
+mod seed;

@@ -1,0 +1,133 @@
+"""tensor-trace for Python references: record named tensors exactly as trace-core does.
+
+    from tensor_trace import dump_trace
+    dump_trace("blk0/attn_norm", h, layer=0, stage="attn_norm", step=0)
+
+With `TENSOR_TRACE_DIR` (or the seed's `BITNET_TRACE_DIR`) set, every call writes one record
+into that directory: the same file names, record fields, hashes, statistics, manifest lines and
+optional `.npy` values as trace-core, so `trace-diff` compares a Python reference run with a Rust
+or C++ engine run directly. Unset, `dump_trace` returns at once: the environment is read once, at
+the first call, and the answer cached in a module-level flag.
+
+See `docs/PYTHON.md` in the repository for the details and the three-line recipe.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ._config import (
+    ENV_APPEND,
+    ENV_ASYNC,
+    ENV_DIR,
+    ENV_DIR_COMPAT,
+    ENV_FILTER,
+    ENV_RANK,
+    ENV_VALUES,
+    Config,
+    ConfigError,
+    NameFilter,
+    TraceError,
+)
+from ._fingerprint import Fingerprint, Stats, canonical_f32, fingerprint
+from ._sink import sanitize
+from ._tracer import BF16, FORMAT_VERSION, Tracer, as_trace_input
+
+__all__ = [
+    "BF16",
+    "Config",
+    "ConfigError",
+    "ENV_APPEND",
+    "ENV_ASYNC",
+    "ENV_DIR",
+    "ENV_DIR_COMPAT",
+    "ENV_FILTER",
+    "ENV_RANK",
+    "ENV_VALUES",
+    "FORMAT_VERSION",
+    "Fingerprint",
+    "NameFilter",
+    "Stats",
+    "TraceError",
+    "Tracer",
+    "dump_trace",
+    "enabled",
+    "fingerprint_array",
+    "global_tracer",
+    "sanitize",
+]
+
+__version__ = "0.1.0"
+
+# The disabled fast path: once the environment said "off", `dump_trace` is one global load.
+_disabled = False
+# None until the first call; then a Tracer, or the ConfigError every call raises.
+_global: Optional[object] = None
+
+
+def dump_trace(
+    name: str,
+    array: Any,
+    *,
+    layer: Optional[int] = None,
+    stage: Optional[str] = None,
+    step: Optional[int] = None,
+) -> None:
+    """Records `array` under `name` when tracing is enabled (the seed's `dump_trace`).
+
+    `step` is the record's `seq` (0 = prefill, 1+ = decode step), `layer` -1 for
+    embeddings/logits and 0+ for transformer layers, `stage` the point within the layer.
+    Raises `ConfigError` on every call when the environment holds an invalid setting.
+    """
+    if _disabled:
+        return
+    tracer = global_tracer()
+    if tracer is not None:
+        tracer.record(name, array, step=step, layer=layer, stage=stage)
+
+
+def enabled() -> bool:
+    """Whether tracing is on (reads the environment on the first call only)."""
+    if _disabled:
+        return False
+    return _init() is not None
+
+
+def global_tracer() -> Optional[Tracer]:
+    """The tracer configured from the environment, None when tracing is off."""
+    if _disabled:
+        return None
+    state = _init()
+    if isinstance(state, ConfigError):
+        raise ConfigError(state.setting, state.value, state.problem)
+    return state
+
+
+def _init() -> Optional[object]:
+    global _disabled, _global
+    if _global is None:
+        try:
+            config = Config.from_env()
+        except ConfigError as e:
+            _global = e
+            return _global
+        if config is None:
+            _disabled = True
+            return None
+        _global = Tracer.from_config(config)
+    return _global
+
+
+def _reset() -> None:
+    """Forgets the environment read (for tests): the next call reads it again."""
+    global _disabled, _global
+    if isinstance(_global, Tracer):
+        _global.close()
+    _disabled = False
+    _global = None
+
+
+def fingerprint_array(array: Any) -> Fingerprint:
+    """The fingerprint a record would carry for `array`, without writing anything."""
+    dtype, _, storage = as_trace_input(array)
+    return fingerprint(canonical_f32(dtype, storage))

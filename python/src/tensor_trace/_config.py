@@ -1,0 +1,315 @@
+"""Settings from the same environment variables as trace-core, and its name filters.
+
+| variable | meaning |
+|---|---|
+| `TENSOR_TRACE_DIR` | enables tracing into this directory |
+| `BITNET_TRACE_DIR` | the seed's name for the same, used when `TENSOR_TRACE_DIR` is unset |
+| `TENSOR_TRACE_FILTER` | comma-separated globs over names; `!glob` excludes; `*` crosses `/` |
+| `TENSOR_TRACE_VALUES` | also save raw values as `.npy`: `1`/`all`, or a glob list |
+| `TENSOR_TRACE_APPEND` | `1` allows writing into a directory that already holds a run |
+| `TENSOR_TRACE_ASYNC` | accepted and checked like trace-core; Python writes synchronously |
+| `TENSOR_TRACE_RANK` | process rank recorded in every record |
+
+Globs follow the `globset` crate's default syntax as trace-core uses it: `*` and `?` match any
+character including `/`, `[abc]`, `[a-z]`, `[!x]`/`[^x]` classes, `{a,b}` alternatives, `\\`
+escapes the next character, and the whole name must match.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional
+
+__all__ = [
+    "ENV_DIR",
+    "ENV_DIR_COMPAT",
+    "ENV_FILTER",
+    "ENV_VALUES",
+    "ENV_APPEND",
+    "ENV_ASYNC",
+    "ENV_RANK",
+    "ConfigError",
+    "TraceError",
+    "NameFilter",
+    "Config",
+]
+
+ENV_DIR = "TENSOR_TRACE_DIR"
+ENV_DIR_COMPAT = "BITNET_TRACE_DIR"
+ENV_FILTER = "TENSOR_TRACE_FILTER"
+ENV_VALUES = "TENSOR_TRACE_VALUES"
+ENV_APPEND = "TENSOR_TRACE_APPEND"
+ENV_ASYNC = "TENSOR_TRACE_ASYNC"
+ENV_RANK = "TENSOR_TRACE_RANK"
+
+
+class TraceError(Exception):
+    """Something went wrong while capturing a record (I/O, a malformed manifest, ...)."""
+
+
+class ConfigError(TraceError, ValueError):
+    """A setting (environment variable or constructor argument) is invalid."""
+
+    def __init__(self, setting: str, value: str, problem: str) -> None:
+        super().__init__(f"invalid {setting}={_debug_str(value)}: {problem}")
+        self.setting = setting
+        self.value = value
+        self.problem = problem
+
+
+def _debug_str(s: str) -> str:
+    # Close to Rust's `{:?}` for strings: double quotes, escaped quotes and control characters.
+    return json.dumps(s, ensure_ascii=False)
+
+
+class _GlobSyntaxError(Exception):
+    pass
+
+
+def _glob_to_regex(pattern: str) -> str:
+    """Translates one glob (globset defaults, `literal_separator` off) to a regex."""
+    out: list[str] = []
+    # Alternation stack: each open `{` holds its finished branches.
+    alternates: list[list[str]] = []
+    chars = list(pattern)
+    i = 0
+
+    def emit(s: str) -> None:
+        out.append(s)
+
+    while i < len(chars):
+        c = chars[i]
+        i += 1
+        if c == "?":
+            emit(".")
+        elif c == "*":
+            # `**` is `*` twice unless it stands for whole path components.
+            if i < len(chars) and chars[i] == "*":
+                i += 1
+                at_start = not out or (alternates and out[-1] == "\x00")
+                prev_sep = out and out[-1] == "/"
+                nxt = chars[i] if i < len(chars) else None
+                if at_start and nxt in (None, "/"):
+                    if nxt == "/":
+                        i += 1
+                        emit("(?:/?|.*/)")
+                    else:
+                        emit(".*")
+                elif prev_sep and nxt is None:
+                    out.pop()
+                    emit("/.*")
+                elif prev_sep and nxt == "/":
+                    i += 1
+                    out.pop()
+                    emit("(?:/|/.*/)")
+                else:
+                    emit(".*.*")
+            else:
+                emit(".*")
+        elif c == "[":
+            negated = False
+            if i < len(chars) and chars[i] in "!^":
+                negated = True
+                i += 1
+            ranges: list[tuple[str, str]] = []
+            first, in_range, closed = True, False, False
+            while i < len(chars):
+                ch = chars[i]
+                i += 1
+                if ch == "]" and not first:
+                    closed = True
+                    break
+                if ch == "-" and not first:
+                    if in_range:
+                        lo = ranges[-1][0]
+                        if "-" < lo:
+                            raise _GlobSyntaxError("invalid character range")
+                        ranges[-1] = (lo, "-")
+                        in_range = False
+                    else:
+                        in_range = True
+                elif in_range:
+                    lo = ranges[-1][0]
+                    if ch < lo:
+                        raise _GlobSyntaxError("invalid character range")
+                    ranges[-1] = (lo, ch)
+                    in_range = False
+                else:
+                    ranges.append((ch, ch))
+                first = False
+            if not closed:
+                raise _GlobSyntaxError("unclosed character class; missing ']'")
+            if in_range:
+                ranges.append(("-", "-"))
+            body = "".join(
+                re.escape(a) if a == b else f"{re.escape(a)}-{re.escape(b)}" for a, b in ranges
+            )
+            emit(f"[{'^' if negated else ''}{body}]")
+        elif c == "{":
+            alternates.append([])
+            emit("\x00")  # marks the start of the group in `out`
+        elif c == "}":
+            if not alternates:
+                raise _GlobSyntaxError(
+                    "unopened alternate group; missing '{' (maybe escape '}' with '[}]'?)"
+                )
+            branches = alternates.pop()
+            start = len(out) - 1 - out[::-1].index("\x00")
+            branches.append("".join(out[start + 1 :]))
+            del out[start:]
+            parts = [b for b in branches if b]
+            if parts:
+                emit("(?:" + "|".join(parts) + ")")
+        elif c == "," and alternates:
+            start = len(out) - 1 - out[::-1].index("\x00")
+            alternates[-1].append("".join(out[start + 1 :]))
+            del out[start + 1 :]
+        elif c == "\\":
+            if i >= len(chars):
+                raise _GlobSyntaxError("dangling '\\'")
+            emit(re.escape(chars[i]))
+            i += 1
+        else:
+            emit(re.escape(c) if c != "/" else "/")
+    if alternates:
+        raise _GlobSyntaxError(
+            "unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?)"
+        )
+    return "".join(out)
+
+
+class NameFilter:
+    """A name passes when it matches an include glob (or there are none) and no exclude glob."""
+
+    def __init__(self, include: Optional[re.Pattern], exclude: Optional[re.Pattern], spec: str):
+        self._include = include
+        self._exclude = exclude
+        self.spec = spec
+
+    @classmethod
+    def all(cls) -> "NameFilter":
+        return cls(None, None, "*")
+
+    @classmethod
+    def none(cls) -> "NameFilter":
+        return cls(None, re.compile(r".*", re.DOTALL), "")
+
+    @classmethod
+    def parse(cls, spec: str, setting: str) -> "NameFilter":
+        """Parses `glob,glob,!glob`; `setting` names the source in errors."""
+        include: list[str] = []
+        exclude: list[str] = []
+        for part in (p.strip() for p in spec.split(",")):
+            if not part:
+                continue
+            negated = part.startswith("!")
+            pattern = part[1:].strip() if negated else part
+            try:
+                regex = _glob_to_regex(pattern)
+            except _GlobSyntaxError as e:
+                raise ConfigError(setting, spec, f"bad glob {_debug_str(pattern)}: {e}") from None
+            (exclude if negated else include).append(regex)
+        if not include and not exclude:
+            raise ConfigError(
+                setting, spec, "expected a comma-separated list of globs, `!glob` to exclude"
+            )
+
+        def build(regexes: list[str]) -> Optional[re.Pattern]:
+            if not regexes:
+                return None
+            return re.compile("|".join(f"(?:{r})" for r in regexes), re.DOTALL)
+
+        return cls(build(include), build(exclude), spec)
+
+    def matches(self, name: str) -> bool:
+        if self._include is not None and self._include.fullmatch(name) is None:
+            return False
+        return self._exclude is None or self._exclude.fullmatch(name) is None
+
+    def __repr__(self) -> str:
+        return f"NameFilter({self.spec!r})"
+
+
+_TRUE = {"1", "true", "yes", "on", "all"}
+_FALSE = {"0", "false", "no", "off", "none"}
+
+
+def _parse_bool(v: str) -> Optional[bool]:
+    s = v.strip().lower()
+    if s in _TRUE:
+        return True
+    if s in _FALSE:
+        return False
+    return None
+
+
+def _bool_setting(setting: str, v: str) -> bool:
+    b = _parse_bool(v)
+    if b is None:
+        raise ConfigError(setting, v, "expected 1/true/yes/on or 0/false/no/off")
+    return b
+
+
+_RANK = re.compile(r"\+?[0-9]+")
+
+
+def parse_rank(setting: str, v: str) -> int:
+    s = v.strip()
+    if _RANK.fullmatch(s) is None or int(s) > 0xFFFF_FFFF:
+        raise ConfigError(setting, v, "expected a non-negative integer")
+    return int(s)
+
+
+@dataclass
+class Config:
+    """Where and how records are written (trace-core's `Config`)."""
+
+    dir: Optional[str] = None
+    filter: NameFilter = field(default_factory=NameFilter.all)
+    values: NameFilter = field(default_factory=NameFilter.none)
+    append: bool = False
+    background: bool = False
+    rank: Optional[int] = None
+
+    @classmethod
+    def from_lookup(cls, get: Callable[[str], Optional[str]]) -> Optional["Config"]:
+        """Reads the settings through `get`; None when tracing is not enabled."""
+
+        def non_empty(k: str) -> Optional[str]:
+            v = get(k)
+            return v if v is not None and v.strip() else None
+
+        d = non_empty(ENV_DIR) or non_empty(ENV_DIR_COMPAT)
+        if d is None:
+            return None
+        config = cls(dir=d)
+        spec = non_empty(ENV_FILTER)
+        if spec is not None:
+            config.filter = NameFilter.parse(spec, ENV_FILTER)
+        spec = non_empty(ENV_VALUES)
+        if spec is not None:
+            b = _parse_bool(spec)
+            if b is True:
+                config.values = NameFilter.all()
+            elif b is False:
+                config.values = NameFilter.none()
+            else:
+                config.values = NameFilter.parse(spec, ENV_VALUES)
+        v = non_empty(ENV_APPEND)
+        if v is not None:
+            config.append = _bool_setting(ENV_APPEND, v)
+        v = non_empty(ENV_ASYNC)
+        if v is not None:
+            config.background = _bool_setting(ENV_ASYNC, v)
+        v = non_empty(ENV_RANK)
+        if v is not None:
+            config.rank = parse_rank(ENV_RANK, v)
+        return config
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> Optional["Config"]:
+        env = os.environ if environ is None else environ
+        return cls.from_lookup(env.get)
