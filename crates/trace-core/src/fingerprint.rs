@@ -393,80 +393,87 @@ unsafe fn fast_sums_avx2(x: &[f32], k: f64) -> Sums {
     fast_sums_portable(x, k)
 }
 
-/// Written so the compiler vectorizes it: independent lanes, no branches, no NaN handling
-/// (a NaN is ignored by the comparisons but poisons the sums, which sends the block to
-/// [`masked_partial`]).
+/// Written so the compiler vectorizes it: independent lanes, no branches, no NaN handling.
 #[inline(always)]
 fn fast_sums_portable(x: &[f32], k: f64) -> Sums {
-    let mut s1 = [0f64; LANES];
-    let mut s2 = [0f64; LANES];
-    let mut sq = [0f64; LANES];
-    let mut mn = [f32::INFINITY; LANES];
-    let mut mx = [f32::NEG_INFINITY; LANES];
+    let mut lanes = Lanes::new();
     let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
-        for l in 0..LANES {
-            let v = c[l];
-            let x64 = f64::from(v);
-            let d = x64 - k;
-            s1[l] += d;
-            s2[l] += d * d;
-            sq[l] += x64 * x64;
-            mn[l] = if v < mn[l] { v } else { mn[l] };
-            mx[l] = if v > mx[l] { v } else { mx[l] };
+        for (l, &v) in c.iter().enumerate() {
+            lanes.add(l, v, k);
         }
     }
     for (l, &v) in chunks.remainder().iter().enumerate() {
+        lanes.add(l, v, k);
+    }
+    lanes.sums()
+}
+
+/// Per-lane accumulators; element `i` of a block always goes to lane `i % LANES`.
+struct Lanes {
+    s1: [f64; LANES],
+    s2: [f64; LANES],
+    sq: [f64; LANES],
+    mn: [f32; LANES],
+    mx: [f32; LANES],
+}
+
+impl Lanes {
+    #[inline(always)]
+    fn new() -> Self {
+        Self {
+            s1: [0.0; LANES],
+            s2: [0.0; LANES],
+            sq: [0.0; LANES],
+            mn: [f32::INFINITY; LANES],
+            mx: [f32::NEG_INFINITY; LANES],
+        }
+    }
+
+    /// Adds a value assumed finite. Branch-free so the compiler vectorizes across lanes; a NaN
+    /// is ignored by the comparisons but poisons the sums, which sends the block to
+    /// [`masked_partial`].
+    #[inline(always)]
+    fn add(&mut self, l: usize, v: f32, k: f64) {
         let x64 = f64::from(v);
         let d = x64 - k;
-        s1[l] += d;
-        s2[l] += d * d;
-        sq[l] += x64 * x64;
-        mn[l] = if v < mn[l] { v } else { mn[l] };
-        mx[l] = if v > mx[l] { v } else { mx[l] };
+        self.s1[l] += d;
+        self.s2[l] += d * d;
+        self.sq[l] += x64 * x64;
+        self.mn[l] = if v < self.mn[l] { v } else { self.mn[l] };
+        self.mx[l] = if v > self.mx[l] { v } else { self.mx[l] };
     }
-    Sums {
-        s1: s1.iter().sum(),
-        s2: s2.iter().sum(),
-        sq: sq.iter().sum(),
-        min: mn.iter().copied().fold(f32::INFINITY, f32::min),
-        max: mx.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+
+    /// Reduces the lanes in lane order.
+    #[inline(always)]
+    fn sums(&self) -> Sums {
+        Sums {
+            s1: self.s1.iter().sum(),
+            s2: self.s2.iter().sum(),
+            sq: self.sq.iter().sum(),
+            min: self.mn.iter().copied().fold(f32::INFINITY, f32::min),
+            max: self.mx.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        }
     }
 }
 
 /// The exact kernel for blocks holding NaN or Inf: non-finite values are counted and skipped.
 fn masked_partial(x: &[f32], shift: f32) -> Partial {
     let k = f64::from(shift);
-    let mut s1 = [0f64; LANES];
-    let mut s2 = [0f64; LANES];
-    let mut sq = [0f64; LANES];
-    let mut mn = [f32::INFINITY; LANES];
-    let mut mx = [f32::NEG_INFINITY; LANES];
+    let mut lanes = Lanes::new();
     let (mut nan, mut inf) = (0u64, 0u64);
     for (i, &v) in x.iter().enumerate() {
-        let l = i % LANES;
         if v.is_nan() {
             nan += 1;
         } else if v.is_infinite() {
             inf += 1;
         } else {
-            let x64 = f64::from(v);
-            let d = x64 - k;
-            s1[l] += d;
-            s2[l] += d * d;
-            sq[l] += x64 * x64;
-            mn[l] = mn[l].min(v);
-            mx[l] = mx[l].max(v);
+            lanes.add(i % LANES, v, k);
         }
     }
-    let sums = Sums {
-        s1: s1.iter().sum(),
-        s2: s2.iter().sum(),
-        sq: sq.iter().sum(),
-        min: mn.iter().copied().fold(f32::INFINITY, f32::min),
-        max: mx.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-    };
-    sums.into_partial(x.len() as u64 - nan - inf, k, nan, inf)
+    lanes
+        .sums()
+        .into_partial(x.len() as u64 - nan - inf, k, nan, inf)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use trace_core::events::{validate, Severity, TraceDocument};
+use trace_core::events::{render, validate, Severity, TraceDocument};
 
 use crate::output::print;
 use crate::EXIT_FINDING;
@@ -79,35 +79,14 @@ fn check_events(args: &Args) -> Result<u8> {
     let mut failing = violations.len();
     let (mut errors, mut warnings) = (0, 0);
     for e in doc.events.iter().filter(|e| e.error.is_some()) {
-        let severity = e.severity.unwrap_or(Severity::Error);
-        let label = match severity {
-            Severity::Error => {
-                errors += 1;
-                "error"
-            }
-            Severity::Warning => {
-                warnings += 1;
-                "warning"
-            }
-        };
-        if severity == Severity::Error || args.deny_warnings {
+        match e.severity.unwrap_or(Severity::Error) {
+            Severity::Error => errors += 1,
+            Severity::Warning => warnings += 1,
+        }
+        if e.severity != Some(Severity::Warning) || args.deny_warnings {
             failing += 1;
         }
-        let step = e.step.map_or_else(|| "run".to_owned(), |s| s.to_string());
-        let layer = e.layer.map_or_else(String::new, |l| format!(" layer {l}"));
-        let _ = writeln!(
-            out,
-            "{label}: event {} ({step}{layer}, iteration {}): {}",
-            e.id,
-            e.iteration,
-            e.error.as_deref().unwrap_or_default()
-        );
-        if let Some(cause) = &e.cause {
-            let _ = writeln!(out, "  cause: {cause}");
-        }
-        if let Some(hint) = &e.hint {
-            let _ = writeln!(out, "  hint:  {hint}");
-        }
+        out.push_str(&render::violation(e));
     }
     let _ = writeln!(
         out,

@@ -114,25 +114,33 @@ pub fn text(doc: &TraceDocument, verbose: bool) -> String {
         doc.error_count, doc.warning_count
     );
     for e in doc.events.iter().filter(|e| e.error.is_some()) {
-        let severity = match e.severity {
-            Some(Severity::Warning) => "warning",
-            _ => "error",
-        };
-        let _ = writeln!(
-            out,
-            "{severity} at event {} ({}{}, iteration {}): {}",
-            e.id,
-            step_label(e.step),
-            layer_label(e.layer),
-            e.iteration,
-            e.error.as_deref().unwrap_or_default()
-        );
-        if let Some(cause) = &e.cause {
-            let _ = writeln!(out, "  cause: {cause}");
-        }
-        if let Some(hint) = &e.hint {
-            let _ = writeln!(out, "  hint:  {hint}");
-        }
+        out.push_str(&violation(e));
+    }
+    out
+}
+
+/// One recorded violation: `error at event 7 (ATTENTION layer 3, iteration 0): ...`, then its
+/// cause and hint on their own lines. Empty for an event without an error.
+pub fn violation(e: &TraceEvent) -> String {
+    let Some(error) = &e.error else {
+        return String::new();
+    };
+    let severity = match e.severity {
+        Some(Severity::Warning) => "warning",
+        _ => "error",
+    };
+    let mut out = format!(
+        "{severity} at event {} ({}{}, iteration {}): {error}\n",
+        e.id,
+        step_label(e.step),
+        layer_label(e.layer),
+        e.iteration,
+    );
+    if let Some(cause) = &e.cause {
+        let _ = writeln!(out, "  cause: {cause}");
+    }
+    if let Some(hint) = &e.hint {
+        let _ = writeln!(out, "  hint:  {hint}");
     }
     out
 }
