@@ -15,7 +15,7 @@ use crate::{cargo, project_root, run_step};
 const BENCHES: &[(&str, &str)] = &[
     ("trace-core", "capture"),
     ("trace-core", "topk"),
-    ("trace-candle", "candle"),
+    ("trace-candle", "dump_trace"),
     ("trace-diff", "diff"),
 ];
 
@@ -138,36 +138,58 @@ const ROWS: &[Row] = &[
         target: "<= 5 us",
     },
     Row {
-        what: "top-k of a 128k vocabulary vs full sort",
+        what: "top-5 of a 128k vocabulary vs full sort",
         figure: Figure::Speedup {
-            subject: "topk_128k/select_nth",
-            baseline: "topk_128k/full_sort",
+            subject: "topk_128k/select_nth/5",
+            baseline: "topk_128k/full_sort/5",
         },
         target: "(faster)",
     },
     Row {
+        what: "top-40 of a 128k vocabulary vs full sort",
+        figure: Figure::Speedup {
+            subject: "topk_128k/select_nth/40",
+            baseline: "topk_128k/full_sort/40",
+        },
+        target: "(faster)",
+    },
+    Row {
+        what: "disabled event span (enter + exit)",
+        figure: Figure::Absolute {
+            subject: "disabled_enter_exit",
+        },
+        target: "(small)",
+    },
+    Row {
         what: "candle contiguous F32 capture vs trace-core slice",
         figure: Figure::CostRatio {
-            subject: "candle/contiguous_f32_dump",
-            baseline: "candle/trace_core_same_slice",
+            subject: "candle_f32_contiguous_16m/adapter",
+            baseline: "candle_f32_contiguous_16m/trace_core_slice",
         },
         target: "<= 1.1x",
     },
     Row {
         what: "candle BF16 capture vs to_dtype+to_vec1+hash",
         figure: Figure::Speedup {
-            subject: "candle/bf16_dump",
-            baseline: "candle/bf16_to_dtype_to_vec_hash",
+            subject: "candle_bf16_16m/adapter",
+            baseline: "candle_bf16_16m/candle_to_dtype_to_vec1_hash",
         },
         target: ">= 5x",
     },
     Row {
         what: "candle transposed 4096x4096 vs contiguous+to_vec1+hash",
         figure: Figure::Speedup {
-            subject: "candle/transposed_dump",
-            baseline: "candle/transposed_contiguous_to_vec_hash",
+            subject: "candle_f32_transposed_4096/adapter",
+            baseline: "candle_f32_transposed_4096/candle_contiguous_to_vec1_hash",
         },
         target: ">= 2x",
+    },
+    Row {
+        what: "candle disabled dump_trace",
+        figure: Figure::Absolute {
+            subject: "candle_disabled/dump_trace",
+        },
+        target: "<= 2 ns",
     },
     Row {
         what: "trace-diff on two 10,000-record runs",
