@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod crossval;
 #[cfg(test)]
 mod layering;
 mod python;
@@ -20,7 +21,8 @@ cargo xtask <command> [args]
 commands:
   ci         fmt check, clippy -D warnings, all tests (nextest when installed), doc tests
   bench      run the criterion benchmarks and print the ratio table
-  crossval   two engines, one model, the first divergence (not implemented yet: issue 5)
+  crossval   two engines, one model: the first divergence, plus event/Jidoka checks
+             (`cargo xtask crossval --help`)
 ";
 
 fn main() -> ExitCode {
@@ -28,7 +30,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
-        Some("crossval") => Err(anyhow::anyhow!("crossval is not implemented yet (issue 5)")),
+        Some("crossval") => return crossval::main(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             return ExitCode::SUCCESS;

@@ -1,0 +1,433 @@
+//! `cargo xtask crossval`: two engines, one model, the first divergence.
+//!
+//! Writes a deterministic seeded model and a prompt under the output directory, runs the candle
+//! engine (`trace_candle::engine`, possibly with a planted bug) and the f64 reference engine
+//! (`reference_engine`) in-process, each traced with raw values into its own directory, and
+//! compares the two with `trace_diff`. The candle engine's pipeline events (trace-core's
+//! `InferenceTracer`: spans per step, Jidoka checks) are saved next to the traces as
+//! `candle-events.json` and checked against the event contracts. Exit code 0 when the engines
+//! agree within tolerance and the event history is clean (no Jidoka error, no contract
+//! violation), 1 otherwise, 2 on an error.
+
+mod model;
+#[cfg(test)]
+mod tests;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use trace_candle::engine::{Bug, Llama, Traces};
+use trace_core::events::{validate_file, ContractViolation, InferenceTracer, TraceConfig};
+use trace_core::Tracer;
+
+pub use model::Size;
+
+/// Settings of one cross-validation run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Where the model, the prompt and both trace directories go.
+    pub out: PathBuf,
+    /// Transformer layers.
+    pub layers: usize,
+    /// Decode steps after the prefill.
+    pub steps: usize,
+    /// Seed of the weights.
+    pub seed: u64,
+    /// Model width preset.
+    pub size: Size,
+    /// The prompt, tokenized byte by byte.
+    pub prompt: String,
+    /// A bug to plant in the candle engine.
+    pub inject: Option<Bug>,
+    /// Print the JSON report instead of the text one.
+    pub json: bool,
+    /// No progress lines (tests).
+    pub quiet: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            out: crate::project_root().join("target").join("crossval"),
+            layers: 2,
+            steps: 4,
+            seed: 42,
+            size: Size::Tiny,
+            prompt: "The quick brown fox".to_owned(),
+            inject: None,
+            json: false,
+            quiet: false,
+        }
+    }
+}
+
+/// File name of the candle engine's event history inside the output directory.
+pub const EVENTS_FILE: &str = "candle-events.json";
+
+/// What a run found.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The comparison of the candle run (A) with the reference run (B).
+    pub report: trace_diff::Report,
+    /// Tokens the candle engine generated.
+    pub candle_tokens: Vec<u32>,
+    /// Tokens the reference engine generated.
+    pub reference_tokens: Vec<u32>,
+    /// The candle engine's event history, as saved and checked.
+    pub events: Events,
+}
+
+/// The candle engine's pipeline events: where they were saved and what the checks found.
+#[derive(Debug)]
+pub struct Events {
+    /// The saved JSON history.
+    pub path: PathBuf,
+    /// The history itself.
+    pub document: trace_core::events::TraceDocument,
+    /// Contract violations of the saved file (empty for a sound history).
+    pub violations: Vec<ContractViolation>,
+}
+
+impl Events {
+    /// Jidoka errors (NaN, Inf, vocab overflow, garbage text, failures) in the history.
+    pub fn errors(&self) -> u64 {
+        self.document.error_count
+    }
+
+    /// Whether the history has no Jidoka error and passes the contracts.
+    pub fn clean(&self) -> bool {
+        self.errors() == 0 && self.violations.is_empty()
+    }
+
+    /// One line: counts, the first error and where the file is.
+    pub fn summary(&self) -> String {
+        let d = &self.document;
+        let mut s = format!(
+            "crossval: candle events: {} events, {} errors, {} warnings, {} contract violations -> {}",
+            d.events.len(),
+            d.error_count,
+            d.warning_count,
+            self.violations.len(),
+            self.path.display()
+        );
+        if let Some(e) = d.events.iter().find(|e| e.error.is_some()) {
+            let at = match e.layer {
+                Some(l) => format!("iteration {} layer {l}", e.iteration),
+                None => format!("iteration {}", e.iteration),
+            };
+            let _ = write!(
+                s,
+                "; first error (event {}, {at}): {}",
+                e.id,
+                e.error.as_deref().unwrap_or_default()
+            );
+        }
+        if let Some(v) = self.violations.first() {
+            let _ = write!(s, "; first violation: {v}");
+        }
+        s
+    }
+}
+
+impl Outcome {
+    /// Whether the engines agree within tolerance (the trace diff alone).
+    pub fn agree(&self) -> bool {
+        self.report.outcome == trace_diff::Outcome::Agree
+    }
+
+    /// Whether the run passes: the engines agree and the candle event history is clean.
+    pub fn passed(&self) -> bool {
+        self.agree() && self.events.clean()
+    }
+}
+
+/// The help text, with the sizes and the bugs `--inject` knows.
+pub fn help() -> String {
+    let d = Options::default();
+    let mut s = format!(
+        "\
+cargo xtask crossval [options]
+
+Writes a seeded Llama-style model and a prompt, runs the candle engine and the f64 reference
+engine on it, each traced into its own directory, and reports the first divergence. The candle
+engine's pipeline events go to OUT/candle-events.json and are checked (Jidoka, contracts).
+Exit code: 0 the engines agree within tolerance and the events are clean, 1 they diverge or
+the events hold an error or a contract violation, 2 error.
+
+options:
+  --layers N        transformer layers (default {layers})
+  --steps N         decode steps after the prefill (default {steps})
+  --seed N          seed of the weights (default {seed})
+  --size NAME       model size: {sizes} (default {size})
+  --prompt TEXT     prompt, one token per byte (default {prompt:?})
+  --out DIR         output directory (default target/crossval)
+  --inject NAME     plant a bug in the candle engine (list below)
+  --json            print the report as JSON
+  -h, --help        this text
+
+--inject NAME:
+",
+        layers = d.layers,
+        steps = d.steps,
+        seed = d.seed,
+        size = d.size.name(),
+        sizes = Size::ALL
+            .map(|z| format!("{} ({})", z.name(), describe(z)))
+            .join(", "),
+        prompt = d.prompt,
+    );
+    for bug in Bug::ALL {
+        let _ = writeln!(s, "  {:<22}  {}", bug.name(), bug.description());
+    }
+    s
+}
+
+fn describe(size: Size) -> String {
+    let (e, h, kv, f) = size.dims();
+    format!("hidden {e}, {h} heads, {kv} kv heads, mlp {f}")
+}
+
+/// Parses the arguments after `crossval`; `Ok(None)` means help was asked for.
+pub fn parse(args: &[String]) -> Result<Option<Options>> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("{flag} needs a value (see --help)"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--layers" => o.layers = number(flag, value()?)?,
+            "--steps" => o.steps = number(flag, value()?)?,
+            "--seed" => o.seed = number(flag, value()?)?,
+            "--size" => {
+                let v = value()?;
+                o.size = Size::parse(v).with_context(|| {
+                    format!(
+                        "--size {v:?}: expected one of {}",
+                        Size::ALL.map(Size::name).join(", ")
+                    )
+                })?;
+            }
+            "--prompt" => o.prompt = value()?.clone(),
+            "--out" => o.out = PathBuf::from(value()?),
+            "--inject" => o.inject = Some(value()?.parse().context("--inject")?),
+            "--json" => o.json = true,
+            other => bail!("unknown option {other:?} (see --help)"),
+        }
+    }
+    if o.layers == 0 {
+        bail!("--layers 0: the model needs at least one layer");
+    }
+    if o.prompt.is_empty() {
+        bail!("--prompt \"\": the prompt needs at least one byte");
+    }
+    Ok(Some(o))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    v.parse()
+        .with_context(|| format!("{flag} {v:?}: expected a non-negative integer"))
+}
+
+/// The entry point for `cargo xtask crossval ARGS`: 0 agree, 1 diverged, 2 error.
+pub fn main(args: &[String]) -> ExitCode {
+    let result = parse(args).and_then(|options| {
+        let Some(options) = options else {
+            print!("{}", help());
+            return Ok(true);
+        };
+        let outcome = run(&options)?;
+        print!("{}", render(&options, &outcome)?);
+        if options.json {
+            // stdout holds the JSON report only.
+            eprintln!("{}", outcome.events.summary());
+        }
+        Ok(outcome.passed())
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("xtask crossval: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the whole cross-validation and returns what the diff found.
+pub fn run(o: &Options) -> Result<Outcome> {
+    let progress = Progress::new(o.quiet);
+    let model_dir = o.out.join("model");
+    let candle_dir = o.out.join("candle");
+    let reference_dir = o.out.join("reference");
+
+    let (e, heads, kv, f) = o.size.dims();
+    progress.stage(&format!(
+        "model: {} layers, hidden {e}, {heads} heads ({kv} kv), mlp {f}, seed {} -> {}",
+        o.layers,
+        o.seed,
+        model_dir.display()
+    ));
+    model::write(&model_dir, o.size, o.layers, o.seed)?;
+    let prompt_path = o.out.join("prompt.txt");
+    std::fs::write(&prompt_path, &o.prompt)
+        .with_context(|| format!("write {}", prompt_path.display()))?;
+    let prompt: Vec<u32> = o.prompt.bytes().map(u32::from).collect();
+    if let Some(bug) = o.inject {
+        if bug.decode_only() && o.steps == 0 {
+            eprintln!(
+                "crossval: warning: {bug} only shows in decode steps and --steps is 0: the \
+                 engines will agree"
+            );
+        }
+    }
+
+    progress.stage(&format!(
+        "candle engine{}: {} prompt tokens + {} decode steps -> {} (events: {EVENTS_FILE})",
+        o.inject
+            .map(|b| format!(" (injected: {b})"))
+            .unwrap_or_default(),
+        prompt.len(),
+        o.steps,
+        candle_dir.display()
+    ));
+    let events_path = o.out.join(EVENTS_FILE);
+    let candle_tokens = {
+        let tracer = fresh_tracer(&candle_dir)?;
+        let events = InferenceTracer::new(TraceConfig::enabled());
+        let engine = Llama::load(&model_dir, o.inject).context("load the candle engine")?;
+        let traces = Traces {
+            tensors: Some(&tracer),
+            events: Some(&events),
+        };
+        let generation = engine.generate_text(&o.prompt, o.steps, traces);
+        // The history is saved even when the run failed: its ExecutionFailed events say where.
+        std::fs::write(&events_path, events.to_json())
+            .with_context(|| format!("write {}", events_path.display()))?;
+        let generation = generation.context("run the candle engine")?;
+        tracer.flush()?;
+        generation.tokens
+    };
+    let events = Events {
+        document: trace_core::events::TraceDocument::read(&events_path)
+            .with_context(|| format!("read {}", events_path.display()))?,
+        violations: validate_file(&events_path)
+            .with_context(|| format!("validate {}", events_path.display()))?,
+        path: events_path,
+    };
+
+    progress.stage(&format!(
+        "reference engine (f64) -> {}",
+        reference_dir.display()
+    ));
+    let reference_tokens = {
+        let tracer = fresh_tracer(&reference_dir)?;
+        let engine =
+            reference_engine::Model::load(&model_dir).context("load the reference engine")?;
+        let tokens = engine
+            .generate(&prompt, o.steps, Some(&tracer))
+            .context("run the reference engine")?;
+        tracer.flush()?;
+        tokens
+    };
+
+    progress.stage("trace-diff: candle (A) against reference (B)");
+    let report = trace_diff::diff_dirs(&candle_dir, &reference_dir, &Default::default())
+        .context("compare the traces")?;
+    Ok(Outcome {
+        report,
+        candle_tokens,
+        reference_tokens,
+        events,
+    })
+}
+
+/// The report as the command prints it: trace-diff's rendering plus the generated text.
+pub fn render(o: &Options, outcome: &Outcome) -> Result<String> {
+    if o.json {
+        return Ok(trace_diff::render::json(&outcome.report));
+    }
+    let mut s = trace_diff::render::text(&outcome.report, &Default::default());
+    let _ = writeln!(
+        s,
+        "\ncandle    generated {:?}\nreference generated {:?}",
+        trace_candle::engine::decode_bytes(&outcome.candle_tokens),
+        reference_engine::decode_bytes(&outcome.reference_tokens),
+    );
+    let _ = writeln!(s, "{}", outcome.events.summary());
+    let verdict = match (outcome.agree(), outcome.events.clean()) {
+        (true, true) => "crossval: the engines agree within tolerance",
+        (true, false) => {
+            "crossval: the engines agree, but the candle event history holds an error or a \
+             contract violation (see the events line above)"
+        }
+        (false, _) => "crossval: the engines diverge (see the first divergence above)",
+    };
+    let _ = writeln!(s, "{verdict}");
+    Ok(s)
+}
+
+/// A directory tracer saving every raw value, into a directory emptied of an earlier run.
+fn fresh_tracer(dir: &Path) -> Result<Tracer> {
+    clear_trace_dir(dir)?;
+    Tracer::builder()
+        .dir(dir)
+        .values("*")
+        .build()
+        .with_context(|| format!("trace into {}", dir.display()))
+}
+
+/// Removes an earlier run's traces; refuses to delete a directory that is not one.
+fn clear_trace_dir(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let is_trace_dir = dir.join("manifest.jsonl").exists()
+        || std::fs::read_dir(dir)
+            .with_context(|| format!("read {}", dir.display()))?
+            .next()
+            .is_none();
+    if !is_trace_dir {
+        bail!(
+            "{} exists and is not a trace directory (no manifest.jsonl): refusing to clear it",
+            dir.display()
+        );
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("clear {}", dir.display()))
+}
+
+/// One line per stage on stderr, with the time the previous stage took.
+struct Progress {
+    quiet: bool,
+    start: Instant,
+    count: std::cell::Cell<u32>,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        Progress {
+            quiet,
+            start: Instant::now(),
+            count: std::cell::Cell::new(0),
+        }
+    }
+
+    fn stage(&self, what: &str) {
+        let n = self.count.get() + 1;
+        self.count.set(n);
+        if !self.quiet {
+            eprintln!(
+                "crossval: [{n}/4] {what} ({:.2}s)",
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Deterministic, seeded Llama-style models written as a Hugging Face style directory.
+//!
+//! The numbers come from splitmix64 turned into uniform floats with integer arithmetic only, so
+//! the same seed gives bit-identical weights on every platform.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+/// `config.json`'s epsilon: small enough that the embeddings' mean square (about 4e-4, from
+/// their 0.02 scale, as in real checkpoints) dominates, large enough that a wrong one shows.
+pub const RMS_NORM_EPS: f64 = 1e-6;
+/// Rotary embedding base.
+pub const ROPE_THETA: f64 = 10_000.0;
+/// Byte-level vocabulary.
+pub const VOCAB: usize = 256;
+/// Scale of the `lm_head` rows of bytes that are not printable ASCII (or `\n`).
+///
+/// A byte-level model trained on English text all but never emits control bytes or the bytes of
+/// multi-byte UTF-8 characters; with uniform random rows this one would, and its text would be
+/// mostly U+FFFD, which the DECODE events' garbage check rightly reports as an error. Shrinking
+/// those rows keeps their logits near zero, so the greedy choice is printable ASCII and a clean
+/// run has a clean event history, while a bug that scrambles the hidden state still shows.
+pub const RARE_BYTE_SCALE: f32 = 0.1;
+
+/// Whether `byte` is one a byte-level model of English text emits often.
+pub fn common_byte(byte: usize) -> bool {
+    (0x20..0x7f).contains(&byte) || byte == usize::from(b'\n')
+}
+
+/// The model sizes `--size` offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// hidden 64, 4 query heads, 2 key/value heads, MLP 128.
+    Tiny,
+    /// hidden 128, 8 query heads, 2 key/value heads, MLP 256.
+    Small,
+    /// hidden 256, 8 query heads, 4 key/value heads, MLP 512.
+    Base,
+}
+
+impl Size {
+    /// Every size, in the order `--help` lists them.
+    pub const ALL: [Size; 3] = [Size::Tiny, Size::Small, Size::Base];
+
+    /// The `--size` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Size::Tiny => "tiny",
+            Size::Small => "small",
+            Size::Base => "base",
+        }
+    }
+
+    /// `(hidden, heads, kv_heads, intermediate)`.
+    pub fn dims(self) -> (usize, usize, usize, usize) {
+        match self {
+            Size::Tiny => (64, 4, 2, 128),
+            Size::Small => (128, 8, 2, 256),
+            Size::Base => (256, 8, 4, 512),
+        }
+    }
+
+    /// Parses a `--size` value.
+    pub fn parse(s: &str) -> Option<Size> {
+        Size::ALL.into_iter().find(|z| z.name() == s)
+    }
+}
+
+/// splitmix64: tiny, fast, and good enough for weights.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1), exactly representable (24 random bits).
+    fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32) / (1u32 << 23) as f32 - 1.0
+    }
+
+    /// `n` values uniform in [center - scale, center + scale).
+    fn fill(&mut self, n: usize, center: f32, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| center + scale * self.uniform()).collect()
+    }
+}
+
+/// Writes `config.json` and `model.safetensors` for a model of `size` with `layers` layers into
+/// `dir`, with weights drawn from `seed`.
+pub fn write(dir: &Path, size: Size, layers: usize, seed: u64) -> Result<()> {
+    let (e, heads, kv_heads, f) = size.dims();
+    let kv = kv_heads * (e / heads);
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": VOCAB,
+        "hidden_size": e,
+        "intermediate_size": f,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "rms_norm_eps": RMS_NORM_EPS,
+        "rope_theta": ROPE_THETA,
+        "torch_dtype": "float32",
+    });
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&config)? + "\n")
+        .with_context(|| format!("write {}", path.display()))?;
+
+    // A uniform on [-a, a) has standard deviation a / sqrt(3): a = sqrt(3 / fan_in) gives the
+    // usual 1 / sqrt(fan_in) scale, so activations stay of order one through every layer.
+    let lin = |fan_in: usize| (3.0 / fan_in as f32).sqrt();
+    let mut rng = Rng(seed);
+    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
+    let mut add = |name: String, shape: Vec<usize>, center: f32, scale: f32| {
+        let n = shape.iter().product();
+        let values = rng.fill(n, center, scale);
+        tensors.insert(name, (shape, values));
+    };
+    add(
+        "model.embed_tokens.weight".into(),
+        vec![VOCAB, e],
+        0.0,
+        0.02 * 3f32.sqrt(),
+    );
+    for i in 0..layers {
+        let p = format!("model.layers.{i}");
+        add(format!("{p}.input_layernorm.weight"), vec![e], 1.0, 0.1);
+        add(
+            format!("{p}.self_attn.q_proj.weight"),
+            vec![e, e],
+            0.0,
+            lin(e),
+        );
+        add(
+            format!("{p}.self_attn.k_proj.weight"),
+            vec![kv, e],
+            0.0,
+            lin(e),
+        );
+        add(
+            format!("{p}.self_attn.v_proj.weight"),
+            vec![kv, e],
+            0.0,
+            lin(e),
+        );
+        add(
+            format!("{p}.self_attn.o_proj.weight"),
+            vec![e, e],
+            0.0,
+            lin(e),
+        );
+        add(
+            format!("{p}.post_attention_layernorm.weight"),
+            vec![e],
+            1.0,
+            0.1,
+        );
+        add(format!("{p}.mlp.gate_proj.weight"), vec![f, e], 0.0, lin(e));
+        add(format!("{p}.mlp.up_proj.weight"), vec![f, e], 0.0, lin(e));
+        add(format!("{p}.mlp.down_proj.weight"), vec![e, f], 0.0, lin(f));
+    }
+    add("model.norm.weight".into(), vec![e], 1.0, 0.1);
+    add("lm_head.weight".into(), vec![VOCAB, e], 0.0, lin(e));
+    if let Some((_, head)) = tensors.get_mut("lm_head.weight") {
+        for (byte, row) in head.chunks_exact_mut(e).enumerate() {
+            if !common_byte(byte) {
+                row.iter_mut().for_each(|w| *w *= RARE_BYTE_SCALE);
+            }
+        }
+    }
+
+    let bytes: BTreeMap<&str, (Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, (shape, values))| {
+            let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.as_str(), (shape.clone(), raw))
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, (shape, raw))| {
+            TensorView::new(Dtype::F32, shape.clone(), raw)
+                .map(|v| (*name, v))
+                .with_context(|| format!("tensor {name}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // One metadata entry only: the header's map is written in hash order, and the file must
+    // be byte-identical for the same seed.
+    let info = std::collections::HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    let path = dir.join("model.safetensors");
+    safetensors::serialize_to_file(views, Some(info), &path)
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rng_is_deterministic_and_in_range() {
+        let a = Rng(7).fill(1000, 0.0, 1.0);
+        assert_eq!(a, Rng(7).fill(1000, 0.0, 1.0));
+        assert_ne!(a, Rng(8).fill(1000, 0.0, 1.0));
+        assert!(a.iter().all(|v| (-1.0..1.0).contains(v)));
+        let mean = a.iter().map(|&v| f64::from(v)).sum::<f64>() / 1000.0;
+        assert!(mean.abs() < 0.1, "{mean}");
+    }
+
+    #[test]
+    fn same_seed_same_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        write(&d.path().join("a"), Size::Tiny, 1, 3).unwrap();
+        write(&d.path().join("b"), Size::Tiny, 1, 3).unwrap();
+        let read = |s: &str| std::fs::read(d.path().join(s).join("model.safetensors")).unwrap();
+        assert!(read("a") == read("b"), "same seed, different bytes");
+        assert_eq!(Size::parse("small"), Some(Size::Small));
+        assert_eq!(Size::parse("huge"), None);
+    }
+}

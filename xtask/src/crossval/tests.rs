@@ -1,0 +1,302 @@
+//! End-to-end cross-validation: the clean run agrees, every planted bug is found where it is.
+//!
+//! Each case runs both engines in-process on the tiny model (2 layers, 2 decode steps) in a
+//! temporary directory: well under a second each, even in a debug build.
+
+use super::*;
+
+fn options(dir: &Path, inject: Option<Bug>) -> Options {
+    Options {
+        out: dir.to_path_buf(),
+        layers: 2,
+        steps: 2,
+        seed: 7,
+        size: Size::Tiny,
+        prompt: "Hi there".to_owned(),
+        inject,
+        json: false,
+        quiet: true,
+    }
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn clean_run_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(dir.path(), None);
+    let outcome = run(&o).unwrap();
+    assert!(
+        outcome.agree(),
+        "{}",
+        render(&o, &outcome).unwrap_or_default()
+    );
+    assert!(outcome.report.first_divergence.is_none());
+    assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
+    assert_eq!(outcome.candle_tokens.len(), 3);
+    // Every record of both runs was paired: same names, same order, same count.
+    let c = &outcome.report.counts;
+    assert_eq!(
+        c.missing_in_a + c.missing_in_b + c.incompatible + c.diverged,
+        0
+    );
+    // 3 passes × (tokens, embed, 2 layers × 16 points, out_norm, logits, next_token).
+    assert_eq!(c.compared, 3 * (2 + 2 * 16 + 3));
+    assert!(dir.path().join("candle/manifest.jsonl").exists());
+    assert!(dir.path().join("reference/blk0_q.trace").exists());
+    assert!(dir.path().join("model/model.safetensors").exists());
+    check_clean_events(&outcome, o.layers, o.steps);
+    assert!(outcome.passed());
+    // A second run into the same directory replaces the traces instead of appending to them.
+    let again = run(&o).unwrap();
+    assert_eq!(again.report.counts.compared, c.compared);
+}
+
+/// The clean run's event history: saved, sound, no Jidoka error, the expected spans.
+fn check_clean_events(outcome: &Outcome, layers: usize, steps: usize) {
+    use std::collections::BTreeMap;
+    use trace_core::events::{EventType, TraceStep};
+
+    let ev = &outcome.events;
+    assert!(ev.path.exists());
+    assert!(ev.clean(), "{}", ev.summary());
+    assert_eq!(ev.violations, vec![]);
+    let doc = &ev.document;
+    assert_eq!((doc.error_count, doc.warning_count), (0, 0));
+    assert_eq!(
+        (
+            doc.model.num_layers,
+            doc.model.hidden_dim,
+            doc.model.vocab_size,
+            doc.model.num_heads
+        ),
+        (layers, 64, 256, 4)
+    );
+    // Every span entered and exited: TOKENIZE once, then per iteration EMBED, one block with
+    // its ATTENTION and FFN per layer, LM_HEAD, SAMPLE and DECODE.
+    let passes = steps + 1;
+    let mut counts: BTreeMap<TraceStep, usize> = BTreeMap::new();
+    for e in &doc.events {
+        assert_ne!(e.event_type, EventType::ExecutionFailed, "{e:?}");
+        *counts.entry(e.step.unwrap()).or_default() += 1;
+    }
+    let expected = BTreeMap::from([
+        (TraceStep::Tokenize, 2),
+        (TraceStep::Embed, 2 * passes),
+        (TraceStep::Attention, 2 * passes * layers),
+        (TraceStep::Ffn, 2 * passes * layers),
+        (TraceStep::TransformerBlock, 2 * passes * layers),
+        (TraceStep::LmHead, 2 * passes),
+        (TraceStep::Sample, 2 * passes),
+        (TraceStep::Decode, 2 * passes),
+    ]);
+    assert_eq!(counts, expected);
+    assert_eq!(doc.events.len(), 2 + passes * 2 * (4 + 3 * layers));
+    let iterations: std::collections::BTreeSet<u64> =
+        doc.events.iter().map(|e| e.iteration).collect();
+    assert_eq!(iterations, (0..passes as u64).collect());
+    // Nesting: each ATTENTION and FFN entry sits inside its layer's block.
+    for e in doc.events.iter().filter(|e| {
+        e.event_type == EventType::TaskStateEntered
+            && matches!(e.step, Some(TraceStep::Attention | TraceStep::Ffn))
+    }) {
+        let parent = doc.event(e.parent_event_id.unwrap()).unwrap();
+        assert_eq!(
+            (parent.step, parent.layer, parent.iteration),
+            (Some(TraceStep::TransformerBlock), e.layer, e.iteration)
+        );
+    }
+    // SAMPLE reports the tokens the engine generated, DECODE the text so far.
+    let exits = |step: TraceStep| {
+        doc.events
+            .iter()
+            .filter(move |e| e.event_type == EventType::TaskStateExited && e.step == Some(step))
+    };
+    let sampled: Vec<u32> = exits(TraceStep::Sample)
+        .map(|e| e.details.sampled_token.unwrap())
+        .collect();
+    assert_eq!(sampled, outcome.candle_tokens);
+    let last = exits(TraceStep::Decode).next_back().unwrap();
+    assert_eq!(
+        last.details.decoded_text.as_deref(),
+        Some(trace_candle::engine::decode_bytes(&outcome.candle_tokens).as_str())
+    );
+    // Real stats on the tensors: LM_HEAD carries the logits' top-k.
+    let head = exits(TraceStep::LmHead).next().unwrap();
+    assert_eq!(head.output_shape, vec![256]);
+    assert!(head.stats.as_ref().unwrap().blake3.len() == 64);
+    assert_eq!(head.details.top_k_logits.as_ref().unwrap().len(), 5);
+    let tokenize = exits(TraceStep::Tokenize).next().unwrap();
+    assert_eq!(tokenize.details.output_tokens.as_ref().unwrap().len(), 8);
+}
+
+/// Runs with `bug` planted and checks the report names the bug's first diverging record.
+fn check(bug: Bug) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(dir.path(), Some(bug));
+    let outcome = run(&o).unwrap();
+    let text = render(&o, &outcome).unwrap_or_default();
+    assert!(!outcome.agree(), "{bug}: the engines agree\n{text}");
+    let pair = outcome
+        .report
+        .first_divergence_pair()
+        .unwrap_or_else(|| panic!("{bug}: no first divergence\n{text}"));
+    let expected = bug.expected(o.layers);
+    assert_eq!(
+        (pair.display_name(), pair.layer, pair.seq),
+        (
+            expected.name.as_str(),
+            Some(expected.layer),
+            Some(expected.seq)
+        ),
+        "{bug}: wrong first divergence\n{text}"
+    );
+    assert!(
+        text.contains(&expected.name),
+        "{bug}: report lacks the name\n{text}"
+    );
+    // Whatever the bug, the event history stays sound.
+    assert_eq!(outcome.events.violations, vec![], "{bug}");
+    outcome
+}
+
+#[test]
+fn finds_rope_off_by_one() {
+    check(Bug::RopeOffByOne);
+}
+
+#[test]
+fn finds_softmax_without_scale() {
+    check(Bug::SoftmaxNoScale);
+}
+
+#[test]
+fn finds_wrong_rmsnorm_eps() {
+    check(Bug::RmsNormEps);
+}
+
+#[test]
+fn finds_kv_cache_dropping_newest() {
+    check(Bug::KvCacheDropNewest);
+}
+
+#[test]
+fn finds_transposed_mlp_weight() {
+    check(Bug::MlpTransposedWeight);
+}
+
+#[test]
+fn finds_nan_from_a_fully_masked_row() {
+    use trace_core::events::{EventType, TraceStep};
+
+    let outcome = check(Bug::AttnMaskNan);
+    let ev = &outcome.events;
+    assert!(!ev.clean() && !outcome.passed());
+    // The first Jidoka error is the NaN where it appears: layer 1's (the last layer's)
+    // ATTENTION output in the prefill, with the first offending index, produced by that step.
+    let first = ev
+        .document
+        .events
+        .iter()
+        .find(|e| e.error.is_some())
+        .expect("a Jidoka error");
+    assert_eq!(first.event_type, EventType::TaskStateExited);
+    assert_eq!(
+        (first.step, first.layer, first.iteration),
+        (Some(TraceStep::Attention), Some(1), 0)
+    );
+    assert_eq!(first.error_kind.as_deref(), Some("nan_detected"));
+    let stats = first.stats.as_ref().unwrap();
+    // Row 0 (the first prompt token, which sees nothing) is NaN: 64 values from index 0.
+    assert_eq!((stats.first_nan_index, stats.nan_count), (Some(0), 64));
+    assert!(first
+        .cause
+        .as_deref()
+        .unwrap()
+        .contains("while its input was finite"));
+    assert!(first.hint.as_deref().unwrap().contains("masking"));
+    // The layer before it is clean, and so is every EMBED.
+    assert!(ev
+        .document
+        .events
+        .iter()
+        .filter(|e| e.layer == Some(0) || e.step == Some(TraceStep::Embed))
+        .all(|e| e.error.is_none()));
+    assert!(ev
+        .summary()
+        .contains("NaN in layer 1 ATTENTION output, first at index 0"));
+}
+
+#[test]
+fn every_bug_has_a_test() {
+    // Adding a bug to Bug::ALL without a test above fails here.
+    assert_eq!(Bug::ALL.len(), 6);
+}
+
+#[test]
+fn parses_flags() {
+    let o = parse(&args(&[
+        "--layers",
+        "3",
+        "--steps",
+        "1",
+        "--seed",
+        "9",
+        "--size",
+        "small",
+        "--inject",
+        "rmsnorm-eps",
+        "--out",
+        "/tmp/x",
+        "--prompt",
+        "abc",
+        "--json",
+    ]))
+    .unwrap()
+    .unwrap();
+    assert_eq!((o.layers, o.steps, o.seed, o.size), (3, 1, 9, Size::Small));
+    assert_eq!(o.inject, Some(Bug::RmsNormEps));
+    assert_eq!(
+        (o.out.to_str(), o.prompt.as_str(), o.json),
+        (Some("/tmp/x"), "abc", true)
+    );
+    assert_eq!(parse(&[]).unwrap().unwrap(), Options::default());
+    assert!(parse(&args(&["--help"])).unwrap().is_none());
+}
+
+#[test]
+fn rejects_bad_flags() {
+    let err = |a: &[&str]| format!("{:#}", parse(&args(a)).unwrap_err());
+    assert!(err(&["--inject", "nope"]).contains("rope-off-by-one"));
+    assert!(err(&["--size", "huge"]).contains("tiny, small, base"));
+    assert!(err(&["--layers"]).contains("needs a value"));
+    assert!(err(&["--layers", "-1"]).contains("non-negative integer"));
+    assert!(err(&["--layers", "0"]).contains("at least one layer"));
+    assert!(err(&["--frobnicate"]).contains("unknown option"));
+}
+
+#[test]
+fn help_lists_every_bug_and_size() {
+    let h = help();
+    for bug in Bug::ALL {
+        assert!(
+            h.contains(bug.name()) && h.contains(bug.description()),
+            "{h}"
+        );
+    }
+    for size in Size::ALL {
+        assert!(h.contains(size.name()), "{h}");
+    }
+}
+
+#[test]
+fn refuses_to_clear_a_foreign_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("candle")).unwrap();
+    std::fs::write(dir.path().join("candle/notes.txt"), "mine").unwrap();
+    let err = format!("{:#}", run(&options(dir.path(), None)).unwrap_err());
+    assert!(err.contains("not a trace directory"), "{err}");
+    assert!(dir.path().join("candle/notes.txt").exists());
+}
