@@ -23,6 +23,8 @@ use trace_candle::engine::{Bug, Llama, Traces};
 use trace_core::events::{validate_file, ContractViolation, InferenceTracer, TraceConfig};
 use trace_core::Tracer;
 
+use crate::crossval_cpp::Reference;
+
 pub use model::Size;
 
 /// Settings of one cross-validation run.
@@ -44,6 +46,8 @@ pub struct Options {
     pub inject: Option<Bug>,
     /// Print the JSON report instead of the text one.
     pub json: bool,
+    /// The reference engine the candle engine is compared with.
+    pub reference: Reference,
     /// No progress lines (tests).
     pub quiet: bool,
 }
@@ -59,6 +63,7 @@ impl Default for Options {
             prompt: "The quick brown fox".to_owned(),
             inject: None,
             json: false,
+            reference: Reference::Rust,
             quiet: false,
         }
     }
@@ -166,6 +171,8 @@ options:
   --out DIR         output directory (default target/crossval)
   --inject NAME     plant a bug in the candle engine (list below)
   --json            print the report as JSON
+  --reference NAME  reference engine: rust (default; in-process) or cpp (a C++ port built with
+                    the system c++ against libtrace_ffi.a, traces in OUT/cpp)
   -h, --help        this text
 
 --inject NAME:
@@ -217,6 +224,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
             "--out" => o.out = PathBuf::from(value()?),
             "--inject" => o.inject = Some(value()?.parse().context("--inject")?),
             "--json" => o.json = true,
+            "--reference" => o.reference = value()?.parse().context("--reference")?,
             other => bail!("unknown option {other:?} (see --help)"),
         }
     }
@@ -267,7 +275,7 @@ pub fn run(o: &Options) -> Result<Outcome> {
     let progress = Progress::new(o.quiet);
     let model_dir = o.out.join("model");
     let candle_dir = o.out.join("candle");
-    let reference_dir = o.out.join("reference");
+    let reference_dir = o.out.join(o.reference.dir_name());
 
     let (e, heads, kv, f) = o.size.dims();
     progress.stage(&format!(
@@ -325,21 +333,38 @@ pub fn run(o: &Options) -> Result<Outcome> {
     };
 
     progress.stage(&format!(
-        "reference engine (f64) -> {}",
+        "{} -> {}",
+        match o.reference {
+            Reference::Rust => "reference engine (f64)",
+            Reference::Cpp => "C++ reference engine (f64; cargo build -p trace-ffi, c++ -O2)",
+        },
         reference_dir.display()
     ));
-    let reference_tokens = {
-        let tracer = fresh_tracer(&reference_dir)?;
-        let engine =
-            reference_engine::Model::load(&model_dir).context("load the reference engine")?;
-        let tokens = engine
-            .generate(&prompt, o.steps, Some(&tracer))
-            .context("run the reference engine")?;
-        tracer.flush()?;
-        tokens
+    let reference_tokens = match o.reference {
+        Reference::Rust => {
+            let tracer = fresh_tracer(&reference_dir)?;
+            let engine =
+                reference_engine::Model::load(&model_dir).context("load the reference engine")?;
+            let tokens = engine
+                .generate(&prompt, o.steps, Some(&tracer))
+                .context("run the reference engine")?;
+            tracer.flush()?;
+            tokens
+        }
+        Reference::Cpp => crate::crossval_cpp::run_cpp_reference(
+            &model_dir,
+            &prompt_path,
+            o.steps,
+            &reference_dir,
+            o.quiet,
+        )
+        .context("run the C++ reference engine")?,
     };
 
-    progress.stage("trace-diff: candle (A) against reference (B)");
+    progress.stage(&format!(
+        "trace-diff: candle (A) against {} (B)",
+        o.reference.dir_name()
+    ));
     let report = trace_diff::diff_dirs(&candle_dir, &reference_dir, &Default::default())
         .context("compare the traces")?;
     Ok(Outcome {
@@ -386,7 +411,7 @@ fn fresh_tracer(dir: &Path) -> Result<Tracer> {
 }
 
 /// Removes an earlier run's traces; refuses to delete a directory that is not one.
-fn clear_trace_dir(dir: &Path) -> Result<()> {
+pub(crate) fn clear_trace_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
         return Ok(());
     }

@@ -6,6 +6,7 @@
 mod bench;
 mod ci;
 mod crossval;
+mod crossval_cpp;
 #[cfg(test)]
 mod layering;
 mod python;

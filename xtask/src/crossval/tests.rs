@@ -15,6 +15,7 @@ fn options(dir: &Path, inject: Option<Bug>) -> Options {
         prompt: "Hi there".to_owned(),
         inject,
         json: false,
+        reference: crate::crossval_cpp::Reference::Rust,
         quiet: true,
     }
 }
@@ -253,10 +254,13 @@ fn parses_flags() {
         "--prompt",
         "abc",
         "--json",
+        "--reference",
+        "cpp",
     ]))
     .unwrap()
     .unwrap();
     assert_eq!((o.layers, o.steps, o.seed, o.size), (3, 1, 9, Size::Small));
+    assert_eq!(o.reference, crate::crossval_cpp::Reference::Cpp);
     assert_eq!(o.inject, Some(Bug::RmsNormEps));
     assert_eq!(
         (o.out.to_str(), o.prompt.as_str(), o.json),

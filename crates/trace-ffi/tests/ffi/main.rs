@@ -3,4 +3,5 @@
 
 mod header;
 mod programs;
+mod reference_engine;
 mod support;

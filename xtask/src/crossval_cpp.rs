@@ -1,0 +1,443 @@
+//! `cargo xtask crossval --reference cpp`: the crossval's f64 reference model as a C++ program.
+//!
+//! `crates/trace-ffi/examples/reference-engine.cpp` is a one-file C++17 port of
+//! `reference_engine::Model` that records the same names, shapes and context through the C++
+//! wrapper of trace-ffi (`tensor_trace.hpp`). This module builds it (cargo builds
+//! `libtrace_ffi.a`, then the system C++ compiler compiles and links the engine against it) and
+//! runs it on the model directory and prompt file the crossval writes, traced with raw values
+//! into its own directory. That is the seed's workflow literally: a Rust engine under test, a C++
+//! reference, and `trace_diff` naming the first divergence between them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+
+use anyhow::{bail, ensure, Context, Result};
+
+/// Which reference engine `cargo xtask crossval` compares the candle engine with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reference {
+    /// `reference_engine::Model`, run in-process.
+    #[default]
+    Rust,
+    /// The C++ port (`crates/trace-ffi/examples/reference-engine.cpp`), built and run as a
+    /// separate program.
+    Cpp,
+}
+
+impl Reference {
+    /// Every reference, in the order `--help` lists them.
+    pub const ALL: [Reference; 2] = [Reference::Rust, Reference::Cpp];
+
+    /// The `--reference` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reference::Rust => "rust",
+            Reference::Cpp => "cpp",
+        }
+    }
+
+    /// The trace directory's name inside the crossval output directory.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Reference::Rust => "reference",
+            Reference::Cpp => "cpp",
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Reference {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Reference::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .with_context(|| format!("unknown reference {s:?}: expected rust or cpp"))
+    }
+}
+
+/// The C++ engine's source, relative to the workspace root.
+pub const SOURCE: &str = "crates/trace-ffi/examples/reference-engine.cpp";
+/// The directory of `tensor_trace.h` and `tensor_trace.hpp`, relative to the workspace root.
+pub const INCLUDE: &str = "crates/trace-ffi/include";
+/// File name of the compiled engine, written next to `libtrace_ffi.a`.
+pub const EXE_NAME: &str = "reference-engine-cpp";
+
+/// System libraries a Rust static library needs on Linux
+/// (`cargo rustc -p trace-ffi --lib --crate-type staticlib -- --print native-static-libs`).
+const NATIVE_LIBS: &[&str] = &[
+    "-lpthread",
+    "-ldl",
+    "-lm",
+    "-lrt",
+    "-lutil",
+    "-lgcc_s",
+    "-lc",
+];
+
+/// How to build the C++ engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Build `libtrace_ffi.a` with `--release` (default: the profile xtask itself was built
+    /// with, whose artifacts are most likely already there).
+    pub release: bool,
+    /// Hide cargo's and the compiler's warnings (errors are still reported, in the `Err`).
+    pub quiet: bool,
+    /// Compile with `-Werror -pedantic` (the tests do).
+    pub strict: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            release: !cfg!(debug_assertions),
+            quiet: false,
+            strict: false,
+        }
+    }
+}
+
+/// A compiled C++ reference engine.
+#[derive(Clone, Debug)]
+pub struct CppEngine {
+    exe: PathBuf,
+}
+
+impl CppEngine {
+    /// Builds `libtrace_ffi.a` with cargo, then compiles [`SOURCE`] against it with `$CXX`
+    /// (default `c++`), `-std=c++17 -O2`.
+    pub fn build(o: &BuildOptions) -> Result<Self> {
+        let lib = build_staticlib(o)?;
+        let exe = lib.with_file_name(EXE_NAME);
+        // Compile to a private name and rename: a concurrent build never runs a half-written
+        // executable.
+        let tmp = lib.with_file_name(format!("{EXE_NAME}.{}.tmp", std::process::id()));
+        let root = crate::project_root();
+        let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_owned());
+        let mut cmd = Command::new(&cxx);
+        // -ffp-contract=off: no fused multiply-adds, so the results are the Rust reference's to
+        // the last bit.
+        cmd.args(["-std=c++17", "-O2", "-ffp-contract=off", "-Wall", "-Wextra"]);
+        if o.strict {
+            cmd.args(["-Werror", "-pedantic"]);
+        }
+        cmd.arg("-I")
+            .arg(root.join(INCLUDE))
+            .arg(root.join(SOURCE))
+            .arg("-o")
+            .arg(&tmp)
+            .arg(&lib)
+            .args(NATIVE_LIBS);
+        let out = cmd
+            .output()
+            .with_context(|| format!("cannot run the C++ compiler {cxx:?} (set CXX)"))?;
+        let diagnostics = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            let _ = std::fs::remove_file(&tmp);
+            bail!(
+                "{cxx} {SOURCE} failed ({}):\n{}",
+                out.status,
+                diagnostics.trim_end()
+            );
+        }
+        if !o.quiet && !diagnostics.trim().is_empty() {
+            eprintln!("{}", diagnostics.trim_end());
+        }
+        std::fs::rename(&tmp, &exe)
+            .with_context(|| format!("rename {} to {}", tmp.display(), exe.display()))?;
+        Ok(CppEngine { exe })
+    }
+
+    /// Runs the engine on `model_dir` (`config.json`, `model.safetensors`) with the prompt in
+    /// `prompt_file` for `steps` decode steps, traced with every raw value into `trace_dir`
+    /// (emptied of an earlier run first), and returns the `steps + 1` tokens it generated.
+    pub fn run(
+        &self,
+        model_dir: &Path,
+        prompt_file: &Path,
+        steps: usize,
+        trace_dir: &Path,
+    ) -> Result<Vec<u32>> {
+        crate::crossval::clear_trace_dir(trace_dir)?;
+        let mut cmd = Command::new(&self.exe);
+        // Only the settings below: a TENSOR_TRACE_FILTER in the caller's environment would
+        // silently drop records.
+        for (key, _) in std::env::vars_os() {
+            let key_str = key.to_string_lossy();
+            if key_str.starts_with("TENSOR_TRACE_") || key_str == "BITNET_TRACE_DIR" {
+                cmd.env_remove(&key);
+            }
+        }
+        let out = cmd
+            .arg(model_dir)
+            .arg(prompt_file)
+            .arg(steps.to_string())
+            .env("TENSOR_TRACE_DIR", trace_dir)
+            .env("TENSOR_TRACE_VALUES", "1")
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", self.exe.display()))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.success(),
+            "{} failed ({}): {}",
+            self.exe.display(),
+            out.status,
+            stderr.trim_end()
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let tokens = stdout
+            .split_whitespace()
+            .map(|t| t.parse::<u32>())
+            .collect::<Result<Vec<u32>, _>>()
+            .with_context(|| format!("{}: expected tokens, got {stdout:?}", self.exe.display()))?;
+        ensure!(
+            tokens.len() == steps + 1,
+            "{}: expected {} tokens, got {stdout:?}",
+            self.exe.display(),
+            steps + 1
+        );
+        ensure!(
+            trace_dir.join("manifest.jsonl").exists(),
+            "{} wrote no trace into {}",
+            self.exe.display(),
+            trace_dir.display()
+        );
+        Ok(tokens)
+    }
+}
+
+/// Builds the C++ reference engine and runs it (see [`CppEngine::run`]): the reference half of
+/// `cargo xtask crossval --reference cpp`. Returns the generated tokens; the traces are in
+/// `trace_dir`.
+pub fn run_cpp_reference(
+    model_dir: &Path,
+    prompt_file: &Path,
+    steps: usize,
+    trace_dir: &Path,
+    quiet: bool,
+) -> Result<Vec<u32>> {
+    let engine = CppEngine::build(&BuildOptions {
+        quiet,
+        ..BuildOptions::default()
+    })?;
+    engine.run(model_dir, prompt_file, steps, trace_dir)
+}
+
+/// `cargo build -p trace-ffi --lib`; returns the `libtrace_ffi.a` cargo reports.
+fn build_staticlib(o: &BuildOptions) -> Result<PathBuf> {
+    let mut cmd = crate::cargo();
+    cmd.args([
+        "build",
+        "-p",
+        "trace-ffi",
+        "--lib",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if o.release {
+        cmd.arg("--release");
+    }
+    // --quiet drops cargo's "Compiling"/"Finished" lines; warnings and errors still show.
+    cmd.arg("--quiet");
+    cmd.stdout(Stdio::piped()).stderr(if o.quiet {
+        Stdio::piped()
+    } else {
+        Stdio::inherit()
+    });
+    let out = cmd.output().context("cannot run cargo")?;
+    ensure!(
+        out.status.success(),
+        "cargo build -p trace-ffi failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim_end()
+    );
+    staticlib_from_messages(&String::from_utf8_lossy(&out.stdout))
+        .context("cargo build -p trace-ffi reported no libtrace_ffi.a")
+}
+
+/// The `.a` of trace-ffi among cargo's JSON messages (`compiler-artifact`), wherever the target
+/// directory is.
+fn staticlib_from_messages(stdout: &str) -> Option<PathBuf> {
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "trace_ffi")
+        .flat_map(|m| {
+            m["filenames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+        })
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .find(|f| f.extension().is_some_and(|e| e == "a"))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The C++ engine against the Rust reference (bit for bit) and against candle (within
+    //! tolerance), on models the crossval writes. The engine is built once per test binary.
+
+    use std::collections::BTreeSet;
+    use std::sync::OnceLock;
+
+    use super::*;
+    use crate::crossval::{self, Size};
+
+    fn engine() -> &'static CppEngine {
+        static ENGINE: OnceLock<CppEngine> = OnceLock::new();
+        ENGINE.get_or_init(|| {
+            CppEngine::build(&BuildOptions {
+                quiet: true,
+                strict: true,
+                ..BuildOptions::default()
+            })
+            .expect("building the C++ reference engine")
+        })
+    }
+
+    fn file_names(dir: &Path) -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+
+    /// Runs the crossval (candle and the Rust reference) and the C++ engine on the same model,
+    /// then checks that the C++ traces equal the Rust reference's byte for byte and that candle
+    /// agrees with them within tolerance.
+    fn check(size: Size, layers: usize, steps: usize, prompt: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let o = crossval::Options {
+            out: dir.path().to_path_buf(),
+            layers,
+            steps,
+            seed: 11,
+            size,
+            prompt: prompt.to_owned(),
+            quiet: true,
+            ..crossval::Options::default()
+        };
+        let outcome = crossval::run(&o).unwrap();
+        assert!(outcome.agree(), "candle and the Rust reference disagree");
+        let (reference, cpp) = (dir.path().join("reference"), dir.path().join("cpp"));
+        let tokens = engine()
+            .run(
+                &dir.path().join("model"),
+                &dir.path().join("prompt.txt"),
+                steps,
+                &cpp,
+            )
+            .unwrap();
+        assert_eq!(tokens, outcome.reference_tokens);
+
+        // Rust reference (A) against C++ (B): every record identical.
+        let records = ((steps + 1) * (2 + layers * 16 + 3)) as u64;
+        let report = trace_diff::diff_dirs(&reference, &cpp, &Default::default()).unwrap();
+        let c = &report.counts;
+        assert_eq!(
+            (c.compared, c.identical, c.missing_in_a, c.missing_in_b),
+            (records, records, 0, 0),
+            "{}",
+            trace_diff::render::text(&report, &Default::default())
+        );
+        // Stronger: the same files with the same bytes (records, manifest, raw values).
+        let names = file_names(&reference);
+        assert_eq!(names, file_names(&cpp));
+        for name in &names {
+            let (a, b) = (reference.join(name), cpp.join(name));
+            assert!(
+                std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+                "{} and {} differ",
+                a.display(),
+                b.display()
+            );
+        }
+
+        // candle (A) against C++ (B): what `--reference cpp` reports.
+        let report =
+            trace_diff::diff_dirs(&dir.path().join("candle"), &cpp, &Default::default()).unwrap();
+        assert_eq!(report.outcome, trace_diff::Outcome::Agree);
+        assert_eq!(
+            (report.counts.compared, report.counts.missing_in_b),
+            (records, 0)
+        );
+    }
+
+    #[test]
+    fn cpp_engine_equals_the_rust_reference_on_the_tiny_model() {
+        check(Size::Tiny, 2, 2, "Hi there");
+    }
+
+    #[test]
+    fn cpp_engine_equals_the_rust_reference_with_wider_groups_and_utf8() {
+        // 8 query heads over 2 key/value heads; multi-byte UTF-8 gives tokens above 127.
+        check(Size::Small, 1, 1, "naïve café");
+    }
+
+    #[test]
+    fn cpp_engine_reports_a_missing_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let prompt = dir.path().join("prompt.txt");
+        std::fs::write(&prompt, "hi").unwrap();
+        let err = engine()
+            .run(
+                &dir.path().join("nope"),
+                &prompt,
+                1,
+                &dir.path().join("cpp"),
+            )
+            .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("cannot read") && msg.contains("nope/config.json"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn refuses_to_clear_a_foreign_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        let err = format!(
+            "{:#}",
+            crate::crossval::clear_trace_dir(dir.path()).unwrap_err()
+        );
+        assert!(err.contains("not a trace directory"), "{err}");
+        assert!(dir.path().join("notes.txt").exists());
+    }
+
+    #[test]
+    fn parses_reference_names() {
+        assert_eq!("cpp".parse::<Reference>().unwrap(), Reference::Cpp);
+        assert_eq!("rust".parse::<Reference>().unwrap(), Reference::Rust);
+        assert_eq!(Reference::default(), Reference::Rust);
+        let err = format!("{:#}", "c++".parse::<Reference>().unwrap_err());
+        assert!(err.contains("expected rust or cpp"), "{err}");
+        assert_eq!(Reference::Cpp.dir_name(), "cpp");
+    }
+
+    #[test]
+    fn finds_the_staticlib_in_cargo_messages() {
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","target":{"name":"trace_core"},"filenames":["/t/libtrace_core.rlib"]}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","target":{"name":"trace_ffi"},"filenames":["/t/libtrace_ffi.so","/t/libtrace_ffi.a","/t/libtrace_ffi.rlib"]}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#,
+        );
+        assert_eq!(
+            staticlib_from_messages(messages),
+            Some(PathBuf::from("/t/libtrace_ffi.a"))
+        );
+        assert_eq!(staticlib_from_messages("not json\n"), None);
+    }
+}
