@@ -218,3 +218,38 @@ fn diff_is_trace_diff() {
     assert_eq!(report["outcome"], "diverged");
     assert_eq!(report["first_divergence"]["name"], "blk1/attn_out");
 }
+
+#[test]
+fn quiet_and_verbose_control_diagnostics() {
+    // A seed-format directory (no manifest, no indexes): reading it warns that the execution
+    // order is unknown.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("blk0_q.trace"),
+        r#"{"name":"blk0/q","shape":[2],"dtype":"F32","blake3":"af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262","rms":1.0,"num_elements":2}"#,
+    )
+    .unwrap();
+    let warning = "execution order is unknown";
+    tensor_trace()
+        .arg("show")
+        .arg(tmp.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("blk0/q"))
+        .stderr(predicate::str::contains(warning));
+    tensor_trace()
+        .args(["-q", "show"])
+        .arg(tmp.path())
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(warning).not());
+    tensor_trace()
+        .args(["-vv", "record", "--out"])
+        .arg(tmp.path().join("run"))
+        .args(["--", "true"])
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("running").and(predicate::str::contains("wrote no records")),
+        );
+}
