@@ -1,10 +1,33 @@
 //! `cargo xtask ci`: the whole gate, stopping at the first failing step.
 
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::Result;
 
-use crate::{cargo, python, run_step};
+use crate::{cargo, project_root, python, run_step};
+
+/// Where a test that has to skip writes why, one line each, so that `ci` prints it at the end:
+/// a skip is never silent, even under nextest, which hides the output of passing tests.
+pub fn skips_file() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    target.join("test-skips.txt")
+}
+
+/// Records that a test skipped, and why (see [`skips_file`]); also says it on stderr.
+#[cfg(test)]
+pub fn record_skip(reason: &str) {
+    eprintln!("{reason}");
+    let path = skips_file();
+    let _ = fs::create_dir_all(path.parent().expect("the skips file is in a directory"));
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&path) {
+        let _ = writeln!(f, "{reason}");
+    }
+}
 
 pub fn run(args: &[String]) -> Result<()> {
     if let Some(extra) = args.first() {
@@ -23,6 +46,8 @@ pub fn run(args: &[String]) -> Result<()> {
             "warnings",
         ]),
     )?;
+    let skips = skips_file();
+    let _ = fs::remove_file(&skips);
     if nextest_installed() {
         run_step(
             "tests (nextest)",
@@ -53,6 +78,13 @@ pub fn run(args: &[String]) -> Result<()> {
     )?;
     // The Python emitter against the same golden vectors (venv under target/, made on demand).
     python::run_tests()?;
+    if let Ok(text) = fs::read_to_string(&skips) {
+        let _ = std::io::stderr().flush();
+        eprintln!("xtask: WARNING: {} test(s) skipped:", text.lines().count());
+        for line in text.lines() {
+            eprintln!("xtask:   {line}");
+        }
+    }
     eprintln!("xtask: ci passed");
     Ok(())
 }

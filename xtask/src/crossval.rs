@@ -173,6 +173,8 @@ options:
   --json            print the report as JSON
   --reference NAME  reference engine: rust (default; in-process) or cpp (a C++ port built with
                     the system c++ against libtrace_ffi.a, traces in OUT/cpp)
+  --model NAME      synthetic (default: the model above) or minilm (all-MiniLM-L6-v2 against a
+                    numpy reference; `cargo xtask crossval --model minilm --help`)
   -h, --help        this text
 
 --inject NAME:
@@ -189,6 +191,8 @@ options:
     for bug in Bug::ALL {
         let _ = writeln!(s, "  {:<22}  {}", bug.name(), bug.description());
     }
+    s.push_str("\n--model minilm --inject NAME:\n");
+    s.push_str(&crate::crossval_minilm::inject_help());
     s
 }
 
@@ -247,7 +251,19 @@ where
 
 /// The entry point for `cargo xtask crossval ARGS`: 0 agree, 1 diverged, 2 error.
 pub fn main(args: &[String]) -> ExitCode {
-    let result = parse(args).and_then(|options| {
+    // `--model minilm` is the real-model crossval (crossval_minilm.rs); `synthetic`, the default,
+    // is this one.
+    let args = match crate::crossval_minilm::select_model(args) {
+        Ok((crate::crossval_minilm::Model::MiniLm, rest)) => {
+            return crate::crossval_minilm::main(&rest)
+        }
+        Ok((crate::crossval_minilm::Model::Synthetic, rest)) => rest,
+        Err(e) => {
+            eprintln!("xtask crossval: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = parse(&args).and_then(|options| {
         let Some(options) = options else {
             print!("{}", help());
             return Ok(true);

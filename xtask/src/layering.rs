@@ -11,6 +11,7 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
     ("trace-candle", &["trace-core"]),
     ("trace-ffi", &["trace-core"]),
     ("reference-engine", &["trace-core"]),
+    ("minilm", &["trace-core", "trace-candle"]),
 ];
 
 /// External crates a crate must never depend on (normal dependencies).

