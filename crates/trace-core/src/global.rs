@@ -100,13 +100,15 @@ pub fn global() -> Result<Option<&'static Tracer>> {
 }
 
 /// Captures `view` under `name` when tracing is enabled (the seed's `dump_trace`).
-#[inline]
+#[inline(always)]
 pub fn dump(name: &str, view: TensorView<'_>) -> Result<()> {
     dump_with(name, &Context::default(), view)
 }
 
 /// [`dump`] with the token position, layer and stage.
-#[inline]
+// Always inlined: the disabled path must be the caller's load and branch, without a call that
+// would make it build the arguments on the stack.
+#[inline(always)]
 pub fn dump_with(name: &str, ctx: &Context<'_>, view: TensorView<'_>) -> Result<()> {
     if !enabled() {
         return Ok(());

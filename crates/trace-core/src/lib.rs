@@ -54,5 +54,5 @@ pub use fingerprint::{fingerprint, Fingerprint, Fingerprinter, BATCH, STATS_BLOC
 pub use global::{dump, dump_chunks_with, dump_with, enabled, flush, global, install};
 pub use record::{ManifestEntry, Stats, TraceRecord, FORMAT_VERSION};
 pub use sink::sanitize;
-pub use tracer::{Context, Tracer, TracerBuilder};
+pub use tracer::{Context, Tracer, TracerBuilder, BACKGROUND_FINGERPRINT_MAX};
 pub use view::{Data, TensorView};

@@ -107,7 +107,24 @@ impl Tracer {
     }
 
     /// Captures a whole tensor. Returns `false` when the filter skipped it.
+    ///
+    /// With a background writer, a small tensor (at most [`BACKGROUND_FINGERPRINT_MAX`]
+    /// elements) is converted to F32 into an owned buffer and fingerprinted on the writer's
+    /// thread, so the caller pays a copy instead of a hash. Larger tensors are fingerprinted here,
+    /// on all cores, and never copied.
     pub fn record(&self, name: &str, ctx: &Context<'_>, view: TensorView<'_>) -> Result<bool> {
+        if let Sink::Background(writer) = self.sink.as_ref() {
+            if view.data().len() <= BACKGROUND_FINGERPRINT_MAX {
+                if !self.wants(name) {
+                    return Ok(false);
+                }
+                let mut values = vec![0f32; view.data().len()];
+                view.data().convert_into(&mut values);
+                let record = self.new_record(name, ctx, view.data().dtype(), view.shape());
+                writer.capture(record, values, self.config.values.matches(name))?;
+                return Ok(true);
+            }
+        }
         self.record_chunks(name, ctx, view.data().dtype(), view.shape(), |fp| {
             fp.update(view.data())
         })
@@ -143,23 +160,8 @@ impl Tracer {
             });
         }
         let (f, values) = fp.finish_with_values();
-        let record = TraceRecord {
-            name: name.to_owned(),
-            shape: shape.to_vec(),
-            dtype: dtype.name().to_owned(),
-            blake3: f.blake3.to_hex().to_string(),
-            rms: f.rms,
-            num_elements: f.num_elements,
-            seq: ctx.seq,
-            layer: ctx.layer,
-            stage: ctx.stage.map(str::to_owned),
-            format_version: Some(FORMAT_VERSION),
-            index: None,
-            occurrence: None,
-            rank: self.config.rank,
-            stats: Some(f.stats),
-            values: None,
-        };
+        let mut record = self.new_record(name, ctx, dtype, shape);
+        fill_fingerprint(&mut record, &f);
         match self.sink.as_ref() {
             Sink::Memory(sink) => sink.write(record, values),
             Sink::Dir(sink) => {
@@ -168,6 +170,33 @@ impl Tracer {
             Sink::Background(writer) => writer.write(record, values)?,
         }
         Ok(true)
+    }
+
+    /// A record of this tracer without its fingerprint (see [`fill_fingerprint`]).
+    fn new_record(
+        &self,
+        name: &str,
+        ctx: &Context<'_>,
+        dtype: DType,
+        shape: &[usize],
+    ) -> TraceRecord {
+        TraceRecord {
+            name: name.to_owned(),
+            shape: shape.to_vec(),
+            dtype: dtype.name().to_owned(),
+            blake3: String::new(),
+            rms: None,
+            num_elements: 0,
+            seq: ctx.seq,
+            layer: ctx.layer,
+            stage: ctx.stage.map(str::to_owned),
+            format_version: Some(FORMAT_VERSION),
+            index: None,
+            occurrence: None,
+            rank: self.config.rank,
+            stats: None,
+            values: None,
+        }
     }
 
     /// Waits until every record is on disk (only the background writer ever has to wait) and
@@ -202,6 +231,18 @@ impl Tracer {
             Sink::Memory(_) | Sink::Background(_) => self.config.dir.as_deref(),
         }
     }
+}
+
+/// Largest tensor (in elements) that a background writer fingerprints on its own thread; the
+/// caller then copies at most 256 KiB.
+pub const BACKGROUND_FINGERPRINT_MAX: usize = 64 * 1024;
+
+/// Stores a fingerprint's hash, RMS, element count and stats in `record`.
+pub(crate) fn fill_fingerprint(record: &mut TraceRecord, f: &crate::Fingerprint) {
+    record.blake3 = f.blake3.to_hex().to_string();
+    record.rms = f.rms;
+    record.num_elements = f.num_elements;
+    record.stats = Some(f.stats);
 }
 
 /// Settings for a [`Tracer`] without environment variables.

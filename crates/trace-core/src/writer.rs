@@ -10,10 +10,14 @@ use std::thread::JoinHandle;
 
 use crate::record::TraceRecord;
 use crate::sink::DirSink;
+use crate::tracer::fill_fingerprint;
 use crate::{Error, Result};
 
 enum Msg {
     Write(Box<TraceRecord>, Option<Vec<f32>>),
+    /// A record still to be fingerprinted from these canonical F32 values (and to keep them
+    /// as `.npy` when the bool says so).
+    Capture(Box<TraceRecord>, Vec<f32>, bool),
     Flush(SyncSender<()>),
 }
 
@@ -29,6 +33,7 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Msg::Write(r, _) => write!(f, "Write({})", r.name),
+            Msg::Capture(r, _, _) => write!(f, "Capture({})", r.name),
             Msg::Flush(_) => f.write_str("Flush"),
         }
     }
@@ -53,6 +58,12 @@ impl BackgroundWriter {
     pub(crate) fn write(&self, record: TraceRecord, values: Option<Vec<f32>>) -> Result<()> {
         self.check()?;
         self.send(Msg::Write(Box::new(record), values))
+    }
+
+    /// Queues a record to be fingerprinted from `values` on the writer's thread.
+    pub(crate) fn capture(&self, record: TraceRecord, values: Vec<f32>, keep: bool) -> Result<()> {
+        self.check()?;
+        self.send(Msg::Capture(Box::new(record), values, keep))
     }
 
     /// Waits until every queued record is on disk; returns the first error the thread hit.
@@ -107,12 +118,23 @@ impl Drop for BackgroundWriter {
 }
 
 fn run(sink: DirSink, rx: Receiver<Msg>, failure: Arc<Mutex<Option<String>>>) {
+    let fail = |e: Error| {
+        let mut slot = failure.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert_with(|| e.to_string());
+    };
     for msg in rx {
         match msg {
             Msg::Write(record, values) => {
                 if let Err(e) = sink.write(*record, values.as_deref()) {
-                    let mut slot = failure.lock().unwrap_or_else(|e| e.into_inner());
-                    slot.get_or_insert_with(|| e.to_string());
+                    fail(e);
+                }
+            }
+            Msg::Capture(mut record, values, keep) => {
+                // The canonical F32 values fingerprint exactly like the original dtype.
+                let f = crate::fingerprint(crate::Data::F32(&values));
+                fill_fingerprint(&mut record, &f);
+                if let Err(e) = sink.write(*record, keep.then_some(&values[..])) {
+                    fail(e);
                 }
             }
             Msg::Flush(ack) => {

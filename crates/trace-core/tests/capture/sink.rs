@@ -309,3 +309,70 @@ fn io_errors_name_the_path() {
         "{err}"
     );
 }
+
+#[test]
+fn background_fingerprinting_writes_the_same_files_as_the_caller_would() {
+    use trace_core::BACKGROUND_FINGERPRINT_MAX;
+    let (sync_dir, bg_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let sync = Tracer::builder()
+        .dir(sync_dir.path())
+        .values("logits")
+        .build()
+        .unwrap();
+    let bg = Tracer::builder()
+        .dir(bg_dir.path())
+        .values("logits")
+        .background_queue(2)
+        .build()
+        .unwrap();
+    let bf: Vec<half::bf16> = (0..3000)
+        .map(|i| half::bf16::from_f32(i as f32 * 0.25 - 9.0))
+        .collect();
+    let mut f: Vec<f32> = (0..5000).map(|i| (i as f32).sqrt()).collect();
+    f[17] = f32::NAN;
+    let ints: Vec<i64> = (0..100).map(|i| i * 123_456_789).collect();
+    let big: Vec<f32> = (0..BACKGROUND_FINGERPRINT_MAX + 1)
+        .map(|i| i as f32)
+        .collect();
+    for t in [&sync, &bg] {
+        for step in 0..2u64 {
+            let ctx = Context::default().seq(step);
+            t.record(
+                "blk0/x",
+                &ctx,
+                TensorView::new(&[3, 1000], &bf[..]).unwrap(),
+            )
+            .unwrap();
+            t.record(
+                "logits",
+                &ctx.layer(-1),
+                TensorView::new(&[5000], &f[..]).unwrap(),
+            )
+            .unwrap();
+            t.record("ids", &ctx, TensorView::new(&[100], &ints[..]).unwrap())
+                .unwrap();
+            t.record(
+                "big",
+                &ctx,
+                TensorView::new(&[big.len()], &big[..]).unwrap(),
+            )
+            .unwrap();
+        }
+    }
+    bg.flush().unwrap();
+    let mut names: Vec<_> = fs::read_dir(sync_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names.len(),
+        8 + 2 + 1,
+        "8 records, 2 values files, the manifest"
+    );
+    for name in names {
+        let a = fs::read(sync_dir.path().join(&name)).unwrap();
+        let b = fs::read(bg_dir.path().join(&name)).unwrap();
+        assert!(a == b, "{name:?} differs");
+    }
+}
