@@ -3,6 +3,7 @@
 //! A tensor of at most [`crate::BACKGROUND_FINGERPRINT_MAX`] elements reaches the thread as an
 //! owned copy of its canonical F32 values (cheaper for the caller than hashing it); a larger one
 //! is fingerprinted by the caller on all cores and only its record is queued.
+//!
 //! The queue is bounded: when it is full the caller waits, so a record is never dropped. Errors
 //! hit by the thread are kept and returned by the next `write` or `flush`. Dropping the writer
 //! (or [`crate::flush`] at process exit for the global tracer) drains the queue.
