@@ -417,7 +417,7 @@ pub fn render(o: &Options, outcome: &Outcome) -> Result<String> {
 }
 
 /// A directory tracer saving every raw value, into a directory emptied of an earlier run.
-fn fresh_tracer(dir: &Path) -> Result<Tracer> {
+pub(crate) fn fresh_tracer(dir: &Path) -> Result<Tracer> {
     clear_trace_dir(dir)?;
     Tracer::builder()
         .dir(dir)
@@ -445,15 +445,15 @@ pub(crate) fn clear_trace_dir(dir: &Path) -> Result<()> {
     std::fs::remove_dir_all(dir).with_context(|| format!("clear {}", dir.display()))
 }
 
-/// One line per stage on stderr, with the time the previous stage took.
-struct Progress {
+/// One line per stage on stderr, with the time since the start.
+pub(crate) struct Progress {
     quiet: bool,
     start: Instant,
     count: std::cell::Cell<u32>,
 }
 
 impl Progress {
-    fn new(quiet: bool) -> Self {
+    pub(crate) fn new(quiet: bool) -> Self {
         Progress {
             quiet,
             start: Instant::now(),
@@ -461,7 +461,7 @@ impl Progress {
         }
     }
 
-    fn stage(&self, what: &str) {
+    pub(crate) fn stage(&self, what: &str) {
         let n = self.count.get() + 1;
         self.count.set(n);
         if !self.quiet {

@@ -13,12 +13,10 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use minilm::{Bug, Encoder, Trace};
 use trace_core::run::Run;
-use trace_core::Tracer;
 use trace_diff::{DiffOptions, Rules, Verdict};
 
 use crate::python::{self, Extra};
@@ -299,7 +297,7 @@ fn reference_script() -> PathBuf {
 /// Runs the candle engine on [`SENTENCES`] traced into `dir` (emptied first); returns the real
 /// tokens of each sentence.
 pub fn run_candle(encoder: &Encoder, dir: &Path) -> Result<Vec<usize>> {
-    let tracer = fresh_tracer(dir)?;
+    let tracer = crate::crossval::fresh_tracer(dir)?;
     let batch = encoder.tokenizer.encode(&SENTENCES)?;
     encoder
         .model
@@ -311,7 +309,7 @@ pub fn run_candle(encoder: &Encoder, dir: &Path) -> Result<Vec<usize>> {
 
 /// Runs the numpy reference on [`SENTENCES`] traced into `dir` (emptied first).
 pub fn run_reference(prepared: &Prepared, max_tokens: usize, dir: &Path) -> Result<()> {
-    clear_trace_dir(dir)?;
+    crate::crossval::clear_trace_dir(dir)?;
     let parent = dir.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
     let sentences = parent.join("sentences.json");
@@ -376,7 +374,7 @@ pub fn compare(candle_dir: &Path, reference_dir: &Path, tokens: Vec<usize>) -> R
 
 /// Runs the whole cross-validation and returns what it found.
 pub fn run(o: &Options) -> Result<Outcome> {
-    let progress = Progress::new(o.quiet);
+    let progress = crate::crossval::Progress::new(o.quiet);
     let model_dir = o.out.join("model");
     let candle_dir = o.out.join("candle");
     let reference_dir = o.out.join("reference");
@@ -530,63 +528,6 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
     dot / (na * nb)
-}
-
-/// A directory tracer saving every raw value, into a directory emptied of an earlier run.
-fn fresh_tracer(dir: &Path) -> Result<Tracer> {
-    clear_trace_dir(dir)?;
-    Tracer::builder()
-        .dir(dir)
-        .values("*")
-        .build()
-        .with_context(|| format!("trace into {}", dir.display()))
-}
-
-/// Removes an earlier run's traces; refuses to delete a directory that is not one.
-fn clear_trace_dir(dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    let is_trace_dir = dir.join("manifest.jsonl").exists()
-        || std::fs::read_dir(dir)
-            .with_context(|| format!("read {}", dir.display()))?
-            .next()
-            .is_none();
-    if !is_trace_dir {
-        bail!(
-            "{} exists and is not a trace directory (no manifest.jsonl): refusing to clear it",
-            dir.display()
-        );
-    }
-    std::fs::remove_dir_all(dir).with_context(|| format!("clear {}", dir.display()))
-}
-
-/// One line per stage on stderr, with the time since the start.
-struct Progress {
-    quiet: bool,
-    start: Instant,
-    count: std::cell::Cell<u32>,
-}
-
-impl Progress {
-    fn new(quiet: bool) -> Self {
-        Progress {
-            quiet,
-            start: Instant::now(),
-            count: std::cell::Cell::new(0),
-        }
-    }
-
-    fn stage(&self, what: &str) {
-        let n = self.count.get() + 1;
-        self.count.set(n);
-        if !self.quiet {
-            eprintln!(
-                "crossval: [{n}/4] {what} ({:.2}s)",
-                self.start.elapsed().as_secs_f64()
-            );
-        }
-    }
 }
 
 #[cfg(test)]

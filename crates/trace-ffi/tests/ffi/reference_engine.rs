@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
-use crate::support::crate_dir;
+use crate::support::{crate_dir, staticlib, NATIVE_LIBS};
 
 // The tiny model: vocabulary 256 (byte tokens), hidden 8, 2 query heads over 1 key/value head
 // of size 4, MLP 16.
@@ -38,16 +38,8 @@ fn engine() -> &'static Path {
             .arg(crate_dir().join("examples/reference-engine.cpp"))
             .arg("-o")
             .arg(&tmp)
-            .arg(deps.join("libtrace_ffi.a"))
-            .args([
-                "-lpthread",
-                "-ldl",
-                "-lm",
-                "-lrt",
-                "-lutil",
-                "-lgcc_s",
-                "-lc",
-            ])
+            .arg(staticlib())
+            .args(NATIVE_LIBS)
             .output()
             .unwrap_or_else(|e| panic!("running {cxx}: {e}"));
         assert!(

@@ -18,7 +18,7 @@ pub fn crate_dir() -> PathBuf {
 ///
 /// It sits beside the test binary, in `target/<profile>/deps`: cargo copies ("uplifts") it to
 /// `target/<profile>` only for `cargo build`, so the copy there may be stale during a test run.
-fn staticlib() -> PathBuf {
+pub fn staticlib() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
     let deps = exe
         .parent()
@@ -33,7 +33,7 @@ fn staticlib() -> PathBuf {
 }
 
 /// Native libraries a Rust staticlib needs on Linux (`cargo rustc -- --print native-static-libs`).
-const NATIVE_LIBS: &[&str] = &[
+pub const NATIVE_LIBS: &[&str] = &[
     "-lpthread",
     "-ldl",
     "-lm",
