@@ -56,3 +56,8 @@ pub use record::{ManifestEntry, Stats, TraceRecord, FORMAT_VERSION};
 pub use sink::sanitize;
 pub use tracer::{Context, Tracer, TracerBuilder, BACKGROUND_FINGERPRINT_MAX};
 pub use view::{Data, TensorView};
+
+/// The README's Rust examples, compiled and run as doc tests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
