@@ -198,10 +198,7 @@ impl TraceRecord {
                 format!("expected 64 hex characters, found {:?}", self.blake3),
             ));
         }
-        let product = self
-            .shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        let product = crate::view::shape_elements(&self.shape);
         if product != Some(self.num_elements) {
             return Err(invalid(
                 "num_elements",

@@ -181,10 +181,18 @@ impl DirSink {
         let (index, occurrence) = state.counters.peek(&record.name);
         record.index = Some(index);
         record.occurrence = Some(occurrence);
+        // Encoded once: only the file name changes between candidate stems.
+        let npy = values
+            .map(|v| npy_bytes(&record.shape, v))
+            .transpose()
+            .map_err(|e| {
+                let path = self.dir.join(format!("{}.npy", sanitize(&record.name)));
+                Error::io("encode values for", path, e)
+            })?;
         let mut published = None;
         for stem in candidate_stems(&record.name, occurrence) {
             record.values = values.map(|_| format!("{stem}.npy"));
-            if self.publish(&stem, &record, values)? {
+            if self.publish(&stem, &record, npy.as_deref())? {
                 published = Some(stem);
                 break;
             }
@@ -288,18 +296,16 @@ impl DirSink {
     }
 
     /// Publishes `{stem}.trace` (and `{stem}.npy`); `Ok(false)` when a name is taken.
-    fn publish(&self, stem: &str, record: &TraceRecord, values: Option<&[f32]>) -> Result<bool> {
+    fn publish(&self, stem: &str, record: &TraceRecord, npy: Option<&[u8]>) -> Result<bool> {
         let npy_path = self.dir.join(format!("{stem}.npy"));
-        if let Some(values) = values {
-            let bytes = npy_bytes(&record.shape, values)
-                .map_err(|e| Error::io("encode values for", &npy_path, e))?;
-            if !self.place(&bytes, &npy_path)? {
+        if let Some(bytes) = npy {
+            if !self.place(bytes, &npy_path)? {
                 return Ok(false);
             }
         }
         let trace_path = self.dir.join(format!("{stem}.{RECORD_EXTENSION}"));
         if !self.place(record.to_json().as_bytes(), &trace_path)? {
-            if values.is_some() {
+            if npy.is_some() {
                 // Undo our own values file; nobody else can have linked to it yet.
                 let _ = fs::remove_file(&npy_path);
             }
