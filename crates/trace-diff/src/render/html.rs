@@ -198,12 +198,14 @@ fn profile_svg(out: &mut String, report: &Report) {
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img"><title>error (log scale) by position in A</title>"#
     );
+    // Points sit at their position in A's order, which counts A's unmatched records too.
     let n = report
         .pairs
         .iter()
-        .filter(|p| p.only_in.is_none())
-        .count()
-        .max(1);
+        .filter(|p| p.only_in != Some("b"))
+        .map(|p| p.position + 1)
+        .max()
+        .unwrap_or(1);
     let lo = points
         .iter()
         .map(|(_, e)| e.log10())
@@ -306,12 +308,6 @@ fn table(out: &mut String, report: &Report) {
     }
     let _ = writeln!(out, "</tr></thead><tbody>");
     for p in &report.pairs {
-        let opt_num = |v: Option<f64>| match v {
-            Some(v) if v.is_finite() => {
-                format!(r#"<td class="num" data-v="{v}">{}</td>"#, sci(Some(v)))
-            }
-            _ => r#"<td class="num" data-v="-1">-</td>"#.to_owned(),
-        };
         let int = |v: Option<i64>| match v {
             Some(v) => format!(r#"<td class="num" data-v="{v}">{v}</td>"#),
             None => r#"<td class="num" data-v="-1000000">-</td>"#.to_owned(),
@@ -334,8 +330,8 @@ fn table(out: &mut String, report: &Report) {
             int(p.layer),
             escape(p.stage.as_deref().unwrap_or("")),
             p.evidence.name(),
-            opt_num(p.error),
-            opt_num(p.values.as_ref().map(|m| m.max_abs)),
+            num_cell(p.error),
+            num_cell(p.values.as_ref().map(|m| m.max_abs)),
             escape(p.reason.as_deref().unwrap_or("")),
             v = p.verdict.name(),
         );
@@ -352,12 +348,6 @@ fn layers(out: &mut String, report: &Report) {
         r#"<section id="layers"><h2>Error by layer</h2><table id="layers-table" class="sortable"><thead><tr><th>step</th><th>layer</th><th>output</th><th>error</th><th>max error</th><th>amplification</th></tr></thead><tbody>"#
     );
     for l in &report.layers {
-        let num = |v: Option<f64>| match v {
-            Some(v) if v.is_finite() => {
-                format!(r#"<td class="num" data-v="{v}">{}</td>"#, sci(Some(v)))
-            }
-            _ => r#"<td class="num" data-v="-1">-</td>"#.to_owned(),
-        };
         let _ = writeln!(
             out,
             r#"<tr><td class="num" data-v="{}">{}</td><td class="num" data-v="{}">{}</td><td>{}</td>{}{}{}</tr>"#,
@@ -366,10 +356,20 @@ fn layers(out: &mut String, report: &Report) {
             l.layer,
             l.layer,
             escape(&l.output),
-            num(l.error),
-            num(l.max_error),
-            num(l.amplification)
+            num_cell(l.error),
+            num_cell(l.max_error),
+            num_cell(l.amplification)
         );
     }
     let _ = writeln!(out, "</tbody></table></section>");
+}
+
+/// A sortable numeric table cell; `-` (sorting first) when absent or not finite.
+fn num_cell(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() => {
+            format!(r#"<td class="num" data-v="{v}">{}</td>"#, sci(Some(v)))
+        }
+        _ => r#"<td class="num" data-v="-1">-</td>"#.to_owned(),
+    }
 }

@@ -193,3 +193,55 @@ fn junit_report_structure() {
         .unwrap();
     assert_eq!(first.parent().unwrap().attribute("name"), Some("blk1/q#0"));
 }
+
+#[test]
+fn html_profile_points_stay_inside_the_plot_when_a_has_unmatched_records() {
+    let fault = Fault {
+        seq: 0,
+        layer: 1,
+        index: 5,
+        delta: 0.5,
+    };
+    let (_tmp, a, b) = two_runs(
+        Spec::new(Prec::F32).values().fault(fault),
+        Spec::new(Prec::F64).values(),
+    );
+    // Remove B's first records: A's first records have no partner, and A's positions then run
+    // past the number of matched pairs.
+    let manifest = b.join("manifest.jsonl");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    for line in text.lines().take(6) {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        let file = entry["file"].as_str().unwrap();
+        std::fs::remove_file(b.join(file)).unwrap();
+    }
+    let kept: Vec<&str> = text.lines().skip(6).collect();
+    std::fs::write(&manifest, kept.join("\n") + "\n").unwrap();
+    let options = DiffOptions {
+        allow_missing: true,
+        ..DiffOptions::default()
+    };
+    let r = diff_dirs(&a, &b, &options).unwrap();
+    assert!(r.counts.missing_in_b >= 6);
+    let html = render::html(&r);
+    let doc = roxmltree::Document::parse_with_options(
+        &html,
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let svg = doc.descendants().find(|n| n.has_tag_name("svg")).unwrap();
+    let width: f64 = svg.attribute("width").unwrap().parse().unwrap();
+    let xs: Vec<f64> = svg
+        .descendants()
+        .filter(|n| n.has_tag_name("circle"))
+        .map(|n| n.attribute("cx").unwrap().parse().unwrap())
+        .collect();
+    assert!(!xs.is_empty());
+    assert!(
+        xs.iter().all(|&x| x <= width),
+        "points past the plot: {xs:?} (width {width})"
+    );
+}
