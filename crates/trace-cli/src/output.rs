@@ -2,15 +2,6 @@
 
 use std::io::{self, Write};
 
-/// Whether an error chain bottoms out in a broken pipe (`tensor-trace show | head`).
-pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-    })
-}
-
 /// Writes `text` to stdout; a closed pipe surfaces as an error `main` turns into a quiet exit.
 pub fn print(text: &str) -> io::Result<()> {
     let mut out = io::stdout().lock();

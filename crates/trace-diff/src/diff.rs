@@ -73,17 +73,20 @@ pub fn diff_runs(a: &Run, b: &Run, options: &DiffOptions) -> Result<Report> {
         }
     }
 
+    // Ignored B records start out "used", so the unmatched pass below skips them without
+    // matching the ignore globs a second time.
     let mut b_index: HashMap<(&str, u64), usize> = HashMap::with_capacity(b.len());
+    let mut used = vec![false; b.len()];
     let mut ignored_b = 0;
     for (i, r) in b.records().iter().enumerate() {
         if rules.ignores_b(&r.record.name) {
             ignored_b += 1;
+            used[i] = true;
         } else {
             b_index.insert(r.key(), i);
         }
     }
 
-    let mut used = vec![false; b.len()];
     let mut pairs = Vec::with_capacity(a.len());
     let mut ignored_a = 0;
     let mut counts = Counts::default();
@@ -128,7 +131,7 @@ pub fn diff_runs(a: &Run, b: &Run, options: &DiffOptions) -> Result<Report> {
     }
     let a_pairs = pairs.len();
     for (j, rb) in b.records().iter().enumerate() {
-        if !used[j] && !rules.ignores_b(&rb.record.name) {
+        if !used[j] {
             counts.missing_in_a += 1;
             pairs.push(unmatched(j as u64, "b", rb, None));
         }
@@ -485,10 +488,7 @@ fn first_divergence(pairs: &[Pair], order_known: bool) -> Option<FirstDivergence
         name: p.display_name().to_owned(),
         last_agreeing,
         diverged_after: after.iter().filter(|q| q.verdict.is_divergence()).count() as u64,
-        max_error_after: pairs[i..]
-            .iter()
-            .filter_map(|q| q.error)
-            .fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e)))),
+        max_error_after: pairs[i..].iter().filter_map(|q| q.error).reduce(f64::max),
         execution_order_known: order_known,
     })
 }

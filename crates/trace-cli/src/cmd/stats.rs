@@ -93,20 +93,20 @@ impl Summary {
                 bytes_on_disk += meta.len();
             }
         }
-        let mut non_finite = Vec::new();
+        let non_finite = trace_core::check::non_finite(run)
+            .into_iter()
+            .map(|f| NonFinite {
+                position: f.position,
+                name: f.name,
+                nan_count: f.nan_count,
+                inf_count: f.inf_count,
+            })
+            .collect();
         let mut largest = Vec::new();
         for (position, r) in records.iter().enumerate() {
             let Some(stats) = &r.record.stats else {
                 continue;
             };
-            if stats.nan_count + stats.inf_count > 0 {
-                non_finite.push(NonFinite {
-                    position,
-                    name: r.record.name.clone(),
-                    nan_count: stats.nan_count,
-                    inf_count: stats.inf_count,
-                });
-            }
             if let (Some(min), Some(max)) = (stats.min, stats.max) {
                 largest.push(Magnitude {
                     position,
