@@ -61,8 +61,10 @@ impl Finding {
 /// [`unchecked`] counts them so callers can say so.
 pub fn non_finite(run: &Run) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let mut origin: Option<(String, usize)> = None;
-    for (position, r) in run.records().iter().enumerate() {
+    // Position of the first non-finite record, once found.
+    let mut origin: Option<usize> = None;
+    let records = run.records();
+    for (position, r) in records.iter().enumerate() {
         let Some(stats) = &r.record.stats else {
             continue;
         };
@@ -70,35 +72,43 @@ pub fn non_finite(run: &Run) -> Vec<Finding> {
             continue;
         }
         let rec = &r.record;
-        let what = match (stats.nan_count, stats.inf_count) {
-            (n, 0) => format!("{n} NaN"),
-            (0, i) => format!("{i} Inf"),
-            (n, i) => format!("{n} NaN and {i} Inf"),
+        // "1 NaN first appears", "4 NaN first appear".
+        let (what, verb) = match (stats.nan_count, stats.inf_count) {
+            (n, 0) => (
+                format!("{n} NaN"),
+                if n == 1 { "appears" } else { "appear" },
+            ),
+            (0, i) => (
+                format!("{i} Inf"),
+                if i == 1 { "appears" } else { "appear" },
+            ),
+            (n, i) => (format!("{n} NaN and {i} Inf"), "appear"),
         };
-        let (is_origin, cause, hint) = match &origin {
+        let (is_origin, cause, hint) = match origin {
             None => {
-                let previous = position
-                    .checked_sub(1)
-                    .map(|p| run.records()[p].record.name.as_str());
-                let before = match previous {
-                    Some(p) => format!(" while every earlier record (the last one: {p}) was finite"),
+                origin = Some(position);
+                let before = match position.checked_sub(1) {
+                    Some(p) => format!(
+                        " while every earlier record (the last one: {}) was finite",
+                        records[p].record.name
+                    ),
                     None => " in the very first record".to_owned(),
                 };
                 (
                     true,
-                    format!("{what} first appear{}{before}", plural_s(&what)),
+                    format!("{what} first {verb}{before}"),
                     hint_for(&rec.name, rec.stage.as_deref(), stats.nan_count > 0),
                 )
             }
-            Some((name, at)) => (
-                false,
-                format!("{what}, downstream of {name} (record #{at}) where non-finite values first appeared"),
-                format!("fix {name} first; this record only propagates it"),
-            ),
+            Some(at) => {
+                let name = &records[at].record.name;
+                (
+                    false,
+                    format!("{what}, downstream of {name} (record #{at}) where non-finite values first appeared"),
+                    format!("fix {name} first; this record only propagates it"),
+                )
+            }
         };
-        if origin.is_none() {
-            origin = Some((rec.name.clone(), position));
-        }
         findings.push(Finding {
             position,
             file: r.file.clone(),
@@ -122,15 +132,6 @@ pub fn unchecked(run: &Run) -> usize {
         .iter()
         .filter(|r| r.record.stats.is_none())
         .count()
-}
-
-fn plural_s(what: &str) -> &'static str {
-    // "1 NaN first appears", "4 NaN first appear".
-    if what.starts_with("1 ") && !what.contains(" and ") {
-        "s"
-    } else {
-        ""
-    }
 }
 
 /// Likely culprits by tensor name or stage, checked in order (norms before attention, so

@@ -114,7 +114,7 @@ pub enum TraceError {
     },
 }
 
-fn at(step: TraceStep, layer: Option<u64>) -> String {
+pub(super) fn at(step: TraceStep, layer: Option<u64>) -> String {
     match layer {
         Some(l) => format!("layer {l} {step}"),
         None => step.to_string(),

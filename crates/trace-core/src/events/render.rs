@@ -1,7 +1,7 @@
 //! Human and Chrome-trace views of an event history. (The JSON view is
 //! [`TraceDocument::to_json`].)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use serde_json::{json, Value};
@@ -38,7 +38,7 @@ pub fn text(doc: &TraceDocument, verbose: bool) -> String {
         .filter(|e| e.event_type == EventType::TaskStateEntered)
         .map(|e| (e.id, e))
         .collect();
-    let closed: Vec<u64> = doc
+    let closed: HashSet<u64> = doc
         .events
         .iter()
         .filter_map(|e| e.previous_event_id)
@@ -83,13 +83,12 @@ pub fn text(doc: &TraceDocument, verbose: bool) -> String {
         out.push_str("\n--- run ---\n");
         event_lines(&mut out, e);
     }
-    let open: Vec<&&TraceEvent> = entries
+    let mut open: Vec<&&TraceEvent> = entries
         .iter()
         .filter(|(id, _)| !closed.contains(id))
         .map(|(_, e)| e)
         .collect();
     if !open.is_empty() {
-        let mut open = open;
         open.sort_by_key(|e| e.id);
         out.push_str("\n--- still open ---\n");
         for e in open {

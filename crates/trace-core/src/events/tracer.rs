@@ -228,7 +228,6 @@ struct State {
 /// this tracer still open. With several threads entering spans on one tracer at once, give each
 /// thread its own tracer if the parent links matter.
 pub struct InferenceTracer {
-    enabled: bool,
     config: TraceConfig,
     clock: Box<dyn Clock>,
     state: Mutex<State>,
@@ -288,7 +287,6 @@ impl InferenceTracer {
     /// deterministic).
     pub fn with_clock(config: TraceConfig, clock: impl Clock + 'static) -> Self {
         Self {
-            enabled: config.enabled,
             config,
             clock: Box::new(clock),
             state: Mutex::new(State {
@@ -317,23 +315,23 @@ impl InferenceTracer {
     /// Whether anything is recorded.
     #[inline]
     pub fn is_enabled(&self) -> bool {
-        self.enabled
+        self.config.enabled
     }
 
     /// Whether the text view shows every layer.
     pub fn is_verbose(&self) -> bool {
-        self.enabled && self.config.verbose
+        self.config.enabled && self.config.verbose
     }
 
     /// Whether events of `step` are recorded.
     #[inline]
     pub fn should_trace(&self, step: TraceStep) -> bool {
-        self.enabled && self.config.should_trace(step)
+        self.config.should_trace(step)
     }
 
     /// Attaches the model description to the run (also used for the vocab check).
     pub fn set_model_info(&self, info: ModelInfo) {
-        if self.enabled {
+        if self.config.enabled {
             self.lock().model = info;
         }
     }
@@ -373,7 +371,7 @@ impl InferenceTracer {
     /// `ExecutionFailed`.
     #[inline]
     pub fn enter(&self, step: TraceStep, site: Site<'_>) -> Span<'_> {
-        if !self.enabled {
+        if !self.config.enabled {
             return Span::idle(self);
         }
         self.enter_slow(step, site, None)
@@ -388,7 +386,7 @@ impl InferenceTracer {
         site: Site<'_>,
         input: TensorView<'_>,
     ) -> Span<'_> {
-        if !self.enabled {
+        if !self.config.enabled {
             return Span::idle(self);
         }
         self.enter_slow(step, site, Some(input))
@@ -447,7 +445,7 @@ impl InferenceTracer {
         duration: Duration,
         exit: Exit<'_>,
     ) -> Result<(), TraceError> {
-        if !self.enabled {
+        if !self.config.enabled {
             return Ok(());
         }
         let span = self.enter_slow(step, site, None);
@@ -461,7 +459,7 @@ impl InferenceTracer {
     /// Records an `ExecutionFailed` of the whole run (missing config, bad model file). Counted as
     /// an error; its `step` is `null`.
     pub fn record_execution_failed(&self, error: &str, cause: &str) {
-        if !self.enabled {
+        if !self.config.enabled {
             return;
         }
         let failure = TraceError::ExecutionFailed {
@@ -751,7 +749,7 @@ impl InferenceTracer {
     /// Writes the JSON history to [`TraceConfig::output`], or the text view to stderr when no
     /// output is set. Does nothing when disabled.
     pub fn write_output(&self) -> std::io::Result<()> {
-        if !self.enabled {
+        if !self.config.enabled {
             return Ok(());
         }
         match &self.config.output {
@@ -849,10 +847,7 @@ impl InferenceTracer {
     #[cold]
     #[inline(never)]
     fn drop_open(&self, open: OpenSpan) {
-        let at = match open.site_layer {
-            Some(l) => format!("layer {l} {}", open.step),
-            None => open.step.to_string(),
-        };
+        let at = super::jidoka::at(open.step, open.site_layer.map(|l| l as u64));
         let cause = if std::thread::panicking() {
             format!("panic inside {at} (iteration {})", open.site_iteration)
         } else {
