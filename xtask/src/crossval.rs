@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use trace_candle::engine::{Bug, Llama, Traces};
-use trace_core::events::{validate_file, ContractViolation, InferenceTracer, TraceConfig};
+use trace_core::events::{ContractViolation, InferenceTracer, TraceConfig};
 use trace_core::Tracer;
 
 use crate::crossval_cpp::Reference;
@@ -340,11 +340,12 @@ pub fn run(o: &Options) -> Result<Outcome> {
         tracer.flush()?;
         generation.tokens
     };
+    // Read back from disk (what a user would check), once, then validated.
+    let document = trace_core::events::TraceDocument::read(&events_path)
+        .with_context(|| format!("read {}", events_path.display()))?;
     let events = Events {
-        document: trace_core::events::TraceDocument::read(&events_path)
-            .with_context(|| format!("read {}", events_path.display()))?,
-        violations: validate_file(&events_path)
-            .with_context(|| format!("validate {}", events_path.display()))?,
+        violations: trace_core::events::validate(&document),
+        document,
         path: events_path,
     };
 

@@ -9,8 +9,6 @@
 //! with the reference's. Exit code 0 when all of that holds, 1 otherwise, 2 on an error.
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -351,10 +349,13 @@ pub fn compare(candle_dir: &Path, reference_dir: &Path, tokens: Vec<usize>) -> R
         rules: Rules::from_toml(RULES, Path::new("(minilm crossval rules)"))?,
         ..Default::default()
     };
-    let report =
-        trace_diff::diff_dirs(candle_dir, reference_dir, &options).context("compare the traces")?;
-    let a = normalized(candle_dir)?;
-    let b = normalized(reference_dir)?;
+    let open = |dir: &Path| {
+        Run::open(dir).with_context(|| format!("read the traces in {}", dir.display()))
+    };
+    let (run_a, run_b) = (open(candle_dir)?, open(reference_dir)?);
+    let report = trace_diff::diff_runs(&run_a, &run_b, &options).context("compare the traces")?;
+    let a = normalized(&run_a)?;
+    let b = normalized(&run_b)?;
     if a.len() != b.len() {
         bail!(
             "`normalized` holds {} sentences in {} and {} in {}",
@@ -487,39 +488,25 @@ fn preview(sentence: &str) -> String {
 }
 
 /// The `normalized` record's raw values, one row per sentence.
-fn normalized(dir: &Path) -> Result<Vec<Vec<f64>>> {
-    let run = Run::open(dir).with_context(|| format!("read the traces in {}", dir.display()))?;
+fn normalized(run: &Run) -> Result<Vec<Vec<f64>>> {
+    let dir = run.dir();
     let record = run
         .records()
         .iter()
         .find(|r| r.record.name == "normalized")
         .with_context(|| format!("no `normalized` record in {}", dir.display()))?;
+    let shape = &record.record.shape;
+    let [_, cols] = shape[..] else {
+        bail!(
+            "{}: `normalized` should be [batch, hidden], found shape {shape:?}",
+            dir.display()
+        );
+    };
     let path = run
         .values_path(record)
         .with_context(|| format!("`normalized` has no raw values in {}", dir.display()))?;
-    let file = File::open(&path).with_context(|| format!("open {}", path.display()))?;
-    let npy = npyz::NpyFile::new(BufReader::new(file))
-        .with_context(|| format!("read {}", path.display()))?;
-    let shape = npy.shape().to_vec();
-    let [rows, cols] = shape[..] else {
-        bail!(
-            "{}: expected a [batch, hidden] array, found shape {shape:?}",
-            path.display()
-        );
-    };
-    let values: Vec<f64> = match npy.dtype() {
-        npyz::DType::Plain(t) if t.to_string() == "<f8" => npy.into_vec::<f64>()?,
-        _ => npy
-            .into_vec::<f32>()
-            .with_context(|| format!("{}: expected '<f4' or '<f8' values", path.display()))?
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-    };
-    let cols = usize::try_from(cols)?;
-    if values.len() != usize::try_from(rows)? * cols {
-        bail!("{}: truncated values", path.display());
-    }
+    let values = trace_diff::load_values(&path, shape)
+        .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?;
     Ok(values.chunks(cols.max(1)).map(<[f64]>::to_vec).collect())
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 ///
 /// Returns the problem as a sentence naming the field (`shape`, `descr`, `fortran_order`) on
 /// failure; the caller adds the path.
-pub(crate) fn load(path: &Path, shape: &[usize]) -> Result<Vec<f64>, String> {
+pub fn load(path: &Path, shape: &[usize]) -> Result<Vec<f64>, String> {
     let file = File::open(path).map_err(|e| format!("cannot read values: {e}"))?;
     let npy = npyz::NpyFile::new(BufReader::new(file))
         .map_err(|e| format!("not a valid .npy file: {e}"))?;

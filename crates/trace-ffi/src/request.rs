@@ -225,9 +225,8 @@ fn layout(
             usize::try_from(d).map_err(|_| bad(format!("dimension {i} is {d}, expected >= 0")))?;
         shape.push(d);
     }
-    let len = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+    let len = trace_core::view::shape_elements(&shape)
+        .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(|| bad("the element count overflows".into()))?;
     let size = dtype.size_in_bytes();
     let contiguous = Plan {
@@ -270,7 +269,8 @@ fn layout(
         (Some(h), Some(l)) if isize::try_from(h).is_ok() && isize::try_from(l).is_ok() => {}
         _ => return Err(overflow()),
     }
-    Ok((shape.clone(), plan(&shape, strides, len)))
+    let plan = plan(&shape, strides, len);
+    Ok((shape, plan))
 }
 
 /// Folds the dense row-major suffix of the dimensions into one run.
