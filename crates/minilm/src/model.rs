@@ -34,6 +34,26 @@ impl Trace<'_> {
         }
         Ok(())
     }
+
+    /// Records `layer{i}/{stage}` reshaped to `shape`; with tracing off it neither builds the
+    /// name nor reshapes.
+    fn record_layer(
+        self,
+        i: usize,
+        stage: &str,
+        t: &Tensor,
+        shape: (usize, usize, usize),
+    ) -> Result<()> {
+        if matches!(self, Trace::Env) && !trace_core::enabled() {
+            return Ok(());
+        }
+        self.record(
+            &format!("layer{i}/{stage}"),
+            i as i64,
+            stage,
+            &t.reshape(shape)?,
+        )
+    }
 }
 
 struct LayerNorm {
@@ -229,15 +249,9 @@ impl Model {
             .affine(f64::from(f32::MAX), -f64::from(f32::MAX))?
             .reshape((b, 1, 1, t))?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let li = i as i64;
             let attn = self.attention(&x, layer, &key_mask, b, t)?;
             let attn_out = self.layer_norm(&(attn + &x)?, &layer.attn_norm)?;
-            trace.record(
-                &format!("layer{i}/attn_out"),
-                li,
-                "attn_out",
-                &attn_out.reshape((b, t, h))?,
-            )?;
+            trace.record_layer(i, "attn_out", &attn_out, (b, t, h))?;
             let up = linear(&attn_out, &layer.intermediate)?;
             let act = if self.bug == Some(Bug::GeluTanh) {
                 up.gelu()?
@@ -246,12 +260,7 @@ impl Model {
             };
             let down = linear(&act, &layer.output)?;
             x = self.layer_norm(&(down + &attn_out)?, &layer.output_norm)?;
-            trace.record(
-                &format!("layer{i}/ffn_out"),
-                li,
-                "ffn_out",
-                &x.reshape((b, t, h))?,
-            )?;
+            trace.record_layer(i, "ffn_out", &x, (b, t, h))?;
         }
 
         // Mean pooling over the real tokens, then L2 normalization (sentence-transformers'

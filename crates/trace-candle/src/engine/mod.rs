@@ -373,26 +373,24 @@ impl Llama {
         let n_layers = self.blocks.len();
 
         for (i, (b, slot)) in self.blocks.iter().zip(cache.iter_mut()).enumerate() {
-            let layer = i as i64;
-            let n = |point: &str| format!("blk{i}/{point}");
             let block = ev.enter(TraceStep::TransformerBlock, Some(i), None, &x)?;
             let attention = ev.enter(TraceStep::Attention, Some(i), None, &x)?;
             let h = self.rms_norm(&x, &b.attn_norm)?;
-            tr.rec(&n("attn_norm"), layer, &h)?;
+            tr.blk(i, "attn_norm", &h)?;
             let q = h.matmul(&b.wq.t()?)?;
             let k = h.matmul(&b.wk.t()?)?;
             let v = h.matmul(&b.wv.t()?)?;
-            tr.rec(&n("q"), layer, &q)?;
-            tr.rec(&n("k"), layer, &k)?;
-            tr.rec(&n("v"), layer, &v)?;
+            tr.blk(i, "q", &q)?;
+            tr.blk(i, "k", &k)?;
+            tr.blk(i, "v", &v)?;
 
             let heads =
                 |m: &Tensor, count: usize| m.reshape((t_len, count, head_dim))?.transpose(0, 1);
             let q = rope(&heads(&q, n_heads)?, &cos, &sin)?;
             let k = rope(&heads(&k, n_kv)?, &cos, &sin)?;
             let v = heads(&v, n_kv)?;
-            tr.rec(&n("q_rope"), layer, &q)?;
-            tr.rec(&n("k_rope"), layer, &k)?;
+            tr.blk(i, "q_rope", &q)?;
+            tr.blk(i, "k_rope", &k)?;
 
             let (k_all, v_all) = match slot.take() {
                 Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
@@ -423,32 +421,32 @@ impl Llama {
                 scores = scores.broadcast_add(mask)?;
             }
             let probs = softmax_last(&scores)?;
-            tr.rec(&n("attn_probs"), layer, &probs)?;
+            tr.blk(i, "attn_probs", &probs)?;
             let ctx = probs
                 .matmul(&v_att)?
                 .transpose(0, 1)?
                 .reshape((t_len, n_heads * head_dim))?;
-            tr.rec(&n("attn_ctx"), layer, &ctx)?;
+            tr.blk(i, "attn_ctx", &ctx)?;
             let attn_out = ctx.matmul(&b.wo.t()?)?;
-            tr.rec(&n("attn_out"), layer, &attn_out)?;
+            tr.blk(i, "attn_out", &attn_out)?;
             exit_with(attention, &attn_out)?;
             let x_mid = (&x + &attn_out)?;
-            tr.rec(&n("ffn_inp"), layer, &x_mid)?;
+            tr.blk(i, "ffn_inp", &x_mid)?;
             let ffn = ev.enter(TraceStep::Ffn, Some(i), None, &x_mid)?;
 
             let h = self.rms_norm(&x_mid, &b.ffn_norm)?;
-            tr.rec(&n("ffn_norm"), layer, &h)?;
+            tr.blk(i, "ffn_norm", &h)?;
             let gate = h.matmul(&b.w_gate.t()?)?;
             let up = h.matmul(&b.w_up.t()?)?;
-            tr.rec(&n("ffn_gate"), layer, &gate)?;
-            tr.rec(&n("ffn_up"), layer, &up)?;
+            tr.blk(i, "ffn_gate", &gate)?;
+            tr.blk(i, "ffn_up", &up)?;
             let act = (gate.silu()? * up)?;
-            tr.rec(&n("ffn_act"), layer, &act)?;
+            tr.blk(i, "ffn_act", &act)?;
             let ffn_out = act.matmul(&b.w_down.t()?)?;
-            tr.rec(&n("ffn_out"), layer, &ffn_out)?;
+            tr.blk(i, "ffn_out", &ffn_out)?;
             exit_with(ffn, &ffn_out)?;
             x = (x_mid + ffn_out)?;
-            tr.rec(&n("l_out"), layer, &x)?;
+            tr.blk(i, "l_out", &x)?;
             exit_with(block, &x)?;
         }
 
@@ -463,7 +461,9 @@ impl Llama {
         exit_logits(lm_head, &logits, |e| e)?;
         let sample = ev.enter(TraceStep::Sample, None, Some("next_token"), &logits)?;
         let next = logits.argmax(0)?.to_scalar::<u32>()?;
-        tr.rec("next_token", -1, &Tensor::new(&[next], &self.device)?)?;
+        if tr.tracer.is_some() {
+            tr.rec("next_token", -1, &Tensor::new(&[next], &self.device)?)?;
+        }
         let (temperature, top_k) = GREEDY;
         exit_logits(sample, &logits, |e| e.sampled(next, temperature, top_k))?;
         Ok(next)
@@ -589,6 +589,19 @@ struct Tr<'a> {
 }
 
 impl Tr<'_> {
+    /// Records point `point` of block `i` as `blk{i}/{point}`; the name is only built when
+    /// there is a tracer.
+    fn blk(&self, i: usize, point: &str, t: &Tensor) -> Result<()> {
+        let Some(tracer) = self.tracer else {
+            return Ok(());
+        };
+        let ctx = Context::default()
+            .seq(self.seq)
+            .layer(i as i64)
+            .stage(point);
+        crate::record(tracer, &format!("blk{i}/{point}"), &ctx, t).map(drop)
+    }
+
     fn rec(&self, name: &str, layer: i64, t: &Tensor) -> Result<()> {
         let Some(tracer) = self.tracer else {
             return Ok(());
