@@ -65,9 +65,10 @@ def sanitize(name: str) -> str:
 
 def candidate_stems(name: str, occurrence: int) -> Iterator[str]:
     base = sanitize(name)
-    tag = _name_tag(name)
     suffix = "" if occurrence == 0 else f".{occurrence}"
     yield f"{base}{suffix}"
+    # Hashed only when the plain name is taken (a collision or an earlier run).
+    tag = _name_tag(name)
     tagged = f"{base}.{tag}{suffix}"
     yield tagged
     for i in range(1, 64):
@@ -93,8 +94,9 @@ class DirSink:
         self._occurrences: dict = {}
 
     def write(self, record: dict, values: Optional[np.ndarray]) -> dict:
-        """Stamps index and occurrence into `record` (a dict in trace-core's field order, up
-        to `rank`; `stats` is added last), publishes it and returns its manifest entry."""
+        """Stamps index and occurrence into `record` (a dict in trace-core's field order, with
+        `index` and `occurrence` present as placeholders), publishes it and returns its
+        manifest entry."""
         with self._lock:
             if self._manifest is None:
                 self._open()
@@ -103,13 +105,9 @@ class DirSink:
             occurrence = self._occurrences.get(name, 0)
             record["index"] = index
             record["occurrence"] = occurrence
-            if "rank" in record:  # keep trace-core's order: ..., occurrence, rank, stats
-                record["rank"] = record.pop("rank")
-            record["stats"] = record.pop("stats")
             npy = npy_bytes(values) if values is not None else None
             published = None
             for stem in candidate_stems(name, occurrence):
-                record.pop("values", None)
                 if npy is not None:
                     record["values"] = f"{stem}.npy"
                 if self._publish(stem, record, npy):

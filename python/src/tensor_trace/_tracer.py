@@ -185,6 +185,9 @@ class Tracer:
         if stage is not None:
             record["stage"] = stage
         record["format_version"] = FORMAT_VERSION
+        # Placeholders in trace-core's field order; the sink assigns them.
+        record["index"] = None
+        record["occurrence"] = None
         if self.config.rank is not None:
             record["rank"] = self.config.rank
         record["stats"] = fp.stats.to_json()
