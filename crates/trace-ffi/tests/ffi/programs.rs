@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use std::mem::{align_of, offset_of, size_of};
 use std::path::Path;
 
-use serde_json::Value;
 use trace_ffi::{TtContext, TT_ABI_VERSION, TT_MAX_NDIM, TT_UNSET};
 
 use crate::support::{
-    assert_same_run, c_input, compile, crate_dir, golden_vectors, own_vectors,
+    assert_same_run, c_input, compile, crate_dir, golden_vectors, manifest, own_vectors,
     record_with_trace_core, run, values_filter, Vector,
 };
 
@@ -35,14 +34,6 @@ fn check_vectors(api: &Path, vectors: &[Vector], expected: &Path, work: &Path) {
         );
         assert_same_run(expected, &dir);
     }
-}
-
-fn manifest(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("manifest.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]

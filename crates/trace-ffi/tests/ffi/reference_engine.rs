@@ -3,13 +3,14 @@
 //! model files clearly. Its values are checked against the Rust reference engine, record by
 //! record, by the tests of `xtask/src/crossval_cpp.rs`.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
-use crate::support::{crate_dir, staticlib, NATIVE_LIBS};
+use crate::support::{crate_dir, manifest, run_raw, staticlib, NATIVE_LIBS};
 
 // The tiny model: vocabulary 256 (byte tokens), hidden 8, 2 query heads over 1 key/value head
 // of size 4, MLP 16.
@@ -130,18 +131,9 @@ impl Model {
 
 /// Runs the engine with a clean tensor-trace environment plus `env`.
 fn run(exe: &Path, args: &[&Path], steps: &str, env: &[(&str, &Path)]) -> (bool, String, String) {
-    let mut cmd = Command::new(exe);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TENSOR_TRACE_") || key == "BITNET_TRACE_DIR" {
-            cmd.env_remove(key);
-        }
-    }
-    let out = cmd
-        .args(args)
-        .arg(steps)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
+    let mut all: Vec<&OsStr> = args.iter().map(|p| p.as_os_str()).collect();
+    all.push(OsStr::new(steps));
+    let out = run_raw(exe, &all, env);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
@@ -184,11 +176,7 @@ fn cpp_reference_engine_traces_every_point() {
     assert_eq!(tokens.len(), 3, "{stdout}");
 
     // The records, in capture order, with their context and shape: the crossval's table.
-    let manifest: Vec<Value> = std::fs::read_to_string(trace.join("manifest.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let manifest = manifest(&trace);
     let mut expected = Vec::new();
     for seq in 0..3usize {
         let (t, l) = if seq == 0 { (3, 3) } else { (1, 3 + seq) };

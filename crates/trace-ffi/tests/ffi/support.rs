@@ -1,6 +1,7 @@
 //! Building the C and C++ test programs, test vectors, and comparing trace directories.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -88,8 +89,12 @@ pub fn run(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
-/// Runs without checking the exit status.
-fn run_raw(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+/// Runs with a clean tensor-trace environment plus `env`, without checking the exit status.
+pub fn run_raw<A: AsRef<OsStr>, V: AsRef<OsStr>>(
+    exe: &Path,
+    args: &[A],
+    env: &[(&str, V)],
+) -> Output {
     let mut cmd = Command::new(exe);
     for (key, _) in std::env::vars() {
         if key.starts_with("TENSOR_TRACE_") || key == "BITNET_TRACE_DIR" {
@@ -97,9 +102,18 @@ fn run_raw(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         }
     }
     cmd.args(args)
-        .envs(env.iter().copied())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("running a test program")
+}
+
+/// The manifest entries of a trace directory, in order.
+pub fn manifest(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("manifest.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// One tensor to record: the shape of an entry of `testdata/golden/inputs.json`.
