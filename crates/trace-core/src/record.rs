@@ -241,7 +241,13 @@ impl ManifestEntry {
 
 /// Parses JSON, describing a failure with the path of the offending field (`shape[1]: invalid
 /// type ...`) and a hint for the common case of a file cut short by a crash.
+///
+/// Plain serde first: it is several times faster than the path-tracking parse, which only runs
+/// again to describe a failure (reading records dominates a diff).
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    if let Ok(value) = serde_json::from_str(text) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();

@@ -374,7 +374,7 @@ impl Reader<'_> {
             if text.is_empty() {
                 continue;
             }
-            match parse_entry(text, manifest, number) {
+            match ManifestEntry::from_line(text, manifest, number) {
                 Ok(e) => entries.push(e),
                 Err(_) if !complete => {
                     let msg = format!(
@@ -481,10 +481,8 @@ fn list_trace_files(dir: &Path) -> Result<Vec<String>> {
     Ok(files)
 }
 
-/// [`TraceRecord::read`] with a fast path: plain serde first, and only when that fails the
-/// reader of record.rs again for its precise message (naming the field). Plain serde is several
-/// times faster than the path-tracking parse, and reading records dominates a diff.
-/// The buffer is reused across records of one thread: no size query, no allocation per file.
+/// [`TraceRecord::read`] into a buffer reused across the records of one thread: no size query,
+/// no allocation per file. Invalid UTF-8 inside a string is replaced, not fatal.
 fn read_record(path: &Path) -> Result<TraceRecord, RecordError> {
     thread_local! {
         static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -498,19 +496,8 @@ fn read_record(path: &Path) -> Result<TraceRecord, RecordError> {
                 path: path.to_owned(),
                 source,
             })?;
-        match serde_json::from_slice::<TraceRecord>(bytes) {
-            Ok(record) => {
-                record.validate(path)?;
-                Ok(record)
-            }
-            Err(_) => TraceRecord::from_json(&String::from_utf8_lossy(bytes), path),
-        }
+        TraceRecord::from_json(&String::from_utf8_lossy(bytes), path)
     })
-}
-
-/// [`ManifestEntry::from_line`] with the same fast path as [`read_record`].
-fn parse_entry(text: &str, path: &Path, line: usize) -> Result<ManifestEntry, RecordError> {
-    serde_json::from_str(text).or_else(|_| ManifestEntry::from_line(text, path, line))
 }
 
 /// A name that stays inside the directory: one path component, not `.` or `..`.
