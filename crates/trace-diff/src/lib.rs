@@ -69,4 +69,4 @@ pub use error::{Error, Result};
 pub use report::{Evidence, Outcome, Pair, Report, Verdict};
 pub use rules::{Rules, Tolerance};
 #[doc(hidden)]
-pub use values::{load as load_values, write_f32_npy};
+pub use values::load as load_values;

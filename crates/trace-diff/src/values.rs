@@ -41,28 +41,19 @@ pub fn load(path: &Path, shape: &[usize]) -> Result<Vec<f64>, String> {
     }
 }
 
-/// Writes `values` as a little-endian F32 C-order `.npy` (used by tests and benchmarks to build
-/// fixtures; tensor-trace's own writer lives in trace-core).
-#[doc(hidden)]
-pub fn write_f32_npy(path: &Path, shape: &[usize], values: &[f32]) -> std::io::Result<()> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_text = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
-    // Pad so that magic (6) + version (2) + length (2) + header + newline is a multiple of 64.
-    let total = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - total % 64) % 64));
-    header.push('\n');
-    let mut bytes = Vec::with_capacity(10 + header.len() + values.len() * 4);
-    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for v in values {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(path, bytes)
+/// Writes a little-endian F32 C-order `.npy` with npyz, for test fixtures (any shape, so a
+/// fixture can disagree with its record on purpose).
+#[cfg(test)]
+pub(crate) fn write_f32_npy(path: &Path, shape: &[usize], values: &[f32]) -> std::io::Result<()> {
+    use npyz::WriterBuilder;
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(std::io::BufWriter::new(File::create(path)?))
+        .begin_nd()?;
+    writer.extend(values.iter().copied())?;
+    writer.finish()
 }
 
 #[cfg(test)]
