@@ -88,7 +88,8 @@ pub struct Rules {
     logits: GlobSet,
     top_k: usize,
     default_tolerance: Option<PartialTolerance>,
-    tolerances: Vec<(String, GlobMatcher, PartialTolerance)>,
+    /// The glob's source text is the pattern the report cites.
+    tolerances: Vec<(GlobMatcher, PartialTolerance)>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -161,15 +162,14 @@ fn glob_set<'a>(
 ) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
-        b.add(glob(p, key, path)?.glob().clone());
+        b.add(glob(p, key, path)?);
     }
     b.build()
         .map_err(|e| rules_error(path, format!("`{key}`: {e}")))
 }
 
-fn glob(pattern: &str, key: &str, path: &Path) -> Result<GlobMatcher> {
+fn glob(pattern: &str, key: &str, path: &Path) -> Result<Glob> {
     Glob::new(pattern)
-        .map(|g| g.compile_matcher())
         .map_err(|e| rules_error(path, format!("`{key}`: invalid glob {pattern:?}: {e}")))
 }
 
@@ -253,7 +253,7 @@ impl Rules {
                 rtol: t.rtol,
             };
             check_tolerance(&partial, &key, path)?;
-            tolerances.push((t.names.clone(), glob(&t.names, &key, path)?, partial));
+            tolerances.push((glob(&t.names, &key, path)?.compile_matcher(), partial));
         }
         Ok(Rules {
             source: Some(path.to_owned()),
@@ -315,9 +315,9 @@ impl Rules {
             t = Tolerance::new(d.atol.unwrap_or(t.atol), d.rtol.unwrap_or(t.rtol));
             source = "rules default_tolerance".to_owned();
         }
-        if let Some((pattern, _, p)) = self.tolerances.iter().find(|(_, g, _)| g.is_match(b_name)) {
+        if let Some((g, p)) = self.tolerances.iter().find(|(g, _)| g.is_match(b_name)) {
             t = Tolerance::new(p.atol.unwrap_or(t.atol), p.rtol.unwrap_or(t.rtol));
-            source = format!("rules tolerance {pattern:?}");
+            source = format!("rules tolerance {:?}", g.glob().glob());
         }
         (t, source)
     }
