@@ -10,23 +10,13 @@ use anyhow::Result;
 use crate::{cargo, project_root, python, run_step};
 
 /// Where a test that has to skip writes why, one line each, so that `ci` prints it at the end:
-/// a skip is never silent, even under nextest, which hides the output of passing tests.
+/// a skip is never silent, even under nextest, which hides the output of passing tests. (No
+/// test of the workspace skips on the project's machine; the file stays empty there.)
 pub fn skips_file() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| project_root().join("target"));
     target.join("test-skips.txt")
-}
-
-/// Records that a test skipped, and why (see [`skips_file`]); also says it on stderr.
-#[cfg(test)]
-pub fn record_skip(reason: &str) {
-    eprintln!("{reason}");
-    let path = skips_file();
-    let _ = fs::create_dir_all(path.parent().expect("the skips file is in a directory"));
-    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&path) {
-        let _ = writeln!(f, "{reason}");
-    }
 }
 
 pub fn run(args: &[String]) -> Result<()> {

@@ -6,8 +6,6 @@
 mod bench;
 mod ci;
 mod crossval;
-mod crossval_cpp;
-mod crossval_minilm;
 #[cfg(test)]
 mod layering;
 mod python;

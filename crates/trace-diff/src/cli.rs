@@ -46,8 +46,9 @@ pub struct Args {
     pub dir_a: PathBuf,
     /// Trace directory of the reference run (side B).
     pub dir_b: PathBuf,
-    /// Rules file (TOML): name mapping, ignore lists, tolerances.
-    #[arg(long, short)]
+    /// Rules file (TOML): name mapping, ignore lists, tolerances; or the name of a shipped
+    /// preset (hf-llama, hf-bert) when no such file exists.
+    #[arg(long, short, value_name = "FILE|PRESET")]
     pub rules: Option<PathBuf>,
     /// Report format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -87,7 +88,7 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// Runs a comparison as the command line asked; `Ok` carries the exit code (0 or 1).
 pub fn run(args: &Args) -> anyhow::Result<u8> {
     let rules = match &args.rules {
-        Some(path) => Rules::load(path)?,
+        Some(path) => Rules::load_or_preset(path)?,
         None => Rules::default(),
     };
     let options = DiffOptions {

@@ -194,7 +194,44 @@ fn check_tolerance(t: &PartialTolerance, key: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Rules files shipped with trace-diff, by name: `--rules NAME` works wherever a rules file
+/// path does (`crates/trace-diff/presets/NAME.toml`; docs/FORMAT.md lists what each maps).
+pub const PRESETS: &[(&str, &str)] = &[
+    ("hf-llama", include_str!("../presets/hf-llama.toml")),
+    ("hf-bert", include_str!("../presets/hf-bert.toml")),
+];
+
 impl Rules {
+    /// A shipped rules file ([`PRESETS`]) by name; `None` when there is no such preset.
+    pub fn preset(name: &str) -> Option<Result<Rules>> {
+        PRESETS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, text)| Self::from_toml(text, Path::new(&format!("preset:{n}"))))
+    }
+
+    /// What `--rules SPEC` means: the rules file at `spec` when it exists, otherwise the preset
+    /// of that name. An error names both when neither exists.
+    pub fn load_or_preset(spec: &Path) -> Result<Rules> {
+        if spec.exists() {
+            return Self::load(spec);
+        }
+        let preset = spec.to_str().and_then(Self::preset);
+        preset.unwrap_or_else(|| {
+            Err(rules_error(
+                spec,
+                format!(
+                    "no such file, and no preset of that name (presets: {})",
+                    PRESETS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ))
+        })
+    }
+
     /// Reads and compiles a rules file.
     pub fn load(path: &Path) -> Result<Rules> {
         let text = fs::read_to_string(path).map_err(|source| Error::RulesIo {

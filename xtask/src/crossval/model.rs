@@ -1,5 +1,12 @@
 //! Deterministic, seeded Llama-style models written as a Hugging Face style directory.
 //!
+//! The directory is a real Hugging Face checkpoint: `config.json` with `LlamaForCausalLM`'s keys
+//! and `model.safetensors` with its tensor names and layouts (`[out, in]` linear weights). The
+//! candle engine, both f64 references and transformers itself load it unchanged. Rotary
+//! embeddings pair dimension `c` with `c + head_dim / 2` in every engine here, which is
+//! transformers' `rotate_half` convention, so no permutation of the q/k rows is needed (a model
+//! converted to GGUF for llama.cpp, which pairs adjacent dimensions, would need one).
+//!
 //! The numbers come from splitmix64 turned into uniform floats with integer arithmetic only, so
 //! the same seed gives bit-identical weights on every platform.
 
@@ -15,6 +22,9 @@ use safetensors::Dtype;
 pub const RMS_NORM_EPS: f64 = 1e-6;
 /// Rotary embedding base.
 pub const ROPE_THETA: f64 = 10_000.0;
+/// `max_position_embeddings` in `config.json`: the longest prompt plus decode steps a reference
+/// may be asked to run.
+pub const MAX_POSITIONS: usize = 4096;
 /// Byte-level vocabulary.
 pub const VOCAB: usize = 256;
 /// Scale of the `lm_head` rows of bytes that are not printable ASCII (or `\n`).
@@ -111,6 +121,18 @@ pub fn write(dir: &Path, size: Size, layers: usize, seed: u64) -> Result<()> {
         "rms_norm_eps": RMS_NORM_EPS,
         "rope_theta": ROPE_THETA,
         "torch_dtype": "float32",
+        // What `transformers.LlamaForCausalLM` needs beyond the keys above, so the directory
+        // loads there as it is (`--reference torch`): no biases, SiLU, untied lm_head, and no
+        // end-of-sequence token (every byte is a token; generation stops after `--steps`).
+        "head_dim": e / heads,
+        "hidden_act": "silu",
+        "attention_bias": false,
+        "mlp_bias": false,
+        "tie_word_embeddings": false,
+        "max_position_embeddings": MAX_POSITIONS,
+        "bos_token_id": null,
+        "eos_token_id": null,
+        "pad_token_id": null,
     });
     let path = dir.join("config.json");
     std::fs::write(&path, serde_json::to_string_pretty(&config)? + "\n")

@@ -4,6 +4,7 @@
 //! temporary directory: well under a second each, even in a debug build.
 
 use super::*;
+use crate::crossval::reference::{self, Model};
 
 fn options(dir: &Path, inject: Option<Bug>) -> Options {
     Options {
@@ -15,7 +16,7 @@ fn options(dir: &Path, inject: Option<Bug>) -> Options {
         prompt: "Hi there".to_owned(),
         inject,
         json: false,
-        reference: crate::crossval_cpp::Reference::Rust,
+        reference: Model::Synthetic.default_reference(),
         quiet: true,
     }
 }
@@ -260,7 +261,7 @@ fn parses_flags() {
     .unwrap()
     .unwrap();
     assert_eq!((o.layers, o.steps, o.seed, o.size), (3, 1, 9, Size::Small));
-    assert_eq!(o.reference, crate::crossval_cpp::Reference::Cpp);
+    assert_eq!(o.reference.name(), "cpp");
     assert_eq!(o.inject, Some(Bug::RmsNormEps));
     assert_eq!(
         (o.out.to_str(), o.prompt.as_str(), o.json),
@@ -279,11 +280,15 @@ fn rejects_bad_flags() {
     assert!(err(&["--layers", "-1"]).contains("non-negative integer"));
     assert!(err(&["--layers", "0"]).contains("at least one layer"));
     assert!(err(&["--frobnicate"]).contains("unknown option"));
+    assert!(err(&["--reference", "numpy"]).contains("cannot run the synthetic model"));
 }
 
 #[test]
-fn help_lists_every_bug_and_size() {
+fn help_lists_every_bug_size_and_reference() {
     let h = help();
+    for name in ["rust", "cpp", "torch"] {
+        assert!(h.contains(name), "{h}");
+    }
     for bug in Bug::ALL {
         assert!(
             h.contains(bug.name()) && h.contains(bug.description()),
@@ -303,4 +308,51 @@ fn refuses_to_clear_a_foreign_directory() {
     let err = format!("{:#}", run(&options(dir.path(), None)).unwrap_err());
     assert!(err.contains("not a trace directory"), "{err}");
     assert!(dir.path().join("candle/notes.txt").exists());
+}
+
+/// The candle engine against Hugging Face transformers itself (`--reference torch`): the
+/// reference runs once; the clean candle run agrees with it, and each planted bug is found at
+/// the same record as against the f64 reference engine.
+#[test]
+fn transformers_reference_agrees_and_localizes_every_bug() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options {
+        reference: reference::find("torch", Model::Synthetic).unwrap(),
+        ..options(dir.path(), None)
+    };
+    let inputs = write_inputs(&o).unwrap();
+    let reference_dir = dir.path().join("torch");
+    let reference_tokens = run_reference(&o, &inputs, &reference_dir).unwrap();
+
+    let candle = run_candle(&o, &inputs).unwrap();
+    let outcome = compare(&o, candle, reference_tokens.clone(), &reference_dir).unwrap();
+    let text = render(&o, &outcome).unwrap();
+    assert!(outcome.passed(), "{text}");
+    assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
+    let c = &outcome.report.counts;
+    assert_eq!(c.missing_in_a + c.missing_in_b, 0, "{text}");
+    // Every record of the candle engine but `next_token` (which transformers never holds as a
+    // tensor) has a partner: 3 passes × (tokens, embed, 2 layers × 16 points, out_norm, logits).
+    assert_eq!(c.compared, 3 * (2 + 2 * 16 + 2), "{text}");
+
+    for bug in Bug::ALL {
+        o.inject = Some(bug);
+        let candle = run_candle(&o, &inputs).unwrap();
+        let outcome = compare(&o, candle, reference_tokens.clone(), &reference_dir).unwrap();
+        let text = render(&o, &outcome).unwrap();
+        let pair = outcome
+            .report
+            .first_divergence_pair()
+            .unwrap_or_else(|| panic!("{bug}: no first divergence\n{text}"));
+        let expected = bug.expected(o.layers);
+        assert_eq!(
+            (pair.display_name(), pair.layer, pair.seq),
+            (
+                expected.name.as_str(),
+                Some(expected.layer),
+                Some(expected.seq)
+            ),
+            "{bug}: wrong first divergence against transformers\n{text}"
+        );
+    }
 }

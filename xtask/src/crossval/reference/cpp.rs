@@ -1,4 +1,4 @@
-//! `cargo xtask crossval --reference cpp`: the crossval's f64 reference model as a C++ program.
+//! `--reference cpp`: the crossval's f64 reference model as a C++ program.
 //!
 //! `crates/trace-ffi/examples/reference-engine.cpp` is a one-file C++17 port of
 //! `reference_engine::Model` that records the same names, shapes and context through the C++
@@ -8,59 +8,46 @@
 //! into its own directory. That is the seed's workflow literally: a Rust engine under test, a C++
 //! reference, and `trace_diff` naming the first divergence between them.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::str::FromStr;
 
 use anyhow::{bail, ensure, Context, Result};
 
-/// Which reference engine `cargo xtask crossval` compares the candle engine with.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Reference {
-    /// `reference_engine::Model`, run in-process.
-    #[default]
-    Rust,
-    /// The C++ port (`crates/trace-ffi/examples/reference-engine.cpp`), built and run as a
-    /// separate program.
-    Cpp,
-}
+use super::{parse_tokens, Job, Model, Reference, Task};
 
-impl Reference {
-    /// Every reference, in the order `--help` lists them.
-    pub const ALL: [Reference; 2] = [Reference::Rust, Reference::Cpp];
+/// `--reference cpp`: the C++ port, built and run as a separate program.
+pub struct Cpp;
 
-    /// The `--reference` value.
-    pub fn name(self) -> &'static str {
-        match self {
-            Reference::Rust => "rust",
-            Reference::Cpp => "cpp",
-        }
+impl Reference for Cpp {
+    fn name(&self) -> &'static str {
+        "cpp"
     }
 
-    /// The trace directory's name inside the crossval output directory.
-    pub fn dir_name(self) -> &'static str {
-        match self {
-            Reference::Rust => "reference",
-            Reference::Cpp => "cpp",
-        }
+    fn about(&self) -> &'static str {
+        "the f64 reference engine's C++ port (crates/trace-ffi/examples), traced through the C ABI"
     }
-}
 
-impl fmt::Display for Reference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+    fn runs(&self, model: Model) -> bool {
+        model == Model::Synthetic
     }
-}
 
-impl FromStr for Reference {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Reference::ALL
-            .into_iter()
-            .find(|r| r.name() == s)
-            .with_context(|| format!("unknown reference {s:?}: expected rust or cpp"))
+    fn run(&self, job: &Job<'_>) -> Result<Vec<u32>> {
+        let Task::Generate {
+            model_dir,
+            prompt_file,
+            steps,
+            ..
+        } = job.task
+        else {
+            bail!("the cpp reference runs the synthetic model only");
+        };
+        let engine = CppEngine::build(&BuildOptions {
+            quiet: job.quiet,
+            ..BuildOptions::default()
+        })?;
+        engine
+            .run(model_dir, prompt_file, steps, job.trace_dir)
+            .context("run the C++ reference engine")
     }
 }
 
@@ -166,22 +153,10 @@ impl CppEngine {
         steps: usize,
         trace_dir: &Path,
     ) -> Result<Vec<u32>> {
-        crate::crossval::clear_trace_dir(trace_dir)?;
-        let mut cmd = Command::new(&self.exe);
-        // Only the settings below: a TENSOR_TRACE_FILTER in the caller's environment would
-        // silently drop records.
-        for (key, _) in std::env::vars_os() {
-            let key_str = key.to_string_lossy();
-            if key_str.starts_with("TENSOR_TRACE_") || key_str == "BITNET_TRACE_DIR" {
-                cmd.env_remove(&key);
-            }
-        }
-        let out = cmd
+        let out = crate::crossval::traced_command(&self.exe, trace_dir)?
             .arg(model_dir)
             .arg(prompt_file)
             .arg(steps.to_string())
-            .env("TENSOR_TRACE_DIR", trace_dir)
-            .env("TENSOR_TRACE_VALUES", "1")
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("cannot run {}", self.exe.display()))?;
@@ -193,18 +168,11 @@ impl CppEngine {
             out.status,
             stderr.trim_end()
         );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let tokens = stdout
-            .split_whitespace()
-            .map(|t| t.parse::<u32>())
-            .collect::<Result<Vec<u32>, _>>()
-            .with_context(|| format!("{}: expected tokens, got {stdout:?}", self.exe.display()))?;
-        ensure!(
-            tokens.len() == steps + 1,
-            "{}: expected {} tokens, got {stdout:?}",
-            self.exe.display(),
-            steps + 1
-        );
+        let tokens = parse_tokens(
+            &self.exe.display().to_string(),
+            &String::from_utf8_lossy(&out.stdout),
+            steps + 1,
+        )?;
         ensure!(
             trace_dir.join("manifest.jsonl").exists(),
             "{} wrote no trace into {}",
@@ -213,23 +181,6 @@ impl CppEngine {
         );
         Ok(tokens)
     }
-}
-
-/// Builds the C++ reference engine and runs it (see [`CppEngine::run`]): the reference half of
-/// `cargo xtask crossval --reference cpp`. Returns the generated tokens; the traces are in
-/// `trace_dir`.
-pub fn run_cpp_reference(
-    model_dir: &Path,
-    prompt_file: &Path,
-    steps: usize,
-    trace_dir: &Path,
-    quiet: bool,
-) -> Result<Vec<u32>> {
-    let engine = CppEngine::build(&BuildOptions {
-        quiet,
-        ..BuildOptions::default()
-    })?;
-    engine.run(model_dir, prompt_file, steps, trace_dir)
 }
 
 /// `cargo build -p trace-ffi --lib`; returns the `libtrace_ffi.a` cargo reports.
@@ -290,7 +241,7 @@ mod tests {
     use std::sync::OnceLock;
 
     use super::*;
-    use crate::crossval::{self, Size};
+    use crate::crossval::synthetic::{self, Size};
 
     fn engine() -> &'static CppEngine {
         static ENGINE: OnceLock<CppEngine> = OnceLock::new();
@@ -316,7 +267,7 @@ mod tests {
     /// agrees with them within tolerance.
     fn check(size: Size, layers: usize, steps: usize, prompt: &str) {
         let dir = tempfile::tempdir().unwrap();
-        let o = crossval::Options {
+        let o = synthetic::Options {
             out: dir.path().to_path_buf(),
             layers,
             steps,
@@ -324,9 +275,9 @@ mod tests {
             size,
             prompt: prompt.to_owned(),
             quiet: true,
-            ..crossval::Options::default()
+            ..synthetic::Options::default()
         };
-        let outcome = crossval::run(&o).unwrap();
+        let outcome = synthetic::run(&o).unwrap();
         assert!(outcome.agree(), "candle and the Rust reference disagree");
         let (reference, cpp) = (dir.path().join("reference"), dir.path().join("cpp"));
         let tokens = engine()
@@ -401,28 +352,6 @@ mod tests {
             msg.contains("cannot read") && msg.contains("nope/config.json"),
             "{msg}"
         );
-    }
-
-    #[test]
-    fn refuses_to_clear_a_foreign_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
-        let err = format!(
-            "{:#}",
-            crate::crossval::clear_trace_dir(dir.path()).unwrap_err()
-        );
-        assert!(err.contains("not a trace directory"), "{err}");
-        assert!(dir.path().join("notes.txt").exists());
-    }
-
-    #[test]
-    fn parses_reference_names() {
-        assert_eq!("cpp".parse::<Reference>().unwrap(), Reference::Cpp);
-        assert_eq!("rust".parse::<Reference>().unwrap(), Reference::Rust);
-        assert_eq!(Reference::default(), Reference::Rust);
-        let err = format!("{:#}", "c++".parse::<Reference>().unwrap_err());
-        assert!(err.contains("expected rust or cpp"), "{err}");
-        assert_eq!(Reference::Cpp.dir_name(), "cpp");
     }
 
     #[test]

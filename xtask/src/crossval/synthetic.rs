@@ -1,31 +1,29 @@
-//! `cargo xtask crossval`: two engines, one model, the first divergence.
+//! `cargo xtask crossval` on the synthetic model: two engines, one model, the first divergence.
 //!
 //! Writes a deterministic seeded model and a prompt under the output directory, runs the candle
-//! engine (`trace_candle::engine`, possibly with a planted bug) and the f64 reference engine
-//! (`reference_engine`) in-process, each traced with raw values into its own directory, and
-//! compares the two with `trace_diff`. The candle engine's pipeline events (trace-core's
+//! engine (`trace_candle::engine`, possibly with a planted bug) in-process and the chosen
+//! reference (`--reference`, default the f64 reference engine), each traced with raw values into
+//! its own directory, and compares the two with `trace_diff` under the reference's rules. The candle engine's pipeline events (trace-core's
 //! `InferenceTracer`: spans per step, Jidoka checks) are saved next to the traces as
 //! `candle-events.json` and checked against the event contracts. Exit code 0 when the engines
 //! agree within tolerance and the event history is clean (no Jidoka error, no contract
 //! violation), 1 otherwise, 2 on an error.
 
-mod model;
-#[cfg(test)]
-mod tests;
-
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use trace_candle::engine::{Bug, Llama, Traces};
 use trace_core::events::{ContractViolation, InferenceTracer, TraceConfig};
-use trace_core::Tracer;
 
-use crate::crossval_cpp::Reference;
+use super::model;
+use super::reference::{self, Job, Model, Reference, Task};
+use super::{fresh_tracer, number, Progress};
 
-pub use model::Size;
+pub use super::model::Size;
+
+#[cfg(test)]
+mod tests;
 
 /// Settings of one cross-validation run.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,8 +44,8 @@ pub struct Options {
     pub inject: Option<Bug>,
     /// Print the JSON report instead of the text one.
     pub json: bool,
-    /// The reference engine the candle engine is compared with.
-    pub reference: Reference,
+    /// The reference the candle engine is compared with.
+    pub reference: &'static dyn Reference,
     /// No progress lines (tests).
     pub quiet: bool,
 }
@@ -63,7 +61,7 @@ impl Default for Options {
             prompt: "The quick brown fox".to_owned(),
             inject: None,
             json: false,
-            reference: Reference::Rust,
+            reference: Model::Synthetic.default_reference(),
             quiet: false,
         }
     }
@@ -171,12 +169,13 @@ options:
   --out DIR         output directory (default target/crossval)
   --inject NAME     plant a bug in the candle engine (list below)
   --json            print the report as JSON
-  --reference NAME  reference engine: rust (default; in-process) or cpp (a C++ port built with
-                    the system c++ against libtrace_ffi.a, traces in OUT/cpp)
-  --model NAME      synthetic (default: the model above) or minilm (all-MiniLM-L6-v2 against a
-                    numpy reference; `cargo xtask crossval --model minilm --help`)
+  --reference NAME  the reference (list below); its traces go to OUT/NAME
+  --model NAME      synthetic (default: the model above) or minilm (all-MiniLM-L6-v2;
+                    `cargo xtask crossval --model minilm --help`)
   -h, --help        this text
 
+--reference NAME:
+{references}
 --inject NAME:
 ",
         layers = d.layers,
@@ -187,12 +186,11 @@ options:
             .map(|z| format!("{} ({})", z.name(), describe(z)))
             .join(", "),
         prompt = d.prompt,
+        references = reference::help(Model::Synthetic),
     );
     for bug in Bug::ALL {
         let _ = writeln!(s, "  {:<22}  {}", bug.name(), bug.description());
     }
-    s.push_str("\n--model minilm --inject NAME:\n");
-    s.push_str(&crate::crossval_minilm::inject_help());
     s
 }
 
@@ -228,7 +226,9 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
             "--out" => o.out = PathBuf::from(value()?),
             "--inject" => o.inject = Some(value()?.parse().context("--inject")?),
             "--json" => o.json = true,
-            "--reference" => o.reference = value()?.parse().context("--reference")?,
+            "--reference" => {
+                o.reference = reference::find(value()?, Model::Synthetic).context("--reference")?
+            }
             other => bail!("unknown option {other:?} (see --help)"),
         }
     }
@@ -241,70 +241,32 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
     Ok(Some(o))
 }
 
-fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    v.parse()
-        .with_context(|| format!("{flag} {v:?}: expected a non-negative integer"))
-}
-
-/// The entry point for `cargo xtask crossval ARGS`: 0 agree, 1 diverged, 2 error.
-pub fn main(args: &[String]) -> ExitCode {
-    // `--model minilm` is the real-model crossval (crossval_minilm.rs); `synthetic`, the default,
-    // is this one.
-    let args = match crate::crossval_minilm::select_model(args) {
-        Ok((crate::crossval_minilm::Model::MiniLm, rest)) => {
-            return crate::crossval_minilm::main(&rest)
-        }
-        Ok((crate::crossval_minilm::Model::Synthetic, rest)) => rest,
-        Err(e) => {
-            eprintln!("xtask crossval: error: {e:#}");
-            return ExitCode::from(2);
-        }
+/// `cargo xtask crossval [--model synthetic] ARGS`: whether the run passed.
+pub fn main(args: &[String]) -> Result<bool> {
+    let Some(options) = parse(args)? else {
+        print!("{}", help());
+        return Ok(true);
     };
-    let result = parse(&args).and_then(|options| {
-        let Some(options) = options else {
-            print!("{}", help());
-            return Ok(true);
-        };
-        let outcome = run(&options)?;
-        print!("{}", render(&options, &outcome)?);
-        if options.json {
-            // stdout holds the JSON report only.
-            eprintln!("{}", outcome.events.summary());
-        }
-        Ok(outcome.passed())
-    });
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("xtask crossval: error: {e:#}");
-            ExitCode::from(2)
-        }
+    let outcome = run(&options)?;
+    print!("{}", render(&options, &outcome)?);
+    if options.json {
+        // stdout holds the JSON report only.
+        eprintln!("{}", outcome.events.summary());
     }
+    Ok(outcome.passed())
 }
 
 /// Runs the whole cross-validation and returns what the diff found.
 pub fn run(o: &Options) -> Result<Outcome> {
     let progress = Progress::new(o.quiet);
-    let model_dir = o.out.join("model");
-    let candle_dir = o.out.join("candle");
-    let reference_dir = o.out.join(o.reference.dir_name());
-
     let (e, heads, kv, f) = o.size.dims();
     progress.stage(&format!(
         "model: {} layers, hidden {e}, {heads} heads ({kv} kv), mlp {f}, seed {} -> {}",
         o.layers,
         o.seed,
-        model_dir.display()
+        o.out.join("model").display()
     ));
-    model::write(&model_dir, o.size, o.layers, o.seed)?;
-    let prompt_path = o.out.join("prompt.txt");
-    std::fs::write(&prompt_path, &o.prompt)
-        .with_context(|| format!("write {}", prompt_path.display()))?;
-    let prompt: Vec<u32> = o.prompt.bytes().map(u32::from).collect();
+    let files = write_inputs(o)?;
     if let Some(bug) = o.inject {
         if bug.decode_only() && o.steps == 0 {
             eprintln!(
@@ -319,15 +281,69 @@ pub fn run(o: &Options) -> Result<Outcome> {
         o.inject
             .map(|b| format!(" (injected: {b})"))
             .unwrap_or_default(),
-        prompt.len(),
+        o.prompt.len(),
         o.steps,
-        candle_dir.display()
+        o.out.join("candle").display()
     ));
+    let candle = run_candle(o, &files)?;
+
+    let reference_dir = o.out.join(o.reference.name());
+    progress.stage(&format!(
+        "reference {}: {} -> {}",
+        o.reference.name(),
+        o.reference.about(),
+        reference_dir.display()
+    ));
+    let reference_tokens = run_reference(o, &files, &reference_dir)?;
+
+    progress.stage(&format!(
+        "trace-diff: candle (A) against {} (B)",
+        o.reference.name()
+    ));
+    compare(o, candle, reference_tokens, &reference_dir)
+}
+
+/// The model directory and the prompt file both engines read.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    /// `config.json` and `model.safetensors`.
+    pub model_dir: PathBuf,
+    /// The prompt's bytes.
+    pub prompt_file: PathBuf,
+}
+
+/// Writes the seeded model and the prompt under `o.out`.
+pub fn write_inputs(o: &Options) -> Result<Inputs> {
+    let model_dir = o.out.join("model");
+    model::write(&model_dir, o.size, o.layers, o.seed)?;
+    let prompt_file = o.out.join("prompt.txt");
+    std::fs::write(&prompt_file, &o.prompt)
+        .with_context(|| format!("write {}", prompt_file.display()))?;
+    Ok(Inputs {
+        model_dir,
+        prompt_file,
+    })
+}
+
+/// What the candle engine did: its tokens and its checked event history; its traces are in
+/// `o.out/candle`.
+#[derive(Debug)]
+pub struct CandleRun {
+    /// The generated tokens.
+    pub tokens: Vec<u32>,
+    /// The pipeline events.
+    pub events: Events,
+}
+
+/// Runs the candle engine (with `o.inject` planted), traced into `o.out/candle`, its events
+/// saved to `o.out/`[`EVENTS_FILE`] and checked.
+pub fn run_candle(o: &Options, inputs: &Inputs) -> Result<CandleRun> {
+    let candle_dir = o.out.join("candle");
     let events_path = o.out.join(EVENTS_FILE);
-    let candle_tokens = {
+    let tokens = {
         let tracer = fresh_tracer(&candle_dir)?;
         let events = InferenceTracer::new(TraceConfig::enabled());
-        let engine = Llama::load(&model_dir, o.inject).context("load the candle engine")?;
+        let engine = Llama::load(&inputs.model_dir, o.inject).context("load the candle engine")?;
         let traces = Traces {
             tensors: Some(&tracer),
             events: Some(&events),
@@ -343,52 +359,51 @@ pub fn run(o: &Options) -> Result<Outcome> {
     // Read back from disk (what a user would check), once, then validated.
     let document = trace_core::events::TraceDocument::read(&events_path)
         .with_context(|| format!("read {}", events_path.display()))?;
-    let events = Events {
-        violations: trace_core::events::validate(&document),
-        document,
-        path: events_path,
-    };
-
-    progress.stage(&format!(
-        "{} -> {}",
-        match o.reference {
-            Reference::Rust => "reference engine (f64)",
-            Reference::Cpp => "C++ reference engine (f64; cargo build -p trace-ffi, c++ -O2)",
+    Ok(CandleRun {
+        tokens,
+        events: Events {
+            violations: trace_core::events::validate(&document),
+            document,
+            path: events_path,
         },
-        reference_dir.display()
-    ));
-    let reference_tokens = match o.reference {
-        Reference::Rust => {
-            let tracer = fresh_tracer(&reference_dir)?;
-            let engine =
-                reference_engine::Model::load(&model_dir).context("load the reference engine")?;
-            let tokens = engine
-                .generate(&prompt, o.steps, Some(&tracer))
-                .context("run the reference engine")?;
-            tracer.flush()?;
-            tokens
-        }
-        Reference::Cpp => crate::crossval_cpp::run_cpp_reference(
-            &model_dir,
-            &prompt_path,
-            o.steps,
-            &reference_dir,
-            o.quiet,
-        )
-        .context("run the C++ reference engine")?,
-    };
+    })
+}
 
-    progress.stage(&format!(
-        "trace-diff: candle (A) against {} (B)",
-        o.reference.dir_name()
-    ));
-    let report = trace_diff::diff_dirs(&candle_dir, &reference_dir, &Default::default())
+/// Runs `o.reference`, traced into `trace_dir`; returns its tokens.
+pub fn run_reference(o: &Options, inputs: &Inputs, trace_dir: &Path) -> Result<Vec<u32>> {
+    o.reference
+        .run(&Job {
+            task: Task::Generate {
+                model_dir: &inputs.model_dir,
+                prompt: &o.prompt,
+                prompt_file: &inputs.prompt_file,
+                steps: o.steps,
+            },
+            trace_dir,
+            quiet: o.quiet,
+        })
+        .with_context(|| format!("run the {} reference", o.reference.name()))
+}
+
+/// Diffs `o.out/candle` (A) with the reference's traces in `reference_dir` (B) under the
+/// reference's rules.
+pub fn compare(
+    o: &Options,
+    candle: CandleRun,
+    reference_tokens: Vec<u32>,
+    reference_dir: &Path,
+) -> Result<Outcome> {
+    let options = trace_diff::DiffOptions {
+        rules: o.reference.rules(Model::Synthetic)?,
+        ..Default::default()
+    };
+    let report = trace_diff::diff_dirs(&o.out.join("candle"), reference_dir, &options)
         .context("compare the traces")?;
     Ok(Outcome {
         report,
-        candle_tokens,
+        candle_tokens: candle.tokens,
         reference_tokens,
-        events,
+        events: candle.events,
     })
 }
 
@@ -415,61 +430,4 @@ pub fn render(o: &Options, outcome: &Outcome) -> Result<String> {
     };
     let _ = writeln!(s, "{verdict}");
     Ok(s)
-}
-
-/// A directory tracer saving every raw value, into a directory emptied of an earlier run.
-pub(crate) fn fresh_tracer(dir: &Path) -> Result<Tracer> {
-    clear_trace_dir(dir)?;
-    Tracer::builder()
-        .dir(dir)
-        .values("*")
-        .build()
-        .with_context(|| format!("trace into {}", dir.display()))
-}
-
-/// Removes an earlier run's traces; refuses to delete a directory that is not one.
-pub(crate) fn clear_trace_dir(dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    let is_trace_dir = dir.join("manifest.jsonl").exists()
-        || std::fs::read_dir(dir)
-            .with_context(|| format!("read {}", dir.display()))?
-            .next()
-            .is_none();
-    if !is_trace_dir {
-        bail!(
-            "{} exists and is not a trace directory (no manifest.jsonl): refusing to clear it",
-            dir.display()
-        );
-    }
-    std::fs::remove_dir_all(dir).with_context(|| format!("clear {}", dir.display()))
-}
-
-/// One line per stage on stderr, with the time since the start.
-pub(crate) struct Progress {
-    quiet: bool,
-    start: Instant,
-    count: std::cell::Cell<u32>,
-}
-
-impl Progress {
-    pub(crate) fn new(quiet: bool) -> Self {
-        Progress {
-            quiet,
-            start: Instant::now(),
-            count: std::cell::Cell::new(0),
-        }
-    }
-
-    pub(crate) fn stage(&self, what: &str) {
-        let n = self.count.get() + 1;
-        self.count.set(n);
-        if !self.quiet {
-            eprintln!(
-                "crossval: [{n}/4] {what} ({:.2}s)",
-                self.start.elapsed().as_secs_f64()
-            );
-        }
-    }
 }

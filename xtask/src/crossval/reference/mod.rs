@@ -1,0 +1,226 @@
+//! The references a crossval compares the candle engines with: one module each, one interface.
+//!
+//! A reference is a [`Reference`]: a name for `--reference`, the models it can run, the rules
+//! (name mapping) the diff needs for its record names, and `run`, which computes a [`Task`] and
+//! writes its traces, with raw values, into the job's directory. The drivers
+//! (`crossval::synthetic`, `crossval::minilm`) own everything else: the model files, the candle
+//! run, the diff and the report. Adding a reference is one new module here and one line in
+//! [`REFERENCES`].
+
+mod cpp;
+mod numpy;
+mod rust;
+mod torch;
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use trace_diff::Rules;
+
+/// Every reference, in the order `--help` lists them.
+pub static REFERENCES: &[&dyn Reference] = &[&rust::Rust, &cpp::Cpp, &numpy::Numpy, &torch::Torch];
+
+/// The models the crossvals run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// The seeded Llama-style model (`crossval::synthetic`).
+    Synthetic,
+    /// all-MiniLM-L6-v2 (`crossval::minilm`).
+    MiniLm,
+}
+
+impl Model {
+    /// Every model, in the order `--help` lists them.
+    pub const ALL: [Model; 2] = [Model::Synthetic, Model::MiniLm];
+
+    /// The `--model` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Synthetic => "synthetic",
+            Model::MiniLm => "minilm",
+        }
+    }
+
+    /// The reference used when `--reference` is not given.
+    pub fn default_reference(self) -> &'static dyn Reference {
+        match self {
+            Model::Synthetic => &rust::Rust,
+            Model::MiniLm => &numpy::Numpy,
+        }
+    }
+}
+
+/// What a reference computes.
+#[derive(Clone, Copy, Debug)]
+pub enum Task<'a> {
+    /// Greedy generation with the synthetic model in `model_dir` (`config.json` and
+    /// `model.safetensors` with Hugging Face's Llama tensor names): a prefill over the prompt's
+    /// bytes (`seq` 0), then `steps` decode steps.
+    Generate {
+        /// The model files.
+        model_dir: &'a Path,
+        /// The prompt, one token per byte (also in `prompt_file`).
+        prompt: &'a str,
+        /// The prompt as a file, for references that run as programs.
+        prompt_file: &'a Path,
+        /// Decode steps after the prefill.
+        steps: usize,
+    },
+    /// all-MiniLM-L6-v2 sentence embeddings of the sentences in `sentences_file` (a JSON array
+    /// of strings).
+    Embed {
+        /// The model files (`config.json`, `model.safetensors`, `tokenizer.json`,
+        /// `sentence_bert_config.json`).
+        model_dir: &'a Path,
+        /// The sentences.
+        sentences_file: &'a Path,
+        /// Truncation length in tokens, when the crossval overrides the model's own.
+        max_tokens: Option<usize>,
+    },
+}
+
+/// One reference run.
+#[derive(Clone, Copy, Debug)]
+pub struct Job<'a> {
+    /// What to compute.
+    pub task: Task<'a>,
+    /// Where the traces go (emptied of an earlier run first), every raw value saved.
+    pub trace_dir: &'a Path,
+    /// Hide build output and warnings.
+    pub quiet: bool,
+}
+
+/// A reference implementation a crossval compares a candle engine with.
+pub trait Reference: Sync {
+    /// The `--reference` value; also the name of its trace directory.
+    fn name(&self) -> &'static str;
+
+    /// One line for `--help` and the progress lines: what it is and in which precision.
+    fn about(&self) -> &'static str;
+
+    /// Whether it can run `model`.
+    fn runs(&self, model: Model) -> bool;
+
+    /// The rules the diff needs for this reference's records (name mapping, records only one
+    /// side has); no rules by default, for references that trace under the engines' names.
+    fn rules(&self, _model: Model) -> Result<Rules> {
+        Ok(Rules::default())
+    }
+
+    /// Computes `job.task`, traced into `job.trace_dir`. Returns the generated tokens for
+    /// [`Task::Generate`], nothing for [`Task::Embed`].
+    fn run(&self, job: &Job<'_>) -> Result<Vec<u32>>;
+}
+
+impl std::fmt::Debug for dyn Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl PartialEq for dyn Reference {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+/// The reference named `name` that runs `model`.
+pub fn find(name: &str, model: Model) -> Result<&'static dyn Reference> {
+    let candidates: Vec<&str> = REFERENCES
+        .iter()
+        .filter(|r| r.runs(model))
+        .map(|r| r.name())
+        .collect();
+    match REFERENCES.iter().find(|r| r.name() == name) {
+        Some(r) if r.runs(model) => Ok(*r),
+        Some(_) => bail!(
+            "reference {name:?} cannot run the {} model: expected one of {}",
+            model.name(),
+            candidates.join(", ")
+        ),
+        None => bail!(
+            "unknown reference {name:?}: expected one of {}",
+            candidates.join(", ")
+        ),
+    }
+}
+
+/// The `--reference` lines of `--help` for `model`.
+pub fn help(model: Model) -> String {
+    let mut s = String::new();
+    for r in REFERENCES.iter().filter(|r| r.runs(model)) {
+        let default = if r.name() == model.default_reference().name() {
+            " (default)"
+        } else {
+            ""
+        };
+        let _ = writeln!(s, "  {:<10}  {}{default}", r.name(), r.about());
+    }
+    s
+}
+
+/// The generated tokens a program printed on stdout (whitespace-separated integers): exactly
+/// `expected` of them.
+pub(crate) fn parse_tokens(program: &str, stdout: &str, expected: usize) -> Result<Vec<u32>> {
+    let tokens = stdout
+        .split_whitespace()
+        .map(str::parse::<u32>)
+        .collect::<Result<Vec<u32>, _>>()
+        .map_err(|e| anyhow::anyhow!("{program}: expected tokens, got {stdout:?} ({e})"))?;
+    if tokens.len() != expected {
+        bail!("{program}: expected {expected} tokens, got {stdout:?}");
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_found() {
+        let mut names: Vec<&str> = REFERENCES.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), REFERENCES.len());
+        for model in Model::ALL {
+            let d = model.default_reference();
+            assert!(d.runs(model), "{} cannot run its default", model.name());
+            assert_eq!(find(d.name(), model).unwrap().name(), d.name());
+        }
+        assert_eq!(find("cpp", Model::Synthetic).unwrap().name(), "cpp");
+        assert_eq!(find("torch", Model::MiniLm).unwrap().name(), "torch");
+    }
+
+    #[test]
+    fn unknown_or_unfit_references_are_errors_listing_the_choices() {
+        let e = format!("{:#}", find("c++", Model::Synthetic).unwrap_err());
+        assert!(
+            e.contains("unknown reference \"c++\": expected one of rust, cpp"),
+            "{e}"
+        );
+        let e = format!("{:#}", find("cpp", Model::MiniLm).unwrap_err());
+        assert!(
+            e.contains("cannot run the minilm model: expected one of numpy, torch"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn help_marks_the_default() {
+        let h = help(Model::Synthetic);
+        assert!(
+            h.contains("rust") && h.contains("(default)") && h.contains("torch"),
+            "{h}"
+        );
+        assert!(!h.contains("numpy"), "{h}");
+    }
+
+    #[test]
+    fn tokens_are_counted() {
+        assert_eq!(parse_tokens("p", "1 2\n3\n", 3).unwrap(), vec![1, 2, 3]);
+        assert!(parse_tokens("p", "1 2", 3).is_err());
+        assert!(parse_tokens("p", "1 x 3", 3).is_err());
+    }
+}

@@ -1,0 +1,45 @@
+//! `--reference rust`: `reference_engine::Model`, the synthetic model in f64 on plain slices,
+//! run in-process.
+
+use anyhow::{bail, Context, Result};
+
+use super::{Job, Model, Reference, Task};
+use crate::crossval::fresh_tracer;
+
+/// The f64 Rust reference engine.
+pub struct Rust;
+
+impl Reference for Rust {
+    fn name(&self) -> &'static str {
+        "rust"
+    }
+
+    fn about(&self) -> &'static str {
+        "the f64 reference engine (crates/reference-engine), in-process"
+    }
+
+    fn runs(&self, model: Model) -> bool {
+        model == Model::Synthetic
+    }
+
+    fn run(&self, job: &Job<'_>) -> Result<Vec<u32>> {
+        let Task::Generate {
+            model_dir,
+            prompt,
+            steps,
+            ..
+        } = job.task
+        else {
+            bail!("the rust reference runs the synthetic model only");
+        };
+        let tracer = fresh_tracer(job.trace_dir)?;
+        let engine =
+            reference_engine::Model::load(model_dir).context("load the reference engine")?;
+        let prompt: Vec<u32> = prompt.bytes().map(u32::from).collect();
+        let tokens = engine
+            .generate(&prompt, steps, Some(&tracer))
+            .context("run the reference engine")?;
+        tracer.flush()?;
+        Ok(tokens)
+    }
+}

@@ -1,0 +1,91 @@
+//! `--reference torch`: Hugging Face transformers itself (`python/torch_reference.py`), the
+//! library people port models from, unedited and traced from the outside by
+//! `tensor_trace.torch.trace_module`. Its records carry transformers' module paths; the shipped
+//! presets `hf-llama` and `hf-bert` map the candle engines' names onto them.
+
+use anyhow::{Context, Result};
+use trace_diff::Rules;
+
+use super::{numpy::MINILM_TOLERANCE, parse_tokens, Job, Model, Reference, Task};
+use crate::crossval::{run_program, traced_command};
+use crate::python::{self, Extra};
+
+/// The transformers reference.
+pub struct Torch;
+
+/// The precision the reference runs in (side B of the diff).
+pub const DTYPE: &str = "float64";
+
+impl Reference for Torch {
+    fn name(&self) -> &'static str {
+        "torch"
+    }
+
+    fn about(&self) -> &'static str {
+        "Hugging Face transformers (LlamaForCausalLM / BertModel, float64, eager attention), \
+         traced by forward hooks"
+    }
+
+    fn runs(&self, _model: Model) -> bool {
+        true
+    }
+
+    fn rules(&self, model: Model) -> Result<Rules> {
+        let (preset, extra) = match model {
+            Model::Synthetic => ("hf-llama", ""),
+            Model::MiniLm => ("hf-bert", MINILM_TOLERANCE),
+        };
+        let (_, text) = trace_diff::rules::PRESETS
+            .iter()
+            .find(|(name, _)| *name == preset)
+            .with_context(|| format!("trace-diff ships no preset {preset:?}"))?;
+        Ok(Rules::from_toml(
+            &format!("{text}\n{extra}"),
+            std::path::Path::new(&format!("preset:{preset}")),
+        )?)
+    }
+
+    fn run(&self, job: &Job<'_>) -> Result<Vec<u32>> {
+        let python = python::ensure_venv(&[Extra::Torch])?;
+        let mut cmd = traced_command(&python, job.trace_dir)?;
+        cmd.arg(crate::project_root().join("python/torch_reference.py"));
+        let expected = match job.task {
+            Task::Generate {
+                model_dir,
+                prompt_file,
+                steps,
+                ..
+            } => {
+                cmd.arg("generate")
+                    .arg(model_dir)
+                    .arg(prompt_file)
+                    .arg(steps.to_string());
+                Some(steps + 1)
+            }
+            Task::Embed {
+                model_dir,
+                sentences_file,
+                max_tokens,
+            } => {
+                cmd.arg("embed").arg(model_dir).arg(sentences_file);
+                if let Some(n) = max_tokens {
+                    cmd.arg("--max-tokens").arg(n.to_string());
+                }
+                None
+            }
+        };
+        cmd.args(["--dtype", DTYPE])
+            // No network: the model is the local directory, never the Hub.
+            .env("HF_HUB_OFFLINE", "1")
+            .env("TRANSFORMERS_OFFLINE", "1");
+        let output = run_program("the transformers reference", &mut cmd)?;
+        match expected {
+            Some(n) => parse_tokens(
+                "python/torch_reference.py",
+                &String::from_utf8_lossy(&output.stdout),
+                n,
+            ),
+            None => Ok(Vec::new()),
+        }
+    }
+}
