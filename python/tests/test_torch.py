@@ -365,6 +365,24 @@ def test_torch_compile_runs_the_hooks(toy, tmp_path):
     with trace_module(compiled, tracer=Tracer(tmp_path / "wrapper")):
         compiled(x)
     assert [(r["name"], r["blake3"]) for r in records(tmp_path / "wrapper")] == eager
+    # Hooks installed after the compiled model already ran (dynamo recompiles on new hooks).
+    late = torch.compile(toy, backend="eager")
+    late(x)
+    with trace_module(toy, tracer=Tracer(tmp_path / "late")):
+        late(x)
+    assert [(r["name"], r["blake3"]) for r in records(tmp_path / "late")] == eager
+    late(x)  # and removed again: nothing more is written
+    assert len(read_manifest(tmp_path / "late")) == len(eager)
+
+
+def test_torch_compile_fullgraph(toy, tmp_path):
+    x = torch.randn(2, 3)
+    with trace_module(toy, tracer=Tracer(tmp_path / "eager")):
+        toy(x)
+    with trace_module(toy, tracer=Tracer(tmp_path / "full")):
+        torch.compile(toy, backend="eager", fullgraph=True)(x)
+    full = [(r["name"], r["blake3"]) for r in records(tmp_path / "full")]
+    assert full == [(r["name"], r["blake3"]) for r in records(tmp_path / "eager")]
 
 
 # ---- transformers models built from configs (random weights, no downloads) ----
