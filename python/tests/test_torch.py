@@ -58,7 +58,7 @@ class Multi(nn.Module):
 
 class Keyed(nn.Module):
     def forward(self, x):
-        return {"a": x.mean(-1), "skip": None, "b": [x.max(), x.min()], "n": 3}
+        return {"a": x.mean(-1), "skip": None, "b": [x.max(), x.min()], "n": 3, 4: x, (1,): x}
 
 
 class Toy(nn.Module):
@@ -103,6 +103,7 @@ TOY_ORDER = [
     "keyed/a",
     "keyed/b",
     "keyed/b/1",
+    "keyed/4",  # an integer key; the tuple key is skipped
     "output",  # the root module's tensor output
 ]
 
@@ -299,7 +300,8 @@ def grad_mode_records(toy, d: Path, mode: str) -> list:
 
 
 def test_no_grad_and_inference_mode_record_the_same(toy, tmp_path):
-    runs = {m: grad_mode_records(toy, tmp_path / m, m) for m in ["grad", "no_grad", "inference_mode"]}
+    modes = ["grad", "no_grad", "inference_mode"]
+    runs = {m: grad_mode_records(toy, tmp_path / m, m) for m in modes}
     assert [n for n, _ in runs["grad"]] == TOY_ORDER
     assert runs["grad"] == runs["no_grad"] == runs["inference_mode"]
 

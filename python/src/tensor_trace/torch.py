@@ -14,7 +14,7 @@ Record names (`P` is the module path from `model.named_modules()`, `""` for `mod
 - a tensor output: `P`;
 - a tuple or list at name `N`: its first tensor element is `N`, every other tensor element `i`
   is `N/i` (a nested tuple at index 2 names its first tensor `N/2`, its others `N/2/j`);
-- a dict or `ModelOutput` at name `N`: the value under key `k` is `N/k`;
+- a dict or `ModelOutput` at name `N`: the value under key `k` (a string or integer) is `N/k`;
 - with `inputs=True`, the positional arguments as a tuple at `P/input` (the first tensor
   argument is `P/input`, the argument at position `i` otherwise `P/input/i`) and keyword
   argument `k` at `P/input/k`, recorded when the module is called, before its children;
@@ -171,8 +171,9 @@ def _walk(value: Any, name: str, out: List[Tuple[str, torch.Tensor]], depth: int
         return
     if isinstance(value, Mapping):  # dicts and transformers' ModelOutput (an OrderedDict)
         for k, v in value.items():
-            if isinstance(k, str):
-                _walk(v, _child(name, k, False), out, depth + 1)
+            # String and integer keys name their value; other keys (tuples, objects) are skipped.
+            if isinstance(k, (str, int)) and not isinstance(k, bool):
+                _walk(v, _child(name, str(k), False), out, depth + 1)
         return
     if isinstance(value, (tuple, list)):
         first = True
