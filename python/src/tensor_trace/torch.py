@@ -88,12 +88,12 @@ Globs = Union[str, Iterable[str], None]
 def _as_filter(globs: Union[str, List[str]], setting: str, negation: bool) -> NameFilter:
     """A string is a comma-separated list as in TENSOR_TRACE_FILTER; a list holds one glob per
     item (so `{a,b}` alternatives work there)."""
-    items = [p.strip() for p in globs.split(",")] if isinstance(globs, str) else list(globs)
+    items = globs.split(",") if isinstance(globs, str) else list(globs)
     for g in items:
         if not isinstance(g, str):
             raise TypeError(f"{setting} globs must be strings, got {type(g).__name__} {g!r}")
     shown = globs if isinstance(globs, str) else ",".join(items)
-    items = [g for g in items if g.strip()]
+    items = [g.strip() for g in items if g.strip()]
     if not items:
         raise ConfigError(setting, shown, "expected at least one glob over module paths")
     negated = [g for g in items if g.startswith("!")]
@@ -136,7 +136,7 @@ def _layer_of(path: str, lists: set) -> int:
     """The integer component directly under a ModuleList (the outermost), else -1."""
     parts = path.split(".") if path else []
     for i, part in enumerate(parts):
-        if part.isdigit() and ".".join(parts[:i]) in lists:
+        if part.isascii() and part.isdigit() and ".".join(parts[:i]) in lists:
             return int(part)
     return -1
 
