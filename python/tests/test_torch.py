@@ -490,3 +490,31 @@ def test_bert_names_layers_and_model_output_keys(trace_dir):
     recs = {r["name"]: r for r in records(trace_dir)}
     assert recs["last_hidden_state"]["blake3"] == fingerprint_array(out.last_hidden_state).blake3
     assert recs["encoder.layer.2.output"]["blake3"] == recs["last_hidden_state"]["blake3"]
+
+
+def test_model_output_holding_a_tuple(trace_dir):
+    """`output_hidden_states=True`: a tuple inside the root's ModelOutput."""
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    cfg = transformers.BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
+    torch.manual_seed(0)
+    model = transformers.BertModel(cfg).eval()
+    ids = torch.tensor([[2, 7, 9]])
+    with trace_module(model, include=[""], tracer=Tracer(trace_dir)), torch.no_grad():
+        out = model(input_ids=ids, output_hidden_states=True)
+    recs = records(trace_dir)
+    assert [r["name"] for r in recs] == [
+        "last_hidden_state",
+        "pooler_output",
+        "hidden_states",  # the embeddings: the tuple's first tensor
+        "hidden_states/1",
+        "hidden_states/2",
+    ]
+    assert recs[4]["blake3"] == fingerprint_array(out.hidden_states[2]).blake3
+    assert recs[4]["blake3"] == recs[0]["blake3"]
