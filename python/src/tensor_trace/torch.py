@@ -257,7 +257,7 @@ class TraceHandle:
         self.remove()
 
     def __repr__(self) -> str:
-        state = "active" if self.active else "removed"
+        state = "active" if self.active else "inactive"
         return f"<TraceHandle {state}: {len(self.paths)} modules, step {self._step}>"
 
     # Hooks. Each is excluded from torch.compile's tracing (see docs/PYTHON.md): it runs
