@@ -164,3 +164,34 @@ def test_torch_bfloat16_tensors_are_read_as_raw_bits(monkeypatch):
     assert fingerprint_array(t) == fingerprint_array(BF16(bits))
     f32 = FakeTorchTensor(np.ones((2, 2), np.float32), "float32")
     assert fingerprint_array(f32) == fingerprint_array(np.ones((2, 2), np.float32))
+
+
+def _bits(partials: list) -> list:
+    # repr keeps the sign of zero, which == would not.
+    return [repr(vars(p)) for p in partials]
+
+
+@pytest.mark.parametrize(
+    "case", ["normal", "offset", "zeros", "negative_zeros", "mixed_zeros", "tiny", "huge"]
+)
+@pytest.mark.parametrize("n", [4096, 3 * 4096, 5 * 4096 + 77])
+def test_finite_fast_path_matches_the_masked_path_bit_for_bit(case, n):
+    from tensor_trace._fingerprint import _block_partials, _masked_block_partials
+
+    rng = np.random.default_rng(n)
+    x = {
+        "normal": lambda: rng.standard_normal(n),
+        "offset": lambda: rng.standard_normal(n) * 1e-3 + 1e4,
+        "zeros": lambda: np.zeros(n),
+        "negative_zeros": lambda: -np.zeros(n),
+        "mixed_zeros": lambda: np.where(rng.random(n) < 0.5, -0.0, 0.0),
+        "tiny": lambda: rng.standard_normal(n) * 1e-40,  # subnormal F32
+        "huge": lambda: rng.standard_normal(n).clip(-3, 3) * 1e38,  # near F32 max, finite
+    }[case]().astype(np.float32)
+    if case == "mixed_zeros" and n > 4096:
+        x[4096 + 3] = 1.0  # one block with a nonzero maximum among signed zeros
+    assert np.isfinite(x).all()
+    fast = _block_partials(x)
+    masked = _masked_block_partials(x)
+    assert len(fast) == -(-n // 4096)
+    assert _bits(fast) == _bits(masked)

@@ -9,6 +9,10 @@ optional `.npy` values as trace-core, so `trace-diff` compares a Python referenc
 or C++ engine run directly. Unset, `dump_trace` returns at once: the environment is read once, at
 the first call, and the answer cached in a module-level flag.
 
+A PyTorch model needs no edits: `tensor_trace.torch.trace_module(model)` records every
+submodule's output through forward hooks (`pip install tensor-trace[torch]`). Importing
+`tensor_trace` itself never imports torch.
+
 See `docs/PYTHON.md` in the repository for the details and the three-line recipe.
 """
 

@@ -200,29 +200,40 @@ class NameFilter:
     @classmethod
     def parse(cls, spec: str, setting: str) -> "NameFilter":
         """Parses `glob,glob,!glob`; `setting` names the source in errors."""
+        parts = [p.strip() for p in spec.split(",")]
+        globs = [p for p in parts if p]
+        if not globs:
+            raise ConfigError(
+                setting, spec, "expected a comma-separated list of globs, `!glob` to exclude"
+            )
+        return cls.from_globs(globs, setting, spec)
+
+    @classmethod
+    def from_globs(
+        cls, globs: "list[str]", setting: str, spec: Optional[str] = None
+    ) -> "NameFilter":
+        """One glob per item (commas inside `{a,b}` allowed), `!glob` excludes.
+
+        `spec` is the setting's value as errors quote it (the items joined by `,` if None).
+        """
+        shown = ",".join(globs) if spec is None else spec
         include: list[str] = []
         exclude: list[str] = []
-        for part in (p.strip() for p in spec.split(",")):
-            if not part:
-                continue
+        for part in globs:
             negated = part.startswith("!")
             pattern = part[1:].strip() if negated else part
             try:
                 regex = _glob_to_regex(pattern)
             except _GlobSyntaxError as e:
-                raise ConfigError(setting, spec, f"bad glob {_debug_str(pattern)}: {e}") from None
+                raise ConfigError(setting, shown, f"bad glob {_debug_str(pattern)}: {e}") from None
             (exclude if negated else include).append(regex)
-        if not include and not exclude:
-            raise ConfigError(
-                setting, spec, "expected a comma-separated list of globs, `!glob` to exclude"
-            )
 
         def build(regexes: list[str]) -> Optional[re.Pattern]:
             if not regexes:
                 return None
             return re.compile("|".join(f"(?:{r})" for r in regexes), re.DOTALL)
 
-        return cls(build(include), build(exclude), spec)
+        return cls(build(include), build(exclude), shown)
 
     def matches(self, name: str) -> bool:
         if self._include is not None and self._include.fullmatch(name) is None:

@@ -1,0 +1,99 @@
+"""Measures what `trace_module` costs on a MiniLM-shaped BERT forward (not a test: no asserts).
+
+    python python/tests/bench_trace_module.py [--tokens 128] [--repeats 7] [--threads 1]
+
+Builds `BertModel` from a config with all-MiniLM-L6-v2's shape (6 layers, hidden 384, 12
+heads, intermediate 1536, vocab 30522) and random weights, then times one forward under
+`torch.inference_mode()`: untraced, traced with every module hooked (mark-all), and traced
+with a short include list (the embeddings and each layer's attention and layer outputs). Each
+traced forward writes into a fresh directory under a temporary directory. Prints the median
+wall time and process CPU time of each and the traced/untraced ratios (CPU time is the steadier
+figure on a loaded machine); the figures quoted in docs/PYTHON.md come from this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import transformers
+
+from tensor_trace import Tracer
+from tensor_trace.torch import trace_module
+
+INCLUDE = ["embeddings", "encoder.layer.*[0-9].attention.output", "encoder.layer.*[0-9].output"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(0)
+    model = transformers.BertModel(cfg).eval()
+    ids = torch.randint(1000, 30000, (1, args.tokens))
+    mask = torch.ones_like(ids)
+
+    def forward() -> None:
+        with torch.inference_mode():
+            model(input_ids=ids, attention_mask=mask)
+
+    forward()  # warm-up
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = iter(range(10**6))
+
+        def traced(**kw):
+            def run() -> dict:
+                d = Path(tmp) / f"run{next(runs)}"
+                with trace_module(model, tracer=Tracer(d), **kw) as h:
+                    forward()
+                return {"records": h.records, "modules": len(h.paths)}
+
+            return run
+
+        def untraced() -> dict:
+            forward()
+            return {"records": 0, "modules": 0}
+
+        cases = {"untraced": untraced, "mark-all": traced(), "include": traced(include=INCLUDE)}
+        wall = {k: [] for k in cases}
+        cpu = {k: [] for k in cases}
+        info = {}
+        for _ in range(args.repeats):  # interleaved, so drift hits every case alike
+            for k, run in cases.items():
+                w0, c0 = time.perf_counter(), time.process_time()
+                info[k] = run()
+                cpu[k].append(time.process_time() - c0)
+                wall[k].append(time.perf_counter() - w0)
+    w_base = statistics.median(wall["untraced"])
+    c_base = statistics.median(cpu["untraced"])
+    print(
+        f"BertModel 6x384, {args.tokens} tokens, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats}"
+    )
+    for k in cases:
+        w, c = statistics.median(wall[k]), statistics.median(cpu[k])
+        print(
+            f"{k:9} wall {w * 1e3:8.1f} ms (x{w / w_base:5.2f})  "
+            f"cpu {c * 1e3:8.1f} ms (x{c / c_base:5.2f})  "
+            f"modules {info[k]['modules']:3}  records {info[k]['records']:3}"
+        )
+
+
+if __name__ == "__main__":
+    main()
