@@ -396,6 +396,88 @@ mod tests {
         check("other", "other");
     }
 
+    /// Every shipped preset compiles, and maps the points of its engine onto transformers'
+    /// module paths without ignoring a mapped name.
+    #[test]
+    fn presets_map_our_names_onto_transformers() {
+        let llama = Rules::preset("hf-llama").unwrap().unwrap();
+        assert_eq!(llama.source(), Some(Path::new("preset:hf-llama")));
+        let check = |r: &Rules, a: &str, b: &str| {
+            assert_eq!(r.map_name(a), b, "{a}");
+            assert!(!r.ignores_a(a) && !r.ignores_b(b), "{a} -> {b} is ignored");
+        };
+        check(&llama, "tokens", "input/input_ids");
+        check(&llama, "embed", "model.embed_tokens");
+        check(&llama, "blk0/attn_norm", "model.layers.0.input_layernorm");
+        check(&llama, "blk12/k", "model.layers.12.self_attn.k_proj");
+        check(&llama, "blk3/q_rope", "model.layers.3.self_attn/q_rope");
+        check(&llama, "blk3/attn_probs", "model.layers.3.self_attn/1");
+        check(
+            &llama,
+            "blk3/attn_ctx",
+            "model.layers.3.self_attn.o_proj/input",
+        );
+        check(&llama, "blk3/attn_out", "model.layers.3.self_attn.o_proj");
+        check(
+            &llama,
+            "blk3/ffn_inp",
+            "model.layers.3.post_attention_layernorm/input",
+        );
+        check(&llama, "blk3/ffn_up", "model.layers.3.mlp.up_proj");
+        check(&llama, "blk3/ffn_act", "model.layers.3.mlp.down_proj/input");
+        check(&llama, "blk3/l_out", "model.layers.3");
+        check(&llama, "out_norm", "model.norm");
+        check(&llama, "logits", "logits");
+        assert!(llama.ignores_a("next_token"));
+        for b in [
+            "model.layers.3/input",
+            "model.layers.3.self_attn/input/hidden_states",
+            "model.layers.3.self_attn",
+            "model.layers.3.mlp.act_fn",
+            "model.rotary_emb/1",
+            "lm_head",
+        ] {
+            assert!(llama.ignores_b(b), "{b}");
+        }
+
+        let bert = Rules::preset("hf-bert").unwrap().unwrap();
+        check(&bert, "tokens", "input/input_ids");
+        check(&bert, "embeddings", "embeddings");
+        check(&bert, "layer5/attn_out", "encoder.layer.5.attention.output");
+        check(&bert, "layer5/ffn_out", "encoder.layer.5.output");
+        check(&bert, "normalized", "normalized");
+        for b in [
+            "encoder.layer.5",
+            "encoder.layer.5.attention.output.dense",
+            "encoder.layer.5.output/input",
+            "embeddings.word_embeddings",
+            "last_hidden_state",
+        ] {
+            assert!(bert.ignores_b(b), "{b}");
+        }
+        assert!(Rules::preset("hf-gpt").is_none());
+    }
+
+    #[test]
+    fn a_rules_file_wins_over_a_preset_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hf-llama");
+        std::fs::write(&path, "top_k = 9\n").unwrap();
+        assert_eq!(Rules::load_or_preset(&path).unwrap().top_k(), 9);
+        let preset = Rules::load_or_preset(Path::new("hf-llama")).unwrap();
+        assert_eq!(preset.map_name("embed"), "model.embed_tokens");
+        let e = Rules::load_or_preset(&dir.path().join("nope.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("nope.toml")
+                && e.contains(
+                    "no such file, and no preset of that name (presets: hf-llama, hf-bert)"
+                ),
+            "{e}"
+        );
+    }
+
     #[test]
     fn ignore_and_logits() {
         let r = rules(
