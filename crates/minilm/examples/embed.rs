@@ -14,8 +14,10 @@
 //! `--json` prints one JSON object on stdout: `max_tokens`, `max_tokens_source`, `tokens`
 //! (real tokens per sentence) and `embeddings` (one array of floats per sentence, each float
 //! the shortest text that reads back as the same f32). Set `TENSOR_TRACE_DIR` (and
-//! `TENSOR_TRACE_VALUES=*`) to trace the run.
+//! `TENSOR_TRACE_VALUES=*`) to trace the run. Exit code 0, or 2 with one line on stderr for a
+//! usage or input error (a malformed `sentence_bert_config.json` names the file and field).
 
+use std::process::ExitCode;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -31,7 +33,18 @@ struct JsonOut {
 
 const USAGE: &str = "usage: embed [--json] [--max-tokens N] MODEL_DIR SENTENCE [SENTENCE ...]";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Exit code 0 on success, 2 on a usage or input error (printed as one readable line).
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("embed: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut json = false;
     let mut max_tokens = None;
     let mut positional = Vec::new();
