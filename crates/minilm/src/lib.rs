@@ -7,8 +7,10 @@
 //!
 //! # Design
 //! - **Tokenizer**: the model's `tokenizer.json` through the `tokenizers` crate (pure-Rust
-//!   regex backend, no C builds), truncated to [`MAX_TOKENS`] and padded to the longest
-//!   sentence of the batch ([`Tokenizer`]).
+//!   regex backend, no C builds), truncated and padded as sentence-transformers does it
+//!   ([`Tokenizer`]): padded to the longest sentence of the batch, truncated to
+//!   `max_seq_length` from `sentence_bert_config.json` (256 for all-MiniLM-L6-v2), not to the
+//!   128 that `tokenizer.json` itself says ([`MaxTokens::resolve`] has the whole rule).
 //! - **Encoder** ([`Model`]): BERT in F32 on plain candle-core tensors, no candle-nn. Embeddings
 //!   are word + position + token type, then layer norm; each of the 6 layers is multi-head
 //!   self-attention with the padding mask on the keys, residual and layer norm, then a GELU
@@ -54,6 +56,7 @@
 #![deny(missing_docs)]
 
 mod bug;
+mod max_tokens;
 mod model;
 mod tokenize;
 
@@ -62,6 +65,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use bug::{Bug, Expected, UnknownBug};
+pub use max_tokens::{LengthSource, MaxTokens};
 pub use model::{Model, Trace};
 pub use tokenize::{Batch, Tokenizer};
 
@@ -71,8 +75,13 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// File name of the tokenizer inside a model directory.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
-/// Default truncation length in tokens, `[CLS]` and `[SEP]` included (the model's
-/// `tokenizer.json` says the same).
+/// File name of sentence-transformers' settings for the transformer module inside a model
+/// directory; its `max_seq_length` is the truncation length (see [`MaxTokens::resolve`]).
+pub const SENTENCE_BERT_CONFIG_FILE: &str = "sentence_bert_config.json";
+/// The truncation length in all-MiniLM-L6-v2's `tokenizer.json`, `[CLS]` and `[SEP]`
+/// included: 128. sentence-transformers does not use it (it truncates that model at 256), and
+/// neither does [`Encoder::load`] any more; it remains for callers that pin this length
+/// explicitly with [`Encoder::load_with`].
 pub const MAX_TOKENS: usize = 128;
 
 /// Everything that can go wrong while loading or running the model.
@@ -167,6 +176,17 @@ pub enum Error {
         /// The model's limit.
         max: usize,
     },
+    /// An explicit truncation length the model cannot take.
+    #[error(
+        "max_tokens {max_tokens}: expected 2 ([CLS] and [SEP]) to {max} \
+         (max_position_embeddings in config.json)"
+    )]
+    MaxTokens {
+        /// The length asked for.
+        max_tokens: usize,
+        /// The model's `max_position_embeddings`.
+        max: usize,
+    },
     /// A tensor operation (or recording a trace) failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -257,21 +277,37 @@ pub struct Encoder {
     pub tokenizer: Tokenizer,
     /// The encoder and its head.
     pub model: Model,
+    /// The truncation length the tokenizer applies and where it came from.
+    pub max_tokens: MaxTokens,
 }
 
 impl Encoder {
-    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `dir`, truncating to
-    /// [`MAX_TOKENS`].
+    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `dir`, truncating
+    /// as sentence-transformers does: to `max_seq_length` from `sentence_bert_config.json`
+    /// when `dir` has one, else to `tokenizer.json`'s truncation, else to the model's
+    /// `max_position_embeddings` ([`MaxTokens::resolve`]). For all-MiniLM-L6-v2 that is 256.
     pub fn load(dir: &Path, bug: Option<Bug>) -> Result<Self> {
-        Self::load_with(dir, MAX_TOKENS, bug)
+        let config = Config::load(&dir.join(CONFIG_FILE))?;
+        let max_tokens = MaxTokens::resolve(dir, &config)?;
+        Self::build(dir, config, max_tokens, bug)
     }
 
-    /// [`Encoder::load`] with another truncation length.
+    /// [`Encoder::load`] truncating to `max_tokens` instead (2 to the model's
+    /// `max_position_embeddings`), whatever the model directory says.
     pub fn load_with(dir: &Path, max_tokens: usize, bug: Option<Bug>) -> Result<Self> {
         let config = Config::load(&dir.join(CONFIG_FILE))?;
-        let tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE), max_tokens)?;
+        let max_tokens = MaxTokens::explicit(max_tokens, &config)?;
+        Self::build(dir, config, max_tokens, bug)
+    }
+
+    fn build(dir: &Path, config: Config, max_tokens: MaxTokens, bug: Option<Bug>) -> Result<Self> {
+        let tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE), max_tokens.tokens)?;
         let model = Model::load(&dir.join(WEIGHTS_FILE), config, bug)?;
-        Ok(Encoder { tokenizer, model })
+        Ok(Encoder {
+            tokenizer,
+            model,
+            max_tokens,
+        })
     }
 
     /// Embeds `sentences` as one padded batch; one vector of `hidden_size` per sentence.

@@ -1,10 +1,14 @@
-//! Unit tests on a tiny seeded BERT (no model files needed).
+//! Unit tests on a tiny seeded BERT (no model files needed; the model directory tests write
+//! a tiny one).
 
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 
-use crate::{Batch, Bug, Config, Error, Model, Trace};
+use crate::{
+    Batch, Bug, Config, Encoder, Error, LengthSource, Model, Trace, CONFIG_FILE,
+    SENTENCE_BERT_CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
+};
 
 fn config() -> Config {
     Config {
@@ -234,4 +238,154 @@ fn errors_name_what_is_wrong() {
         m.forward(&batch(&[&long]), Trace::Env).unwrap_err(),
         "11 tokens per sentence, expected at most 10 (max_position_embeddings)",
     );
+}
+
+/// A `tokenizer.json` in the layout of all-MiniLM-L6-v2's (BERT normalizer and pre-tokenizer,
+/// WordPiece, `[CLS] $A [SEP]`, fixed padding), with the given `truncation` (JSON) and a
+/// 16-token vocabulary matching [`config`].
+fn tokenizer_json(truncation: &str) -> String {
+    let words = [
+        "the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far", "away", "##s",
+    ];
+    let mut vocab = vec![
+        r#""[PAD]": 0"#.to_owned(),
+        r#""[CLS]": 1"#.to_owned(),
+        r#""[SEP]": 2"#.to_owned(),
+        r#""[UNK]": 3"#.to_owned(),
+    ];
+    vocab.extend(
+        words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| format!("\"{w}\": {}", i + 4)),
+    );
+    let special = |name: &str, id: u32| {
+        format!(r#""{name}": {{"id": "{name}", "ids": [{id}], "tokens": ["{name}"]}}"#)
+    };
+    format!(
+        r###"{{
+  "version": "1.0",
+  "truncation": {truncation},
+  "padding": {{"strategy": {{"Fixed": 4}}, "direction": "Right", "pad_to_multiple_of": null,
+    "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"}},
+  "added_tokens": [],
+  "normalizer": {{"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+    "strip_accents": null, "lowercase": true}},
+  "pre_tokenizer": {{"type": "BertPreTokenizer"}},
+  "post_processor": {{"type": "TemplateProcessing",
+    "single": [{{"SpecialToken": {{"id": "[CLS]", "type_id": 0}}}},
+               {{"Sequence": {{"id": "A", "type_id": 0}}}},
+               {{"SpecialToken": {{"id": "[SEP]", "type_id": 0}}}}],
+    "pair": [{{"SpecialToken": {{"id": "[CLS]", "type_id": 0}}}},
+             {{"Sequence": {{"id": "A", "type_id": 0}}}},
+             {{"SpecialToken": {{"id": "[SEP]", "type_id": 0}}}},
+             {{"Sequence": {{"id": "B", "type_id": 1}}}},
+             {{"SpecialToken": {{"id": "[SEP]", "type_id": 1}}}}],
+    "special_tokens": {{{}, {}}}}},
+  "decoder": null,
+  "model": {{"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+    "max_input_chars_per_word": 100, "vocab": {{{}}}}}
+}}"###,
+        special("[CLS]", 1),
+        special("[SEP]", 2),
+        vocab.join(", ")
+    )
+}
+
+/// A model directory for the tiny BERT: `config.json`, `model.safetensors`, `tokenizer.json`
+/// truncating at 4, and `sentence_bert_config.json` with `sbert` as its text when given.
+fn model_dir(sbert: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config();
+    let config_json = serde_json::json!({
+        "architectures": ["BertModel"],
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads,
+        "intermediate_size": cfg.intermediate_size,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "type_vocab_size": cfg.type_vocab_size,
+        "layer_norm_eps": cfg.layer_norm_eps,
+        "hidden_act": cfg.hidden_act,
+    });
+    std::fs::write(dir.path().join(CONFIG_FILE), config_json.to_string()).unwrap();
+    candle_core::safetensors::save(&tensors(&cfg), dir.path().join(WEIGHTS_FILE)).unwrap();
+    let truncation = r#"{"direction": "Right", "max_length": 4, "strategy": "LongestFirst",
+        "stride": 0}"#;
+    std::fs::write(dir.path().join(TOKENIZER_FILE), tokenizer_json(truncation)).unwrap();
+    if let Some(text) = sbert {
+        std::fs::write(dir.path().join(SENTENCE_BERT_CONFIG_FILE), text).unwrap();
+    }
+    dir
+}
+
+/// 9 words, 10 word pieces (`dog ##s`): 12 tokens with `[CLS]` and `[SEP]`, more than any
+/// truncation below.
+const NINE_WORDS: &str = "The cat sat on a mat and dogs ran";
+
+/// The tokens per sentence `encoder` gives [`NINE_WORDS`] and "a cat" in one batch.
+fn lengths(encoder: &Encoder) -> (usize, Vec<usize>) {
+    let batch = encoder.tokenizer.encode(&[NINE_WORDS, "a cat"]).unwrap();
+    (batch.len, vec![batch.tokens_in(0), batch.tokens_in(1)])
+}
+
+#[test]
+fn load_truncates_at_sentence_bert_config_max_seq_length() {
+    let dir = model_dir(Some(r#"{"max_seq_length": 7, "do_lower_case": false}"#));
+    let encoder = Encoder::load(dir.path(), None).unwrap();
+    assert_eq!(encoder.max_tokens.tokens, 7);
+    assert_eq!(encoder.max_tokens.source, LengthSource::SentenceBertConfig);
+    assert_eq!(encoder.tokenizer.max_tokens(), 7);
+    // Cut to 7, padded to the batch's longest (not to tokenizer.json's fixed 4).
+    assert_eq!(lengths(&encoder), (7, vec![7, 4]));
+    let batch = encoder.tokenizer.encode(&[NINE_WORDS]).unwrap();
+    assert_eq!(batch.ids, [1, 4, 5, 6, 7, 8, 2]);
+    let embeddings = encoder.embed(&[NINE_WORDS, "a cat"], Trace::Env).unwrap();
+    assert_eq!(embeddings.len(), 2);
+}
+
+#[test]
+fn load_without_sentence_bert_config_takes_tokenizer_json() {
+    let dir = model_dir(None);
+    let encoder = Encoder::load(dir.path(), None).unwrap();
+    assert_eq!(encoder.max_tokens.tokens, 4);
+    assert_eq!(encoder.max_tokens.source, LengthSource::TokenizerJson);
+    assert_eq!(lengths(&encoder), (4, vec![4, 4]));
+    // A sentence_bert_config.json without max_seq_length says nothing about the length.
+    let dir = model_dir(Some(r#"{"do_lower_case": false}"#));
+    let encoder = Encoder::load(dir.path(), None).unwrap();
+    assert_eq!(encoder.max_tokens.source, LengthSource::TokenizerJson);
+}
+
+#[test]
+fn load_with_overrides_the_model_directory() {
+    let dir = model_dir(Some(r#"{"max_seq_length": 7}"#));
+    let encoder = Encoder::load_with(dir.path(), 5, None).unwrap();
+    assert_eq!(encoder.max_tokens.tokens, 5);
+    assert_eq!(encoder.max_tokens.source, LengthSource::Explicit);
+    assert_eq!(lengths(&encoder), (5, vec![5, 4]));
+    check_error(
+        Encoder::load_with(dir.path(), 11, None).unwrap_err(),
+        "max_tokens 11: expected 2 ([CLS] and [SEP]) to 10 (max_position_embeddings in \
+         config.json)",
+    );
+}
+
+#[test]
+fn load_rejects_a_malformed_sentence_bert_config() {
+    let dir = model_dir(Some(r#"{"max_seq_length": 256}"#));
+    let e = Encoder::load(dir.path(), None).unwrap_err();
+    check_error(
+        e,
+        &format!(
+            "invalid model config {}: max_seq_length 256: expected an integer from 2 ([CLS] and \
+             [SEP]) to 10 (max_position_embeddings in config.json)",
+            dir.path().join(SENTENCE_BERT_CONFIG_FILE).display()
+        ),
+    );
+}
+
+fn check_error(e: Error, expected: &str) {
+    assert_eq!(e.to_string(), expected);
 }

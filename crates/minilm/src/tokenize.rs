@@ -49,7 +49,9 @@ impl std::fmt::Debug for Tokenizer {
 impl Tokenizer {
     /// Reads `tokenizer.json`. Its own truncation and padding settings are replaced: sentences
     /// are cut to `max_tokens` (special tokens included) and padded to the longest one of the
-    /// batch with the file's pad token (`[PAD]`, id 0, when the file has none).
+    /// batch with the file's pad token (`[PAD]`, id 0, when the file has none), as
+    /// sentence-transformers does. [`MaxTokens::resolve`](crate::MaxTokens::resolve) gives the
+    /// `max_tokens` the model directory asks for.
     pub fn from_file(path: &Path, max_tokens: usize) -> Result<Self> {
         let tokenizer_error = |message: String| Error::Tokenizer {
             path: path.to_owned(),
