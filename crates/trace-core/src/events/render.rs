@@ -312,24 +312,27 @@ pub fn chrome(doc: &TraceDocument) -> String {
                 let closer = closers.get(&e.id).copied();
                 events.push(span_event(e, ts, closer, end));
             }
-            _ if e.error.is_some() => {
-                let mut args =
-                    json!({"event_id": e.id, "message": e.error, "cause": e.cause, "hint": e.hint});
-                if let Some(layer) = e.layer {
-                    args["layer"] = json!(layer);
+            _ => {
+                if e.event_type == EventType::TaskStateExited && e.previous_event_id.is_none() {
+                    events.push(leaf_event(e, ts));
                 }
-                events.push(json!({
-                    "name": e.error_kind.as_deref().unwrap_or("error"),
-                    "cat": "jidoka",
-                    "ph": "i",
-                    "s": if e.step.is_some() { "t" } else { "g" },
-                    "ts": ts,
-                    "pid": PID,
-                    "tid": lane(e.step),
-                    "args": args,
-                }));
+                if e.error.is_some() {
+                    let mut args = json!({"event_id": e.id, "message": e.error, "cause": e.cause, "hint": e.hint});
+                    if let Some(layer) = e.layer {
+                        args["layer"] = json!(layer);
+                    }
+                    events.push(json!({
+                        "name": e.error_kind.as_deref().unwrap_or("error"),
+                        "cat": "jidoka",
+                        "ph": "i",
+                        "s": if e.step.is_some() { "t" } else { "g" },
+                        "ts": ts,
+                        "pid": PID,
+                        "tid": lane(e.step),
+                        "args": args,
+                    }));
+                }
             }
-            _ => {}
         }
     }
     let doc_json = json!({
@@ -379,6 +382,37 @@ fn lane(step: Option<TraceStep>) -> u64 {
         Some(TraceStep::KernelLaunch | TraceStep::BrickProfile) => TID_DEVICE,
         _ => TID_STEPS,
     }
+}
+
+/// An exit without an entry (realizar records kernel launches so): a complete event ending at
+/// the exit and lasting its `duration_us`.
+fn leaf_event(exit: &TraceEvent, ts: u64) -> Value {
+    let step = step_label(exit.step);
+    let name = match exit.layer {
+        Some(l) => format!("{step} L{l}"),
+        None => step.to_owned(),
+    };
+    let mut args = json!({
+        "exit_id": exit.id,
+        "iteration": exit.iteration,
+        "status": if exit.error.is_some() { "error" } else { "ok" },
+    });
+    if let Some(l) = exit.layer {
+        args["layer"] = json!(l);
+    }
+    if let Some(k) = &exit.details.kernel_name {
+        args["kernel"] = json!(k);
+    }
+    json!({
+        "name": name,
+        "cat": step.to_ascii_lowercase(),
+        "ph": "X",
+        "ts": ts.saturating_sub(exit.duration_us),
+        "dur": exit.duration_us,
+        "pid": PID,
+        "tid": lane(exit.step),
+        "args": args,
+    })
 }
 
 fn span_event(entry: &TraceEvent, ts: u64, closer: Option<&TraceEvent>, end: u64) -> Value {
