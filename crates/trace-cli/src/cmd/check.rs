@@ -4,19 +4,20 @@ use std::fmt::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use trace_core::events::{render, validate, Severity, TraceDocument};
+use trace_core::events::{render, validate, Producer, Severity, TraceDocument};
 
 use crate::output::print;
 use crate::EXIT_FINDING;
 
-/// Check a trace directory (NaN/Inf, with where they first appear) or an event history
-/// (contracts and recorded Jidoka errors). Exits 1 on any violation.
+/// Check a trace directory (NaN/Inf, with where they first appear) or an event history, ours or
+/// realizar's `--trace-output` JSON (contracts and recorded Jidoka errors). Exits 1 on any
+/// violation, 2 when the input cannot be read.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  tensor-trace check /tmp/rust-traces\n  tensor-trace check events.json --deny-warnings"
 )]
 pub struct Args {
-    /// A trace directory, or an event history JSON file.
+    /// A trace directory, or an event history JSON file (ours or realizar's).
     path: PathBuf,
     /// Count Jidoka warnings (e.g. an unknown token) as violations too.
     #[arg(long)]
@@ -87,6 +88,12 @@ fn check_events(args: &Args) -> Result<u8> {
             failing += 1;
         }
         out.push_str(&render::violation(e));
+    }
+    if doc.producer == Producer::Realizar {
+        out.push_str(
+            "note: realizar history: it records no NaN/Inf counts, elapsed times, severities or hints; \
+             every recorded error counts as an error\n",
+        );
     }
     let _ = writeln!(
         out,
