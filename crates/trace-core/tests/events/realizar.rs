@@ -292,3 +292,61 @@ fn realizar_layout_errors_name_the_field_and_value() {
     let err = validate_json(truncated).unwrap_err().to_string();
     assert!(err.contains("EOF while parsing"), "{err}");
 }
+
+mod props {
+    use proptest::prelude::*;
+    use trace_core::events::TraceDocument;
+
+    use super::text;
+
+    /// How realizar prints an f32 (as the issue describes its `format_json_float`).
+    fn realizar_float(x: f32) -> String {
+        if x.is_nan() {
+            "null".to_owned()
+        } else if x == f32::INFINITY {
+            "\"Infinity\"".to_owned()
+        } else if x == f32::NEG_INFINITY {
+            "\"-Infinity\"".to_owned()
+        } else {
+            format!("{x:.6}")
+        }
+    }
+
+    proptest! {
+        /// realizar prints `error` and `cause` with Rust's `{:?}`; any string reads back.
+        #[test]
+        fn any_debug_printed_string_reads_back(
+            s in prop_oneof![
+                any::<String>(),
+                // Mostly characters `{:?}` escapes: controls, NUL, private use, combining marks.
+                "[\\x00-\\x1f\\x7f-\\x9f\\u{e000}\\u{301}\\u{200b}\"'\\\\a{}u0-9]{0,16}",
+            ]
+        ) {
+            let file = text("failed.json").replacen(
+                r#""Execution failed: Initialization Failure""#,
+                &format!("{s:?}"),
+                1,
+            );
+            let doc = TraceDocument::from_json(&file).unwrap();
+            prop_assert_eq!(doc.events.last().unwrap().error.as_deref(), Some(s.as_str()));
+        }
+
+        /// Any f32 realizar prints reads back as NaN (`None`), the same infinity, or within the
+        /// six decimals printed.
+        #[test]
+        fn any_realizar_float_reads_back(x in any::<f32>()) {
+            let file = text("clean.json")
+                .replacen("\"min\": -0.731250", &format!("\"min\": {}", realizar_float(x)), 1);
+            let doc = TraceDocument::from_json(&file).unwrap();
+            let min = doc.events[3].summary.unwrap().min;
+            match min {
+                None => prop_assert!(x.is_nan()),
+                Some(m) if x.is_infinite() => prop_assert_eq!(m, f64::from(x)),
+                Some(m) => {
+                    let x = f64::from(x);
+                    prop_assert!((m - x).abs() <= 5e-7 + 1e-15 * x.abs(), "{} read as {}", x, m);
+                }
+            }
+        }
+    }
+}
