@@ -133,7 +133,20 @@ fn location(r: &TraceRecord) -> String {
 
 fn check_events(args: &Args) -> Result<u8> {
     let path = &args.path;
-    let doc = TraceDocument::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc = TraceDocument::read(path).with_context(|| {
+        let is_record = path
+            .extension()
+            .is_some_and(|e| e == trace_core::record::RECORD_EXTENSION);
+        if is_record {
+            format!(
+                "reading {} as an event history (a .{} record is checked with its trace directory: pass the directory)",
+                path.display(),
+                trace_core::record::RECORD_EXTENSION
+            )
+        } else {
+            format!("reading {}", path.display())
+        }
+    })?;
     let violations = validate(&doc);
     let mut out = String::new();
     for v in &violations {

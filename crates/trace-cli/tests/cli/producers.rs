@@ -86,3 +86,15 @@ fn check_reads_a_null_rms_as_a_non_finite_record() {
             "checked 5 records: 0 with NaN/Inf",
         ));
 }
+
+#[test]
+fn check_on_a_single_record_file_points_at_its_directory() {
+    tensor_trace()
+        .arg("check")
+        .arg(bitnet("seed").join("logits.trace"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "logits.trace as an event history (a .trace record is checked with its trace directory: pass the directory)",
+        ));
+}
