@@ -8,7 +8,7 @@
 //! JSON types, except that `stats` is `null` when no tensor was given (realizar wrote zeros).
 //!
 //! [`TraceDocument::from_json`] also reads realizar's own `--trace-output` files (no
-//! `format_version`; see [`super::realizar`]): they become a document whose
+//! `format_version`; see `docs/FORMAT.md`): they become a document whose
 //! [`producer`](TraceDocument::producer) is [`Producer::Realizar`], and what realizar does not
 //! write stays unknown (`None`) instead of being made up.
 
@@ -410,7 +410,8 @@ impl TraceDocument {
     }
 
     /// Parses a history and checks its format version: ours (with `format_version`), or
-    /// realizar's `--trace-output` JSON (without), read as described in [`super::realizar`].
+    /// realizar's `--trace-output` JSON (without), read as `docs/FORMAT.md` ("Reading realizar's
+    /// histories") describes: what realizar does not write stays `None`.
     pub fn from_json(text: &str) -> Result<Self, LoadError> {
         /// Only whether the key is there; every other key is skipped unparsed.
         #[derive(Deserialize)]
