@@ -159,7 +159,12 @@ fn check_reads_realizar_histories() {
             )
             .and(predicate::str::contains(
                 "no-open-entry: entry of step EMBED",
-            )),
+            ))
+            // realizar's cause holds terminal escapes: printed escaped, never raw.
+            .and(predicate::str::contains(
+                r"cause: Missing \u{1b}[1mconfig.json\u{1b}[0m next to",
+            ))
+            .and(predicate::str::contains("\u{1b}").not()),
         );
     tensor_trace()
         .arg("check")

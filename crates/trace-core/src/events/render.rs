@@ -136,19 +136,38 @@ pub fn violation(e: &TraceEvent) -> String {
         _ => "error",
     };
     let mut out = format!(
-        "{severity} at event {} ({}{}, iteration {}): {error}\n",
+        "{severity} at event {} ({}{}, iteration {}): {}\n",
         e.id,
         step_label(e.step),
         layer_label(e.layer),
         e.iteration,
+        printable(error),
     );
     if let Some(cause) = &e.cause {
-        let _ = writeln!(out, "  cause: {cause}");
+        let _ = writeln!(out, "  cause: {}", printable(cause));
     }
     if let Some(hint) = &e.hint {
-        let _ = writeln!(out, "  hint:  {hint}");
+        let _ = writeln!(out, "  hint:  {}", printable(hint));
     }
     out
+}
+
+/// `s` with control characters escaped (`\u{1b}`), so a message read from a file (realizar's
+/// causes may hold terminal escapes) cannot drive the terminal it is printed to.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 fn step_label(step: Option<TraceStep>) -> &'static str {
@@ -214,7 +233,7 @@ fn event_lines(out: &mut String, e: &TraceEvent) {
     }
     detail_lines(out, &e.details);
     if let Some(err) = &e.error {
-        let _ = writeln!(out, "    {err}");
+        let _ = writeln!(out, "    {}", printable(err));
     }
 }
 
