@@ -1,7 +1,9 @@
-//! The `tensor-trace` binary, run for real on runs recorded by the toy engine example.
+//! The `tensor-trace` binary, run for real on runs recorded by the toy engine example and on
+//! files other tracers wrote.
 
 mod cli {
     mod check_events;
+    mod producers;
     mod record_show_stats;
     mod support;
 }

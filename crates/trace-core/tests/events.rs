@@ -1,5 +1,5 @@
-//! Integration tests of `trace_core::events`: golden renderings, hand-broken histories and the
-//! contract property.
+//! Integration tests of `trace_core::events`: golden renderings, hand-broken histories, the
+//! contract property and realizar's own histories.
 
 #[path = "events/scenario.rs"]
 mod scenario;
@@ -10,3 +10,5 @@ mod broken;
 mod golden;
 #[path = "events/props.rs"]
 mod props;
+#[path = "events/realizar.rs"]
+mod realizar;

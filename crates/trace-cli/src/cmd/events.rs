@@ -12,13 +12,14 @@ use crate::output::print;
 pub enum Format {
     /// Per step and layer, with a summary of errors and hints.
     Text,
-    /// The history itself (normalized).
+    /// The history itself, in our format (a realizar history keeps `"producer": "realizar"`).
     Json,
     /// Chrome trace event format: open it in Perfetto (ui.perfetto.dev) or chrome://tracing.
     Chrome,
 }
 
-/// Render an event history as text, JSON or a Chrome trace.
+/// Render an event history (ours or realizar's `--trace-output` JSON) as text, JSON or a Chrome
+/// trace.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  tensor-trace events events.json\n  tensor-trace events events.json --format chrome --output trace.json   # open in Perfetto"

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use super::schema::{EventType, LoadError, Severity, TraceDocument};
+use super::schema::{EventType, LoadError, Producer, Severity, TraceDocument};
+use super::step::TraceStep;
 
 /// A rule of the event contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,10 +17,12 @@ use super::schema::{EventType, LoadError, Severity, TraceDocument};
 pub enum Rule {
     /// Ids are strictly increasing, from 1.
     IdsIncreasing,
-    /// `elapsed_us` never decreases, and timestamps are RFC 3339.
+    /// `elapsed_us` is present and never decreases, and timestamps are RFC 3339. (A realizar
+    /// history has no `elapsed_us`; its wall-clock timestamps are only checked to be RFC 3339.)
     TimeOrder,
     /// Each exit (and each span failure) links through `previous_event_id` to an earlier entry
-    /// of the same step that is still open.
+    /// of the same step that is still open. In a realizar history, kernel launches and brick
+    /// profiles are exits without an entry, as realizar records them.
     ExitLinksEntry,
     /// An entry's `parent_event_id` names an entry open at that point.
     ParentOpen,
@@ -29,7 +32,8 @@ pub enum Rule {
     FailureHasCause,
     /// `error_count` and `warning_count` match the events.
     CountsMatch,
-    /// `has_nan`/`has_inf` agree with the counts.
+    /// `has_nan`/`has_inf` agree with the counts; a realizar summary without a finite element
+    /// has `has_nan` or `has_inf`.
     StatsConsistent,
 }
 
@@ -102,14 +106,18 @@ pub fn validate(doc: &TraceDocument) -> Vec<ContractViolation> {
             );
         }
         prev_id = prev_id.max(e.id);
-        if e.elapsed_us < prev_elapsed {
-            report(
+        match e.elapsed_us {
+            Some(elapsed) if elapsed < prev_elapsed => report(
                 id,
                 Rule::TimeOrder,
-                format!("elapsed_us {} after {prev_elapsed}", e.elapsed_us),
-            );
+                format!("elapsed_us {elapsed} after {prev_elapsed}"),
+            ),
+            Some(elapsed) => prev_elapsed = elapsed,
+            None if doc.producer == Producer::TensorTrace => {
+                report(id, Rule::TimeOrder, "elapsed_us missing".to_owned())
+            }
+            None => {}
         }
-        prev_elapsed = prev_elapsed.max(e.elapsed_us);
         if humantime::parse_rfc3339(&e.timestamp).is_err() {
             report(
                 id,
@@ -139,8 +147,13 @@ pub fn validate(doc: &TraceDocument) -> Vec<ContractViolation> {
             }
             EventType::TaskStateExited | EventType::ExecutionFailed => {
                 let is_exit = e.event_type == EventType::TaskStateExited;
+                let leaf = doc.producer == Producer::Realizar
+                    && matches!(
+                        e.step,
+                        Some(TraceStep::KernelLaunch | TraceStep::BrickProfile)
+                    );
                 match e.previous_event_id {
-                    None if is_exit => report(
+                    None if is_exit && !leaf => report(
                         id,
                         Rule::ExitLinksEntry,
                         "TaskStateExited without previous_event_id".to_owned(),
@@ -219,6 +232,16 @@ pub fn validate(doc: &TraceDocument) -> Vec<ContractViolation> {
                 );
             }
         }
+        if let Some(s) = &e.summary {
+            if s.min == Some(f64::INFINITY) && !s.has_nan && !s.has_inf {
+                report(
+                    id,
+                    Rule::StatsConsistent,
+                    "min is \"Infinity\" (no finite element) but has_nan and has_inf are false"
+                        .to_owned(),
+                );
+            }
+        }
     }
 
     let mut open: Vec<_> = entries
@@ -289,9 +312,10 @@ mod tests {
             layer: None,
             input_shape: vec![],
             output_shape: vec![],
-            elapsed_us: id,
+            elapsed_us: Some(id),
             duration_us: 0,
             stats: None,
+            summary: None,
             error: None,
             error_kind: None,
             severity: None,
@@ -305,6 +329,7 @@ mod tests {
         let doc = TraceDocument {
             version: "1.0".into(),
             format_version: 1,
+            producer: Producer::TensorTrace,
             timestamp: "2024-01-01T00:00:00Z".into(),
             model: ModelInfo::default(),
             events,

@@ -82,6 +82,7 @@ mod clock;
 mod config;
 mod contracts;
 mod jidoka;
+mod realizar;
 pub mod render;
 mod schema;
 mod step;
@@ -96,8 +97,8 @@ pub use config::{
 pub use contracts::{validate, validate_file, validate_json, ContractViolation, Rule};
 pub use jidoka::{first_non_finite, garbage_share, is_suspicious_char, Origin, TraceError};
 pub use schema::{
-    EventStats, EventType, LoadError, ModelInfo, Severity, TraceDetails, TraceDocument, TraceEvent,
-    EVENTS_FORMAT_VERSION, REALIZAR_VERSION,
+    EventStats, EventType, LoadError, ModelInfo, Producer, Severity, StatsSummary, TraceDetails,
+    TraceDocument, TraceEvent, EVENTS_FORMAT_VERSION, REALIZAR_VERSION,
 };
 pub use step::{parse_steps, valid_steps, TraceStep, UnknownStep};
 pub use topk::{top_k_logits, top_k_probs};

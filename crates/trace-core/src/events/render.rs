@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use super::schema::{EventType, Severity, TraceDetails, TraceDocument, TraceEvent};
+use super::schema::{EventType, Producer, Severity, TraceDetails, TraceDocument, TraceEvent};
 use super::step::TraceStep;
 
 /// Layers shown per step and iteration in the text view unless verbose (errors always show).
@@ -30,7 +30,14 @@ pub fn text(doc: &TraceDocument, verbose: bool) -> String {
         }
         out.push('\n');
     }
-    let _ = writeln!(out, "Started: {}", doc.timestamp);
+    match doc.producer {
+        Producer::TensorTrace => {
+            let _ = writeln!(out, "Started: {}", doc.timestamp);
+        }
+        Producer::Realizar => {
+            let _ = writeln!(out, "Written: {} (by realizar)", doc.timestamp);
+        }
+    }
 
     let entries: HashMap<u64, &TraceEvent> = doc
         .events
@@ -129,19 +136,38 @@ pub fn violation(e: &TraceEvent) -> String {
         _ => "error",
     };
     let mut out = format!(
-        "{severity} at event {} ({}{}, iteration {}): {error}\n",
+        "{severity} at event {} ({}{}, iteration {}): {}\n",
         e.id,
         step_label(e.step),
         layer_label(e.layer),
         e.iteration,
+        printable(error),
     );
     if let Some(cause) = &e.cause {
-        let _ = writeln!(out, "  cause: {cause}");
+        let _ = writeln!(out, "  cause: {}", printable(cause));
     }
     if let Some(hint) = &e.hint {
-        let _ = writeln!(out, "  hint:  {hint}");
+        let _ = writeln!(out, "  hint:  {}", printable(hint));
     }
     out
+}
+
+/// `s` with control characters escaped (`\u{1b}`), so a message read from a file (realizar's
+/// causes may hold terminal escapes) cannot drive the terminal it is printed to.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 fn step_label(step: Option<TraceStep>) -> &'static str {
@@ -182,6 +208,23 @@ fn event_lines(out: &mut String, e: &TraceEvent) {
             let _ = write!(out, " nan={} inf={}", s.nan_count, s.inf_count);
         }
     }
+    if let Some(s) = &e.summary {
+        match (s.has_finite(), s.min, s.max) {
+            (true, Some(min), Some(max)) => {
+                let _ = write!(out, " range [{min:.3}, {max:.3}] mean ");
+                match s.mean {
+                    Some(mean) => {
+                        let _ = write!(out, "{mean:.4}");
+                    }
+                    None => out.push_str("NaN"),
+                }
+            }
+            _ => out.push_str(" no finite values"),
+        }
+        if s.has_nan || s.has_inf {
+            let _ = write!(out, " has_nan={} has_inf={}", s.has_nan, s.has_inf);
+        }
+    }
     match (e.event_type, e.severity) {
         (EventType::ExecutionFailed, _) => out.push_str("  FAILED\n"),
         (_, Some(Severity::Error)) => out.push_str("  ERROR\n"),
@@ -190,7 +233,7 @@ fn event_lines(out: &mut String, e: &TraceEvent) {
     }
     detail_lines(out, &e.details);
     if let Some(err) = &e.error {
-        let _ = writeln!(out, "    {err}");
+        let _ = writeln!(out, "    {}", printable(err));
     }
 }
 
@@ -259,7 +302,8 @@ const TID_DEVICE: u64 = 2;
 /// The Chrome trace event format (JSON object form), loadable in Perfetto and chrome://tracing.
 ///
 /// Each finished or failed span is a complete (`"ph": "X"`) event from its entry's `elapsed_us`
-/// lasting `duration_us`, on one thread so that a transformer block's attention and FFN nest
+/// (in a realizar history, which has none: its timestamp minus the first event's, at realizar's
+/// millisecond precision) lasting `duration_us`, on one thread so that a transformer block's attention and FFN nest
 /// under it; the name carries step and layer (`ATTENTION L3`). Kernel launches and brick profiles
 /// go to a second lane. Violations and run-level failures are instant events; spans never
 /// exited are drawn to the end of the trace with `"status": "open"`.
@@ -274,36 +318,40 @@ pub fn chrome(doc: &TraceDocument) -> String {
         json!({"name": "thread_name", "ph": "M", "pid": PID, "tid": TID_STEPS, "args": {"name": "pipeline"}}),
         json!({"name": "thread_name", "ph": "M", "pid": PID, "tid": TID_DEVICE, "args": {"name": "device"}}),
     ];
-    let end = doc.events.iter().map(|e| e.elapsed_us).max().unwrap_or(0);
+    let offsets = offsets(doc);
+    let end = offsets.iter().copied().max().unwrap_or(0);
     let closers: HashMap<u64, &TraceEvent> = doc
         .events
         .iter()
         .filter_map(|e| e.previous_event_id.map(|id| (id, e)))
         .collect();
-    for e in &doc.events {
+    for (e, &ts) in doc.events.iter().zip(&offsets) {
         match e.event_type {
             EventType::TaskStateEntered => {
                 let closer = closers.get(&e.id).copied();
-                events.push(span_event(e, closer, end));
+                events.push(span_event(e, ts, closer, end));
             }
-            _ if e.error.is_some() => {
-                let mut args =
-                    json!({"event_id": e.id, "message": e.error, "cause": e.cause, "hint": e.hint});
-                if let Some(layer) = e.layer {
-                    args["layer"] = json!(layer);
+            _ => {
+                if e.event_type == EventType::TaskStateExited && e.previous_event_id.is_none() {
+                    events.push(leaf_event(e, ts));
                 }
-                events.push(json!({
-                    "name": e.error_kind.as_deref().unwrap_or("error"),
-                    "cat": "jidoka",
-                    "ph": "i",
-                    "s": if e.step.is_some() { "t" } else { "g" },
-                    "ts": e.elapsed_us,
-                    "pid": PID,
-                    "tid": lane(e.step),
-                    "args": args,
-                }));
+                if e.error.is_some() {
+                    let mut args = json!({"event_id": e.id, "message": e.error, "cause": e.cause, "hint": e.hint});
+                    if let Some(layer) = e.layer {
+                        args["layer"] = json!(layer);
+                    }
+                    events.push(json!({
+                        "name": e.error_kind.as_deref().unwrap_or("error"),
+                        "cat": "jidoka",
+                        "ph": "i",
+                        "s": if e.step.is_some() { "t" } else { "g" },
+                        "ts": ts,
+                        "pid": PID,
+                        "tid": lane(e.step),
+                        "args": args,
+                    }));
+                }
             }
-            _ => {}
         }
     }
     let doc_json = json!({
@@ -323,6 +371,31 @@ pub fn chrome(doc: &TraceDocument) -> String {
     s
 }
 
+/// Each event's time in µs since the history started: `elapsed_us`, or where there is none (a
+/// realizar history) the wall-clock timestamp minus the first event's; an unreadable timestamp
+/// takes the previous event's time (the contracts report it).
+fn offsets(doc: &TraceDocument) -> Vec<u64> {
+    let parsed: Vec<Option<std::time::SystemTime>> = doc
+        .events
+        .iter()
+        .map(|e| humantime::parse_rfc3339(&e.timestamp).ok())
+        .collect();
+    let base = parsed.iter().flatten().next().copied();
+    let mut last = 0;
+    doc.events
+        .iter()
+        .zip(parsed)
+        .map(|(e, time)| {
+            let wall = time.zip(base).map(|(t, b)| {
+                let since = t.duration_since(b).unwrap_or_default().as_micros();
+                u64::try_from(since).unwrap_or(u64::MAX)
+            });
+            last = e.elapsed_us.or(wall).unwrap_or(last);
+            last
+        })
+        .collect()
+}
+
 fn lane(step: Option<TraceStep>) -> u64 {
     match step {
         Some(TraceStep::KernelLaunch | TraceStep::BrickProfile) => TID_DEVICE,
@@ -330,9 +403,43 @@ fn lane(step: Option<TraceStep>) -> u64 {
     }
 }
 
-fn span_event(entry: &TraceEvent, closer: Option<&TraceEvent>, end: u64) -> Value {
+/// An exit without an entry (realizar records kernel launches so): a complete event ending at
+/// the exit and lasting its `duration_us`.
+fn leaf_event(exit: &TraceEvent, ts: u64) -> Value {
+    let step = step_label(exit.step);
+    let name = match exit.layer {
+        Some(l) => format!("{step} L{l}"),
+        None => step.to_owned(),
+    };
+    let mut args = json!({
+        "exit_id": exit.id,
+        "iteration": exit.iteration,
+        "status": if exit.error.is_some() { "error" } else { "ok" },
+    });
+    if let Some(l) = exit.layer {
+        args["layer"] = json!(l);
+    }
+    if let Some(k) = &exit.details.kernel_name {
+        args["kernel"] = json!(k);
+    }
+    json!({
+        "name": name,
+        "cat": step.to_ascii_lowercase(),
+        "ph": "X",
+        "ts": ts.saturating_sub(exit.duration_us),
+        "dur": exit.duration_us,
+        "pid": PID,
+        "tid": lane(exit.step),
+        "args": args,
+    })
+}
+
+fn span_event(entry: &TraceEvent, ts: u64, closer: Option<&TraceEvent>, end: u64) -> Value {
     let step = step_label(entry.step);
-    let name = match entry.layer {
+    // realizar's entries know neither layer nor iteration; its exits do.
+    let layer = entry.layer.or(closer.and_then(|c| c.layer));
+    let iteration = closer.map_or(entry.iteration, |c| c.iteration);
+    let name = match layer {
         Some(l) => format!("{step} L{l}"),
         None => step.to_owned(),
     };
@@ -341,14 +448,14 @@ fn span_event(entry: &TraceEvent, closer: Option<&TraceEvent>, end: u64) -> Valu
         Some(c) if c.severity == Some(Severity::Error) => (c.duration_us, "error"),
         Some(c) if c.severity == Some(Severity::Warning) => (c.duration_us, "warning"),
         Some(c) => (c.duration_us, "ok"),
-        None => (end.saturating_sub(entry.elapsed_us), "open"),
+        None => (end.saturating_sub(ts), "open"),
     };
     let mut args = json!({
         "entry_id": entry.id,
-        "iteration": entry.iteration,
+        "iteration": iteration,
         "status": status,
     });
-    if let Some(l) = entry.layer {
+    if let Some(l) = layer {
         args["layer"] = json!(l);
     }
     if let Some(n) = &entry.name {
@@ -361,6 +468,9 @@ fn span_event(entry: &TraceEvent, closer: Option<&TraceEvent>, end: u64) -> Valu
         if let Some(s) = &c.stats {
             args["stats"] = json!({"min": s.min, "max": s.max, "mean": s.mean, "nan_count": s.nan_count, "inf_count": s.inf_count});
         }
+        if let Some(s) = &c.summary {
+            args["stats"] = serde_json::to_value(s).expect("summaries always serialize");
+        }
         if let Some(err) = &c.error {
             args["error"] = json!(err);
         }
@@ -372,7 +482,7 @@ fn span_event(entry: &TraceEvent, closer: Option<&TraceEvent>, end: u64) -> Valu
         "name": name,
         "cat": step.to_ascii_lowercase(),
         "ph": "X",
-        "ts": entry.elapsed_us,
+        "ts": ts,
         "dur": dur,
         "pid": PID,
         "tid": lane(entry.step),

@@ -6,7 +6,13 @@
 //! and event keys (`id`, `timestamp`, `type`, `previous_event_id`, `step`, `iteration`, `layer`,
 //! `input_shape`, `output_shape`, `duration_us`, `stats`, `error`, `cause`) keep their names and
 //! JSON types, except that `stats` is `null` when no tensor was given (realizar wrote zeros).
+//!
+//! [`TraceDocument::from_json`] also reads realizar's own `--trace-output` files (no
+//! `format_version`; see `docs/FORMAT.md`): they become a document whose
+//! [`producer`](TraceDocument::producer) is [`Producer::Realizar`], and what realizar does not
+//! write stays unknown (`None`) instead of being made up.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -26,9 +32,14 @@ pub const REALIZAR_VERSION: &str = "1.0";
 pub struct TraceDocument {
     /// Always `"1.0"` (realizar's field, kept for its readers).
     pub version: String,
-    /// Version of this format: [`EVENTS_FORMAT_VERSION`] when written by this crate.
+    /// Version of this format: [`EVENTS_FORMAT_VERSION`] when written by this crate, and for a
+    /// realizar history once read (it is then held in this format).
     pub format_version: u32,
-    /// RFC 3339 wall-clock time at which the tracer started (microsecond precision, UTC).
+    /// Which tracer recorded the events: omitted (tensor-trace) or `"realizar"`.
+    #[serde(default, skip_serializing_if = "Producer::is_tensor_trace")]
+    pub producer: Producer,
+    /// RFC 3339 wall-clock time at which the tracer started (microsecond precision, UTC). In a
+    /// realizar history: when realizar *wrote* the file (its `to_json` stamps the current time).
     pub timestamp: String,
     /// The model the run used.
     pub model: ModelInfo,
@@ -59,6 +70,35 @@ pub struct ModelInfo {
     /// Id of the tokenizer's unknown token; producing it is reported as an unknown token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unk_token_id: Option<u32>,
+}
+
+/// The tracer that recorded a history; it decides what the history can say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Producer {
+    /// This crate's [`InferenceTracer`](super::InferenceTracer): full statistics, monotonic
+    /// times, severities and hints.
+    #[default]
+    TensorTrace,
+    /// realizar's `InferenceTracer::to_json` (`--trace-output`): six statistics per event
+    /// ([`StatsSummary`]), wall-clock timestamps only, every violation an error, and kernel
+    /// launches recorded as exits without an entry.
+    Realizar,
+}
+
+impl Producer {
+    /// Whether this is [`Producer::TensorTrace`] (the `producer` key is then omitted).
+    pub fn is_tensor_trace(&self) -> bool {
+        *self == Producer::TensorTrace
+    }
+
+    /// The name written to the `producer` key.
+    pub fn name(self) -> &'static str {
+        match self {
+            Producer::TensorTrace => "tensor-trace",
+            Producer::Realizar => "realizar",
+        }
+    }
 }
 
 /// The three AWS Step Functions event types realizar uses.
@@ -128,8 +168,10 @@ pub struct TraceEvent {
     pub input_shape: Vec<usize>,
     /// Output dimensions (empty when not given).
     pub output_shape: Vec<usize>,
-    /// Microseconds since the tracer started, from a monotonic clock.
-    pub elapsed_us: u64,
+    /// Microseconds since the tracer started, from a monotonic clock; `None` in a realizar
+    /// history, which records wall-clock timestamps only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_us: Option<u64>,
     /// Microseconds between the entry and this exit or failure, measured on a monotonic clock
     /// (0 on entries). For a step timed by the engine itself (a GPU kernel) it is the engine's
     /// measurement and `details.timed_by_engine` is true.
@@ -137,6 +179,10 @@ pub struct TraceEvent {
     /// Statistics of the tensor this event describes (the input on an entry, the output on an
     /// exit), computed from the real values; `null` when no tensor was given.
     pub stats: Option<EventStats>,
+    /// The six statistics a realizar history records instead of [`stats`](Self::stats) (which is
+    /// then `None`): present only on realizar events that carry a tensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<StatsSummary>,
     /// The violation or failure, as a message.
     pub error: Option<String>,
     /// Stable name of the violation: `nan_detected`, `inf_detected`, `vocab_overflow`,
@@ -212,6 +258,41 @@ impl EventStats {
     /// Whether every element is finite.
     pub fn is_finite(&self) -> bool {
         self.nan_count == 0 && self.inf_count == 0
+    }
+}
+
+/// The statistics realizar records per event: `min`, `max`, `mean`, `std`, `has_nan`, `has_inf`
+/// and nothing else, so NaN/Inf counts, element count, RMS and hash are unknown.
+///
+/// realizar computes them over an f32 tensor: `min`/`max` over the finite elements (`+inf` and
+/// `-inf` when there is none), `mean` and `std` as the sum over the finite elements divided by
+/// the count of **all** elements (so they differ from [`EventStats`]'s when a NaN or Inf is
+/// present), printed with six decimals. A value is `None` where realizar wrote `null` (its NaN);
+/// infinities are kept and written as realizar writes them, `"Infinity"` and `"-Infinity"`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StatsSummary {
+    /// Smallest finite element; `+inf` when none is finite.
+    #[serde(with = "super::realizar::float")]
+    pub min: Option<f64>,
+    /// Largest finite element; `-inf` when none is finite.
+    #[serde(with = "super::realizar::float")]
+    pub max: Option<f64>,
+    /// Sum of the finite elements over the number of all elements.
+    #[serde(with = "super::realizar::float")]
+    pub mean: Option<f64>,
+    /// Population standard deviation around `mean`, over all elements.
+    #[serde(with = "super::realizar::float")]
+    pub std: Option<f64>,
+    /// Whether any element is NaN.
+    pub has_nan: bool,
+    /// Whether any element is infinite.
+    pub has_inf: bool,
+}
+
+impl StatsSummary {
+    /// Whether some element is finite (realizar's `min` is `+inf` otherwise).
+    pub fn has_finite(&self) -> bool {
+        self.min.is_some_and(f64::is_finite) && self.max.is_some_and(f64::is_finite)
     }
 }
 
@@ -303,6 +384,15 @@ pub enum LoadError {
     /// Not JSON of the document shape (serde names the field, line and column).
     #[error("not a valid event history: {0}")]
     Parse(#[from] serde_json::Error),
+    /// No `format_version`, so read as realizar's `--trace-output` layout, and not that either.
+    #[error("not a valid event history (no `format_version`, so read as realizar's --trace-output layout): {0}")]
+    Realizar(serde_json::Error),
+    /// A realizar history whose `version` is not the `"1.0"` this reader knows.
+    #[error("realizar history `version` {found:?} is not supported, this reader knows {REALIZAR_VERSION:?}")]
+    RealizarVersion {
+        /// The `version` in the file.
+        found: String,
+    },
     /// A format version this reader does not know.
     #[error("event format_version {found} is not supported, this reader knows 1..={EVENTS_FORMAT_VERSION}")]
     Version {
@@ -319,8 +409,31 @@ impl TraceDocument {
         s
     }
 
-    /// Parses a history and checks its format version.
+    /// Parses a history and checks its format version: ours (with `format_version`), or
+    /// realizar's `--trace-output` JSON (without), read as `docs/FORMAT.md` ("Reading realizar's
+    /// histories") describes: what realizar does not write stays `None`.
     pub fn from_json(text: &str) -> Result<Self, LoadError> {
+        /// Only whether the key is there; every other key is skipped unparsed.
+        #[derive(Deserialize)]
+        struct Probe {
+            format_version: Option<serde::de::IgnoredAny>,
+        }
+        let probe: Probe = match serde_json::from_str(text) {
+            Ok(probe) => probe,
+            Err(e) => {
+                // realizar prints strings with Rust's `{:?}`, whose `\0` and `\u{..}` JSON lacks.
+                if let Cow::Owned(json) = super::realizar::rust_escapes_to_json(text) {
+                    let probe: Result<Probe, _> = serde_json::from_str(&json);
+                    if probe.is_ok_and(|p| p.format_version.is_none()) {
+                        return super::realizar::read(&json);
+                    }
+                }
+                return Err(e.into());
+            }
+        };
+        if probe.format_version.is_none() {
+            return super::realizar::read(text);
+        }
         let doc: TraceDocument = serde_json::from_str(text)?;
         if doc.format_version == 0 || doc.format_version > EVENTS_FORMAT_VERSION {
             return Err(LoadError::Version {
@@ -370,6 +483,7 @@ mod tests {
         let doc = TraceDocument {
             version: REALIZAR_VERSION.into(),
             format_version: 2,
+            producer: Producer::TensorTrace,
             timestamp: String::new(),
             model: ModelInfo::default(),
             events: vec![],

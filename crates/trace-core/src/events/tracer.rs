@@ -10,7 +10,7 @@ use super::contracts::{validate, ContractViolation};
 use super::jidoka::{first_non_finite, garbage_share, Origin, TraceError};
 use super::render;
 use super::schema::{
-    EventStats, EventType, ModelInfo, Severity, TraceDetails, TraceDocument, TraceEvent,
+    EventStats, EventType, ModelInfo, Producer, Severity, TraceDetails, TraceDocument, TraceEvent,
     EVENTS_FORMAT_VERSION, REALIZAR_VERSION,
 };
 use super::step::TraceStep;
@@ -256,9 +256,10 @@ fn blank(event_type: EventType, step: Option<TraceStep>, site: &Site<'_>) -> Tra
         layer: site.layer.map(|l| l as u64),
         input_shape: Vec::new(),
         output_shape: Vec::new(),
-        elapsed_us: 0,
+        elapsed_us: Some(0),
         duration_us: 0,
         stats: None,
+        summary: None,
         error: None,
         error_kind: None,
         severity: None,
@@ -352,7 +353,7 @@ impl InferenceTracer {
         state.last_elapsed_us = elapsed_us;
         event.id = state.next_id;
         state.next_id += 1;
-        event.elapsed_us = elapsed_us;
+        event.elapsed_us = Some(elapsed_us);
         event.timestamp = rfc3339(self.clock.start() + Duration::from_micros(elapsed_us));
         if let Some(severity) = event.severity {
             match severity {
@@ -702,6 +703,7 @@ impl InferenceTracer {
         TraceDocument {
             version: REALIZAR_VERSION.to_owned(),
             format_version: EVENTS_FORMAT_VERSION,
+            producer: Producer::TensorTrace,
             timestamp: rfc3339(self.clock.start()),
             model: state.model.clone(),
             events: state.events.clone(),
