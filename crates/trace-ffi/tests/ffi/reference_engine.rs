@@ -1,7 +1,7 @@
 //! The C++ reference engine (`examples/reference-engine.cpp`): it builds without a warning, traces
 //! every point of every pass with the crossval's names, shapes and context, and reports broken
 //! model files clearly. Its values are checked against the Rust reference engine, record by
-//! record, by the tests of `xtask/src/crossval_cpp.rs`.
+//! record, by the tests of `xtask/src/crossval/reference/cpp.rs`.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
