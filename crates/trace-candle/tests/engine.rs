@@ -179,13 +179,26 @@ fn f32_stays_the_default() {
 /// ratios engine / baseline, record by record. Asserts the orders of magnitude.
 #[test]
 fn precision_error_profile() {
-    let dir = model_dir();
-    let f64_ref = reference(dir.path(), Precision::F64);
+    for (size, layers, seed) in [
+        (seeded::Size::Tiny, LAYERS, 42),
+        (seeded::Size::Small, 1, 7),
+    ] {
+        println!("model {size:?}, {layers} layers, seed {seed}:");
+        let dir = tempfile::tempdir().unwrap();
+        seeded::write(dir.path(), size, layers, seed).unwrap();
+        error_profile(dir.path(), layers);
+    }
+}
+
+/// Prints (and bounds) the errors of every mode against F64 on the model in `dir`, and the ratio
+/// at each planted bug's first record.
+fn error_profile(dir: &Path, layers: usize) {
+    let f64_ref = reference(dir, Precision::F64);
     let runs = [
-        reference(dir.path(), Precision::F32),
-        reference(dir.path(), Precision::Bf16),
-        candle(dir.path(), DType::F32, None),
-        candle(dir.path(), DType::BF16, None),
+        reference(dir, Precision::F32),
+        reference(dir, Precision::Bf16),
+        candle(dir, DType::F32, None),
+        candle(dir, DType::BF16, None),
     ];
     let ref_f32 = errors(&runs[0], &f64_ref, "F32");
     let ref_bf16 = errors(&runs[1], &f64_ref, "BF16");
@@ -227,4 +240,32 @@ fn precision_error_profile() {
     assert!(max(&ref_bf16) < 0.1 && max(&candle_bf16) < 0.1);
     // A correct engine makes errors of its baseline's size: ratios of order one.
     assert!(max(&r_f32) < 10.0 && max(&r_bf16) < 10.0);
+
+    // Each planted bug: the ratio at the record where it first shows, in F32 and BF16.
+    for bug in Bug::ALL {
+        let want = bug.expected(layers);
+        let mut line = format!("  {bug} at {}@{}:", want.name, want.seq);
+        for (dtype, baseline) in [(DType::F32, &runs[0]), (DType::BF16, &runs[1])] {
+            let buggy = candle(dir, dtype, Some(bug));
+            let at = |run: &Run| {
+                run.records
+                    .iter()
+                    .find(|(r, _)| r.name == want.name && r.seq == Some(want.seq))
+                    .cloned()
+                    .unwrap()
+            };
+            let ((ra, va), (rb, vb), (_, vc)) = (at(&buggy), at(&f64_ref), at(baseline));
+            let r = if ra.shape != rb.shape {
+                "shape differs".to_owned()
+            } else {
+                let (e_a, e_c) = (rel_l2(&va, &vb), rel_l2(&vc, &vb));
+                format!(
+                    "r = {:.2e} (e_A {e_a:.2e}, e_C {e_c:.2e})",
+                    e_a / e_c.max(1e-9)
+                )
+            };
+            line.push_str(&format!(" {dtype:?} {r};"));
+        }
+        println!("{line}");
+    }
 }
