@@ -1,6 +1,6 @@
-// reference-engine.cpp: the f64 reference model of `cargo xtask crossval`, in plain C++17.
+// reference-engine.cpp: the reference model of `cargo xtask crossval`, in plain C++17.
 //
-//   reference-engine MODEL_DIR PROMPT_FILE STEPS
+//   reference-engine [--precision f64|f32|bf16] MODEL_DIR PROMPT_FILE STEPS
 //
 // Reads MODEL_DIR/config.json (Hugging Face Llama field names) and MODEL_DIR/model.safetensors
 // (F32 weights, Llama tensor names), tokenizes PROMPT_FILE one token per byte, runs a prefill
@@ -8,8 +8,17 @@
 // on stdout, separated by spaces. Errors go to stderr with exit code 2.
 //
 // It is a line-by-line port of crates/reference-engine (the Rust reference): the same loops in
-// the same order on f64 values, recording the same names, shapes and context (seq, layer,
-// stage) through tensor_trace.hpp, so trace-diff pairs every record with the Rust run's. Run it
+// the same order, recording the same names, shapes and context (seq, layer, stage) through
+// tensor_trace.hpp, so trace-diff pairs every record with the Rust run's. --precision picks the
+// arithmetic, as reference_engine::Precision does (one template on the float type):
+//
+//   f64   (default) f64 throughout; records F64
+//   f32   the same loops in f32 (weights, activations, sums, eps, theta, the attention scale);
+//         records F32
+//   bf16  f32 arithmetic, weights and every traced activation rounded to bf16 (round to
+//         nearest even) once computed, and silu(gate) before it multiplies up; records BF16
+//
+// In every mode the traces are byte-identical to the Rust reference's in the same mode. Run it
 // with TENSOR_TRACE_DIR (and TENSOR_TRACE_VALUES=1 for raw values) to trace it; without, it
 // runs untraced. No dependency beyond the standard library and tensor_trace.hpp:
 //
@@ -20,7 +29,9 @@
 // (one command; `cargo xtask crossval --reference cpp` builds and runs it for you).
 //
 // -ffp-contract=off keeps a*b+c as two rounded operations, as Rust computes it: fused
-// multiply-adds would make the results differ from the Rust reference in the last bits.
+// multiply-adds would make the results differ from the Rust reference in the last bits. For the
+// same reason every constant is converted to the float type before it enters an expression
+// (T(1) / x, never 1.0 / x, which would compute in double and round twice).
 
 #include "tensor_trace.hpp"
 
@@ -41,7 +52,8 @@
 
 namespace {
 
-using Vec = std::vector<double>;
+template <class T>
+using Vec = std::vector<T>;
 
 [[noreturn]] void fail(const std::string& message) { throw std::runtime_error(message); }
 
@@ -280,13 +292,14 @@ Config read_config(const std::string& path) {
 }
 
 // A row-major [rows, cols] matrix, stored as a linear layer stores it: [out, in].
+template <class T>
 struct Matrix {
     std::size_t rows = 0, cols = 0;
-    Vec data;
+    Vec<T> data;
 
-    const double* row(std::size_t r) const { return &data[r * cols]; }
+    const T* row(std::size_t r) const { return &data[r * cols]; }
     // x · Wᵀ for each input row of x: out[t][o] = Σ_i x[t][i] · W[o][i].
-    Vec apply(const Vec& x) const;
+    Vec<T> apply(const Vec<T>& x) const;
 };
 
 // model.safetensors: an 8-byte little-endian header length, a JSON header mapping each tensor
@@ -307,8 +320,8 @@ public:
         data_start_ = 8 + static_cast<std::size_t>(n);
     }
 
-    // The F32 tensor `name`, which must have exactly `shape`, as f64.
-    Vec f32(const std::string& name, const std::vector<std::size_t>& shape) const {
+    // The F32 tensor `name`, which must have exactly `shape`.
+    Vec<float> f32(const std::string& name, const std::vector<std::size_t>& shape) const {
         const std::string what = path_ + ": tensor " + name;
         const Json* t = header_.find(name);
         if (t == nullptr || t->kind != Json::Object) fail(what + ": not in the file");
@@ -332,20 +345,14 @@ public:
             fail(what + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
                  "] do not hold " + std::to_string(count) + " F32 values within the " +
                  std::to_string(bytes_.size() - data_start_) + " data bytes");
-        Vec out(count);
+        Vec<float> out(count);
         const char* p = bytes_.data() + data_start_ + begin;
         for (std::size_t k = 0; k < count; ++k, p += 4) {
             std::uint32_t bits = 0;  // little-endian on any host
             for (int b = 3; b >= 0; --b) bits = (bits << 8) | static_cast<unsigned char>(p[b]);
-            float f;
-            std::memcpy(&f, &bits, sizeof f);
-            out[k] = static_cast<double>(f);
+            std::memcpy(&out[k], &bits, sizeof(float));
         }
         return out;
-    }
-
-    Matrix matrix(const std::string& name, std::size_t rows, std::size_t cols) const {
-        return Matrix{rows, cols, f32(name, {rows, cols})};
     }
 
 private:
@@ -365,15 +372,39 @@ private:
 // ---------------------------------------------------------------------------------------------
 // The math, one function per formula, as in the Rust reference.
 
-// Rust's f64 sum starts from -0.0 (the additive identity), so an all-negative-zero sum stays -0.0.
-double dot(const double* a, const double* b, std::size_t n) {
-    double s = -0.0;
+// bfloat16 of `x`, rounded to nearest even, as the half crate (Rust) rounds: the top 16 bits of
+// the binary32, plus one when the dropped half is more than a tie or a tie with an odd result.
+// A NaN stays a (quiet) NaN.
+tt::bf16_bits to_bf16(float x) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    if ((bits & 0x7FFFFFFFu) > 0x7F800000u)
+        return tt::bf16_bits{static_cast<std::uint16_t>((bits >> 16) | 0x0040u)};
+    const std::uint32_t round_bit = 0x8000u;
+    std::uint32_t top = bits >> 16;
+    if ((bits & round_bit) != 0 && (bits & (3 * round_bit - 1)) != 0) ++top;
+    return tt::bf16_bits{static_cast<std::uint16_t>(top)};
+}
+
+float from_bf16(tt::bf16_bits h) {
+    const std::uint32_t bits = static_cast<std::uint32_t>(h.bits) << 16;
+    float x;
+    std::memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+// Rust's float sum starts from -0.0 (the additive identity), so an all-negative-zero sum stays
+// -0.0.
+template <class T>
+T dot(const T* a, const T* b, std::size_t n) {
+    T s = -T(0);
     for (std::size_t i = 0; i < n; ++i) s += a[i] * b[i];
     return s;
 }
 
-Vec Matrix::apply(const Vec& x) const {
-    Vec out;
+template <class T>
+Vec<T> Matrix<T>::apply(const Vec<T>& x) const {
+    Vec<T> out;
     out.reserve(x.size() / cols * rows);
     for (std::size_t t = 0; t < x.size() / cols; ++t)
         for (std::size_t o = 0; o < rows; ++o) out.push_back(dot(&x[t * cols], row(o), cols));
@@ -381,49 +412,56 @@ Vec Matrix::apply(const Vec& x) const {
 }
 
 // RMSNorm of each row: x / sqrt(mean(x²) + eps) · w.
-Vec rms_norm(const Vec& x, const Vec& w, double eps) {
+template <class T>
+Vec<T> rms_norm(const Vec<T>& x, const Vec<T>& w, T eps) {
     const std::size_t n = w.size();
-    Vec out;
+    Vec<T> out;
     out.reserve(x.size());
     for (std::size_t r = 0; r < x.size(); r += n) {
-        const double ms = dot(&x[r], &x[r], n) / static_cast<double>(n);
-        const double inv = 1.0 / std::sqrt(ms + eps);
+        const T ms = dot(&x[r], &x[r], n) / static_cast<T>(n);
+        const T inv = T(1) / std::sqrt(ms + eps);
         for (std::size_t i = 0; i < n; ++i) out.push_back(x[r + i] * inv * w[i]);
     }
     return out;
 }
 
 // Rotary embedding, "rotate half": dimension c pairs with c + D/2, rotated by pos·theta^(-2c/D).
-Vec rope(const double* x, std::size_t d, std::size_t pos, double theta) {
+template <class T>
+Vec<T> rope(const T* x, std::size_t d, std::size_t pos, T theta) {
     const std::size_t half = d / 2;
-    Vec out(d);
+    Vec<T> out(d);
     for (std::size_t c = 0; c < half; ++c) {
-        const double freq = std::pow(theta, -2.0 * static_cast<double>(c) / static_cast<double>(d));
-        const double angle = static_cast<double>(pos) * freq;
-        const double sn = std::sin(angle), cs = std::cos(angle);
+        const T freq = std::pow(theta, T(-2) * static_cast<T>(c) / static_cast<T>(d));
+        const T angle = static_cast<T>(pos) * freq;
+        const T sn = std::sin(angle), cs = std::cos(angle);
         out[c] = x[c] * cs - x[c + half] * sn;
         out[c + half] = x[c + half] * cs + x[c] * sn;
     }
     return out;
 }
 
-Vec softmax(const Vec& s) {
-    double max = -std::numeric_limits<double>::infinity();
-    for (double v : s) max = std::fmax(max, v);
-    Vec out;
-    double sum = -0.0;
-    for (double v : s) {
+template <class T>
+Vec<T> softmax(const Vec<T>& s) {
+    T max = -std::numeric_limits<T>::infinity();
+    for (T v : s) max = std::fmax(max, v);
+    Vec<T> out;
+    T sum = -T(0);
+    for (T v : s) {
         out.push_back(std::exp(v - max));
         sum += out.back();
     }
-    for (double& v : out) v /= sum;
+    for (T& v : out) v /= sum;
     return out;
 }
 
-double silu(double x) { return x / (1.0 + std::exp(-x)); }
+template <class T>
+T silu(T x) {
+    return x / (T(1) + std::exp(-x));
+}
 
 // Index of the largest value; the first one on ties.
-std::size_t argmax(const Vec& v) {
+template <class T>
+std::size_t argmax(const Vec<T>& v) {
     std::size_t best = 0;
     for (std::size_t i = 0; i < v.size(); ++i)
         if (v[i] > v[best]) best = i;
@@ -433,23 +471,60 @@ std::size_t argmax(const Vec& v) {
 // ---------------------------------------------------------------------------------------------
 // The model.
 
+enum class Precision { F64, F32, Bf16 };
+
+template <class T>
 struct Block {
-    Vec attn_norm, ffn_norm;
-    Matrix wq, wk, wv, wo, w_gate, w_up, w_down;
+    Vec<T> attn_norm, ffn_norm;
+    Matrix<T> wq, wk, wv, wo, w_gate, w_up, w_down;
 };
 
 // Per-layer key/value cache: keys[kv_head][position] is one D-vector.
+template <class T>
 struct Cache {
-    std::vector<std::vector<Vec>> keys, values;
+    std::vector<std::vector<Vec<T>>> keys, values;
 };
 
-// Records for one pass: every record carries seq, layer and the name without "blk{i}/" as stage.
-struct Tr {
+// One pass: every record carries seq, layer and the name without "blk{i}/" as stage. In BF16
+// mode values are rounded to bf16 at each point and recorded as BF16.
+struct Pass {
     std::int64_t seq;
+    bool bf16;
 
     template <class T>
-    void operator()(const std::string& name, std::int64_t layer,
-                    std::initializer_list<std::size_t> shape, const std::vector<T>& v) const {
+    T round_one(T v) const {
+        return bf16 ? static_cast<T>(from_bf16(to_bf16(static_cast<float>(v)))) : v;
+    }
+
+    template <class T>
+    Vec<T> round(Vec<T> v) const {
+        if (bf16)
+            for (T& x : v) x = round_one(x);
+        return v;
+    }
+
+    // A traced point: rounds `v` in place (BF16 mode), then records it.
+    template <class T>
+    void point(const std::string& name, std::int64_t layer,
+               std::initializer_list<std::size_t> shape, Vec<T>& v) const {
+        if (bf16) v = round(std::move(v));
+        rounded(name, layer, shape, v);
+    }
+
+    // Records `v`, already rounded where the precision rounds, with the precision's dtype.
+    template <class T>
+    void rounded(const std::string& name, std::int64_t layer,
+                 std::initializer_list<std::size_t> shape, const Vec<T>& v) const {
+        if (!bf16) return record(name, layer, shape, v);
+        std::vector<tt::bf16_bits> halves;
+        halves.reserve(v.size());
+        for (T x : v) halves.push_back(to_bf16(static_cast<float>(x)));
+        record(name, layer, shape, halves);
+    }
+
+    template <class E>
+    void record(const std::string& name, std::int64_t layer,
+                std::initializer_list<std::size_t> shape, const std::vector<E>& v) const {
         std::size_t count = 1;
         for (std::size_t d : shape) count *= d;
         if (count != v.size()) fail("internal: " + name + " shape does not match its data");
@@ -459,29 +534,45 @@ struct Tr {
     }
 };
 
+// The model computing in T (double for F64, float for F32 and BF16).
+template <class T>
 class Model {
 public:
-    explicit Model(const std::string& dir) : cfg_(read_config(dir + "/config.json")) {
+    Model(const std::string& dir, Precision precision)
+        : cfg_(read_config(dir + "/config.json")), bf16_(precision == Precision::Bf16) {
         const SafeTensors st(dir + "/model.safetensors");
+        // The file's f32 values, rounded to bf16 in BF16 mode.
+        auto vec = [&](const std::string& name, std::size_t n) {
+            Vec<T> out;
+            for (float w : st.f32(name, {n}))
+                out.push_back(bf16_ ? from_bf16(to_bf16(w)) : static_cast<T>(w));
+            return out;
+        };
+        auto matrix = [&](const std::string& name, std::size_t rows, std::size_t cols) {
+            Matrix<T> m{rows, cols, {}};
+            for (float w : st.f32(name, {rows, cols}))
+                m.data.push_back(bf16_ ? from_bf16(to_bf16(w)) : static_cast<T>(w));
+            return m;
+        };
         const std::size_t e = cfg_.hidden_size, f = cfg_.intermediate_size, v = cfg_.vocab_size;
         const std::size_t kv = cfg_.num_key_value_heads * cfg_.head_dim();
         for (std::size_t i = 0; i < cfg_.num_hidden_layers; ++i) {
             const std::string p = "model.layers." + std::to_string(i);
-            blocks_.push_back(Block{
-                st.f32(p + ".input_layernorm.weight", {e}),
-                st.f32(p + ".post_attention_layernorm.weight", {e}),
-                st.matrix(p + ".self_attn.q_proj.weight", e, e),
-                st.matrix(p + ".self_attn.k_proj.weight", kv, e),
-                st.matrix(p + ".self_attn.v_proj.weight", kv, e),
-                st.matrix(p + ".self_attn.o_proj.weight", e, e),
-                st.matrix(p + ".mlp.gate_proj.weight", f, e),
-                st.matrix(p + ".mlp.up_proj.weight", f, e),
-                st.matrix(p + ".mlp.down_proj.weight", e, f),
+            blocks_.push_back(Block<T>{
+                vec(p + ".input_layernorm.weight", e),
+                vec(p + ".post_attention_layernorm.weight", e),
+                matrix(p + ".self_attn.q_proj.weight", e, e),
+                matrix(p + ".self_attn.k_proj.weight", kv, e),
+                matrix(p + ".self_attn.v_proj.weight", kv, e),
+                matrix(p + ".self_attn.o_proj.weight", e, e),
+                matrix(p + ".mlp.gate_proj.weight", f, e),
+                matrix(p + ".mlp.up_proj.weight", f, e),
+                matrix(p + ".mlp.down_proj.weight", e, f),
             });
         }
-        embed_ = st.matrix("model.embed_tokens.weight", v, e);
-        norm_ = st.f32("model.norm.weight", {e});
-        lm_head_ = st.matrix("lm_head.weight", v, e);
+        embed_ = matrix("model.embed_tokens.weight", v, e);
+        norm_ = vec("model.norm.weight", e);
+        lm_head_ = matrix("lm_head.weight", v, e);
     }
 
     // Greedy generation: a prefill over `prompt` (seq 0), then `steps` decode steps, each
@@ -489,10 +580,10 @@ public:
     std::vector<std::uint32_t> generate(const std::vector<std::uint32_t>& prompt,
                                         std::size_t steps) const {
         if (prompt.empty()) fail("the prompt must hold at least one token");
-        std::vector<Cache> caches(cfg_.num_hidden_layers);
+        std::vector<Cache<T>> caches(cfg_.num_hidden_layers);
         std::vector<std::uint32_t> out, input = prompt;
         for (std::size_t seq = 0; seq <= steps; ++seq) {
-            const std::uint32_t next = forward(input, seq, caches);
+            const std::uint32_t next = forward(input, Pass{static_cast<std::int64_t>(seq), bf16_}, caches);
             out.push_back(next);
             input = {next};
         }
@@ -501,65 +592,66 @@ public:
 
 private:
     Config cfg_;
-    Matrix embed_, lm_head_;
-    std::vector<Block> blocks_;
-    Vec norm_;
+    bool bf16_;
+    Matrix<T> embed_, lm_head_;
+    std::vector<Block<T>> blocks_;
+    Vec<T> norm_;
 
     // One pass over `tokens`, appending to the caches; returns the greedy next token.
-    std::uint32_t forward(const std::vector<std::uint32_t>& tokens, std::size_t seq,
-                          std::vector<Cache>& caches) const {
+    std::uint32_t forward(const std::vector<std::uint32_t>& tokens, const Pass& tr,
+                          std::vector<Cache<T>>& caches) const {
         const Config& c = cfg_;
         const std::size_t t_len = tokens.size(), e = c.hidden_size, f = c.intermediate_size;
         const std::size_t h_n = c.num_attention_heads, kv_n = c.num_key_value_heads;
         const std::size_t d = c.head_dim();
+        const T eps = static_cast<T>(c.rms_norm_eps), theta = static_cast<T>(c.rope_theta);
         const std::size_t start = caches[0].keys.empty() ? 0 : caches[0].keys[0].size();
-        const Tr tr{static_cast<std::int64_t>(seq)};
 
-        tr("tokens", -1, {t_len}, tokens);
-        Vec x;
+        tr.record("tokens", -1, {t_len}, tokens);
+        Vec<T> x;
         for (std::uint32_t tok : tokens) {
             if (tok >= c.vocab_size)
                 fail("token " + std::to_string(tok) + " is outside the vocabulary of " +
                      std::to_string(c.vocab_size));
             x.insert(x.end(), embed_.row(tok), embed_.row(tok) + e);
         }
-        tr("embed", -1, {t_len, e}, x);
+        tr.point("embed", -1, {t_len, e}, x);
 
         for (std::size_t i = 0; i < blocks_.size(); ++i) {
-            const Block& b = blocks_[i];
-            Cache& cache = caches[i];
+            const Block<T>& b = blocks_[i];
+            Cache<T>& cache = caches[i];
             const auto layer = static_cast<std::int64_t>(i);
             auto n = [&](const char* point) { return "blk" + std::to_string(i) + "/" + point; };
 
-            const Vec h = rms_norm(x, b.attn_norm, c.rms_norm_eps);
-            tr(n("attn_norm"), layer, {t_len, e}, h);
-            const Vec q = b.wq.apply(h), k = b.wk.apply(h), v = b.wv.apply(h);
-            tr(n("q"), layer, {t_len, h_n * d}, q);
-            tr(n("k"), layer, {t_len, kv_n * d}, k);
-            tr(n("v"), layer, {t_len, kv_n * d}, v);
+            Vec<T> h = rms_norm(x, b.attn_norm, eps);
+            tr.point(n("attn_norm"), layer, {t_len, e}, h);
+            Vec<T> q = b.wq.apply(h), k = b.wk.apply(h), v = b.wv.apply(h);
+            tr.point(n("q"), layer, {t_len, h_n * d}, q);
+            tr.point(n("k"), layer, {t_len, kv_n * d}, k);
+            tr.point(n("v"), layer, {t_len, kv_n * d}, v);
 
             // Heads first: out[h][t] is the (rotated) D-vector of head h at token t.
-            auto heads = [&](const Vec& m, std::size_t count, bool rotate) {
-                std::vector<std::vector<Vec>> out(count);
+            auto heads = [&](const Vec<T>& m, std::size_t count, bool rotate) {
+                std::vector<std::vector<Vec<T>>> out(count);
                 for (std::size_t hd = 0; hd < count; ++hd)
                     for (std::size_t t = 0; t < t_len; ++t) {
-                        const double* row = &m[(t * count + hd) * d];
-                        out[hd].push_back(rotate ? rope(row, d, start + t, c.rope_theta)
-                                                 : Vec(row, row + d));
+                        const T* row = &m[(t * count + hd) * d];
+                        out[hd].push_back(rotate ? tr.round(rope(row, d, start + t, theta))
+                                                 : Vec<T>(row, row + d));
                     }
                 return out;
             };
-            auto flatten = [](const std::vector<std::vector<Vec>>& m) {
-                Vec out;
+            auto flatten = [](const std::vector<std::vector<Vec<T>>>& m) {
+                Vec<T> out;
                 for (const auto& head : m)
-                    for (const Vec& row : head) out.insert(out.end(), row.begin(), row.end());
+                    for (const Vec<T>& row : head) out.insert(out.end(), row.begin(), row.end());
                 return out;
             };
             const auto q_rope = heads(q, h_n, true);
             const auto k_rope = heads(k, kv_n, true);
             const auto v_heads = heads(v, kv_n, false);
-            tr(n("q_rope"), layer, {h_n, t_len, d}, flatten(q_rope));
-            tr(n("k_rope"), layer, {kv_n, t_len, d}, flatten(k_rope));
+            tr.rounded(n("q_rope"), layer, {h_n, t_len, d}, flatten(q_rope));
+            tr.rounded(n("k_rope"), layer, {kv_n, t_len, d}, flatten(k_rope));
 
             if (cache.keys.empty()) {
                 cache.keys.resize(kv_n);
@@ -572,16 +664,17 @@ private:
             const std::size_t l_len = start + t_len;
 
             // probs[h][t][j]: token t (absolute position start + t) attends to positions j <= it.
-            const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-            Vec probs(h_n * t_len * l_len, 0.0), ctx(t_len * h_n * d, 0.0);
+            const T scale = T(1) / std::sqrt(static_cast<T>(d));
+            Vec<T> probs(h_n * t_len * l_len, T(0)), ctx(t_len * h_n * d, T(0));
             for (std::size_t hd = 0; hd < h_n; ++hd) {
                 const std::size_t g = hd / (h_n / kv_n);
                 for (std::size_t t = 0; t < t_len; ++t) {
                     const std::size_t visible = start + t + 1;
-                    Vec scores;
+                    Vec<T> scores;
                     for (std::size_t j = 0; j < visible; ++j)
                         scores.push_back(dot(q_rope[hd][t].data(), cache.keys[g][j].data(), d) * scale);
-                    const Vec p = softmax(scores);
+                    // The context is a weighted sum of the probabilities as stored.
+                    const Vec<T> p = tr.round(softmax(scores));
                     for (std::size_t j = 0; j < visible; ++j) {
                         probs[(hd * t_len + t) * l_len + j] = p[j];
                         for (std::size_t ch = 0; ch < d; ++ch)
@@ -589,37 +682,50 @@ private:
                     }
                 }
             }
-            tr(n("attn_probs"), layer, {h_n, t_len, l_len}, probs);
-            tr(n("attn_ctx"), layer, {t_len, h_n * d}, ctx);
-            const Vec attn_out = b.wo.apply(ctx);
-            tr(n("attn_out"), layer, {t_len, e}, attn_out);
-            Vec x_mid(x.size());
+            tr.rounded(n("attn_probs"), layer, {h_n, t_len, l_len}, probs);
+            tr.point(n("attn_ctx"), layer, {t_len, h_n * d}, ctx);
+            Vec<T> attn_out = b.wo.apply(ctx);
+            tr.point(n("attn_out"), layer, {t_len, e}, attn_out);
+            Vec<T> x_mid(x.size());
             for (std::size_t j = 0; j < x.size(); ++j) x_mid[j] = x[j] + attn_out[j];
-            tr(n("ffn_inp"), layer, {t_len, e}, x_mid);
+            tr.point(n("ffn_inp"), layer, {t_len, e}, x_mid);
 
-            const Vec hn = rms_norm(x_mid, b.ffn_norm, c.rms_norm_eps);
-            tr(n("ffn_norm"), layer, {t_len, e}, hn);
-            const Vec gate = b.w_gate.apply(hn), up = b.w_up.apply(hn);
-            tr(n("ffn_gate"), layer, {t_len, f}, gate);
-            tr(n("ffn_up"), layer, {t_len, f}, up);
-            Vec act(gate.size());
-            for (std::size_t j = 0; j < gate.size(); ++j) act[j] = silu(gate[j]) * up[j];
-            tr(n("ffn_act"), layer, {t_len, f}, act);
-            const Vec ffn_out = b.w_down.apply(act);
-            tr(n("ffn_out"), layer, {t_len, e}, ffn_out);
+            Vec<T> hn = rms_norm(x_mid, b.ffn_norm, eps);
+            tr.point(n("ffn_norm"), layer, {t_len, e}, hn);
+            Vec<T> gate = b.w_gate.apply(hn), up = b.w_up.apply(hn);
+            tr.point(n("ffn_gate"), layer, {t_len, f}, gate);
+            tr.point(n("ffn_up"), layer, {t_len, f}, up);
+            Vec<T> act(gate.size());
+            for (std::size_t j = 0; j < gate.size(); ++j) act[j] = tr.round_one(silu(gate[j])) * up[j];
+            tr.point(n("ffn_act"), layer, {t_len, f}, act);
+            Vec<T> ffn_out = b.w_down.apply(act);
+            tr.point(n("ffn_out"), layer, {t_len, e}, ffn_out);
             for (std::size_t j = 0; j < x.size(); ++j) x[j] = x_mid[j] + ffn_out[j];
-            tr(n("l_out"), layer, {t_len, e}, x);
+            tr.point(n("l_out"), layer, {t_len, e}, x);
         }
 
-        const Vec out = rms_norm(x, norm_, c.rms_norm_eps);
-        tr("out_norm", -1, {t_len, e}, out);
-        const Vec logits = lm_head_.apply(Vec(out.end() - static_cast<std::ptrdiff_t>(e), out.end()));
-        tr("logits", -1, {c.vocab_size}, logits);
+        Vec<T> out = rms_norm(x, norm_, eps);
+        tr.point("out_norm", -1, {t_len, e}, out);
+        Vec<T> logits = lm_head_.apply(Vec<T>(out.end() - static_cast<std::ptrdiff_t>(e), out.end()));
+        tr.point("logits", -1, {c.vocab_size}, logits);
         const std::vector<std::uint32_t> next{static_cast<std::uint32_t>(argmax(logits))};
-        tr("next_token", -1, {1}, next);
+        tr.record("next_token", -1, {1}, next);
         return next[0];
     }
 };
+
+template <class T>
+std::vector<std::uint32_t> generate(const std::string& dir, Precision precision,
+                                    const std::vector<std::uint32_t>& prompt, std::size_t steps) {
+    return Model<T>(dir, precision).generate(prompt, steps);
+}
+
+Precision parse_precision(const std::string& s) {
+    if (s == "f64") return Precision::F64;
+    if (s == "f32") return Precision::F32;
+    if (s == "bf16") return Precision::Bf16;
+    fail("--precision " + s + ": expected f64, f32 or bf16");
+}
 
 std::size_t parse_steps(const std::string& s) {
     char* end = nullptr;
@@ -633,19 +739,39 @@ std::size_t parse_steps(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 4) {
-        std::fprintf(stderr, "usage: %s MODEL_DIR PROMPT_FILE STEPS\n", argv[0]);
+    const char* usage = "usage: %s [--precision f64|f32|bf16] MODEL_DIR PROMPT_FILE STEPS\n";
+    // --precision P (or --precision=P) anywhere; three positional arguments.
+    std::vector<std::string> args;
+    std::string precision_name = "f64";
+    for (int k = 1; k < argc; ++k) {
+        const std::string a = argv[k];
+        if (a == "--precision" && k + 1 < argc) {
+            precision_name = argv[++k];
+        } else if (a.rfind("--precision=", 0) == 0) {
+            precision_name = a.substr(std::strlen("--precision="));
+        } else if (a == "--precision") {
+            std::fprintf(stderr, "reference-engine: error: --precision needs a value\n");
+            std::fprintf(stderr, usage, argv[0]);
+            return 2;
+        } else {
+            args.push_back(a);
+        }
+    }
+    if (args.size() != 3) {
+        std::fprintf(stderr, usage, argv[0]);
         return 2;
     }
     try {
         tt::scope trace;  // checks the header against the library; flushes at the end
-        const std::size_t steps = parse_steps(argv[3]);
-        const std::string prompt_bytes = read_file(argv[2]);
+        const Precision precision = parse_precision(precision_name);
+        const std::size_t steps = parse_steps(args[2]);
+        const std::string prompt_bytes = read_file(args[1]);
         const std::vector<std::uint32_t> prompt(
             reinterpret_cast<const unsigned char*>(prompt_bytes.data()),
             reinterpret_cast<const unsigned char*>(prompt_bytes.data()) + prompt_bytes.size());
-        const Model model(argv[1]);
-        const std::vector<std::uint32_t> tokens = model.generate(prompt, steps);
+        const std::vector<std::uint32_t> tokens =
+            precision == Precision::F64 ? generate<double>(args[0], precision, prompt, steps)
+                                        : generate<float>(args[0], precision, prompt, steps);
         trace.flush();
         for (std::size_t k = 0; k < tokens.size(); ++k)
             std::printf("%s%u", k ? " " : "", static_cast<unsigned>(tokens[k]));

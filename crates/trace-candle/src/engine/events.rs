@@ -6,7 +6,7 @@
 //! records, a contiguous CPU tensor (every tensor the engine hands over is one) is viewed in
 //! place through its storage, without a copy; anything else is made contiguous on the CPU first.
 
-use candle_core::{CpuStorage, Device, Result, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
 use trace_core::events::{Exit, InferenceTracer, Site, Span, TraceStep};
 use trace_core::{Data, TensorView};
 
@@ -42,9 +42,14 @@ pub(crate) fn with_view<R>(t: &Tensor, f: impl FnOnce(TensorView<'_>) -> R) -> R
     Ok(f(view))
 }
 
-/// Runs `f` on the values of an F32 vector tensor (the logits).
+/// Runs `f` on the values of a float vector tensor (the logits), as F32 (BF16 logits are widened
+/// exactly).
 fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    with_view(t, |v| match v.data() {
+    let t = match t.dtype() {
+        DType::BF16 | DType::F16 => t.to_dtype(DType::F32)?,
+        _ => t.clone(),
+    };
+    with_view(&t, |v| match v.data() {
         Data::F32(s) => Ok(f(s)),
         other => Err(candle_core::Error::msg(format!(
             "expected F32 logits, found {:?}",

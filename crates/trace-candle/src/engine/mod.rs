@@ -4,7 +4,7 @@
 //! ("rotate half"), multi-head attention with a KV cache and grouped-query heads, SwiGLU MLP,
 //! final norm, lm_head, greedy sampling and byte-level decoding. It loads a Hugging Face style
 //! model directory (`config.json` + `model.safetensors`, Llama tensor names) onto the CPU in F32
-//! and records, for the prefill (`seq` 0) and each decode step (`seq` s), the points listed in
+//! (or BF16, below) and records, for the prefill (`seq` 0) and each decode step (`seq` s), the points listed in
 //! the `reference-engine` crate's documentation, with the same names, shapes, layers and stages:
 //! `tokens`, `embed`, `blk{i}/attn_norm`, `blk{i}/q`, `blk{i}/k`, `blk{i}/v`, `blk{i}/q_rope`,
 //! `blk{i}/k_rope`, `blk{i}/attn_probs`, `blk{i}/attn_ctx`, `blk{i}/attn_out`, `blk{i}/ffn_inp`,
@@ -34,6 +34,30 @@
 //! with that error.
 //!
 //! [`Bug`] lists the mistakes [`Llama::load`] can plant for demonstrations.
+//!
+//! # Precision: F32 (default) or BF16
+//! [`Llama::load_with`] picks the dtype of the weights and activations; [`Llama::load`] is F32.
+//! In BF16 (candle `DType::BF16`) every weight is rounded to bf16 at load and every tensor
+//! between steps is bf16, so the records carry dtype `BF16`. What stays in F32 follows usual
+//! practice (Hugging Face's `LlamaRMSNorm` normalizes in float32, its attention takes the
+//! softmax in float32, a BF16 GEMM accumulates in f32, PyTorch's elementwise bf16 kernels
+//! compute in float): each step below computes in F32 from its bf16 inputs and rounds its
+//! output to bf16 **once**. (One difference from `LlamaRMSNorm`: it multiplies by the weight
+//! after rounding, a second rounding this engine does not make.)
+//!
+//! | rounding point (bf16 output) | computed in F32 |
+//! |---|---|
+//! | `attn_norm`, `ffn_norm`, `out_norm` | RMSNorm: mean square, scale, weight |
+//! | `q`, `k`, `v`, `attn_out`, `ffn_gate`, `ffn_up`, `ffn_out`, `logits` | the matrix product (bf16 operands widened, f32 accumulation) |
+//! | `q_rope`, `k_rope` (and the KV cache) | the rotation, with F32 cos/sin tables |
+//! | `attn_probs` | scores `q·kᵀ`, scale, mask, softmax |
+//! | `attn_ctx` | `probs · v` |
+//! | `silu(gate)` (not traced) | silu |
+//! | `ffn_act` = silu(gate) · up, `ffn_inp`, `l_out` | the product or the residual sum |
+//!
+//! These are exactly the points where `reference_engine::Precision::Bf16` rounds, so the
+//! reference in BF16 is this engine's calibration baseline. In F32 the widenings and roundings
+//! are no-ops and the engine computes what it computed before the BF16 mode existed.
 //!
 //! **Architecture invariant:** no code is shared with the reference engine; the two are written
 //! independently so that a mistake in one is not mirrored in the other.
@@ -158,7 +182,7 @@ pub struct Generation {
     pub text: String,
 }
 
-/// The loaded model (weights on the CPU in F32), possibly with a planted [`Bug`].
+/// The loaded model (weights on the CPU in F32 or BF16), possibly with a planted [`Bug`].
 pub struct Llama {
     name: String,
     cfg: Config,
@@ -167,6 +191,8 @@ pub struct Llama {
     norm: Tensor,
     lm_head: Tensor,
     bug: Option<Bug>,
+    /// F32 or BF16: the weights' and activations' dtype.
+    dtype: DType,
     device: Device,
 }
 
@@ -174,8 +200,20 @@ pub struct Llama {
 type Cache = Vec<Option<(Tensor, Tensor)>>;
 
 impl Llama {
-    /// Loads `config.json` and `model.safetensors` from `dir`, planting `bug` if given.
+    /// Loads `config.json` and `model.safetensors` from `dir` in F32, planting `bug` if given.
     pub fn load(dir: &Path, bug: Option<Bug>) -> Result<Self> {
+        Self::load_with(dir, bug, DType::F32)
+    }
+
+    /// Loads `config.json` and `model.safetensors` from `dir` to run in `dtype`
+    /// ([`DType::F32`] or [`DType::BF16`], see [the module documentation](self)), planting
+    /// `bug` if given.
+    pub fn load_with(dir: &Path, bug: Option<Bug>, dtype: DType) -> Result<Self> {
+        if !matches!(dtype, DType::F32 | DType::BF16) {
+            return Err(candle_core::Error::msg(format!(
+                "the engine runs in F32 or BF16, not {dtype:?}"
+            )));
+        }
         let config_path = dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&config_path)
             .map_err(|e| candle_core::Error::msg(format!("{}: {e}", config_path.display())))?;
@@ -192,7 +230,7 @@ impl Llama {
                     t.dims()
                 )));
             }
-            t.to_dtype(DType::F32)
+            t.to_dtype(dtype)
         };
         let (e, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
         let kv = cfg.num_key_value_heads * cfg.head_dim();
@@ -223,6 +261,7 @@ impl Llama {
             blocks,
             cfg,
             bug,
+            dtype,
             device,
         })
     }
@@ -230,6 +269,11 @@ impl Llama {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// The dtype of the weights and activations (and of the records).
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// The model description attached to an event history.
@@ -240,7 +284,7 @@ impl Llama {
             hidden_dim: self.cfg.hidden_size,
             vocab_size: self.cfg.vocab_size,
             num_heads: self.cfg.num_attention_heads,
-            quant_type: Some("F32".to_owned()),
+            quant_type: Some(self.dtype.as_str().to_uppercase()),
             ..ModelInfo::default()
         }
     }
@@ -377,17 +421,18 @@ impl Llama {
             let attention = ev.enter(TraceStep::Attention, Some(i), None, &x)?;
             let h = self.rms_norm(&x, &b.attn_norm)?;
             tr.blk(i, "attn_norm", &h)?;
-            let q = h.matmul(&b.wq.t()?)?;
-            let k = h.matmul(&b.wk.t()?)?;
-            let v = h.matmul(&b.wv.t()?)?;
+            let q = self.linear(&h, &b.wq)?;
+            let k = self.linear(&h, &b.wk)?;
+            let v = self.linear(&h, &b.wv)?;
             tr.blk(i, "q", &q)?;
             tr.blk(i, "k", &k)?;
             tr.blk(i, "v", &v)?;
 
             let heads =
                 |m: &Tensor, count: usize| m.reshape((t_len, count, head_dim))?.transpose(0, 1);
-            let q = rope(&heads(&q, n_heads)?, &cos, &sin)?;
-            let k = rope(&heads(&k, n_kv)?, &cos, &sin)?;
+            // Rotary embeddings in F32, rounded once.
+            let q = rope(&to_f32(&heads(&q, n_heads)?)?, &cos, &sin)?.to_dtype(self.dtype)?;
+            let k = rope(&to_f32(&heads(&k, n_kv)?)?, &cos, &sin)?.to_dtype(self.dtype)?;
             let v = heads(&v, n_kv)?;
             tr.blk(i, "q_rope", &q)?;
             tr.blk(i, "k_rope", &k)?;
@@ -407,7 +452,8 @@ impl Llama {
             let k_att = repeat_kv(&k_att, n_heads / n_kv)?;
             let v_att = repeat_kv(&v_att, n_heads / n_kv)?;
 
-            let mut scores = q.contiguous()?.matmul(&k_att.t()?)?;
+            // Scores, scale, mask and softmax in F32; the probabilities are rounded once.
+            let mut scores = to_f32(&q)?.contiguous()?.matmul(&to_f32(&k_att)?.t()?)?;
             if self.bug != Some(Bug::SoftmaxNoScale) {
                 scores = scores.affine(1.0 / (head_dim as f64).sqrt(), 0.0)?;
             }
@@ -420,14 +466,15 @@ impl Llama {
             if let Some(mask) = own_mask.as_ref().or(mask.as_ref()) {
                 scores = scores.broadcast_add(mask)?;
             }
-            let probs = softmax_last(&scores)?;
+            let probs = softmax_last(&scores)?.to_dtype(self.dtype)?;
             tr.blk(i, "attn_probs", &probs)?;
-            let ctx = probs
-                .matmul(&v_att)?
+            let ctx = to_f32(&probs)?
+                .matmul(&to_f32(&v_att)?)?
+                .to_dtype(self.dtype)?
                 .transpose(0, 1)?
                 .reshape((t_len, n_heads * head_dim))?;
             tr.blk(i, "attn_ctx", &ctx)?;
-            let attn_out = ctx.matmul(&b.wo.t()?)?;
+            let attn_out = self.linear(&ctx, &b.wo)?;
             tr.blk(i, "attn_out", &attn_out)?;
             exit_with(attention, &attn_out)?;
             let x_mid = (&x + &attn_out)?;
@@ -436,13 +483,14 @@ impl Llama {
 
             let h = self.rms_norm(&x_mid, &b.ffn_norm)?;
             tr.blk(i, "ffn_norm", &h)?;
-            let gate = h.matmul(&b.w_gate.t()?)?;
-            let up = h.matmul(&b.w_up.t()?)?;
+            let gate = self.linear(&h, &b.w_gate)?;
+            let up = self.linear(&h, &b.w_up)?;
             tr.blk(i, "ffn_gate", &gate)?;
             tr.blk(i, "ffn_up", &up)?;
-            let act = (gate.silu()? * up)?;
+            // silu in F32, rounded once, then the product in the engine's dtype.
+            let act = (to_f32(&gate)?.silu()?.to_dtype(self.dtype)? * up)?;
             tr.blk(i, "ffn_act", &act)?;
-            let ffn_out = act.matmul(&b.w_down.t()?)?;
+            let ffn_out = self.linear(&act, &b.w_down)?;
             tr.blk(i, "ffn_out", &ffn_out)?;
             exit_with(ffn, &ffn_out)?;
             x = (x_mid + ffn_out)?;
@@ -453,9 +501,8 @@ impl Llama {
         let lm_head = ev.enter(TraceStep::LmHead, None, Some("logits"), &x)?;
         let out = self.rms_norm(&x, &self.norm)?;
         tr.rec("out_norm", -1, &out)?;
-        let logits = out
-            .narrow(0, t_len - 1, 1)?
-            .matmul(&self.lm_head.t()?)?
+        let logits = self
+            .linear(&out.narrow(0, t_len - 1, 1)?, &self.lm_head)?
             .squeeze(0)?;
         tr.rec("logits", -1, &logits)?;
         exit_logits(lm_head, &logits, |e| e)?;
@@ -469,15 +516,26 @@ impl Llama {
         Ok(next)
     }
 
-    /// RMSNorm over the last dimension: x / sqrt(mean(x²) + eps) · w.
+    /// RMSNorm over the last dimension: x / sqrt(mean(x²) + eps) · w, computed in F32 and
+    /// rounded once to the engine's dtype.
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         let eps = match self.bug {
             Some(Bug::RmsNormEps) => self.cfg.rms_norm_eps * 10.0,
             _ => self.cfg.rms_norm_eps,
         };
+        let x = to_f32(x)?;
         let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
         x.broadcast_div(&ms.affine(1.0, eps)?.sqrt()?)?
-            .broadcast_mul(w)
+            .broadcast_mul(&to_f32(w)?)?
+            .to_dtype(self.dtype)
+    }
+
+    /// A linear layer, `x · wᵀ`, as a BF16 GEMM computes it: the operands as they are stored,
+    /// products accumulated in F32, the result rounded once to the engine's dtype. (candle's
+    /// CPU backend has no BF16 matrix product, so BF16 operands are widened to F32 first; in
+    /// F32 this is the plain product.)
+    fn linear(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        to_f32(x)?.matmul(&to_f32(w)?.t()?)?.to_dtype(self.dtype)
     }
 
     /// `cos` and `sin` of the rotation angles for positions `start..start + len`, each
@@ -501,6 +559,11 @@ impl Llama {
             Tensor::from_vec(sin, (len, d), &self.device)?,
         ))
     }
+}
+
+/// `t` in F32: the same tensor when it is F32 already, widened exactly from BF16.
+fn to_f32(t: &Tensor) -> Result<Tensor> {
+    t.to_dtype(DType::F32)
 }
 
 /// Rotary embedding of `x: [heads, T, D]`: x·cos + rotate_half(x)·sin.
@@ -867,6 +930,32 @@ mod tests {
             )
         );
         assert_eq!(doc.error_count, 2);
+    }
+
+    #[test]
+    fn bf16_runs_with_events_and_rounds_the_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny_model(dir.path(), 2);
+        let model = Llama::load_with(dir.path(), None, DType::BF16).unwrap();
+        assert_eq!(model.embed.dtype(), DType::BF16);
+        let ev = events();
+        let traces = Traces {
+            tensors: None,
+            events: Some(&ev),
+        };
+        let g = model.generate_text("ab", 2, traces).unwrap();
+        assert_eq!(g.tokens, model.generate(&[97, 98], 2, None).unwrap());
+        assert!(ev.validate_contracts().is_empty());
+        assert_eq!(ev.document().model.quant_type.as_deref(), Some("BF16"));
+        // The BF16 weights are the F32 ones rounded to nearest.
+        let f32_model = Llama::load(dir.path(), None).unwrap();
+        let w32: Vec<f32> = f32_model.lm_head.flatten_all().unwrap().to_vec1().unwrap();
+        let w16: Vec<half::bf16> = model.lm_head.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(w32
+            .iter()
+            .zip(&w16)
+            .all(|(a, b)| half::bf16::from_f32(*a) == *b));
+        assert!(w32.iter().zip(&w16).any(|(a, b)| *a != b.to_f32()));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The C++ reference engine (`examples/reference-engine.cpp`): it builds without a warning, traces
 //! every point of every pass with the crossval's names, shapes and context, and reports broken
-//! model files clearly. Its values are checked against the Rust reference engine, record by
-//! record, by the tests of `xtask/src/crossval/reference/cpp.rs`.
+//! model files clearly. In each precision mode (`--precision f64|f32|bf16`) its trace directory
+//! is byte-identical to the Rust reference engine's in the same mode (`reference_engine::
+//! Precision`); the tests of `xtask/src/crossval/reference/cpp.rs` check the default (f64) mode
+//! on the crossval's models too.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -274,6 +276,89 @@ fn cpp_reference_engine_traces_every_point() {
     assert_eq!(again, stdout);
 }
 
+/// Every file of a trace directory, by name.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// In every precision, on the crossval's default model (tiny, 2 layers, seed 42), the C++
+/// engine's trace directory equals the Rust reference's in the same precision byte for byte:
+/// records, manifest and raw values. f32 and bf16 summation order is the Rust loops' order, so
+/// exact equality holds there too.
+#[test]
+fn cpp_reference_engine_equals_the_rust_reference_in_every_precision() {
+    use reference_engine::{encode_bytes, seeded, Model, Precision};
+    let work = tempfile::tempdir().unwrap();
+    let exe = engine();
+    let model_dir = work.path().join("model");
+    seeded::write(&model_dir, seeded::Size::Tiny, 2, 42).unwrap();
+    let text = "The quick brown fox";
+    let prompt = work.path().join("prompt.txt");
+    std::fs::write(&prompt, text).unwrap();
+    let mut runs = Vec::new();
+    for precision in Precision::ALL {
+        let name = precision.name();
+        let (cpp, rust) = (
+            work.path().join(format!("cpp-{name}")),
+            work.path().join(format!("rust-{name}")),
+        );
+        let flag = format!("--precision={name}");
+        let (ok, stdout, stderr) = run(
+            exe,
+            &[Path::new(&flag), &model_dir, &prompt],
+            "3",
+            &[
+                ("TENSOR_TRACE_DIR", &cpp),
+                ("TENSOR_TRACE_VALUES", Path::new("1")),
+            ],
+        );
+        assert!(ok, "{name}: {stderr}");
+        let tracer = trace_core::Tracer::builder()
+            .dir(&rust)
+            .values("*")
+            .build()
+            .unwrap();
+        let model = Model::load_with(&model_dir, precision).unwrap();
+        let tokens = model
+            .generate(&encode_bytes(text), 3, Some(&tracer))
+            .unwrap();
+        tracer.flush().unwrap();
+        let printed: Vec<u32> = stdout
+            .split_whitespace()
+            .map(|t| t.parse().unwrap())
+            .collect();
+        assert_eq!(printed, tokens, "{name}");
+        let (cpp_files, rust_files) = (files(&cpp), files(&rust));
+        let names = |f: &[(String, Vec<u8>)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&cpp_files), names(&rust_files), "{name}");
+        // 4 passes of 37 records, each a record file and a .npy, plus the manifest.
+        assert_eq!(cpp_files.len(), 4 * 37 * 2 + 1, "{name}");
+        for ((file, a), (_, b)) in cpp_files.iter().zip(&rust_files) {
+            assert!(a == b, "{name}: {file} differs between C++ and Rust");
+        }
+        let q: Value =
+            serde_json::from_slice(&std::fs::read(cpp.join("blk0_q.trace")).unwrap()).unwrap();
+        assert_eq!(q["dtype"], precision.dtype().to_string(), "{name}");
+        runs.push(files(&cpp));
+    }
+    // The three modes compute different values: the hash of the same record differs.
+    let hash = |run: &[(String, Vec<u8>)]| -> Value {
+        let (_, bytes) = run.iter().find(|(n, _)| n == "blk1_l_out.trace").unwrap();
+        serde_json::from_slice::<Value>(bytes).unwrap()["blake3"].clone()
+    };
+    assert_ne!(hash(&runs[0]), hash(&runs[1]));
+    assert_ne!(hash(&runs[1]), hash(&runs[2]));
+}
+
 /// A change to a written model directory.
 type Edit = dyn Fn(&mut Model, &Path);
 
@@ -397,7 +482,32 @@ fn cpp_reference_engine_reports_bad_input() {
         "1",
         "tensor lm_head.weight: data_offsets",
     );
-    // Wrong argument count: the usage line.
+    // An unknown precision, a flag without its value, a wrong argument count: the usage line.
+    Model::tiny(1).write(&work.path().join("good"));
+    let good = work.path().join("good");
+    let (ok, _, stderr) = run(
+        exe,
+        &[Path::new("--precision"), Path::new("f16"), &good, &prompt],
+        "1",
+        &[],
+    );
+    assert!(
+        !ok && stderr.contains("--precision f16: expected f64, f32 or bf16"),
+        "{stderr}"
+    );
+    let args = [
+        good.as_os_str(),
+        prompt.as_os_str(),
+        OsStr::new("1"),
+        OsStr::new("--precision"),
+    ];
+    let out = run_raw(exe, &args, &[] as &[(&str, &str)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--precision needs a value"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("usage:"), "{stderr}");
     let (ok, _, stderr) = run(exe, &[], "1", &[]);
     assert!(!ok && stderr.contains("usage:"), "{stderr}");
 }
