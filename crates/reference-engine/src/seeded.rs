@@ -1,10 +1,16 @@
-//! Seeded Llama-style test models, written as a Hugging Face style directory.
+//! Seeded Llama-style models, written as a Hugging Face checkpoint directory: the model of
+//! `cargo xtask crossval` and of the engines' precision tests.
 //!
-//! The same weights as the model `cargo xtask crossval` writes (`xtask/src/crossval/model.rs`):
-//! splitmix64 turned into uniform floats with integer arithmetic only, drawn in the same order
-//! with the same scales, so a seed gives bit-identical weights on every platform. The engines'
-//! tests use it to measure and compare precision modes on the crossval's own model without
-//! depending on xtask.
+//! splitmix64 turned into uniform floats with integer arithmetic only, so a seed gives
+//! bit-identical weights on every platform.
+//!
+//! The directory is a real Hugging Face checkpoint: `config.json` with `LlamaForCausalLM`'s keys
+//! and `model.safetensors` with its tensor names and layouts (`[out, in]` linear weights, the
+//! `"format": "pt"` metadata transformers checks). The candle engine, the f64 references and
+//! transformers itself load it unchanged. Rotary embeddings pair dimension `c` with
+//! `c + head_dim / 2` in every engine here, which is transformers' `rotate_half` convention, so
+//! no permutation of the q/k rows is needed (a model converted to GGUF for llama.cpp, which pairs
+//! adjacent dimensions, would need one).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,6 +26,9 @@ pub const RMS_NORM_EPS: f64 = 1e-6;
 pub const ROPE_THETA: f64 = 10_000.0;
 /// Byte-level vocabulary.
 pub const VOCAB: usize = 256;
+/// `max_position_embeddings` in `config.json`: the longest prompt plus decode steps a reference
+/// may be asked to run.
+pub const MAX_POSITIONS: usize = 4096;
 /// Scale of the `lm_head` rows of bytes that are not printable ASCII or `\n` (so greedy decoding
 /// produces ASCII, as in the crossval).
 pub const RARE_BYTE_SCALE: f32 = 0.1;
@@ -37,6 +46,23 @@ pub enum Size {
 }
 
 impl Size {
+    /// Every size, in the order `--help` lists them.
+    pub const ALL: [Size; 3] = [Size::Tiny, Size::Small, Size::Base];
+
+    /// The `--size` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Size::Tiny => "tiny",
+            Size::Small => "small",
+            Size::Base => "base",
+        }
+    }
+
+    /// Parses a `--size` value.
+    pub fn parse(s: &str) -> Option<Size> {
+        Size::ALL.into_iter().find(|z| z.name() == s)
+    }
+
     /// `(hidden, heads, kv_heads, intermediate)`.
     pub fn dims(self) -> (usize, usize, usize, usize) {
         match self {
@@ -91,6 +117,18 @@ pub fn write(dir: &Path, size: Size, layers: usize, seed: u64) -> Result<()> {
         "rms_norm_eps": RMS_NORM_EPS,
         "rope_theta": ROPE_THETA,
         "torch_dtype": "float32",
+        // What `transformers.LlamaForCausalLM` needs beyond the keys above, so the directory
+        // loads there as it is: no biases, SiLU, untied lm_head, and no end-of-sequence token
+        // (every byte is a token; generation stops after the steps asked for).
+        "head_dim": e / heads,
+        "hidden_act": "silu",
+        "attention_bias": false,
+        "mlp_bias": false,
+        "tie_word_embeddings": false,
+        "max_position_embeddings": MAX_POSITIONS,
+        "bos_token_id": null,
+        "eos_token_id": null,
+        "pad_token_id": null,
     });
     let path = dir.join(CONFIG_FILE);
     std::fs::write(&path, format!("{config:#}\n")).map_err(io(&path))?;
@@ -174,7 +212,10 @@ pub fn write(dir: &Path, size: Size, layers: usize, seed: u64) -> Result<()> {
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(invalid)?;
-    safetensors::serialize_to_file(views, None, &path).map_err(invalid)?;
+    // One metadata entry only (the header's map is written in hash order, and the file must be
+    // byte-identical for the same seed): the one transformers checks.
+    let info = std::collections::HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    safetensors::serialize_to_file(views, Some(info), &path).map_err(invalid)?;
     Ok(())
 }
 

@@ -9,7 +9,6 @@
 //! ([`reference::Reference`]); the drivers never name one.
 
 pub mod minilm;
-mod model;
 pub mod reference;
 pub mod synthetic;
 

@@ -16,11 +16,10 @@ use anyhow::{bail, Context, Result};
 use trace_candle::engine::{Bug, Llama, Traces};
 use trace_core::events::{ContractViolation, InferenceTracer, TraceConfig};
 
-use super::model;
 use super::reference::{self, Job, Model, Reference, Task};
 use super::{fresh_tracer, number, Progress};
 
-pub use super::model::Size;
+pub use reference_engine::seeded::Size;
 
 #[cfg(test)]
 mod tests;
@@ -315,7 +314,7 @@ pub struct Inputs {
 /// Writes the seeded model and the prompt under `o.out`.
 pub fn write_inputs(o: &Options) -> Result<Inputs> {
     let model_dir = o.out.join("model");
-    model::write(&model_dir, o.size, o.layers, o.seed)?;
+    reference_engine::seeded::write(&model_dir, o.size, o.layers, o.seed)?;
     let prompt_file = o.out.join("prompt.txt");
     std::fs::write(&prompt_file, &o.prompt)
         .with_context(|| format!("write {}", prompt_file.display()))?;
