@@ -6,6 +6,8 @@ engine in `crates/minilm`: the two share the model files and the trace names, no
 Numerics: every weight is widened to float64 and all the math runs in float64 (the model is small
 enough that this costs about a second), so the candle engine's float32 result is compared with a
 reference whose own rounding error is negligible. GELU is the exact erf form, through `math.erf`.
+`--dtype float32` runs the same code in float32 (weights and every operation; erf rounded from
+float64): the baseline of a calibrated diff, the error a correct float32 implementation makes.
 
 Traced with the tensor-trace Python emitter (`tensor_trace.dump_trace`, enabled by
 `TENSOR_TRACE_DIR`), under the engine's names: `tokens`, `attention_mask`, `embeddings`,
@@ -102,16 +104,17 @@ def extract(out_dir: Path) -> Path:
     return out_dir
 
 
-def load_weights(path: Path) -> Weights:
+def load_weights(path: Path, dtype: type = np.float64) -> Weights:
     """model.safetensors through the `safetensors` package's numpy API (no torch), every float
-    tensor widened to float64, a `bert.` prefix dropped."""
+    tensor converted to `dtype` (float64 by default; float32 for the calibration baseline), a
+    `bert.` prefix dropped. The math then runs in that dtype."""
     from safetensors.numpy import load_file
 
     out = {}
     for name, array in load_file(str(path)).items():
         if name.startswith("bert."):
             name = name[len("bert.") :]
-        out[name] = array.astype(np.float64) if array.dtype.kind == "f" else array
+        out[name] = array.astype(dtype) if array.dtype.kind == "f" else array
     return out
 
 
@@ -207,7 +210,7 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """GELU, exact: x * Phi(x) = x/2 * (1 + erf(x / sqrt(2)))."""
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(x.dtype))
 
 
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
@@ -292,7 +295,7 @@ def forward(
         trace(f"layer{i}/ffn_out", x, layer=i, stage="ffn_out", step=0)
 
     # sentence-transformers' Pooling (mean over real tokens) and Normalize modules.
-    m = mask.astype(np.float64)[:, :, None]
+    m = mask.astype(x.dtype)[:, :, None]
     pooled = (x * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
     trace("pooled", pooled, layer=-1, stage="pooled", step=0)
     norm = np.sqrt((pooled**2).sum(axis=1, keepdims=True))
@@ -303,10 +306,10 @@ def forward(
 
 def embed(
     model_dir: Path, sentences: Sequence[str], max_tokens: Optional[int] = None,
-    trace: Optional[Trace] = dump_trace,
+    trace: Optional[Trace] = dump_trace, dtype: type = np.float64,
 ) -> np.ndarray:
     """Tokenizes and embeds `sentences` with the model files in `model_dir`, truncating to
-    `max_tokens` when given, else to `max_seq_length(model_dir, cfg)`."""
+    `max_tokens` when given, else to `max_seq_length(model_dir, cfg)`, computing in `dtype`."""
     cfg = load_config(model_dir / "config.json")
     if max_tokens is None:
         max_tokens, _ = max_seq_length(model_dir, cfg)
@@ -317,7 +320,7 @@ def embed(
             f"{model_dir / 'config.json'})"
         )
     ids, type_ids, mask = tokenize(model_dir / "tokenizer.json", sentences, max_tokens)
-    w = load_weights(model_dir / "model.safetensors")
+    w = load_weights(model_dir / "model.safetensors", dtype)
     return forward(w, cfg, ids, type_ids, mask, trace)
 
 
@@ -337,7 +340,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="truncation length, [CLS] and [SEP] included (default: max_seq_length from "
         "sentence_bert_config.json, else tokenizer.json's, else max_position_embeddings)",
     )
-    p_embed.add_argument("--out", type=Path, help="save the embeddings here (.npy, float64)")
+    p_embed.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p_embed.add_argument("--out", type=Path, help="save the embeddings here (.npy)")
     args = parser.parse_args(argv)
 
     if args.command == "extract":
@@ -346,7 +350,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     sentences = json.loads(args.sentences.read_text("utf-8"))
     if not (isinstance(sentences, list) and sentences and all(isinstance(s, str) for s in sentences)):
         parser.error(f"{args.sentences}: expected a non-empty JSON list of strings")
-    out = embed(args.model_dir, sentences, args.max_tokens)
+    out = embed(args.model_dir, sentences, args.max_tokens, dtype=np.dtype(args.dtype).type)
     if args.out is not None:
         np.save(args.out, out)
     return 0

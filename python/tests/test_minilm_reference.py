@@ -93,6 +93,18 @@ def test_embeddings_have_unit_length():
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-12)
 
 
+def test_float32_mode_computes_in_float32_close_to_float64():
+    w64 = tiny_weights()
+    w32 = {k: v.astype(np.float32) for k, v in w64.items()}
+    out64 = ref.forward(w64, CFG, *batch(SHORT, LONG), trace=None)
+    out32 = ref.forward(w32, CFG, *batch(SHORT, LONG), trace=None)
+    assert out32.dtype == np.float32 and out64.dtype == np.float64
+    assert ref.gelu(np.array([0.5], dtype=np.float32)).dtype == np.float32
+    # float32 rounding, not a different computation: close, and not equal.
+    err = np.abs(out32 - out64).max()
+    assert 0 < err < 1e-5, err
+
+
 def test_padding_does_not_change_a_sentence():
     w = tiny_weights()
     alone = ref.forward(w, CFG, *batch(SHORT), trace=None)
