@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use super::{parse_tokens, Job, Model, Reference, Task};
+use super::{parse_tokens, Job, Model, Precision, Reference, Task};
 
 /// `--reference cpp`: the C++ port, built and run as a separate program.
 pub struct Cpp;
@@ -31,6 +31,10 @@ impl Reference for Cpp {
         model == Model::Synthetic
     }
 
+    fn computes_in(&self, _precision: Precision) -> bool {
+        true
+    }
+
     fn run(&self, job: &Job<'_>) -> Result<Vec<u32>> {
         let Task::Generate {
             model_dir,
@@ -46,7 +50,7 @@ impl Reference for Cpp {
             ..BuildOptions::default()
         })?;
         engine
-            .run(model_dir, prompt_file, steps, job.trace_dir)
+            .run(model_dir, prompt_file, steps, job.precision, job.trace_dir)
             .context("run the C++ reference engine")
     }
 }
@@ -144,19 +148,22 @@ impl CppEngine {
     }
 
     /// Runs the engine on `model_dir` (`config.json`, `model.safetensors`) with the prompt in
-    /// `prompt_file` for `steps` decode steps, traced with every raw value into `trace_dir`
-    /// (emptied of an earlier run first), and returns the `steps + 1` tokens it generated.
+    /// `prompt_file` for `steps` decode steps in `precision`, traced with every raw value into
+    /// `trace_dir` (emptied of an earlier run first), and returns the `steps + 1` tokens it
+    /// generated.
     pub fn run(
         &self,
         model_dir: &Path,
         prompt_file: &Path,
         steps: usize,
+        precision: Precision,
         trace_dir: &Path,
     ) -> Result<Vec<u32>> {
         let out = crate::crossval::traced_command(&self.exe, trace_dir)?
             .arg(model_dir)
             .arg(prompt_file)
             .arg(steps.to_string())
+            .args(["--precision", precision.name()])
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("cannot run {}", self.exe.display()))?;
@@ -285,6 +292,7 @@ mod tests {
                 &dir.path().join("model"),
                 &dir.path().join("prompt.txt"),
                 steps,
+                Precision::F64,
                 &cpp,
             )
             .unwrap();
@@ -344,6 +352,7 @@ mod tests {
                 &dir.path().join("nope"),
                 &prompt,
                 1,
+                Precision::F64,
                 &dir.path().join("cpp"),
             )
             .unwrap_err();

@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{bail, Result};
+pub use reference_engine::Precision;
 use trace_diff::Rules;
 
 /// Every reference, in the order `--help` lists them.
@@ -85,6 +86,9 @@ pub enum Task<'a> {
 pub struct Job<'a> {
     /// What to compute.
     pub task: Task<'a>,
+    /// In which precision: [`Precision::F64`] for side B of a diff, the engine's own precision
+    /// for the calibration baseline (side C).
+    pub precision: Precision,
     /// Where the traces go (emptied of an earlier run first), every raw value saved.
     pub trace_dir: &'a Path,
     /// Hide build output and warnings.
@@ -101,6 +105,11 @@ pub trait Reference: Sync {
 
     /// Whether it can run `model`.
     fn runs(&self, model: Model) -> bool;
+
+    /// Whether it can compute in `precision` (every reference computes in F64).
+    fn computes_in(&self, precision: Precision) -> bool {
+        precision == Precision::F64
+    }
 
     /// The rules the diff needs for this reference's records (name mapping, records only one
     /// side has); no rules by default, for references that trace under the engines' names.

@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use trace_diff::Rules;
 
-use super::{Job, Model, Reference, Task};
+use super::{Job, Model, Precision, Reference, Task};
 use crate::crossval::{run_program, traced_command};
 use crate::python::{self, Extra};
 
@@ -28,11 +28,15 @@ impl Reference for Numpy {
     }
 
     fn about(&self) -> &'static str {
-        "python/minilm_reference.py: BERT in plain numpy (F64), written independently"
+        "python/minilm_reference.py: BERT in plain numpy (float64 or float32), written independently"
     }
 
     fn runs(&self, model: Model) -> bool {
         model == Model::MiniLm
+    }
+
+    fn computes_in(&self, precision: Precision) -> bool {
+        precision != Precision::Bf16
     }
 
     fn rules(&self, _model: Model) -> Result<Rules> {
@@ -56,11 +60,21 @@ impl Reference for Numpy {
         cmd.arg(crate::project_root().join("python/minilm_reference.py"))
             .arg("embed")
             .arg(model_dir)
-            .arg(sentences_file);
+            .arg(sentences_file)
+            .args(["--dtype", dtype(job.precision)?]);
         if let Some(n) = max_tokens {
             cmd.arg("--max-tokens").arg(n.to_string());
         }
         run_program("the numpy reference", &mut cmd)?;
         Ok(Vec::new())
+    }
+}
+
+/// The numpy dtype of a precision.
+fn dtype(precision: Precision) -> Result<&'static str> {
+    match precision {
+        Precision::F64 => Ok("float64"),
+        Precision::F32 => Ok("float32"),
+        Precision::Bf16 => bail!("the numpy reference has no bf16 mode (numpy has no bfloat16)"),
     }
 }

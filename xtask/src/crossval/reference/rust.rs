@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 
-use super::{Job, Model, Reference, Task};
+use super::{Job, Model, Precision, Reference, Task};
 use crate::crossval::fresh_tracer;
 
 /// The f64 Rust reference engine.
@@ -15,11 +15,15 @@ impl Reference for Rust {
     }
 
     fn about(&self) -> &'static str {
-        "the f64 reference engine (crates/reference-engine), in-process"
+        "the reference engine (crates/reference-engine; f64, f32 or bf16), in-process"
     }
 
     fn runs(&self, model: Model) -> bool {
         model == Model::Synthetic
+    }
+
+    fn computes_in(&self, _precision: Precision) -> bool {
+        true
     }
 
     fn run(&self, job: &Job<'_>) -> Result<Vec<u32>> {

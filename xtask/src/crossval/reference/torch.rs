@@ -6,15 +6,21 @@
 use anyhow::{Context, Result};
 use trace_diff::Rules;
 
-use super::{numpy::MINILM_TOLERANCE, parse_tokens, Job, Model, Reference, Task};
+use super::{numpy::MINILM_TOLERANCE, parse_tokens, Job, Model, Precision, Reference, Task};
 use crate::crossval::{run_program, traced_command};
 use crate::python::{self, Extra};
 
 /// The transformers reference.
 pub struct Torch;
 
-/// The precision the reference runs in (side B of the diff).
-pub const DTYPE: &str = "float64";
+/// torch's name of a precision (`--dtype` of python/torch_reference.py).
+fn dtype(precision: Precision) -> &'static str {
+    match precision {
+        Precision::F64 => "float64",
+        Precision::F32 => "float32",
+        Precision::Bf16 => "bfloat16",
+    }
+}
 
 impl Reference for Torch {
     fn name(&self) -> &'static str {
@@ -22,11 +28,15 @@ impl Reference for Torch {
     }
 
     fn about(&self) -> &'static str {
-        "Hugging Face transformers (LlamaForCausalLM / BertModel, float64, eager attention), \
-         traced by forward hooks"
+        "Hugging Face transformers (LlamaForCausalLM / BertModel, eager attention), traced by \
+         forward hooks"
     }
 
     fn runs(&self, _model: Model) -> bool {
+        true
+    }
+
+    fn computes_in(&self, _precision: Precision) -> bool {
         true
     }
 
@@ -74,7 +84,7 @@ impl Reference for Torch {
                 None
             }
         };
-        cmd.args(["--dtype", DTYPE])
+        cmd.args(["--dtype", dtype(job.precision)])
             // No network: the model is the local directory, never the Hub.
             .env("HF_HUB_OFFLINE", "1")
             .env("TRANSFORMERS_OFFLINE", "1");
