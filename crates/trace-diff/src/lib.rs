@@ -55,6 +55,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod calibrate;
 pub mod cli;
 mod diff;
 mod error;
@@ -64,9 +65,10 @@ pub mod report;
 pub mod rules;
 mod values;
 
-pub use diff::{diff_dirs, diff_runs, DiffOptions};
+pub use calibrate::DEFAULT_MAX_RATIO;
+pub use diff::{diff_dirs, diff_dirs_calibrated, diff_runs, diff_runs_calibrated, DiffOptions};
 pub use error::{Error, Result};
-pub use report::{Evidence, Outcome, Pair, Report, Verdict};
+pub use report::{Calibration, CalibrationStatus, Evidence, Outcome, Pair, Report, Verdict};
 pub use rules::{Rules, Tolerance};
 #[doc(hidden)]
 pub use values::load as load_values;
