@@ -74,8 +74,14 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub baseline: Option<PathBuf>,
     /// With --baseline: the largest ratio that still agrees.
-    #[arg(long, value_name = "K", requires = "baseline", value_parser = parse_max_ratio,
-          default_value_t = DEFAULT_MAX_RATIO)]
+    #[arg(
+        long,
+        value_name = "K",
+        requires = "baseline",
+        value_parser = parse_max_ratio,
+        allow_negative_numbers = true,
+        default_value_t = DEFAULT_MAX_RATIO
+    )]
     pub max_ratio: f64,
     /// Rows per table in the text report (0 = all).
     #[arg(long, default_value_t = 40)]
