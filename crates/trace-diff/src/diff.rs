@@ -582,6 +582,8 @@ fn calibrate(
     let floor = floor_for(&ra.dtype, &rc.dtype);
     cal.floor = Some(floor);
     let identical = pair.verdict == Verdict::Identical;
+    // Notes of the calibration itself, placed after its summary.
+    let mut own = Vec::new();
     let errors = if identical && rc.blake3.eq_ignore_ascii_case(&rb.blake3) {
         Errors {
             evidence: Evidence::Hash,
@@ -604,7 +606,7 @@ fn calibrate(
             Some(e) => e,
             None => {
                 if options.use_values && a.values.is_some() && b.values.is_some() {
-                    notes.push("calibrated on statistics: the baseline has no values".to_owned());
+                    own.push("the baseline has no usable values".to_owned());
                 }
                 stats_errors(ra, rb, rc, identical)
             }
@@ -671,6 +673,7 @@ fn calibrate(
         sci(Some(floor))
     ));
     notes.extend(failures);
+    notes.extend(own);
     if tolerance_verdict != pair.verdict && !tolerance_notes.is_empty() {
         notes.push(format!(
             "the tolerance alone: {}: {}",

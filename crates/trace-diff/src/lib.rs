@@ -16,6 +16,9 @@
 //!    values on both sides (element-wise, Polygraphy semantics: an element fails when
 //!    `|a-b| > atol` **and** `|a-b| > rtol*|b|`), else recorded statistics, else RMS. Values are
 //!    loaded one pair at a time and dropped, so memory stays flat in run length.
+//!    With a third run, the **baseline** C (the reference run in A's precision), each pair is
+//!    judged instead by `ratio = e_A / max(e_C, floor)`, A's error against B over C's
+//!    ([`diff_runs_calibrated`], [`calibrate`]): no tolerance is chosen by anyone.
 //! 4. **Locate**: the first diverged pair in A's order, what agreed before it, the error profile
 //!    along the run and each layer's amplification of the error it received.
 //! 5. **Render** the same [`Report`] as text, JSON (stable, versioned schema), JUnit or one HTML

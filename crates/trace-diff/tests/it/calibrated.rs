@@ -85,6 +85,33 @@ fn clean_f32_engine_agrees_on_values_and_on_stats() {
 }
 
 #[test]
+fn a_baseline_without_values_calibrates_on_stats() {
+    // A and B saved values, the baseline did not: both errors must be measured the same way, so
+    // the ratio comes from the statistics, and each pair says why.
+    let (_tmp, a, b, c) = three_runs(
+        Spec::new(Prec::F32).values().reversed(),
+        Spec::new(Prec::F64).values(),
+        Spec::new(Prec::F32),
+    );
+    let r = calibrated(&a, &b, &c);
+    assert_clean(&r, Evidence::Stats);
+    let p = r
+        .pairs
+        .iter()
+        .find(|p| p.verdict == Verdict::WithinTolerance)
+        .unwrap();
+    assert!(
+        p.values.is_some(),
+        "the tolerance metrics still come from values"
+    );
+    let reason = p.reason.as_deref().unwrap();
+    assert!(
+        reason.starts_with("calibrated on stats") && reason.contains("no usable values"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn clean_bf16_engine_agrees_where_an_f32_tolerance_fails() {
     let (_tmp, a, b, c) = three_runs(
         Spec::new(Prec::BF16).values().reversed(),
