@@ -674,11 +674,15 @@ fn calibrate(
     ));
     notes.extend(failures);
     notes.extend(own);
-    if tolerance_verdict != pair.verdict && !tolerance_notes.is_empty() {
+    if tolerance_verdict != pair.verdict {
+        let why = if tolerance_notes.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", tolerance_notes.join("; "))
+        };
         notes.push(format!(
-            "the tolerance alone: {}: {}",
-            tolerance_verdict.name(),
-            tolerance_notes.join("; ")
+            "the tolerance alone: {}{why}",
+            tolerance_verdict.name()
         ));
     } else {
         notes.extend(tolerance_notes);

@@ -65,6 +65,13 @@ fn clean_f32_engine_agrees_on_values_and_on_stats() {
     );
     let r = calibrated(&a, &b, &c);
     assert_clean(&r, Evidence::Values);
+    // Hash-identical pairs stay identical, with ratio 0.
+    let embed = &r.pairs[0];
+    assert_eq!(
+        (embed.display_name(), embed.verdict),
+        ("embed", Verdict::Identical)
+    );
+    assert_eq!(embed.calibration.as_ref().unwrap().ratio, Some(0.0));
     let cal = r.calibration.as_ref().unwrap();
     // The engine's rounding differs from the baseline's (other summation order) but is of its
     // size: the ratios are near 1, not 0 and not 10.
@@ -164,10 +171,10 @@ fn a_fault_below_the_tolerance_is_found_by_its_ratio() {
     assert_eq!((first.display_name(), first.seq), ("blk1/q", Some(0)));
     let cal = first.calibration.as_ref().unwrap();
     assert!(cal.ratio.unwrap() > DEFAULT_MAX_RATIO, "{cal:?}");
+    let reason = first.reason.as_deref().unwrap();
     assert!(
-        first.reason.as_deref().unwrap().contains("ratio"),
-        "{:?}",
-        first.reason
+        reason.contains("ratio") && reason.ends_with("the tolerance alone: within_tolerance"),
+        "{reason}"
     );
     // Everything before it agreed on its ratio.
     assert!(r.pairs[..first.position as usize]
