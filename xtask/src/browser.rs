@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use crate::run_step;
 
 /// The variable that hands the browser to the test (which then fails instead of skipping).
-pub const ENV: &str = "TENSOR_TRACE_CHROMIUM";
+pub const ENV: &str = "TRACE_DIFF_CHROMIUM";
 
 /// Names of the Chromium executable, as Debian and other distributions install it.
 const NAMES: [&str; 2] = ["chromium", "chromium-browser"];
@@ -30,14 +30,14 @@ fn find() -> Option<PathBuf> {
     find_in(&std::env::var_os("PATH")?)
 }
 
-/// Chromium's path: `$TENSOR_TRACE_CHROMIUM`, else `chromium` on the `PATH`, else the Debian
+/// Chromium's path: `$TRACE_DIFF_CHROMIUM`, else `chromium` on the `PATH`, else the Debian
 /// package `chromium` installed with apt-get (as the project's machine image allows: root).
 pub fn ensure_chromium() -> Result<PathBuf> {
     if let Some(exe) = find() {
         return Ok(exe);
     }
     eprintln!("xtask: chromium not found: installing the Debian package `chromium`");
-    let hint = "the HTML report's browser test needs Chromium: install the Debian package `chromium` (as root) or set TENSOR_TRACE_CHROMIUM to a Chromium executable";
+    let hint = "the HTML report's browser test needs Chromium: install the Debian package `chromium` (as root) or set TRACE_DIFF_CHROMIUM to a Chromium executable";
     run_step("apt-get update", Command::new("apt-get").arg("update")).context(hint)?;
     run_step(
         "apt-get install chromium",

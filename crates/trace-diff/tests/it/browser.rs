@@ -3,7 +3,7 @@
 //! and counts the plot's lines; the test reads the result from the dumped DOM and fails on any
 //! console message.
 //!
-//! The browser is `$TENSOR_TRACE_CHROMIUM` when set (`cargo xtask ci` installs Chromium and sets
+//! The browser is `$TRACE_DIFF_CHROMIUM` when set (`cargo xtask ci` installs Chromium and sets
 //! it, so the test never skips there), else `chromium` or `chromium-browser` on the `PATH`. When
 //! there is none the test skips and says so in the skips file `cargo xtask ci` prints.
 
@@ -32,7 +32,7 @@ const FLAGS: &[&str] = &[
 ];
 
 fn find_chromium() -> Option<PathBuf> {
-    if let Some(exe) = std::env::var_os("TENSOR_TRACE_CHROMIUM") {
+    if let Some(exe) = std::env::var_os("TRACE_DIFF_CHROMIUM") {
         return Some(exe.into());
     }
     let path = std::env::var_os("PATH")?;
@@ -93,7 +93,7 @@ fn open(chromium: &Path, page: &Path, profile: &Path) -> (String, Vec<String>) {
 fn html_report_sorts_and_plots_in_headless_chromium() {
     let Some(chromium) = find_chromium() else {
         record_skip(
-            "trace-diff it::browser: skipped: no chromium on PATH (apt-get install chromium, or set TENSOR_TRACE_CHROMIUM)",
+            "trace-diff it::browser: skipped: no chromium on PATH (apt-get install chromium, or set TRACE_DIFF_CHROMIUM)",
         );
         return;
     };
