@@ -10,7 +10,7 @@ use trace_diff::{
     Rules, Verdict, DEFAULT_MAX_RATIO,
 };
 
-use crate::common::{redact, three_runs, Fault, Prec, Spec, LAYERS, STEPS};
+use crate::common::{copy_dir, data, redact, three_runs, Fault, Prec, Spec, LAYERS, STEPS};
 
 const RECORDS: u64 = STEPS * (2 + 2 * LAYERS as u64);
 
@@ -510,4 +510,53 @@ fn html_report_plots_both_errors_with_a_legend() {
     for h in ["e_A", "e_C", "ratio", "calibration"] {
         assert!(heads.contains(&h), "{h} in {heads:?}");
     }
+}
+
+#[test]
+fn seed_records_calibrate_on_rms() {
+    // Seed records carry rms only. blk0/attn_norm: A's rms is 0.9982 against B's 0.99821.
+    let (a, b) = (data("seed_a"), data("seed_b"));
+    // With the reference itself as the baseline (e_C = 0), a relative delta of 1e-5 is 168 F32
+    // roundings: a divergence (which the F32 tolerance passes).
+    let r = calibrated(&a, &b, &b);
+    let p = r.first_divergence_pair().unwrap();
+    let cal = p.calibration.as_ref().unwrap();
+    assert_eq!(p.display_name(), "blk0/attn_norm");
+    assert_eq!((cal.evidence, cal.e_c), (Some(Evidence::Rms), Some(0.0)));
+    let expected = (0.99821f64 - 0.9982).abs() / 0.99821 / 2f64.powi(-24);
+    assert!(
+        (cal.ratio.unwrap() - expected).abs() < 1e-6 * expected,
+        "{cal:?}"
+    );
+    // A baseline that makes the same error there excuses it: the first divergence is then
+    // blk1/attn_norm (rms 1.25 against 1.5), as the tolerance says.
+    let tmp = tempfile::tempdir().unwrap();
+    let c = tmp.path().join("c");
+    copy_dir(&b, &c);
+    let blk0 = c.join("blk0_attn_norm.trace");
+    let text = fs::read_to_string(&blk0).unwrap();
+    fs::write(
+        &blk0,
+        text.replace("0.99821", "0.99822")
+            .replace(&"5".repeat(64), &"9".repeat(64)),
+    )
+    .unwrap();
+    let r = calibrated(&a, &b, &c);
+    let p = r
+        .pairs
+        .iter()
+        .find(|p| p.display_name() == "blk0/attn_norm")
+        .unwrap();
+    let cal = p.calibration.as_ref().unwrap();
+    assert_eq!(
+        (p.verdict, cal.status),
+        (Verdict::WithinTolerance, CalibrationStatus::Calibrated),
+        "{p:?}"
+    );
+    assert!((cal.ratio.unwrap() - 1.0).abs() < 1e-3, "{cal:?}");
+    assert_eq!(r.first_divergence.as_ref().unwrap().name, "blk1/attn_norm");
+    let tolerance = diff_dirs(&a, &b, &DiffOptions::default()).unwrap();
+    assert_eq!(tolerance.first_divergence.unwrap().name, "blk1/attn_norm");
+    // The seed directories' unknown order is said for the baseline too.
+    assert!(r.warnings.iter().any(|w| w.side == Some("c")));
 }
