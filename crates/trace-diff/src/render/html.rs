@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::{context, escape, sci};
+use super::{context, escape, ratio_text, sci};
 use crate::report::{CalibrationStatus, Outcome, Pair, Report};
 
 const STYLE: &str = "
@@ -172,8 +172,8 @@ fn summary(out: &mut String, report: &Report) {
             ("max ratio", cal.max_ratio.to_string()),
             ("calibrated", cal.calibrated.to_string()),
             ("calibrated, diverged", cal.diverged.to_string()),
-            ("ratio median", sci(cal.ratio_median)),
-            ("ratio max", sci(cal.ratio_max)),
+            ("ratio median", ratio_text(cal.ratio_median)),
+            ("ratio max", ratio_text(cal.ratio_max)),
             ("without a baseline record", cal.missing.to_string()),
             ("baseline unusable", cal.unusable.to_string()),
             (
@@ -230,23 +230,31 @@ fn first_divergence(out: &mut String, report: &Report) {
                 p.verdict.name(),
                 p.evidence.name()
             ));
-            if let Some(t) = &p.tolerance {
-                item(format!(
+            let calibrated = p
+                .calibration
+                .as_ref()
+                .is_some_and(|c| c.status == CalibrationStatus::Calibrated);
+            match (&p.tolerance, &report.calibration) {
+                (_, Some(summary)) if calibrated => {
+                    item(format!("calibrated: ratio at most {}", summary.max_ratio))
+                }
+                (Some(t), _) => item(format!(
                     "atol {:e}, rtol {:e} ({})",
                     t.atol, t.rtol, t.source
-                ));
+                )),
+                (None, _) => {}
             }
             if let Some(r) = &p.reason {
                 item(r.clone());
             }
             if let Some(cal) = &p.calibration {
                 item(format!(
-                    "calibration {}: e_A {}, e_C {}, floor {}, ratio {}",
+                    "calibration status {}: e_A {}, e_C {}, floor {}, ratio {}",
                     cal.status.name(),
                     sci(cal.e_a),
                     sci(cal.e_c),
                     sci(cal.floor),
-                    sci(cal.ratio)
+                    ratio_text(cal.ratio)
                 ));
             }
             item(match &f.last_agreeing {
@@ -545,14 +553,20 @@ fn layers(out: &mut String, report: &Report) {
     if report.layers.is_empty() {
         return;
     }
+    let calibrated = report.calibration.is_some();
     let _ = writeln!(
         out,
-        r#"<section id="layers"><h2>Error by layer</h2><table id="layers-table" class="sortable"><thead><tr><th>step</th><th>layer</th><th>output</th><th>error</th><th>max error</th><th>amplification</th></tr></thead><tbody>"#
+        r#"<section id="layers"><h2>Error by layer</h2><table id="layers-table" class="sortable"><thead><tr><th>step</th><th>layer</th><th>output</th><th>error</th><th>max error</th><th>amplification</th>{}</tr></thead><tbody>"#,
+        if calibrated {
+            "<th>e_C</th><th>ratio</th>"
+        } else {
+            ""
+        }
     );
     for l in &report.layers {
         let _ = writeln!(
             out,
-            r#"<tr><td class="num" data-v="{}">{}</td><td class="num" data-v="{}">{}</td><td>{}</td>{}{}{}</tr>"#,
+            r#"<tr><td class="num" data-v="{}">{}</td><td class="num" data-v="{}">{}</td><td>{}</td>{}{}{}{}</tr>"#,
             l.seq.map_or(-1, |s| s as i64),
             l.seq.map_or("-".to_owned(), |s| s.to_string()),
             l.layer,
@@ -560,7 +574,12 @@ fn layers(out: &mut String, report: &Report) {
             escape(&l.output),
             num_cell(l.error),
             num_cell(l.max_error),
-            num_cell(l.amplification)
+            num_cell(l.amplification),
+            if calibrated {
+                format!("{}{}", num_cell(l.baseline_error), num_cell(l.ratio))
+            } else {
+                String::new()
+            }
         );
     }
     let _ = writeln!(out, "</tbody></table></section>");
