@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::Result;
 
-use crate::{cargo, project_root, python, run_step};
+use crate::{browser, cargo, project_root, python, run_step};
 
 /// Where a test that has to skip writes why, one line each, so that `ci` prints it at the end:
 /// a skip is never silent, even under nextest, which hides the output of passing tests. (No
@@ -38,28 +38,34 @@ pub fn run(args: &[String]) -> Result<()> {
     )?;
     let skips = skips_file();
     let _ = fs::remove_file(&skips);
+    // The HTML report's browser test must run here, never skip.
+    let chromium = browser::ensure_chromium()?;
     if nextest_installed() {
         run_step(
             "tests (nextest)",
-            cargo().args([
-                "nextest",
-                "run",
-                "--workspace",
-                "--locked",
-                "--no-fail-fast",
-            ]),
+            cargo()
+                .args([
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--locked",
+                    "--no-fail-fast",
+                ])
+                .env(browser::ENV, &chromium),
         )?;
     } else {
         run_step(
             "tests (cargo test)",
-            cargo().args([
-                "test",
-                "--workspace",
-                "--locked",
-                "--lib",
-                "--bins",
-                "--tests",
-            ]),
+            cargo()
+                .args([
+                    "test",
+                    "--workspace",
+                    "--locked",
+                    "--lib",
+                    "--bins",
+                    "--tests",
+                ])
+                .env(browser::ENV, &chromium),
         )?;
     }
     run_step(

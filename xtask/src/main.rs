@@ -4,6 +4,7 @@
 //! criterion benchmarks and prints ratios; `cargo xtask crossval` is the end-to-end demo.
 
 mod bench;
+mod browser;
 mod ci;
 mod crossval;
 #[cfg(test)]

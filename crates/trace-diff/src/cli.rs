@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
 use crate::render::{self, TextOptions};
-use crate::{diff_dirs, DiffOptions, Rules};
+use crate::{diff_dirs, diff_dirs_calibrated, DiffOptions, Rules, DEFAULT_MAX_RATIO};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 /// Report format on stdout.
@@ -39,7 +39,7 @@ pub enum ColorChoice {
     version,
     about,
     long_about = None,
-    after_help = "Examples:\n  trace-diff target/crossval/candle target/crossval/reference\n  trace-diff rust-traces cpp-traces --rules names.toml --format json --html report.html\n\nExit codes: 0 agree within tolerance, 1 diverged (or records without a partner), 2 error."
+    after_help = "Examples:\n  trace-diff target/crossval/candle target/crossval/reference\n  trace-diff rust-traces cpp-traces --rules names.toml --format json --html report.html\n  trace-diff engine-bf16 reference-f64 --baseline reference-bf16 --max-ratio 10\n\nExit codes: 0 agree within tolerance, 1 diverged (or records without a partner), 2 error."
 )]
 pub struct Args {
     /// Trace directory of the run under test (side A; its order defines "first").
@@ -69,12 +69,34 @@ pub struct Args {
     /// Ignore saved .npy values and judge on recorded statistics only.
     #[arg(long)]
     pub no_values: bool,
+    /// Baseline run C: the reference run again in A's precision. Each record is then judged by
+    /// its ratio e_A / max(e_C, floor) (A's error against B over the baseline's) instead of a
+    /// tolerance.
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+    /// With --baseline: the largest ratio that still agrees.
+    #[arg(
+        long,
+        value_name = "K",
+        requires = "baseline",
+        value_parser = parse_max_ratio,
+        allow_negative_numbers = true,
+        default_value_t = DEFAULT_MAX_RATIO
+    )]
+    pub max_ratio: f64,
     /// Rows per table in the text report (0 = all).
     #[arg(long, default_value_t = 40)]
     pub max_rows: usize,
     /// When to color the text report.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+}
+
+fn parse_max_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(k) if k.is_finite() && k > 0.0 => Ok(k),
+        _ => Err(format!("expected a finite number > 0, found {s:?}")),
+    }
 }
 
 /// Whether an error is a closed stdout (`trace-diff A B | head`), which is not a failure.
@@ -96,8 +118,12 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
         strict: args.strict,
         use_values: !args.no_values,
         allow_missing: args.allow_missing,
+        max_ratio: args.max_ratio,
     };
-    let report = diff_dirs(&args.dir_a, &args.dir_b, &options)?;
+    let report = match &args.baseline {
+        Some(c) => diff_dirs_calibrated(&args.dir_a, &args.dir_b, c, &options)?,
+        None => diff_dirs(&args.dir_a, &args.dir_b, &options)?,
+    };
 
     if let Some(path) = &args.junit {
         fs::write(path, render::junit(&report))

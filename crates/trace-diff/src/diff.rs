@@ -6,11 +6,17 @@ use std::path::Path;
 use trace_core::record::TraceRecord;
 use trace_core::run::{Run, RunOptions, RunRecord};
 
+use crate::calibrate::{
+    floor_for, nonfinite_counts, ratio, stats_error, top1_unexcused, value_errors,
+    DEFAULT_MAX_RATIO,
+};
 use crate::error::{Error, Result};
 use crate::metrics::{compare_logits, compare_values};
+use crate::render::{ratio_text, sci};
 use crate::report::{
-    num, AppliedTolerance, Counts, Evidence, FirstDivergence, LayerError, Outcome, Pair, Report,
-    RunInfo, StatsDelta, Verdict, Warning, SCHEMA, SCHEMA_VERSION,
+    num, AppliedTolerance, Calibration, CalibrationStatus, CalibrationSummary, Counts, Evidence,
+    FirstDivergence, LayerError, Outcome, Pair, Report, RunInfo, StatsDelta, Verdict, Warning,
+    SCHEMA, SCHEMA_VERSION,
 };
 use crate::rules::{Rules, Tolerance};
 use crate::values;
@@ -25,9 +31,12 @@ pub struct DiffOptions {
     pub strict: bool,
     /// Read `.npy` values when both sides have them (otherwise judge on stats only).
     pub use_values: bool,
-    /// Accept records without a partner: the outcome is `Agree` instead of `Incomplete` when
-    /// every matched record agrees.
+    /// Accept records without a partner (and, in calibrated diffs, pairs the baseline cannot
+    /// judge): the outcome is `Agree` instead of `Incomplete` when every matched record agrees.
     pub allow_missing: bool,
+    /// Calibrated diffs only ([`diff_runs_calibrated`]): the largest ratio
+    /// `e_A / max(e_C, floor)` that is an agreement; [`DEFAULT_MAX_RATIO`] by default.
+    pub max_ratio: f64,
 }
 
 impl Default for DiffOptions {
@@ -37,6 +46,7 @@ impl Default for DiffOptions {
             strict: false,
             use_values: true,
             allow_missing: false,
+            max_ratio: DEFAULT_MAX_RATIO,
         }
     }
 }
@@ -51,12 +61,59 @@ pub fn diff_dirs(a: &Path, b: &Path, options: &DiffOptions) -> Result<Report> {
     diff_runs(&run_a, &run_b, options)
 }
 
+/// Reads three trace directories and compares `a` with `b`, each pair judged against the
+/// baseline `c` (the reference run in A's precision): see [`diff_runs_calibrated`].
+pub fn diff_dirs_calibrated(
+    a: &Path,
+    b: &Path,
+    baseline: &Path,
+    options: &DiffOptions,
+) -> Result<Report> {
+    let run_options = RunOptions {
+        strict: options.strict,
+    };
+    let run_a = Run::open_with(a, &run_options)?;
+    let run_b = Run::open_with(b, &run_options)?;
+    let run_c = Run::open_with(baseline, &run_options)?;
+    diff_runs_calibrated(&run_a, &run_b, &run_c, options)
+}
+
 /// Compares two runs that are already read. Findings go into the report; `Err` only for
 /// problems that strict mode makes fatal.
 pub fn diff_runs(a: &Run, b: &Run, options: &DiffOptions) -> Result<Report> {
+    diff(a, b, None, options)
+}
+
+/// Compares the run under test `a` with the reference `b`, judging each matched pair against
+/// the `baseline` (the same reference run in A's precision) instead of a tolerance.
+///
+/// Baseline records are found by B's name and occurrence. For each pair,
+/// `e_A = error(A vs B)`, `e_C = error(baseline vs B)` and `ratio = e_A / max(e_C, floor)`
+/// (see [`crate::calibrate`]); the pair agrees when `ratio <= options.max_ratio`. Hash-identical
+/// pairs stay identical and element-count mismatches incompatible. A pair the baseline cannot
+/// judge (no record, or an unusable one) is judged by the tolerance and marked so
+/// ([`Pair::calibration`]), counted in [`Report::calibration`] and named in a warning; it makes
+/// the outcome `Incomplete` unless [`DiffOptions::allow_missing`].
+pub fn diff_runs_calibrated(
+    a: &Run,
+    b: &Run,
+    baseline: &Run,
+    options: &DiffOptions,
+) -> Result<Report> {
+    let k = options.max_ratio;
+    if !(k.is_finite() && k > 0.0) {
+        return Err(Error::MaxRatio { value: k });
+    }
+    diff(a, b, Some(baseline), options)
+}
+
+fn diff(a: &Run, b: &Run, baseline: Option<&Run>, options: &DiffOptions) -> Result<Report> {
     let rules = &options.rules;
     let mut warnings = Vec::new();
-    for (side, run) in [("a", a), ("b", b)] {
+    for (side, run) in [("a", a), ("b", b)]
+        .into_iter()
+        .chain(baseline.map(|c| ("c", c)))
+    {
         warnings.extend(run.problems().iter().map(|p| Warning {
             side: Some(side),
             message: p.to_string(),
@@ -87,6 +144,17 @@ pub fn diff_runs(a: &Run, b: &Run, options: &DiffOptions) -> Result<Report> {
         }
     }
 
+    // The baseline uses B's names; its ignored records are neither matched nor unused.
+    let mut c_index: HashMap<(&str, u64), usize> = HashMap::new();
+    let mut c_used = vec![false; baseline.map_or(0, Run::len)];
+    for (i, r) in baseline.iter().flat_map(|c| c.records().iter().enumerate()) {
+        if rules.ignores_b(&r.record.name) {
+            c_used[i] = true;
+        } else {
+            c_index.insert(r.key(), i);
+        }
+    }
+
     let mut pairs = Vec::with_capacity(a.len());
     let mut ignored_a = 0;
     let mut counts = Counts::default();
@@ -112,13 +180,14 @@ pub fn diff_runs(a: &Run, b: &Run, options: &DiffOptions) -> Result<Report> {
                 ),
             });
         }
-        let pair = compare_pair(
-            position,
-            (a, ra),
-            (b, &b.records()[j]),
-            options,
-            &mut warnings,
-        )?;
+        let rb = &b.records()[j];
+        let base = baseline.map(|c| {
+            c_index.get(&rb.key()).map(|&k| {
+                c_used[k] = true;
+                (c, &c.records()[k])
+            })
+        });
+        let pair = compare_pair(position, (a, ra), (b, rb), base, options, &mut warnings)?;
         counts.compared += 1;
         match pair.verdict {
             Verdict::Identical => counts.identical += 1,
@@ -139,7 +208,18 @@ pub fn diff_runs(a: &Run, b: &Run, options: &DiffOptions) -> Result<Report> {
 
     let first_divergence = first_divergence(&pairs[..a_pairs], a.order().is_execution_order());
     let layers = layer_profile(&pairs[..a_pairs]);
-    let missing = counts.missing_in_a + counts.missing_in_b;
+    let calibration = baseline.map(|c| {
+        let unused: Vec<&RunRecord> = c
+            .records()
+            .iter()
+            .zip(&c_used)
+            .filter(|(_, &used)| !used)
+            .map(|(r, _)| r)
+            .collect();
+        calibration_summary(c, &pairs[..a_pairs], &unused, options, &mut warnings)
+    });
+    let uncalibrated = calibration.as_ref().map_or(0, |s| s.missing + s.unusable);
+    let missing = counts.missing_in_a + counts.missing_in_b + uncalibrated;
     let outcome = if counts.diverged + counts.incompatible > 0 {
         Outcome::Diverged
     } else if missing > 0 && !options.allow_missing {
@@ -159,7 +239,97 @@ pub fn diff_runs(a: &Run, b: &Run, options: &DiffOptions) -> Result<Report> {
         pairs,
         layers,
         warnings,
+        calibration,
     })
+}
+
+/// The report's calibration section, with a warning for each kind of pair the baseline could
+/// not judge and for baseline records left over.
+fn calibration_summary(
+    c: &Run,
+    pairs: &[Pair],
+    unused: &[&RunRecord],
+    options: &DiffOptions,
+    warnings: &mut Vec<Warning>,
+) -> CalibrationSummary {
+    let with = |status: CalibrationStatus| -> Vec<&Pair> {
+        pairs
+            .iter()
+            .filter(|p| {
+                p.calibration
+                    .as_ref()
+                    .is_some_and(|cal| cal.status == status)
+            })
+            .collect()
+    };
+    let calibrated = with(CalibrationStatus::Calibrated);
+    for (status, what) in [
+        (CalibrationStatus::Missing, "have no record in the baseline"),
+        (
+            CalibrationStatus::Unusable,
+            "have a baseline record whose error cannot be measured",
+        ),
+    ] {
+        let list = with(status);
+        if let Some(first) = list.first() {
+            warnings.push(Warning {
+                side: Some("c"),
+                message: format!(
+                    "{} matched records {what} (first: #{} {:?}, occurrence {}): judged by tolerance, not calibrated",
+                    list.len(),
+                    first.position,
+                    first.name_b.as_deref().unwrap_or_default(),
+                    first.occurrence
+                ),
+            });
+        }
+    }
+    if let Some(first) = unused.first() {
+        warnings.push(Warning {
+            side: Some("c"),
+            message: format!(
+                "{} baseline records match no record of B (first: {:?}, occurrence {}, in {})",
+                unused.len(),
+                first.record.name,
+                first.occurrence,
+                c.dir().display()
+            ),
+        });
+    }
+    // The ratio distribution over the pairs that are not identical: identical pairs have ratio
+    // 0 and would only say how often the engine reproduces the reference bit for bit.
+    let mut ratios: Vec<(f64, u64)> = calibrated
+        .iter()
+        .filter(|p| p.verdict != Verdict::Identical)
+        .filter_map(|p| Some((p.calibration.as_ref()?.ratio?, p.position)))
+        .collect();
+    ratios.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let median = match ratios.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(ratios[n / 2].0),
+        n => Some((ratios[n / 2 - 1].0 + ratios[n / 2].0) / 2.0),
+    };
+    CalibrationSummary {
+        baseline: run_info(
+            c,
+            c.records()
+                .iter()
+                .filter(|r| options.rules.ignores_b(&r.record.name))
+                .count() as u64,
+        ),
+        max_ratio: options.max_ratio,
+        calibrated: calibrated.len() as u64,
+        diverged: calibrated
+            .iter()
+            .filter(|p| p.verdict.is_divergence())
+            .count() as u64,
+        missing: with(CalibrationStatus::Missing).len() as u64,
+        unusable: with(CalibrationStatus::Unusable).len() as u64,
+        unused_baseline_records: unused.len() as u64,
+        ratio_median: median,
+        ratio_max: ratios.last().map(|r| r.0),
+        ratio_max_pair: ratios.last().map(|r| r.1),
+    }
 }
 
 fn run_info(run: &Run, ignored: u64) -> RunInfo {
@@ -209,6 +379,7 @@ fn unmatched(position: u64, side: &'static str, r: &RunRecord, reason: Option<St
         values: None,
         logits: None,
         error: None,
+        calibration: None,
     }
 }
 
@@ -240,10 +411,15 @@ fn load_values(
     }
 }
 
+/// A matched pair's baseline record: `None` when the diff is not calibrated, `Some(None)` when
+/// the baseline has no such record.
+type BaselineRecord<'a> = Option<Option<(&'a Run, &'a RunRecord)>>;
+
 fn compare_pair(
     position: u64,
     (run_a, a): (&Run, &RunRecord),
     (run_b, b): (&Run, &RunRecord),
+    baseline: BaselineRecord<'_>,
     options: &DiffOptions,
     warnings: &mut Vec<Warning>,
 ) -> Result<Pair> {
@@ -281,7 +457,10 @@ fn compare_pair(
         values: None,
         logits: None,
         error: Some(0.0),
+        calibration: None,
     };
+    // Values loaded for the tolerance judgement, kept for the calibration.
+    let mut loaded: Option<(Vec<f64>, Vec<f64>)> = None;
 
     if ra.num_elements != rb.num_elements {
         pair.verdict = Verdict::Incompatible;
@@ -309,9 +488,12 @@ fn compare_pair(
             None
         };
         match (va, vb) {
-            (Some(va), Some(vb)) => judge_values(
-                &mut pair, &va, &vb, &rb.shape, &tol, options, &rb.name, &mut notes,
-            ),
+            (Some(va), Some(vb)) => {
+                judge_values(
+                    &mut pair, &va, &vb, &rb.shape, &tol, options, &rb.name, &mut notes,
+                );
+                loaded = Some((va, vb));
+            }
             _ => {
                 if options.use_values && a.values.is_some() != b.values.is_some() {
                     let side = if a.values.is_some() { "A" } else { "B" };
@@ -321,10 +503,282 @@ fn compare_pair(
             }
         }
     }
+    if let Some(base) = baseline {
+        if pair.verdict != Verdict::Incompatible {
+            let third = Third {
+                baseline: base,
+                loaded,
+            };
+            let cal = calibrate(
+                &mut pair,
+                (run_a, a),
+                (run_b, b),
+                third,
+                options,
+                warnings,
+                &mut notes,
+            )?;
+            pair.calibration = Some(cal);
+        }
+    }
     if !notes.is_empty() {
         pair.reason = Some(notes.join("; "));
     }
     Ok(pair)
+}
+
+/// What the calibration of one pair starts from: the baseline record (if any) and the values
+/// of A and B already loaded.
+struct Third<'a> {
+    baseline: Option<(&'a Run, &'a RunRecord)>,
+    loaded: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+/// `e_A`, `e_C`, the evidence they rest on and what no ratio can excuse.
+struct Errors {
+    evidence: Evidence,
+    e_a: Option<f64>,
+    e_c: Option<f64>,
+    nonfinite_unexcused: u64,
+    /// Logits rows whose top-1 token A changes and the baseline keeps, and the first of them.
+    top1_unexcused: (u64, Option<u64>),
+}
+
+/// Judges a matched, compatible pair against its baseline record: replaces the tolerance
+/// verdict by the calibrated one when the ratio can be measured, else marks the pair.
+fn calibrate(
+    pair: &mut Pair,
+    (run_a, a): (&Run, &RunRecord),
+    (run_b, b): (&Run, &RunRecord),
+    third: Third<'_>,
+    options: &DiffOptions,
+    warnings: &mut Vec<Warning>,
+    notes: &mut Vec<String>,
+) -> Result<Calibration> {
+    let mut cal = Calibration {
+        status: CalibrationStatus::Missing,
+        evidence: None,
+        e_a: None,
+        e_c: None,
+        floor: None,
+        ratio: None,
+        nonfinite_unexcused: 0,
+        baseline_file: None,
+    };
+    let Some((run_c, c)) = third.baseline else {
+        notes.push("no record in the baseline: judged by tolerance, not calibrated".to_owned());
+        return Ok(cal);
+    };
+    cal.baseline_file = Some(c.file.clone());
+    let (ra, rb, rc) = (&a.record, &b.record, &c.record);
+    cal.status = CalibrationStatus::Unusable;
+    if rc.num_elements != rb.num_elements {
+        notes.push(format!(
+            "the baseline record has {} elements, B's {}: judged by tolerance, not calibrated",
+            rc.num_elements, rb.num_elements
+        ));
+        return Ok(cal);
+    }
+    let floor = floor_for(&ra.dtype, &rc.dtype);
+    cal.floor = Some(floor);
+    let identical = pair.verdict == Verdict::Identical;
+    // Notes of the calibration itself, placed after its summary.
+    let mut own = Vec::new();
+    let errors = if identical && rc.blake3.eq_ignore_ascii_case(&rb.blake3) {
+        Errors {
+            evidence: Evidence::Hash,
+            e_a: Some(0.0),
+            e_c: Some(0.0),
+            nonfinite_unexcused: 0,
+            top1_unexcused: (0, None),
+        }
+    } else {
+        let from_values = value_triple(
+            (run_a, a),
+            (run_b, b),
+            (run_c, c),
+            identical,
+            third.loaded,
+            options,
+            warnings,
+        )?;
+        match from_values {
+            Some(e) => e,
+            None => {
+                if options.use_values && a.values.is_some() && b.values.is_some() {
+                    own.push("the baseline has no usable values".to_owned());
+                }
+                stats_errors(ra, rb, rc, identical)
+            }
+        }
+    };
+    let (Some(e_a), Some(e_c)) = (errors.e_a, errors.e_c) else {
+        notes.push(
+            "no statistic common to A, B and the baseline: judged by tolerance, not calibrated"
+                .to_owned(),
+        );
+        return Ok(cal);
+    };
+    cal.e_a = Some(e_a);
+    cal.e_c = Some(e_c);
+    if !e_c.is_finite() {
+        notes.push(
+            "the baseline's error is not finite (B is all zeros where the baseline is not): judged by tolerance, not calibrated"
+                .to_owned(),
+        );
+        return Ok(cal);
+    }
+    let r = ratio(e_a, e_c, floor);
+    cal.status = CalibrationStatus::Calibrated;
+    cal.evidence = Some(errors.evidence);
+    cal.ratio = Some(r);
+    cal.nonfinite_unexcused = errors.nonfinite_unexcused;
+    if identical {
+        return Ok(cal);
+    }
+    let k = options.max_ratio;
+    let mut failures = Vec::new();
+    if errors.nonfinite_unexcused > 0 {
+        failures.push(format!(
+            "{} NaN/Inf {} in A but not in B, and the baseline does not share them",
+            errors.nonfinite_unexcused,
+            if errors.evidence == Evidence::Values {
+                "elements"
+            } else {
+                "counted"
+            }
+        ));
+    }
+    if let (n @ 1.., first) = errors.top1_unexcused {
+        failures.push(format!(
+            "top-1 token differs from B's in {n} rows where the baseline's agrees (first row {})",
+            first.unwrap_or(0)
+        ));
+    }
+    let within = r <= k;
+    let tolerance_verdict = pair.verdict;
+    pair.verdict = if within && failures.is_empty() {
+        Verdict::WithinTolerance
+    } else {
+        Verdict::Diverged
+    };
+    let tolerance_notes = std::mem::take(notes);
+    notes.push(format!(
+        "calibrated on {}: ratio {} {} {k} (e_A {}, e_C {}, floor {})",
+        errors.evidence.name(),
+        ratio_text(Some(r)),
+        if within { "<=" } else { ">" },
+        sci(Some(e_a)),
+        sci(Some(e_c)),
+        sci(Some(floor))
+    ));
+    notes.extend(failures);
+    notes.extend(own);
+    if tolerance_verdict != pair.verdict {
+        let why = if tolerance_notes.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", tolerance_notes.join("; "))
+        };
+        notes.push(format!(
+            "the tolerance alone: {}{why}",
+            tolerance_verdict.name()
+        ));
+    } else {
+        notes.extend(tolerance_notes);
+    }
+    Ok(cal)
+}
+
+/// The errors from raw values, when all three runs have them (and values are wanted); `None`
+/// otherwise, or when a file cannot be used (a warning says why).
+fn value_triple(
+    (run_a, a): (&Run, &RunRecord),
+    (run_b, b): (&Run, &RunRecord),
+    (run_c, c): (&Run, &RunRecord),
+    identical: bool,
+    loaded: Option<(Vec<f64>, Vec<f64>)>,
+    options: &DiffOptions,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<Errors>> {
+    let needs_a = !identical;
+    if !(options.use_values
+        && b.values.is_some()
+        && c.values.is_some()
+        && (a.values.is_some() || !needs_a))
+    {
+        return Ok(None);
+    }
+    let Some(vc) = load_values(run_c, c, "c", options.strict, warnings)? else {
+        return Ok(None);
+    };
+    let (va, vb) = match loaded {
+        Some(ab) => ab,
+        None => {
+            let Some(vb) = load_values(run_b, b, "b", options.strict, warnings)? else {
+                return Ok(None);
+            };
+            // Identical to B: A's values are B's.
+            let va = if needs_a {
+                match load_values(run_a, a, "a", options.strict, warnings)? {
+                    Some(va) => va,
+                    None => return Ok(None),
+                }
+            } else {
+                vb.clone()
+            };
+            (va, vb)
+        }
+    };
+    let e = value_errors(&va, &vb, &vc);
+    let b_name = &b.record.name;
+    let top1 = if options.rules.is_logits(b_name) {
+        let vocab = b.record.shape.last().copied().unwrap_or(1);
+        top1_unexcused(&va, &vb, &vc, vocab)
+    } else {
+        (0, None)
+    };
+    Ok(Some(Errors {
+        evidence: Evidence::Values,
+        e_a: Some(e.e_a),
+        e_c: Some(e.e_c),
+        nonfinite_unexcused: e.nonfinite_unexcused,
+        top1_unexcused: top1,
+    }))
+}
+
+/// The errors from recorded statistics (`rms` alone for seed records).
+fn stats_errors(a: &TraceRecord, b: &TraceRecord, c: &TraceRecord, identical: bool) -> Errors {
+    let all_stats = a.stats.is_some() && b.stats.is_some() && c.stats.is_some();
+    // NaN/Inf counts of A that differ from B's are excused when the baseline has A's counts.
+    let nonfinite_unexcused = match (
+        nonfinite_counts(a),
+        nonfinite_counts(b),
+        nonfinite_counts(c),
+    ) {
+        (Some(x), Some(y), Some(z)) if x != y && x != z => x.0.abs_diff(y.0) + x.1.abs_diff(y.1),
+        _ => 0,
+    };
+    let exact_c = c.blake3.eq_ignore_ascii_case(&b.blake3);
+    Errors {
+        evidence: if all_stats {
+            Evidence::Stats
+        } else {
+            Evidence::Rms
+        },
+        e_a: if identical {
+            Some(0.0)
+        } else {
+            stats_error(a, b)
+        },
+        e_c: if exact_c {
+            Some(0.0)
+        } else {
+            stats_error(c, b)
+        },
+        nonfinite_unexcused,
+        top1_unexcused: (0, None),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -408,7 +862,7 @@ fn stats_delta(a: &TraceRecord, b: &TraceRecord) -> StatsDelta {
 }
 
 /// Judges on recorded statistics: `|x_a - x_b| <= atol + rtol * rms_b` for rms, mean and std, a
-/// necessary condition of every element passing (see `docs/FORMAT-diff.md`).
+/// necessary condition of every element passing (see `docs/FORMAT.md`).
 fn judge_stats(
     pair: &mut Pair,
     a: &TraceRecord,
@@ -514,6 +968,8 @@ fn layer_profile(pairs: &[Pair]) -> Vec<LayerError> {
                 error: None,
                 max_error: None,
                 amplification: None,
+                baseline_error: None,
+                ratio: None,
             });
             outputs.push(i);
         }
@@ -526,6 +982,10 @@ fn layer_profile(pairs: &[Pair]) -> Vec<LayerError> {
     }
     for (group, &i) in out.iter_mut().zip(&outputs) {
         group.output = pairs[i].display_name().to_owned();
+        if let Some(cal) = &pairs[i].calibration {
+            group.baseline_error = cal.e_c;
+            group.ratio = cal.ratio;
+        }
     }
     for i in 1..out.len() {
         if out[i - 1].seq != out[i].seq {

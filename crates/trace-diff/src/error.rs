@@ -33,6 +33,12 @@ pub enum Error {
         /// What is wrong, naming the key.
         message: String,
     },
+    /// The largest ratio of a calibrated diff is not a finite number above 0.
+    #[error("max ratio: expected a finite number > 0, found {value}")]
+    MaxRatio {
+        /// The value given.
+        value: f64,
+    },
     /// A `.npy` values file could not be used (strict mode; otherwise a warning).
     #[error("{path}: {problem}")]
     Values {

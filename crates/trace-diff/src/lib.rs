@@ -16,6 +16,9 @@
 //!    values on both sides (element-wise, Polygraphy semantics: an element fails when
 //!    `|a-b| > atol` **and** `|a-b| > rtol*|b|`), else recorded statistics, else RMS. Values are
 //!    loaded one pair at a time and dropped, so memory stays flat in run length.
+//!    With a third run, the **baseline** C (the reference run in A's precision), each pair is
+//!    judged instead by `ratio = e_A / max(e_C, floor)`, A's error against B over C's
+//!    ([`diff_runs_calibrated`], [`calibrate`]): no tolerance is chosen by anyone.
 //! 4. **Locate**: the first diverged pair in A's order, what agreed before it, the error profile
 //!    along the run and each layer's amplification of the error it received.
 //! 5. **Render** the same [`Report`] as text, JSON (stable, versioned schema), JUnit or one HTML
@@ -55,6 +58,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod calibrate;
 pub mod cli;
 mod diff;
 mod error;
@@ -64,9 +68,10 @@ pub mod report;
 pub mod rules;
 mod values;
 
-pub use diff::{diff_dirs, diff_runs, DiffOptions};
+pub use calibrate::DEFAULT_MAX_RATIO;
+pub use diff::{diff_dirs, diff_dirs_calibrated, diff_runs, diff_runs_calibrated, DiffOptions};
 pub use error::{Error, Result};
-pub use report::{Evidence, Outcome, Pair, Report, Verdict};
+pub use report::{Calibration, CalibrationStatus, Evidence, Outcome, Pair, Report, Verdict};
 pub use rules::{Rules, Tolerance};
 #[doc(hidden)]
 pub use values::load as load_values;

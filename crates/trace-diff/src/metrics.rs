@@ -194,7 +194,7 @@ pub fn compare_logits(a: &[f64], b: &[f64], shape: &[usize], k: usize) -> Option
 }
 
 /// Index of the largest value; NaN counts as smaller than everything, ties go to the first.
-fn argmax(row: &[f64]) -> usize {
+pub(crate) fn argmax(row: &[f64]) -> usize {
     let mut best = 0;
     for (i, &v) in row.iter().enumerate() {
         if v > row[best] || row[best].is_nan() && !v.is_nan() {

@@ -1,7 +1,7 @@
 //! The result of a comparison.
 //!
 //! **API boundary:** these types serialize to the JSON report (`--format json`), whose schema is
-//! documented in `docs/FORMAT-diff.md` and versioned by [`SCHEMA_VERSION`]. Adding a field is a
+//! documented in `docs/FORMAT.md` and versioned by [`SCHEMA_VERSION`]. Adding a field is a
 //! compatible change; renaming or removing one bumps the version.
 
 use serde::{Serialize, Serializer};
@@ -157,7 +157,7 @@ pub struct RunInfo {
     pub ignored: u64,
 }
 
-/// Counts of verdicts.
+/// Counts of verdicts (with a baseline, `within_tolerance` includes calibrated agreements).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     /// Matched pairs.
@@ -269,6 +269,9 @@ pub struct Pair {
     /// (`|rms_a - rms_b| / rms_b`), 0 when identical; `null` when unknown.
     #[serde(serialize_with = "opt_finite_or_null")]
     pub error: Option<f64>,
+    /// The judgement against the baseline run (calibrated diffs, matched pairs); `null`
+    /// otherwise.
+    pub calibration: Option<Calibration>,
 }
 
 impl Pair {
@@ -279,6 +282,89 @@ impl Pair {
             .or(self.name_b.as_deref())
             .unwrap_or("")
     }
+}
+
+/// Whether a matched pair could be judged against the baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationStatus {
+    /// `e_A`, `e_C` and the ratio are known; the verdict rests on the ratio.
+    Calibrated,
+    /// The baseline has no record of this name and occurrence: the verdict rests on the
+    /// tolerance, as without a baseline, and the pair says so.
+    Missing,
+    /// The baseline has the record but its error cannot be measured (element count differs
+    /// from B's, no common statistic, or B's values are all zero while the baseline's are not):
+    /// judged by the tolerance, as for `Missing`.
+    Unusable,
+}
+
+impl CalibrationStatus {
+    /// The snake_case name used in JSON and text.
+    pub fn name(self) -> &'static str {
+        match self {
+            CalibrationStatus::Calibrated => "calibrated",
+            CalibrationStatus::Missing => "missing",
+            CalibrationStatus::Unusable => "unusable",
+        }
+    }
+}
+
+/// A pair judged against the baseline run C: the engine's error `e_A` (A vs B), the
+/// baseline's `e_C` (C vs B) and `ratio = e_A / max(e_C, floor)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Calibration {
+    /// Whether the ratio could be measured.
+    pub status: CalibrationStatus,
+    /// What both errors are computed from: `values` (relative L2, values in all three runs),
+    /// `stats` or `rms` (the statistics-based lower bound); `null` unless calibrated.
+    pub evidence: Option<Evidence>,
+    /// The engine's error against the reference (0 when A and B are identical).
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub e_a: Option<f64>,
+    /// The baseline's error against the reference.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub e_c: Option<f64>,
+    /// The least `e_C` the ratio divides by: the unit roundoff of the less precise of A's and
+    /// C's dtypes.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub floor: Option<f64>,
+    /// `e_A / max(e_C, floor)`; `null` when unknown or infinite.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub ratio: Option<f64>,
+    /// Elements (or, from statistics, NaN/Inf counts) where A is NaN or Inf and B is not (or
+    /// the reverse) while the baseline does not do the same: a divergence whatever the ratio.
+    pub nonfinite_unexcused: u64,
+    /// The baseline's record file, relative to its directory.
+    pub baseline_file: Option<String>,
+}
+
+/// What a calibrated diff adds to the report: the baseline run and how the pairs fared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibrationSummary {
+    /// The baseline run C: the reference in A's precision.
+    pub baseline: RunInfo,
+    /// `K`: a ratio above it is a divergence.
+    pub max_ratio: f64,
+    /// Matched pairs judged on their ratio.
+    pub calibrated: u64,
+    /// Calibrated pairs that diverged (ratio above `max_ratio`, NaN/Inf the baseline lacks, or a
+    /// top-1 token the baseline keeps).
+    pub diverged: u64,
+    /// Matched pairs whose B record has no partner in the baseline (judged by tolerance).
+    pub missing: u64,
+    /// Matched pairs whose baseline record could not be used (judged by tolerance).
+    pub unusable: u64,
+    /// Baseline records that match no record of B (after the ignore lists).
+    pub unused_baseline_records: u64,
+    /// Median ratio over calibrated pairs that are not identical; `null` when there are none.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub ratio_median: Option<f64>,
+    /// Largest ratio over calibrated pairs (`null` when none, or infinite).
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub ratio_max: Option<f64>,
+    /// Index into `pairs` of the largest ratio.
+    pub ratio_max_pair: Option<u64>,
 }
 
 /// The first diverged record in A's execution order, with what surrounds it.
@@ -318,6 +404,12 @@ pub struct LayerError {
     /// the previous is 0.
     #[serde(serialize_with = "opt_finite_or_null")]
     pub amplification: Option<f64>,
+    /// Calibrated diffs: the baseline's error `e_C` at the same record; `null` otherwise.
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub baseline_error: Option<f64>,
+    /// Calibrated diffs: the ratio at the same record; `null` otherwise (or infinite).
+    #[serde(serialize_with = "opt_finite_or_null")]
+    pub ratio: Option<f64>,
 }
 
 /// A problem met and tolerated (strict mode would have failed on it).
@@ -354,6 +446,8 @@ pub struct Report {
     pub layers: Vec<LayerError>,
     /// Problems tolerated.
     pub warnings: Vec<Warning>,
+    /// The baseline run and the ratio statistics (calibrated diffs); `null` otherwise.
+    pub calibration: Option<CalibrationSummary>,
 }
 
 impl Report {

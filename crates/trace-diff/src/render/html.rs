@@ -1,10 +1,14 @@
 //! One self-contained HTML page: summary, first divergence, error-profile plot (inline SVG),
 //! sortable table. No external assets; the markup is also well-formed XML so tools can parse it.
+//!
+//! Opened with the fragment `#selftest`, the page tests itself in the browser (a header click
+//! sorts the records table; the plot holds its lines) and writes the result into
+//! `<pre id="selftest-result">`; `tests/it/browser.rs` runs it in headless Chromium.
 
 use std::fmt::Write;
 
-use super::{context, escape, sci};
-use crate::report::{Outcome, Pair, Report};
+use super::{context, escape, ratio_text, sci};
+use crate::report::{CalibrationStatus, Outcome, Pair, Report};
 
 const STYLE: &str = "
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -18,6 +22,7 @@ td.num { text-align: right; font-family: monospace; }
 .agree { color: #1a7f37; } .outcome-diverged { color: #c62828; }
 .warning { color: #9a6700; }
 svg text { font-size: 11px; font-family: sans-serif; }
+#selftest-result { font-family: monospace; }
 ";
 
 // Sorts the table whose header cell was clicked; numbers by their data-v attribute.
@@ -39,6 +44,57 @@ document.querySelectorAll('table.sortable th').forEach(function (th, col) {
 });
 ";
 
+// With #selftest in the URL: click a numeric header of the records table (the ratio when the
+// report is calibrated, else the error) twice, check both orders, count the plot's lines
+// against its data-lines attribute and its legend entries, and write the verdict into
+// <pre id="selftest-result"> (read back by a headless browser's --dump-dom).
+const SELFTEST: &str = "
+(function () {
+  if (location.hash !== '#selftest') { return; }
+  var problems = [], summary = '';
+  try {
+    var table = document.getElementById('records-table');
+    var heads = table.tHead.rows[0].cells, col = -1, i;
+    for (i = 0; i < heads.length; i++) { if (heads[i].textContent === 'ratio') { col = i; } }
+    for (i = 0; col < 0 && i < heads.length; i++) { if (heads[i].textContent === 'error') { col = i; } }
+    var values = function () {
+      return Array.prototype.map.call(table.tBodies[0].rows, function (r) {
+        return parseFloat(r.cells[col].getAttribute('data-v'));
+      });
+    };
+    var sorted = function (v, asc) {
+      for (var j = 1; j < v.length; j++) {
+        if (asc ? v[j - 1] > v[j] : v[j - 1] < v[j]) { return false; }
+      }
+      return true;
+    };
+    var click = function () {
+      heads[col].dispatchEvent(new MouseEvent('click', { bubbles: true, cancelable: true }));
+    };
+    click();
+    var up = values();
+    if (!sorted(up, true)) { problems.push('not ascending after one click: ' + up.join(',')); }
+    click();
+    var down = values();
+    if (!sorted(down, false)) { problems.push('not descending after two clicks: ' + down.join(',')); }
+    if (up.length < 2 || up[0] === up[up.length - 1]) { problems.push('nothing to sort in column ' + heads[col].textContent); }
+    var svg = document.querySelector('#profile svg');
+    var lines = svg.querySelectorAll('polyline').length;
+    var expected = parseInt(svg.getAttribute('data-lines'), 10);
+    var legend = svg.querySelectorAll('.legend text').length;
+    if (lines !== expected) { problems.push(lines + ' plot lines, expected ' + expected); }
+    if (legend !== expected) { problems.push(legend + ' legend entries, expected ' + expected); }
+    summary = 'sorted ' + up.length + ' rows by ' + heads[col].textContent + ' both ways; ' + lines + ' plot lines';
+  } catch (e) {
+    problems.push('exception: ' + e);
+  }
+  var out = document.createElement('pre');
+  out.id = 'selftest-result';
+  out.textContent = problems.length ? 'selftest FAIL: ' + problems.join('; ') : 'selftest ok: ' + summary;
+  document.body.appendChild(out);
+})();
+";
+
 /// The report as one HTML page.
 pub fn html(report: &Report) -> String {
     let mut out = String::new();
@@ -52,7 +108,7 @@ pub fn html(report: &Report) -> String {
     profile_svg(&mut out, report);
     table(&mut out, report);
     layers(&mut out, report);
-    let _ = writeln!(out, "<script>//<![CDATA[{SCRIPT}//]]></script>");
+    let _ = writeln!(out, "<script>//<![CDATA[{SCRIPT}{SELFTEST}//]]></script>");
     let _ = writeln!(out, "</body></html>");
     out
 }
@@ -86,6 +142,17 @@ fn summary(out: &mut String, report: &Report) {
             info.ignored
         );
     }
+    if let Some(cal) = &report.calibration {
+        let info = &cal.baseline;
+        let _ = writeln!(
+            out,
+            "<tr><th>C (baseline)</th><td>{} ({} order, {} records, {} ignored)</td></tr>",
+            escape(&info.dir),
+            info.order,
+            info.records,
+            info.ignored
+        );
+    }
     if let Some(rules) = &report.rules {
         let _ = writeln!(out, "<tr><th>rules</th><td>{}</td></tr>", escape(rules));
     }
@@ -99,6 +166,26 @@ fn summary(out: &mut String, report: &Report) {
         ("missing in A", c.missing_in_a),
     ] {
         let _ = writeln!(out, r#"<tr><th>{label}</th><td class="num">{n}</td></tr>"#);
+    }
+    if let Some(cal) = &report.calibration {
+        for (label, value) in [
+            ("max ratio", cal.max_ratio.to_string()),
+            ("calibrated", cal.calibrated.to_string()),
+            ("calibrated, diverged", cal.diverged.to_string()),
+            ("ratio median", ratio_text(cal.ratio_median)),
+            ("ratio max", ratio_text(cal.ratio_max)),
+            ("without a baseline record", cal.missing.to_string()),
+            ("baseline unusable", cal.unusable.to_string()),
+            (
+                "baseline records unused",
+                cal.unused_baseline_records.to_string(),
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                r#"<tr><th>{label}</th><td class="num">{value}</td></tr>"#
+            );
+        }
     }
     let _ = writeln!(out, "</tbody></table>");
     if !report.warnings.is_empty() {
@@ -143,14 +230,32 @@ fn first_divergence(out: &mut String, report: &Report) {
                 p.verdict.name(),
                 p.evidence.name()
             ));
-            if let Some(t) = &p.tolerance {
-                item(format!(
+            let calibrated = p
+                .calibration
+                .as_ref()
+                .is_some_and(|c| c.status == CalibrationStatus::Calibrated);
+            match (&p.tolerance, &report.calibration) {
+                (_, Some(summary)) if calibrated => {
+                    item(format!("calibrated: ratio at most {}", summary.max_ratio))
+                }
+                (Some(t), _) => item(format!(
                     "atol {:e}, rtol {:e} ({})",
                     t.atol, t.rtol, t.source
-                ));
+                )),
+                (None, _) => {}
             }
             if let Some(r) = &p.reason {
                 item(r.clone());
+            }
+            if let Some(cal) = &p.calibration {
+                item(format!(
+                    "calibration status {}: e_A {}, e_C {}, floor {}, ratio {}",
+                    cal.status.name(),
+                    sci(cal.e_a),
+                    sci(cal.e_c),
+                    sci(cal.floor),
+                    ratio_text(cal.ratio)
+                ));
             }
             item(match &f.last_agreeing {
                 Some(n) => format!("last agreeing record before it: {n}"),
@@ -176,6 +281,32 @@ fn first_divergence(out: &mut String, report: &Report) {
     let _ = writeln!(out, "</section>");
 }
 
+/// ` stroke-dasharray="..."`, or nothing for a solid line.
+fn dash_attr(dash: &str) -> String {
+    if dash.is_empty() {
+        String::new()
+    } else {
+        format!(r#" stroke-dasharray="{dash}""#)
+    }
+}
+
+/// The engine's error at a matched pair: the calibration's `e_A` when calibrated (the same
+/// measure as the baseline's line), else the error-profile value.
+fn engine_error(p: &Pair) -> Option<f64> {
+    match &p.calibration {
+        Some(c) if c.status == CalibrationStatus::Calibrated => c.e_a,
+        _ => p.error,
+    }
+}
+
+/// The baseline's error at a matched pair, when calibrated.
+fn baseline_error(p: &Pair) -> Option<f64> {
+    p.calibration
+        .as_ref()
+        .filter(|c| c.status == CalibrationStatus::Calibrated)
+        .and_then(|c| c.e_c)
+}
+
 fn profile_svg(out: &mut String, report: &Report) {
     const W: f64 = 900.0;
     const H: f64 = 260.0;
@@ -184,19 +315,50 @@ fn profile_svg(out: &mut String, report: &Report) {
     const T: f64 = 10.0;
     const B: f64 = 30.0;
     const FLOOR: f64 = 1e-12;
-    let points: Vec<(&Pair, f64)> = report
-        .pairs
-        .iter()
-        .filter(|p| p.only_in.is_none())
-        .filter_map(|p| p.error.filter(|e| e.is_finite()).map(|e| (p, e.max(FLOOR))))
-        .collect();
+    let series = |f: fn(&Pair) -> Option<f64>| -> Vec<(&Pair, f64)> {
+        report
+            .pairs
+            .iter()
+            .filter(|p| p.only_in.is_none())
+            .filter_map(|p| f(p).filter(|e| e.is_finite()).map(|e| (p, e.max(FLOOR))))
+            .collect()
+    };
+    let points = series(engine_error);
+    let baseline = if report.calibration.is_some() {
+        series(baseline_error)
+    } else {
+        Vec::new()
+    };
+    // (points, class, color, dash, legend label)
+    let mut lines = vec![(
+        &points,
+        "engine",
+        "#5470c6",
+        "",
+        if report.calibration.is_some() {
+            "engine: e_A (A vs B)"
+        } else {
+            "error (A vs B)"
+        },
+    )];
+    if report.calibration.is_some() {
+        lines.push((
+            &baseline,
+            "baseline",
+            "#ee8a00",
+            "5 3",
+            "baseline: e_C (C vs B)",
+        ));
+    }
+    lines.retain(|l| !l.0.is_empty());
     let _ = writeln!(
         out,
         r#"<section id="profile"><h2>Error profile along A's execution order</h2>"#
     );
     let _ = writeln!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img"><title>error (log scale) by position in A</title>"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" data-lines="{}"><title>error (log scale) by position in A</title>"#,
+        lines.len()
     );
     // Points sit at their position in A's order, which counts A's unmatched records too.
     let n = report
@@ -206,15 +368,9 @@ fn profile_svg(out: &mut String, report: &Report) {
         .map(|p| p.position + 1)
         .max()
         .unwrap_or(1);
-    let lo = points
-        .iter()
-        .map(|(_, e)| e.log10())
-        .fold(f64::INFINITY, f64::min)
-        .min(-8.0)
-        .floor();
-    let hi = points
-        .iter()
-        .map(|(_, e)| e.log10())
+    let logs = || points.iter().chain(&baseline).map(|(_, e)| e.log10());
+    let lo = logs().fold(f64::INFINITY, f64::min).min(-8.0).floor();
+    let hi = logs()
         .fold(f64::NEG_INFINITY, f64::max)
         .max(lo + 1.0)
         .ceil();
@@ -252,37 +408,80 @@ fn profile_svg(out: &mut String, report: &Report) {
             H - B
         );
     }
-    if !points.is_empty() {
-        let path: Vec<String> = points
+    for (pts, class, color, dash, _) in &lines {
+        let path: Vec<String> = pts
             .iter()
             .map(|(p, e)| format!("{:.1},{:.1}", x(p.position), y(*e)))
             .collect();
         let _ = writeln!(
             out,
-            r##"<polyline fill="none" stroke="#5470c6" stroke-width="1" points="{}"/>"##,
+            r##"<polyline class="{class}" fill="none" stroke="{color}" stroke-width="1"{} points="{}"/>"##,
+            dash_attr(dash),
             path.join(" ")
         );
-        for (p, e) in &points {
-            let color = if p.verdict.is_divergence() {
-                "#c62828"
-            } else {
-                "#5470c6"
-            };
-            let _ = writeln!(
-                out,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{color}"><title>#{} {}: {}</title></circle>"#,
-                x(p.position),
-                y(*e),
-                p.position,
-                escape(p.display_name()),
-                sci(p.error)
-            );
-        }
     }
+    for (p, e) in &baseline {
+        let _ = writeln!(
+            out,
+            r##"<circle class="baseline" cx="{:.1}" cy="{:.1}" r="1.5" fill="#ee8a00"><title>#{} {}: e_C {}</title></circle>"##,
+            x(p.position),
+            y(*e),
+            p.position,
+            escape(p.display_name()),
+            sci(Some(*e))
+        );
+    }
+    for (p, e) in &points {
+        let color = if p.verdict.is_divergence() {
+            "#c62828"
+        } else {
+            "#5470c6"
+        };
+        let ratio = p
+            .calibration
+            .as_ref()
+            .and_then(|c| c.ratio)
+            .map(|r| format!(", ratio {}", sci(Some(r))))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{color}"><title>#{} {}: {}{ratio}</title></circle>"#,
+            x(p.position),
+            y(*e),
+            p.position,
+            escape(p.display_name()),
+            sci(Some(*e))
+        );
+    }
+    let _ = writeln!(out, r#"<g class="legend">"#);
+    for (i, (_, _, color, dash, label)) in lines.iter().enumerate() {
+        let yy = T + 14.0 + 16.0 * i as f64;
+        let _ = writeln!(
+            out,
+            r##"<line x1="{}" x2="{}" y1="{yy}" y2="{yy}" stroke="{color}" stroke-width="2"{}/><text x="{}" y="{}">{}</text>"##,
+            W - R - 190.0,
+            W - R - 166.0,
+            dash_attr(dash),
+            W - R - 160.0,
+            yy + 4.0,
+            escape(label)
+        );
+    }
+    let _ = writeln!(out, "</g>");
     let _ = writeln!(out, "</svg>");
     let _ = writeln!(
         out,
-        "<p>Error: relative L2 with raw values, else relative RMS delta; 0 is drawn at 1e-12. Red: diverged or incompatible; dashed line: first divergence.</p></section>"
+        "<p>Error: relative L2 with raw values, else {}; 0 is drawn at 1e-12. Red: diverged or incompatible; dashed red line: first divergence.{}</p></section>",
+        if report.calibration.is_some() {
+            "a statistics-based lower bound of it (calibrated pairs) or the relative RMS delta"
+        } else {
+            "relative RMS delta"
+        },
+        if report.calibration.is_some() {
+            " The engine's error should stay within max ratio times the baseline's."
+        } else {
+            ""
+        }
     );
 }
 
@@ -302,10 +501,16 @@ fn table(out: &mut String, report: &Report) {
         "evidence",
         "error",
         "max |a-b|",
-        "reason",
     ] {
         let _ = write!(out, "<th>{}</th>", escape(h));
     }
+    let calibrated = report.calibration.is_some();
+    if calibrated {
+        for h in ["e_A", "e_C", "ratio", "calibration"] {
+            let _ = write!(out, "<th>{h}</th>");
+        }
+    }
+    let _ = write!(out, "<th>reason</th>");
     let _ = writeln!(out, "</tr></thead><tbody>");
     for p in &report.pairs {
         let int = |v: Option<i64>| match v {
@@ -323,7 +528,7 @@ fn table(out: &mut String, report: &Report) {
         let verdict_rank = p.verdict as u8;
         let _ = writeln!(
             out,
-            r#"<tr>{pos}<td>{}</td><td>{}</td>{}{}<td>{}</td><td class="{v}" data-v="{verdict_rank}">{v}</td><td>{}</td>{}{}<td>{}</td></tr>"#,
+            r#"<tr>{pos}<td>{}</td><td>{}</td>{}{}<td>{}</td><td class="{v}" data-v="{verdict_rank}">{v}</td><td>{}</td>{}{}{}<td>{}</td></tr>"#,
             escape(p.name_a.as_deref().unwrap_or("-")),
             escape(p.name_b.as_deref().unwrap_or("-")),
             int(p.seq.map(|s| s as i64)),
@@ -332,6 +537,11 @@ fn table(out: &mut String, report: &Report) {
             p.evidence.name(),
             num_cell(p.error),
             num_cell(p.values.as_ref().map(|m| m.max_abs)),
+            if calibrated {
+                calibration_cells(p)
+            } else {
+                String::new()
+            },
             escape(p.reason.as_deref().unwrap_or("")),
             v = p.verdict.name(),
         );
@@ -343,14 +553,20 @@ fn layers(out: &mut String, report: &Report) {
     if report.layers.is_empty() {
         return;
     }
+    let calibrated = report.calibration.is_some();
     let _ = writeln!(
         out,
-        r#"<section id="layers"><h2>Error by layer</h2><table id="layers-table" class="sortable"><thead><tr><th>step</th><th>layer</th><th>output</th><th>error</th><th>max error</th><th>amplification</th></tr></thead><tbody>"#
+        r#"<section id="layers"><h2>Error by layer</h2><table id="layers-table" class="sortable"><thead><tr><th>step</th><th>layer</th><th>output</th><th>error</th><th>max error</th><th>amplification</th>{}</tr></thead><tbody>"#,
+        if calibrated {
+            "<th>e_C</th><th>ratio</th>"
+        } else {
+            ""
+        }
     );
     for l in &report.layers {
         let _ = writeln!(
             out,
-            r#"<tr><td class="num" data-v="{}">{}</td><td class="num" data-v="{}">{}</td><td>{}</td>{}{}{}</tr>"#,
+            r#"<tr><td class="num" data-v="{}">{}</td><td class="num" data-v="{}">{}</td><td>{}</td>{}{}{}{}</tr>"#,
             l.seq.map_or(-1, |s| s as i64),
             l.seq.map_or("-".to_owned(), |s| s.to_string()),
             l.layer,
@@ -358,10 +574,38 @@ fn layers(out: &mut String, report: &Report) {
             escape(&l.output),
             num_cell(l.error),
             num_cell(l.max_error),
-            num_cell(l.amplification)
+            num_cell(l.amplification),
+            if calibrated {
+                format!("{}{}", num_cell(l.baseline_error), num_cell(l.ratio))
+            } else {
+                String::new()
+            }
         );
     }
     let _ = writeln!(out, "</tbody></table></section>");
+}
+
+/// The e_A, e_C, ratio and status cells of a calibrated report's row; an infinite ratio shows
+/// as `inf` and sorts last.
+fn calibration_cells(p: &Pair) -> String {
+    let Some(c) = &p.calibration else {
+        return format!(
+            "{}{}{}<td>-</td>",
+            num_cell(None),
+            num_cell(None),
+            num_cell(None)
+        );
+    };
+    let ratio = match c.ratio {
+        Some(r) if r.is_infinite() => r#"<td class="num" data-v="1e308">inf</td>"#.to_owned(),
+        r => num_cell(r),
+    };
+    format!(
+        "{}{}{ratio}<td>{}</td>",
+        num_cell(c.e_a),
+        num_cell(c.e_c),
+        c.status.name()
+    )
 }
 
 /// A sortable numeric table cell; `-` (sorting first) when absent or not finite.

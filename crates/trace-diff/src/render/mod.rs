@@ -14,7 +14,7 @@ pub use text::{text, TextOptions};
 
 use crate::report::Report;
 
-/// The report as pretty JSON (schema in `docs/FORMAT-diff.md`), with a trailing newline.
+/// The report as pretty JSON (schema in `docs/FORMAT.md`), with a trailing newline.
 pub fn json(report: &Report) -> String {
     let mut s = serde_json::to_string_pretty(report).expect("reports always serialize");
     s.push('\n');
@@ -29,6 +29,14 @@ pub(crate) fn sci(v: Option<f64>) -> String {
         Some(v) if v.is_infinite() => if v > 0.0 { "inf" } else { "-inf" }.to_owned(),
         Some(v) if v.is_nan() => "nan".to_owned(),
         Some(v) => format!("{v:.3e}"),
+    }
+}
+
+/// A ratio for humans: 3 decimals between 0.01 and 1e5, else like [`sci`].
+pub(crate) fn ratio_text(r: Option<f64>) -> String {
+    match r {
+        Some(r) if r.is_finite() && (0.01..1e5).contains(&r) => format!("{r:.3}"),
+        other => sci(other),
     }
 }
 

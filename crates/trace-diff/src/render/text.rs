@@ -4,8 +4,8 @@ use std::fmt::Write;
 
 use anstyle::{AnsiColor, Style};
 
-use super::{context, sci};
-use crate::report::{Outcome, Pair, Report, Verdict};
+use super::{context, ratio_text, sci};
+use crate::report::{CalibrationStatus, Outcome, Pair, Report, Verdict};
 
 /// Options of the text report.
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +99,9 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
     };
     let _ = writeln!(out, "{b}A{b:#} (under test): {}", run_line(&report.a));
     let _ = writeln!(out, "{b}B{b:#} (reference):  {}", run_line(&report.b));
+    if let Some(cal) = &report.calibration {
+        let _ = writeln!(out, "{b}C{b:#} (baseline):   {}", run_line(&cal.baseline));
+    }
     if let Some(rules) = &report.rules {
         let _ = writeln!(out, "rules: {rules}");
     }
@@ -124,6 +127,26 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
         c.compared, c.identical, c.within_tolerance, c.diverged, c.incompatible, c.missing_in_b, c.missing_in_a
     );
 
+    if let Some(cal) = &report.calibration {
+        let max_at = cal
+            .ratio_max_pair
+            .and_then(|i| report.pairs.get(i as usize))
+            .map(|p| format!(" at #{} {}", p.position, p.display_name()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{b}calibrated{b:#}: {} judged by ratio = e_A / max(e_C, floor) <= {}: {} diverged; ratio median {}, max {}{max_at}; {} without a baseline record, {} unusable, {} baseline records unused",
+            cal.calibrated,
+            cal.max_ratio,
+            cal.diverged,
+            ratio_text(cal.ratio_median),
+            ratio_text(cal.ratio_max),
+            cal.missing,
+            cal.unusable,
+            cal.unused_baseline_records
+        );
+    }
+
     match (&report.first_divergence, report.first_divergence_pair()) {
         (Some(first), Some(p)) => {
             let _ = writeln!(
@@ -133,7 +156,7 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
                 first.name,
                 context(p)
             );
-            write_pair_detail(&mut out, p, &st);
+            write_pair_detail(&mut out, p, &st, report);
             match &first.last_agreeing {
                 Some(name) => {
                     let _ = writeln!(out, "  last agreeing record before it: {name}");
@@ -169,15 +192,21 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
         .iter()
         .filter(|p| !matches!(p.verdict, Verdict::Identical | Verdict::WithinTolerance))
         .collect();
+    let calibrated = report.calibration.is_some();
     if !bad.is_empty() {
         let _ = writeln!(out, "\n{b}records that do not agree{b:#} ({}):", bad.len());
         let _ = writeln!(
             out,
-            "  {d}{:>6}  {:<16} {:<9} {:>10}  name{d:#}",
+            "  {d}{:>6}  {:<16} {:<9} {:>10}{}  name{d:#}",
             "#",
             "verdict",
             "evidence",
             "error",
+            if calibrated {
+                format!(" {:>10} {:>10} {:>10}", "e_A", "e_C", "ratio")
+            } else {
+                String::new()
+            },
             d = st.dim
         );
         let shown = limit(bad.len(), options.max_rows);
@@ -189,11 +218,16 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
             };
             let _ = writeln!(
                 out,
-                "  {:>6}  {v}{:<16}{v:#} {:<9} {:>10}  {}{}",
+                "  {:>6}  {v}{:<16}{v:#} {:<9} {:>10}{}  {}{}",
                 pos,
                 p.verdict.name(),
                 p.evidence.name(),
                 sci(p.error),
+                if calibrated {
+                    calibration_columns(p)
+                } else {
+                    String::new()
+                },
                 p.display_name(),
                 p.reason
                     .as_deref()
@@ -218,11 +252,16 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
         );
         let _ = writeln!(
             out,
-            "  {d}{:>5} {:>6} {:>10} {:>10}  output{d:#}",
+            "  {d}{:>5} {:>6} {:>10} {:>10}{}  output{d:#}",
             "step",
             "layer",
             "error",
             "amplif.",
+            if calibrated {
+                format!(" {:>10} {:>10}", "e_C", "ratio")
+            } else {
+                String::new()
+            },
             d = st.dim
         );
         let shown = limit(layers.len(), options.max_rows);
@@ -230,11 +269,16 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
             let amp = l.amplification.map(|a| format!("x{a:.2}"));
             let _ = writeln!(
                 out,
-                "  {:>5} {:>6} {:>10} {:>10}  {}",
+                "  {:>5} {:>6} {:>10} {:>10}{}  {}",
                 l.seq.map_or("-".to_owned(), |s| s.to_string()),
                 l.layer,
                 sci(l.error),
                 amp.as_deref().unwrap_or("-"),
+                if calibrated {
+                    format!(" {:>10} {:>10}", sci(l.baseline_error), ratio_text(l.ratio))
+                } else {
+                    String::new()
+                },
                 l.output
             );
         }
@@ -256,7 +300,23 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
     out
 }
 
-fn write_pair_detail(out: &mut String, p: &Pair, st: &Styles) {
+/// ` e_A e_C ratio` columns of a pair in the table of records that do not agree.
+fn calibration_columns(p: &Pair) -> String {
+    match &p.calibration {
+        Some(cal) => format!(
+            " {:>10} {:>10} {:>10}",
+            sci(cal.e_a),
+            sci(cal.e_c),
+            match cal.status {
+                CalibrationStatus::Calibrated => ratio_text(cal.ratio),
+                other => other.name().to_owned(),
+            }
+        ),
+        None => format!(" {:>10} {:>10} {:>10}", "-", "-", "-"),
+    }
+}
+
+fn write_pair_detail(out: &mut String, p: &Pair, st: &Styles, report: &Report) {
     if p.name_b.as_deref() != p.name_a.as_deref() {
         let _ = writeln!(out, "  B name: {}", p.name_b.as_deref().unwrap_or("-"));
     }
@@ -264,11 +324,17 @@ fn write_pair_detail(out: &mut String, p: &Pair, st: &Styles) {
         let _ = writeln!(out, "  files: A {fa}, B {fb}");
     }
     let v = st.verdict(p.verdict);
-    let tol = p
-        .tolerance
+    let calibrated = p
+        .calibration
         .as_ref()
-        .map(|t| format!(" (atol {:e}, rtol {:e}: {})", t.atol, t.rtol, t.source))
-        .unwrap_or_default();
+        .is_some_and(|c| c.status == CalibrationStatus::Calibrated);
+    let tol = match (&report.calibration, &p.tolerance) {
+        (Some(summary), _) if calibrated => {
+            format!(" (calibrated: ratio at most {})", summary.max_ratio)
+        }
+        (_, Some(t)) => format!(" (atol {:e}, rtol {:e}: {})", t.atol, t.rtol, t.source),
+        (_, None) => String::new(),
+    };
     let _ = writeln!(
         out,
         "  verdict: {v}{}{v:#} on {} evidence{tol}",
@@ -278,6 +344,7 @@ fn write_pair_detail(out: &mut String, p: &Pair, st: &Styles) {
     if let Some(reason) = &p.reason {
         let _ = writeln!(out, "  {reason}");
     }
+
     if let [Some(sa), Some(sb)] = &p.shape {
         let dt = match &p.dtype {
             [Some(a), Some(b)] => format!(", dtype {a} vs {b}"),

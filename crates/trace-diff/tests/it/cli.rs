@@ -201,3 +201,125 @@ fn help_exits_0() {
         .code(0)
         .stdout(predicate::str::contains("DIR_A"));
 }
+
+#[test]
+fn calibrated_diffs_exit_codes() {
+    use crate::common::three_runs;
+    let fault = Fault {
+        seq: 0,
+        layer: 1,
+        index: 5,
+        delta: 2e-6,
+    };
+    let clean = three_runs(
+        Spec::new(Prec::F32).values().reversed(),
+        Spec::new(Prec::F64).values(),
+        Spec::new(Prec::F32).values(),
+    );
+    let (tmp, a, b, c) = &clean;
+    let html = tmp.path().join("r.html");
+    trace_diff()
+        .args([a, b])
+        .arg("--baseline")
+        .arg(c)
+        .arg("--html")
+        .arg(&html)
+        .assert()
+        .code(0)
+        .stdout(
+            predicate::str::contains("C (baseline):")
+                .and(predicate::str::contains("calibrated: 16 judged by ratio"))
+                .and(predicate::str::contains("result: AGREE (exit 0)")),
+        );
+    assert_eq!(
+        fs::read_to_string(&html)
+            .unwrap()
+            .matches("<polyline")
+            .count(),
+        2
+    );
+
+    let (_tmp, a, b, c) = three_runs(
+        Spec::new(Prec::F32).values().reversed().fault(fault),
+        Spec::new(Prec::F64).values(),
+        Spec::new(Prec::F32).values(),
+    );
+    // The fault passes the F32 tolerance: only the calibrated diff sees it.
+    trace_diff().args([&a, &b]).assert().code(0);
+    trace_diff()
+        .args([&a, &b])
+        .arg("--baseline")
+        .arg(&c)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("first divergence: #3 blk1/q"));
+    let out = trace_diff()
+        .args([&a, &b])
+        .arg("--baseline")
+        .arg(&c)
+        .args(["--format", "json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["calibration"]["max_ratio"], 10.0);
+    assert_eq!(v["first_divergence"]["name"], "blk1/q");
+    // K decides: a bound above the fault's ratio accepts it.
+    trace_diff()
+        .args([&a, &b])
+        .arg("--baseline")
+        .arg(&c)
+        .args(["--max-ratio", "1000"])
+        .assert()
+        .code(0);
+
+    // Usage and input errors.
+    for bad in ["0", "-1", "nan", "inf", "ten"] {
+        trace_diff()
+            .args([&a, &b])
+            .arg("--baseline")
+            .arg(&c)
+            .args(["--max-ratio", bad])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--max-ratio"));
+    }
+    trace_diff()
+        .args([&a, &b])
+        .args(["--max-ratio", "5"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--baseline"));
+    trace_diff()
+        .args([&a, &b])
+        .arg("--baseline")
+        .arg(a.with_file_name("nope"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nope"));
+
+    // A baseline without some records: reported, and not an agreement unless allowed.
+    let (_, a, b, c) = &clean;
+    fs::remove_file(c.join("manifest.jsonl")).unwrap();
+    fs::remove_file(c.join("logits.trace")).unwrap();
+    trace_diff()
+        .args([a, b])
+        .arg("--baseline")
+        .arg(c)
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("warning[c]")
+                .and(predicate::str::contains("have no record in the baseline"))
+                .and(predicate::str::contains("INCOMPLETE")),
+        );
+    trace_diff()
+        .args([a, b])
+        .arg("--baseline")
+        .arg(c)
+        .arg("--allow-missing")
+        .assert()
+        .code(0);
+}

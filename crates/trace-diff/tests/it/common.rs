@@ -39,6 +39,9 @@ pub struct Spec {
     pub fault: Option<Fault>,
     /// Hugging Face style names (`model.layers.N.self_attn.q_proj`) instead of `blkN/q`.
     pub hf_names: bool,
+    /// Sum the dot products in reverse order: another correct engine, whose rounding differs
+    /// from the forward order's in the same precision.
+    pub reversed: bool,
 }
 
 impl Spec {
@@ -48,6 +51,7 @@ impl Spec {
             values: false,
             fault: None,
             hf_names: false,
+            reversed: false,
         }
     }
 
@@ -63,6 +67,11 @@ impl Spec {
 
     pub fn hf_names(mut self) -> Self {
         self.hf_names = true;
+        self
+    }
+
+    pub fn reversed(mut self) -> Self {
+        self.reversed = true;
         self
     }
 }
@@ -96,6 +105,16 @@ fn record(tracer: &Tracer, name: &str, ctx: Context<'_>, shape: &[usize], v: &[f
     assert!(written.unwrap(), "{name} was filtered out");
 }
 
+/// `sum_j round(w(j) * x_j)` rounded after each step, forward or reversed.
+fn dot(x: &[f64], w: impl Fn(usize) -> f64, p: Prec, reversed: bool) -> f64 {
+    let step = |acc: f64, j: usize| round(acc + round(w(j) * x[j], p), p);
+    if reversed {
+        (0..x.len()).rev().fold(0.0, step)
+    } else {
+        (0..x.len()).fold(0.0, step)
+    }
+}
+
 /// Runs the toy model and traces it into `dir`.
 pub fn write_run(dir: &Path, spec: Spec) {
     let mut builder = Tracer::builder().dir(dir);
@@ -112,14 +131,9 @@ pub fn write_run(dir: &Path, spec: Spec) {
             .collect();
         record(&tracer, "embed", ctx(-1, "embed"), &[1, DIM], &h, p);
         for layer in 0..LAYERS {
-            let mut q = vec![0.0; DIM];
-            for (i, qi) in q.iter_mut().enumerate() {
-                let mut acc = 0.0;
-                for (j, hj) in h.iter().enumerate() {
-                    acc = round(acc + round(weight(layer + 1, i, j) * hj, p), p);
-                }
-                *qi = acc;
-            }
+            let mut q: Vec<f64> = (0..DIM)
+                .map(|i| dot(&h, |j| weight(layer + 1, i, j), p, spec.reversed))
+                .collect();
             if let Some(f) = spec.fault.filter(|f| f.seq == seq && f.layer == layer) {
                 q[f.index] = round(q[f.index] + f.delta, p);
             }
@@ -148,11 +162,7 @@ pub fn write_run(dir: &Path, spec: Spec) {
             );
         }
         let logits: Vec<f64> = (0..VOCAB)
-            .map(|v| {
-                h.iter().enumerate().fold(0.0, |acc, (j, hj)| {
-                    round(acc + round(weight(99, v, j) * 4.0 * hj, p), p)
-                })
-            })
+            .map(|v| dot(&h, |j| weight(99, v, j) * 4.0, p, spec.reversed))
             .collect();
         record(
             &tracer,
@@ -164,6 +174,15 @@ pub fn write_run(dir: &Path, spec: Spec) {
         );
     }
     tracer.flush().unwrap();
+}
+
+/// Three runs in a fresh temp directory, as `(tmp, a, b, c)`: A under test, B the reference,
+/// C the baseline.
+pub fn three_runs(a: Spec, b: Spec, c: Spec) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let (tmp, da, db) = two_runs(a, b);
+    let dc = tmp.path().join("c");
+    write_run(&dc, c);
+    (tmp, da, db, dc)
 }
 
 /// Two runs in a fresh temp directory, as `(tmp, a, b)`.

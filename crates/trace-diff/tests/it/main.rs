@@ -1,6 +1,8 @@
 //! Integration tests of trace-diff: one binary, one module per topic.
 
 mod bad_input;
+mod browser;
+mod calibrated;
 mod cli;
 mod common;
 mod compare;
