@@ -16,10 +16,10 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use minilm::{Bug, Encoder, Trace};
 use trace_core::run::Run;
-use trace_diff::{DiffOptions, Verdict};
+use trace_diff::Verdict;
 
-use super::reference::{self, Job, Model, Reference, Task};
-use super::{fresh_tracer, run_program, Progress};
+use super::reference::{self, Job, Model, Precision, Reference, Task};
+use super::{fresh_tracer, open_run, run_program, Judge, Progress};
 use crate::python::{self, Extra};
 
 /// The batch both engines embed: punctuation, accents, a sentence between 128 and 256 tokens (kept
@@ -71,6 +71,8 @@ pub struct Options {
     pub reference: &'static dyn Reference,
     /// A bug to plant in the candle engine.
     pub inject: Option<Bug>,
+    /// Calibrated verdicts (the reference also runs in float32) or tolerances.
+    pub judge: Judge,
     /// Print the JSON report instead of the text one.
     pub json: bool,
     /// No progress lines (tests).
@@ -84,6 +86,7 @@ impl Default for Options {
             max_tokens: None,
             reference: Model::MiniLm.default_reference(),
             inject: None,
+            judge: Judge::default(),
             json: false,
             quiet: false,
         }
@@ -160,7 +163,7 @@ options:
                     sentence-transformers)
   --reference NAME  the reference (list below); its traces go to OUT/NAME
   --inject NAME     plant a bug in the candle engine (list below)
-  --json            print the report as JSON
+{judge}  --json            print the report as JSON
   -h, --help        this text
 
 --reference NAME:
@@ -170,6 +173,7 @@ options:
         n = SENTENCES.len(),
         cos = MIN_COSINE,
         references = reference::help(Model::MiniLm),
+        judge = Judge::help(),
     );
     s.push_str(&inject_help());
     s
@@ -201,6 +205,9 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
                 o.reference = reference::find(value()?, Model::MiniLm).context("--reference")?
             }
             "--json" => o.json = true,
+            "--no-baseline" | "--max-ratio" => {
+                o.judge.parse_flag(flag, || value().cloned())?;
+            }
             other => bail!("unknown option {other:?} (see --help)"),
         }
     }
@@ -285,23 +292,24 @@ pub fn run_candle(encoder: &Encoder, dir: &Path) -> Result<Tokens> {
     })
 }
 
-/// Diffs the two trace directories under `reference`'s rules and computes the per-sentence
-/// cosines.
+/// Diffs the candle traces (A) with the reference's (B) under `reference`'s rules, calibrated
+/// by the baseline's (C) when given, and computes the per-sentence cosines.
 pub fn compare(
     candle_dir: &Path,
     reference_dir: &Path,
+    baseline_dir: Option<&Path>,
     reference: &dyn Reference,
+    judge: &Judge,
     tokens: Tokens,
 ) -> Result<Outcome> {
-    let options = DiffOptions {
-        rules: reference.rules(Model::MiniLm)?,
-        ..Default::default()
-    };
-    let open = |dir: &Path| {
-        Run::open(dir).with_context(|| format!("read the traces in {}", dir.display()))
-    };
-    let (run_a, run_b) = (open(candle_dir)?, open(reference_dir)?);
-    let report = trace_diff::diff_runs(&run_a, &run_b, &options).context("compare the traces")?;
+    let (run_a, run_b) = (open_run(candle_dir)?, open_run(reference_dir)?);
+    let run_c = baseline_dir.map(open_run).transpose()?;
+    let report = judge.diff(
+        &run_a,
+        &run_b,
+        run_c.as_ref(),
+        reference.rules(Model::MiniLm)?,
+    )?;
     let a = normalized(&run_a)?;
     let b = normalized(&run_b)?;
     if a.len() != b.len() {
@@ -320,6 +328,31 @@ pub fn compare(
         tokens: tokens.per_sentence,
         max_tokens: tokens.max_tokens,
     })
+}
+
+/// Runs `reference` on [`SENTENCES`] in `precision`, traced into `trace_dir`.
+pub fn run_reference(
+    reference: &dyn Reference,
+    model_dir: &Path,
+    sentences_file: &Path,
+    max_tokens: Option<usize>,
+    precision: Precision,
+    trace_dir: &Path,
+    quiet: bool,
+) -> Result<()> {
+    reference
+        .run(&Job {
+            task: Task::Embed {
+                model_dir,
+                sentences_file,
+                max_tokens,
+            },
+            precision,
+            trace_dir,
+            quiet,
+        })
+        .with_context(|| format!("run the {} reference", reference.name()))?;
+    Ok(())
 }
 
 /// Runs the whole cross-validation and returns what it found.
@@ -350,28 +383,50 @@ pub fn run(o: &Options) -> Result<Outcome> {
     let tokens = run_candle(&encoder, &candle_dir)?;
 
     progress.stage(&format!(
-        "reference {}: {} -> {}",
+        "reference {} (f64): {} -> {}",
         o.reference.name(),
         o.reference.about(),
         reference_dir.display()
     ));
-    o.reference
-        .run(&Job {
-            task: Task::Embed {
-                model_dir: &model_dir,
-                sentences_file: &sentences_file,
-                max_tokens: o.max_tokens,
-            },
-            trace_dir: &reference_dir,
-            quiet: o.quiet,
-        })
-        .with_context(|| format!("run the {} reference", o.reference.name()))?;
+    let reference = |precision, dir: &Path| {
+        run_reference(
+            o.reference,
+            &model_dir,
+            &sentences_file,
+            o.max_tokens,
+            precision,
+            dir,
+            o.quiet,
+        )
+    };
+    reference(Precision::F64, &reference_dir)?;
+    let baseline_dir = Judge::baseline_dir(&o.out, o.reference.name(), Precision::F32);
+    if o.judge.baseline {
+        progress.stage(&format!(
+            "baseline: reference {} in the engine's precision (f32) -> {}",
+            o.reference.name(),
+            baseline_dir.display()
+        ));
+        reference(Precision::F32, &baseline_dir)?;
+    }
 
     progress.stage(&format!(
-        "trace-diff: candle (A) against {} (B)",
-        o.reference.name()
+        "trace-diff: candle (A) against {} (B){}",
+        o.reference.name(),
+        if o.judge.baseline {
+            ", calibrated by the baseline (C)"
+        } else {
+            ", dtype tolerances"
+        }
     ));
-    compare(&candle_dir, &reference_dir, o.reference, tokens)
+    compare(
+        &candle_dir,
+        &reference_dir,
+        o.judge.baseline.then_some(baseline_dir.as_path()),
+        o.reference,
+        &o.judge,
+        tokens,
+    )
 }
 
 /// The report as the command prints it: trace-diff's rendering, then the three checks.
@@ -531,16 +586,6 @@ mod tests {
     }
 
     #[test]
-    fn reference_rules_parse() {
-        for name in ["numpy", "torch"] {
-            let r = reference::find(name, Model::MiniLm).unwrap();
-            let rules = r.rules(Model::MiniLm).unwrap();
-            let (t, _) = rules.tolerance("layer0/attn_out", "F32", "F64");
-            assert_eq!((t.atol, t.rtol), (1e-4, 1e-4), "{name}");
-        }
-    }
-
-    #[test]
     fn cosine_of_unit_vectors() {
         assert!((cosine(&[1.0, 0.0], &[1.0, 0.0]) - 1.0).abs() < 1e-15);
         assert!(cosine(&[1.0, 0.0], &[0.0, 1.0]).abs() < 1e-15);
@@ -564,22 +609,39 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let sentences_file = write_sentences(tmp.path()).unwrap();
         let reference_dir = tmp.path().join(reference.name());
-        reference
-            .run(&Job {
-                task: Task::Embed {
-                    model_dir: &model_dir,
-                    sentences_file: &sentences_file,
-                    max_tokens: None,
-                },
-                trace_dir: &reference_dir,
-                quiet: true,
-            })
+        let baseline_dir = tmp.path().join("baseline");
+        for (precision, dir) in [
+            (Precision::F64, &reference_dir),
+            (Precision::F32, &baseline_dir),
+        ] {
+            run_reference(
+                reference,
+                &model_dir,
+                &sentences_file,
+                None,
+                precision,
+                dir,
+                true,
+            )
             .unwrap();
+        }
+        let judge = Judge::default();
+        let compare = |candle_dir: &Path, tokens| {
+            compare(
+                candle_dir,
+                &reference_dir,
+                Some(&baseline_dir),
+                reference,
+                &judge,
+                tokens,
+            )
+            .unwrap()
+        };
 
         let mut encoder = load_encoder(&model_dir, None, None).unwrap();
         let candle_dir = tmp.path().join("candle");
         let tokens = run_candle(&encoder, &candle_dir).unwrap();
-        let outcome = compare(&candle_dir, &reference_dir, reference, tokens).unwrap();
+        let outcome = compare(&candle_dir, tokens);
         let o = Options {
             quiet: true,
             reference,
@@ -608,7 +670,7 @@ mod tests {
             encoder.model.set_bug(Some(bug));
             let dir = tmp.path().join(bug.name());
             let tokens = run_candle(&encoder, &dir).unwrap();
-            let outcome = compare(&dir, &reference_dir, reference, tokens).unwrap();
+            let outcome = compare(&dir, tokens);
             let text = render(&o, &outcome);
             assert!(!outcome.passed(), "{bug} went unnoticed:\n{text}");
             let first = outcome

@@ -13,14 +13,15 @@ pub mod reference;
 pub mod synthetic;
 
 use std::cell::Cell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use trace_core::run::Run;
 use trace_core::Tracer;
 
-use reference::Model;
+use reference::{Model, Precision};
 
 /// The entry point for `cargo xtask crossval ARGS`: 0 agree, 1 diverged, 2 error.
 pub fn main(args: &[String]) -> ExitCode {
@@ -67,6 +68,93 @@ pub fn select_model(args: &[String]) -> Result<(Model, Vec<String>)> {
             })?;
     }
     Ok((model, rest))
+}
+
+/// How a crossval judges each pair of records.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Judge {
+    /// Calibrated verdicts (the default): the reference also runs in the engine's precision
+    /// (side C, the baseline) and a record agrees when the engine's error is at most
+    /// `max_ratio` times the baseline's (`trace_diff::diff_runs_calibrated`). Off: dtype
+    /// tolerances (`--no-baseline`).
+    pub baseline: bool,
+    /// The largest ratio of the engine's error to the baseline's that agrees.
+    pub max_ratio: f64,
+}
+
+impl Default for Judge {
+    fn default() -> Self {
+        Judge {
+            baseline: true,
+            max_ratio: trace_diff::calibrate::DEFAULT_MAX_RATIO,
+        }
+    }
+}
+
+impl Judge {
+    /// Takes `--no-baseline` or `--max-ratio K` (with its value from `value`); false for any
+    /// other flag.
+    pub(crate) fn parse_flag(
+        &mut self,
+        flag: &str,
+        value: impl FnOnce() -> Result<String>,
+    ) -> Result<bool> {
+        match flag {
+            "--no-baseline" => self.baseline = false,
+            "--max-ratio" => {
+                let v = value()?;
+                self.max_ratio = v
+                    .parse()
+                    .ok()
+                    .filter(|k: &f64| k.is_finite() && *k > 0.0)
+                    .with_context(|| format!("--max-ratio {v:?}: expected a positive number"))?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The `--help` lines of the two flags.
+    pub(crate) fn help() -> String {
+        format!(
+            "  --no-baseline     judge by dtype tolerances instead of calibrated verdicts
+  --max-ratio K     calibrated verdicts: the largest ratio of the engine's error to the
+                    baseline's that agrees (default {})
+",
+            trace_diff::calibrate::DEFAULT_MAX_RATIO
+        )
+    }
+
+    /// Where the baseline's traces go: the reference's directory name with the precision.
+    pub(crate) fn baseline_dir(out: &Path, reference: &str, precision: Precision) -> PathBuf {
+        out.join(format!("{reference}-{}", precision.name()))
+    }
+
+    /// Diffs `a` (the engine) with `b` (the reference in f64), calibrated against `baseline`
+    /// when there is one.
+    pub(crate) fn diff(
+        &self,
+        a: &Run,
+        b: &Run,
+        baseline: Option<&Run>,
+        rules: trace_diff::Rules,
+    ) -> Result<trace_diff::Report> {
+        let options = trace_diff::DiffOptions {
+            rules,
+            max_ratio: self.max_ratio,
+            ..Default::default()
+        };
+        match baseline {
+            Some(c) => trace_diff::diff_runs_calibrated(a, b, c, &options),
+            None => trace_diff::diff_runs(a, b, &options),
+        }
+        .context("compare the traces")
+    }
+}
+
+/// Reads a trace directory.
+pub(crate) fn open_run(dir: &Path) -> Result<Run> {
+    Run::open(dir).with_context(|| format!("read the traces in {}", dir.display()))
 }
 
 /// Parses a flag's integer value.
@@ -165,7 +253,7 @@ impl Progress {
         self.count.set(n);
         if !self.quiet {
             eprintln!(
-                "crossval: [{n}/4] {what} ({:.2}s)",
+                "crossval: [{n}] {what} ({:.2}s)",
                 self.start.elapsed().as_secs_f64()
             );
         }

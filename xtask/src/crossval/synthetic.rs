@@ -16,8 +16,8 @@ use anyhow::{bail, Context, Result};
 use trace_candle::engine::{Bug, Llama, Traces};
 use trace_core::events::{ContractViolation, InferenceTracer, TraceConfig};
 
-use super::reference::{self, Job, Model, Reference, Task};
-use super::{fresh_tracer, number, Progress};
+use super::reference::{self, Job, Model, Precision, Reference, Task};
+use super::{fresh_tracer, number, open_run, Judge, Progress};
 
 pub use reference_engine::seeded::Size;
 
@@ -45,6 +45,10 @@ pub struct Options {
     pub json: bool,
     /// The reference the candle engine is compared with.
     pub reference: &'static dyn Reference,
+    /// The candle engine's precision: F32 (default) or BF16.
+    pub precision: Precision,
+    /// Calibrated verdicts or tolerances.
+    pub judge: Judge,
     /// No progress lines (tests).
     pub quiet: bool,
 }
@@ -61,6 +65,8 @@ impl Default for Options {
             inject: None,
             json: false,
             reference: Model::Synthetic.default_reference(),
+            precision: Precision::F32,
+            judge: Judge::default(),
             quiet: false,
         }
     }
@@ -167,7 +173,8 @@ options:
   --prompt TEXT     prompt, one token per byte (default {prompt:?})
   --out DIR         output directory (default target/crossval)
   --inject NAME     plant a bug in the candle engine (list below)
-  --json            print the report as JSON
+  --dtype NAME      the candle engine's precision: f32 (default) or bf16
+{judge}  --json            print the report as JSON
   --reference NAME  the reference (list below); its traces go to OUT/NAME
   --model NAME      synthetic (default: the model above) or minilm (all-MiniLM-L6-v2;
                     `cargo xtask crossval --model minilm --help`)
@@ -186,6 +193,7 @@ options:
             .join(", "),
         prompt = d.prompt,
         references = reference::help(Model::Synthetic),
+        judge = Judge::help(),
     );
     for bug in Bug::ALL {
         let _ = writeln!(s, "  {:<22}  {}", bug.name(), bug.description());
@@ -225,11 +233,29 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
             "--out" => o.out = PathBuf::from(value()?),
             "--inject" => o.inject = Some(value()?.parse().context("--inject")?),
             "--json" => o.json = true,
+            "--dtype" => {
+                let v = value()?;
+                o.precision = match v.as_str() {
+                    "f32" => Precision::F32,
+                    "bf16" => Precision::Bf16,
+                    _ => bail!("--dtype {v:?}: expected f32 or bf16"),
+                }
+            }
+            "--no-baseline" | "--max-ratio" => {
+                o.judge.parse_flag(flag, || value().cloned())?;
+            }
             "--reference" => {
                 o.reference = reference::find(value()?, Model::Synthetic).context("--reference")?
             }
             other => bail!("unknown option {other:?} (see --help)"),
         }
+    }
+    if !o.reference.computes_in(o.precision) && o.judge.baseline {
+        bail!(
+            "--reference {} cannot compute in {} for the baseline (use --no-baseline)",
+            o.reference.name(),
+            o.precision.name()
+        );
     }
     if o.layers == 0 {
         bail!("--layers 0: the model needs at least one layer");
@@ -276,7 +302,8 @@ pub fn run(o: &Options) -> Result<Outcome> {
     }
 
     progress.stage(&format!(
-        "candle engine{}: {} prompt tokens + {} decode steps -> {} (events: {EVENTS_FILE})",
+        "candle engine ({}){}: {} prompt tokens + {} decode steps -> {} (events: {EVENTS_FILE})",
+        o.precision.name(),
         o.inject
             .map(|b| format!(" (injected: {b})"))
             .unwrap_or_default(),
@@ -288,18 +315,39 @@ pub fn run(o: &Options) -> Result<Outcome> {
 
     let reference_dir = o.out.join(o.reference.name());
     progress.stage(&format!(
-        "reference {}: {} -> {}",
+        "reference {} (f64): {} -> {}",
         o.reference.name(),
         o.reference.about(),
         reference_dir.display()
     ));
-    let reference_tokens = run_reference(o, &files, &reference_dir)?;
+    let reference_tokens = run_reference(o, &files, Precision::F64, &reference_dir)?;
+    let baseline_dir = Judge::baseline_dir(&o.out, o.reference.name(), o.precision);
+    if o.judge.baseline {
+        progress.stage(&format!(
+            "baseline: reference {} in the engine's precision ({}) -> {}",
+            o.reference.name(),
+            o.precision.name(),
+            baseline_dir.display()
+        ));
+        run_reference(o, &files, o.precision, &baseline_dir)?;
+    }
 
     progress.stage(&format!(
-        "trace-diff: candle (A) against {} (B)",
-        o.reference.name()
+        "trace-diff: candle (A) against {} (B){}",
+        o.reference.name(),
+        if o.judge.baseline {
+            ", calibrated by the baseline (C)"
+        } else {
+            ", dtype tolerances"
+        }
     ));
-    compare(o, candle, reference_tokens, &reference_dir)
+    compare(
+        o,
+        candle,
+        reference_tokens,
+        &reference_dir,
+        o.judge.baseline.then_some(baseline_dir.as_path()),
+    )
 }
 
 /// The model directory and the prompt file both engines read.
@@ -342,7 +390,12 @@ pub fn run_candle(o: &Options, inputs: &Inputs) -> Result<CandleRun> {
     let tokens = {
         let tracer = fresh_tracer(&candle_dir)?;
         let events = InferenceTracer::new(TraceConfig::enabled());
-        let engine = Llama::load(&inputs.model_dir, o.inject).context("load the candle engine")?;
+        let dtype = match o.precision {
+            Precision::Bf16 => candle_core::DType::BF16,
+            _ => candle_core::DType::F32,
+        };
+        let engine = Llama::load_with(&inputs.model_dir, o.inject, dtype)
+            .context("load the candle engine")?;
         let traces = Traces {
             tensors: Some(&tracer),
             events: Some(&events),
@@ -368,10 +421,16 @@ pub fn run_candle(o: &Options, inputs: &Inputs) -> Result<CandleRun> {
     })
 }
 
-/// Runs `o.reference`, traced into `trace_dir`; returns its tokens.
-pub fn run_reference(o: &Options, inputs: &Inputs, trace_dir: &Path) -> Result<Vec<u32>> {
+/// Runs `o.reference` in `precision`, traced into `trace_dir`; returns its tokens.
+pub fn run_reference(
+    o: &Options,
+    inputs: &Inputs,
+    precision: Precision,
+    trace_dir: &Path,
+) -> Result<Vec<u32>> {
     o.reference
         .run(&Job {
+            precision,
             task: Task::Generate {
                 model_dir: &inputs.model_dir,
                 prompt: &o.prompt,
@@ -385,19 +444,20 @@ pub fn run_reference(o: &Options, inputs: &Inputs, trace_dir: &Path) -> Result<V
 }
 
 /// Diffs `o.out/candle` (A) with the reference's traces in `reference_dir` (B) under the
-/// reference's rules.
+/// reference's rules, calibrated by the baseline's traces in `baseline_dir` (C) when given.
 pub fn compare(
     o: &Options,
     candle: CandleRun,
     reference_tokens: Vec<u32>,
     reference_dir: &Path,
+    baseline_dir: Option<&Path>,
 ) -> Result<Outcome> {
-    let options = trace_diff::DiffOptions {
-        rules: o.reference.rules(Model::Synthetic)?,
-        ..Default::default()
-    };
-    let report = trace_diff::diff_dirs(&o.out.join("candle"), reference_dir, &options)
-        .context("compare the traces")?;
+    let a = open_run(&o.out.join("candle"))?;
+    let b = open_run(reference_dir)?;
+    let c = baseline_dir.map(open_run).transpose()?;
+    let report = o
+        .judge
+        .diff(&a, &b, c.as_ref(), o.reference.rules(Model::Synthetic)?)?;
     Ok(Outcome {
         report,
         candle_tokens: candle.tokens,

@@ -2,7 +2,6 @@
 //! (float64) from the paper and the model card, traced with the Python emitter.
 
 use anyhow::{bail, Result};
-use trace_diff::Rules;
 
 use super::{Job, Model, Precision, Reference, Task};
 use crate::crossval::{run_program, traced_command};
@@ -10,17 +9,6 @@ use crate::python::{self, Extra};
 
 /// The numpy MiniLM reference.
 pub struct Numpy;
-
-/// An F32 engine against an F64 reference through 6 post-norm layers.
-///
-/// trace-diff's F32 default (atol 1e-5, rtol 1e-4) bounds one operation's rounding. After six
-/// BERT layers a few elements near zero are off by up to 2.7e-5 on a clean run (relative L2
-/// error 1.3e-6), so `atol` is raised to 1e-4, a 4x margin; `rtol` stays 1e-4. The planted bugs
-/// move elements by 2e-3 and more, 20x past it.
-pub const MINILM_TOLERANCE: &str = "
-[default_tolerance]
-atol = 1e-4
-";
 
 impl Reference for Numpy {
     fn name(&self) -> &'static str {
@@ -37,13 +25,6 @@ impl Reference for Numpy {
 
     fn computes_in(&self, precision: Precision) -> bool {
         precision != Precision::Bf16
-    }
-
-    fn rules(&self, _model: Model) -> Result<Rules> {
-        Ok(Rules::from_toml(
-            &format!("version = 1\n{MINILM_TOLERANCE}"),
-            std::path::Path::new("(minilm crossval rules)"),
-        )?)
     }
 
     fn run(&self, job: &Job<'_>) -> Result<Vec<u32>> {

@@ -37,8 +37,8 @@ impl Reference for Rust {
             bail!("the rust reference runs the synthetic model only");
         };
         let tracer = fresh_tracer(job.trace_dir)?;
-        let engine =
-            reference_engine::Model::load(model_dir).context("load the reference engine")?;
+        let engine = reference_engine::Model::load_with(model_dir, job.precision)
+            .context("load the reference engine")?;
         let prompt: Vec<u32> = prompt.bytes().map(u32::from).collect();
         let tokens = engine
             .generate(&prompt, steps, Some(&tracer))

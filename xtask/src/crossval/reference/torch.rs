@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use trace_diff::Rules;
 
-use super::{numpy::MINILM_TOLERANCE, parse_tokens, Job, Model, Precision, Reference, Task};
+use super::{parse_tokens, Job, Model, Precision, Reference, Task};
 use crate::crossval::{run_program, traced_command};
 use crate::python::{self, Extra};
 
@@ -41,18 +41,13 @@ impl Reference for Torch {
     }
 
     fn rules(&self, model: Model) -> Result<Rules> {
-        let (preset, extra) = match model {
-            Model::Synthetic => ("hf-llama", ""),
-            Model::MiniLm => ("hf-bert", MINILM_TOLERANCE),
+        let preset = match model {
+            Model::Synthetic => "hf-llama",
+            Model::MiniLm => "hf-bert",
         };
-        let (_, text) = trace_diff::rules::PRESETS
-            .iter()
-            .find(|(name, _)| *name == preset)
-            .with_context(|| format!("trace-diff ships no preset {preset:?}"))?;
-        Ok(Rules::from_toml(
-            &format!("{text}\n{extra}"),
-            std::path::Path::new(&format!("preset:{preset}")),
-        )?)
+        Rules::preset(preset)
+            .with_context(|| format!("trace-diff ships no preset {preset:?}"))?
+            .map_err(Into::into)
     }
 
     fn run(&self, job: &Job<'_>) -> Result<Vec<u32>> {

@@ -4,7 +4,8 @@
 //! temporary directory: well under a second each, even in a debug build.
 
 use super::*;
-use crate::crossval::reference::{self, Model};
+use crate::crossval::reference::{self, Model, Precision};
+use crate::crossval::Judge;
 
 fn options(dir: &Path, inject: Option<Bug>) -> Options {
     Options {
@@ -17,6 +18,8 @@ fn options(dir: &Path, inject: Option<Bug>) -> Options {
         inject,
         json: false,
         reference: Model::Synthetic.default_reference(),
+        precision: Precision::F32,
+        judge: Judge::default(),
         quiet: true,
     }
 }
@@ -311,8 +314,9 @@ fn refuses_to_clear_a_foreign_directory() {
 }
 
 /// The candle engine against Hugging Face transformers itself (`--reference torch`): the
-/// reference runs once; the clean candle run agrees with it, and each planted bug is found at
-/// the same record as against the f64 reference engine.
+/// reference runs once in float64 (B) and once in float32 (the baseline C); the clean candle run
+/// agrees with it, and each planted bug is found at the same record as against the f64
+/// reference engine.
 #[test]
 fn transformers_reference_agrees_and_localizes_every_bug() {
     let dir = tempfile::tempdir().unwrap();
@@ -322,10 +326,19 @@ fn transformers_reference_agrees_and_localizes_every_bug() {
     };
     let inputs = write_inputs(&o).unwrap();
     let reference_dir = dir.path().join("torch");
-    let reference_tokens = run_reference(&o, &inputs, &reference_dir).unwrap();
+    let baseline_dir = dir.path().join("torch-f32");
+    let reference_tokens = run_reference(&o, &inputs, Precision::F64, &reference_dir).unwrap();
+    run_reference(&o, &inputs, Precision::F32, &baseline_dir).unwrap();
 
     let candle = run_candle(&o, &inputs).unwrap();
-    let outcome = compare(&o, candle, reference_tokens.clone(), &reference_dir).unwrap();
+    let outcome = compare(
+        &o,
+        candle,
+        reference_tokens.clone(),
+        &reference_dir,
+        Some(&baseline_dir),
+    )
+    .unwrap();
     let text = render(&o, &outcome).unwrap();
     assert!(outcome.passed(), "{text}");
     assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
@@ -338,7 +351,14 @@ fn transformers_reference_agrees_and_localizes_every_bug() {
     for bug in Bug::ALL {
         o.inject = Some(bug);
         let candle = run_candle(&o, &inputs).unwrap();
-        let outcome = compare(&o, candle, reference_tokens.clone(), &reference_dir).unwrap();
+        let outcome = compare(
+            &o,
+            candle,
+            reference_tokens.clone(),
+            &reference_dir,
+            Some(&baseline_dir),
+        )
+        .unwrap();
         let text = render(&o, &outcome).unwrap();
         let pair = outcome
             .report
