@@ -82,6 +82,17 @@ impl Extra {
 pub fn ensure_venv(extras: &[Extra]) -> Result<PathBuf> {
     let root = project_root();
     let venv = root.join(VENV);
+    // Tests run in parallel processes (nextest) and several install into this venv: one at a
+    // time, or two pips would unpack the same packages over each other. The lock is released
+    // when the file is closed, also if this process dies.
+    let lock_path = root.join(format!("{VENV}.lock"));
+    if let Some(parent) = lock_path.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    }
+    let lock = fs::File::create(&lock_path)
+        .with_context(|| format!("create {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("lock {}", lock_path.display()))?;
     let python = venv_python(&venv);
     if !python.exists() {
         run_step(
