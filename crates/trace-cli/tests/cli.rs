@@ -1,6 +1,7 @@
 //! The `tensor-trace` binary, run for real on runs recorded by the toy engine example.
 
 mod cli {
+    mod bisect;
     mod check_events;
     mod record_show_stats;
     mod support;
