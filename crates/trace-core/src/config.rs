@@ -604,4 +604,20 @@ mod tests {
         assert!(choice.keeps("logits", 9) && choice.keeps("h", 1) && !choice.keeps("h", 0));
         assert!(c.may_keep_values("h") && c.may_keep_values("logits") && !c.may_keep_values("q"));
     }
+
+    proptest::proptest! {
+        /// Any names, escaped by `from_records`, parse back to exactly the records given.
+        #[test]
+        fn values_at_spec_round_trips_any_names(
+            records in proptest::collection::vec(("\\PC{0,12}|[ ,@\\\\\t]{1,4}", 0u64..5), 1..8),
+            probe in 0u64..5,
+        ) {
+            let at = ValuesAt::from_records(records.iter().map(|(n, k)| (n.as_str(), *k)));
+            let parsed = ValuesAt::parse(at.spec(), ENV_VALUES_AT).unwrap();
+            for (name, _) in &records {
+                let expected = records.iter().any(|(n, k)| n == name && *k == probe);
+                proptest::prop_assert_eq!(parsed.selects(name, probe), expected);
+            }
+        }
+    }
 }
