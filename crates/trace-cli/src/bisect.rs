@@ -182,11 +182,10 @@ impl Nondeterminism {
             (None, None) => "not recorded".to_owned(),
         };
         format!(
-            "{}@{} (record #{} of {}): {change} ({} vs {})",
+            "{}@{} (record #{}): {change} ({} vs {})",
             self.name,
             self.occurrence,
             self.position,
-            self.side.name(),
             self.runs[0].display(),
             self.runs[1].display()
         )
@@ -225,7 +224,8 @@ pub struct Bisection {
     pub window: Vec<WindowRecord>,
     /// The first record that changed between pass 1 and a later pass of the same command.
     pub nondeterministic: Option<Nondeterminism>,
-    /// The last diff: pass 2's (values in the window), or pass 1's when it stopped there.
+    /// The last diff: the last values pass's, or pass 1's when it stopped there or a record
+    /// changed between passes (then no values pass was diffed).
     pub report: Report,
 }
 
@@ -341,7 +341,7 @@ pub fn bisect_with(
     options: &BisectOptions,
     compare: &dyn Compare,
 ) -> Result<Bisection> {
-    let (out, temporary) = prepare_out(options.out.as_deref())?;
+    let (out, temporary) = prepare_out(options.out.as_deref(), "tensor-trace-bisect-")?;
     let attach = |kind: BisectErrorKind| BisectError {
         out: Some(out.clone()),
         kind,
@@ -371,7 +371,7 @@ pub fn bisect_with(
 /// Creates the output directory: `out` (empty or absent) or a fresh temporary directory (kept
 /// on disk; the caller removes it when nothing needs looking at). Returns it and whether it is
 /// temporary.
-pub(crate) fn prepare_out(out: Option<&Path>) -> Result<(PathBuf, bool)> {
+pub(crate) fn prepare_out(out: Option<&Path>, prefix: &str) -> Result<(PathBuf, bool)> {
     let io = |op, path: &Path, source| BisectError {
         out: None,
         kind: BisectErrorKind::Io {
@@ -396,7 +396,7 @@ pub(crate) fn prepare_out(out: Option<&Path>) -> Result<(PathBuf, bool)> {
         }
         None => {
             let tmp = tempfile::Builder::new()
-                .prefix("tensor-trace-bisect-")
+                .prefix(prefix)
                 .tempdir()
                 .map_err(|e| io("create", &std::env::temp_dir(), e))?;
             Ok((tmp.keep(), true))

@@ -66,7 +66,7 @@ pub fn repeat(engine: &EngineCommand, options: &RepeatOptions) -> Result<Repetit
             kind: BisectErrorKind::TooFewRuns(options.runs),
         });
     }
-    let (out, temporary) = prepare_out(options.out.as_deref())?;
+    let (out, temporary) = prepare_out(options.out.as_deref(), "tensor-trace-repeat-")?;
     let attach = |kind: BisectErrorKind| BisectError {
         out: Some(out.clone()),
         kind,

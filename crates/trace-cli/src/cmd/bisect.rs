@@ -179,7 +179,11 @@ fn summary(found: &Bisection) -> String {
     }
     if found.passes.len() > 1 {
         match &found.nondeterministic {
-            Some(n) => s.push_str(&format!("  nondeterministic: {}\n", n.describe())),
+            Some(n) => s.push_str(&format!(
+                "  nondeterministic on side {}: {}\n",
+                n.side.name(),
+                n.describe()
+            )),
             None => {
                 s.push_str("  determinism: every record up to the window hashed as in pass 1\n")
             }

@@ -324,9 +324,11 @@ fn repeat_names_the_first_nondeterministic_record() {
         .code(1)
         .stdout(
             predicate::str::contains(
-                "first nondeterministic record (run 2 against run 1): blk1/ffn_out@0 (record #4 of a)",
+                "first nondeterministic record (run 2 against run 1): blk1/ffn_out@0 (record #4)",
             )
-            .and(predicate::str::contains("result: NONDETERMINISTIC (exit 1)")),
+            .and(predicate::str::contains(
+                "result: NONDETERMINISTIC (exit 1)",
+            )),
         );
     tensor_trace()
         .args(["repeat", "-n", "1", "--"])
