@@ -2,7 +2,7 @@
 //! made-up activations traced through the global, environment-configured tracer.
 //!
 //! `toy_engine [--nan-at-layer L] [--steps N] [--layers L] [--size N] [--exit CODE]
-//!             [--plant-at K] [--swap-at K] [--mix] [--noise-at K]`
+//!             [--plant-at K] [--swap-at K] [--mix] [--noise-at K] [--work N]`
 //!
 //! Records, per step: `embed`, then `blk{l}/attn_out` and `blk{l}/ffn_out` per layer, then
 //! `logits`. K counts records from 0 across steps (the capture index). The hidden state carries
@@ -14,6 +14,8 @@
 //! - `--mix`: `ffn_out` also adds a tenth of each element's right neighbour.
 //! - `--noise-at K`: nondeterminism: adds a value derived from the process id and the clock
 //!   to element 0 of record K only, so that record differs from run to run.
+//! - `--work N`: N extra passes of arithmetic over the hidden state per stage, standing in for
+//!   the compute of a real engine (for measuring what tracing costs against it).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,6 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let swap_at = flag("--swap-at")?;
     let noise_at = flag("--noise-at")?;
     let mix = args.iter().any(|a| a == "--mix");
+    let work = flag("--work")?.unwrap_or(0);
 
     let mut hidden: Vec<f32> = (0..size).map(|i| (i % 16) as f32 / 8.0 - 1.0).collect();
     let mut index = 0i64;
@@ -70,6 +73,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for layer in 0..layers {
             for (stage, scale) in [("attn_out", 0.5f32), ("ffn_out", 1.5)] {
                 hidden.iter_mut().for_each(|h| *h = (*h * scale).tanh());
+                for _ in 0..work {
+                    let sum: f32 = hidden.iter().map(|h| h.sin()).sum();
+                    std::hint::black_box(sum);
+                }
                 if mix && stage == "ffn_out" {
                     let right: Vec<f32> = (0..hidden.len())
                         .map(|i| hidden[(i + 1) % hidden.len()])
