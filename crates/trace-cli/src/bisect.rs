@@ -635,3 +635,61 @@ fn position_of(run: &Run, name: &str, occurrence: u64) -> Option<usize> {
         .iter()
         .position(|r: &RunRecord| r.key() == (name, occurrence))
 }
+
+#[cfg(test)]
+mod tests {
+    use trace_core::{Context, TensorView, Tracer};
+
+    use super::*;
+
+    /// Writes a run of `(name, value)` records into `dir` and reads it back.
+    fn run_of(dir: &Path, records: &[(&str, f32)]) -> Run {
+        let tracer = Tracer::builder().dir(dir).build().unwrap();
+        for (name, v) in records {
+            let data = [*v];
+            let view = TensorView::new(&[1], &data[..]).unwrap();
+            tracer.record(name, &Context::default(), view).unwrap();
+        }
+        Run::open(dir).unwrap()
+    }
+
+    #[test]
+    fn first_change_is_keyed_by_name_and_occurrence_up_to_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = run_of(
+            &tmp.path().join("1"),
+            &[("x", 1.0), ("y", 2.0), ("x", 3.0), ("z", 4.0)],
+        );
+        // The same records in another order: not a change.
+        let reordered = run_of(
+            &tmp.path().join("2"),
+            &[("y", 2.0), ("x", 1.0), ("x", 3.0), ("z", 4.0)],
+        );
+        assert_eq!(first_change(Side::A, &first, &reordered, usize::MAX), None);
+        // x's second occurrence changed; z is missing. Up to position 1 nothing changed.
+        let changed = run_of(&tmp.path().join("3"), &[("x", 1.0), ("y", 2.0), ("x", 9.0)]);
+        assert_eq!(first_change(Side::B, &first, &changed, 1), None);
+        let n = first_change(Side::B, &first, &changed, usize::MAX).unwrap();
+        assert_eq!(
+            (n.side, n.name.as_str(), n.occurrence, n.position),
+            (Side::B, "x", 1, 2)
+        );
+        assert!(n.first.is_some() && n.second.is_some() && n.first != n.second);
+        let missing = run_of(&tmp.path().join("4"), &[("x", 1.0), ("y", 2.0), ("x", 3.0)]);
+        let n = first_change(Side::A, &missing, &first, usize::MAX);
+        assert_eq!(
+            n, None,
+            "every record of the shorter run is in the longer one"
+        );
+        let n = first_change(Side::A, &first, &missing, usize::MAX).unwrap();
+        assert_eq!(
+            (n.name.as_str(), n.position, n.second.as_deref()),
+            ("z", 3, None)
+        );
+        assert!(
+            n.describe().contains("then not recorded at all"),
+            "{}",
+            n.describe()
+        );
+    }
+}

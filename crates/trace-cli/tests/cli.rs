@@ -3,6 +3,7 @@
 mod cli {
     mod bisect;
     mod check_events;
+    mod library;
     mod record_show_stats;
     mod support;
 }
