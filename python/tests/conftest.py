@@ -18,6 +18,7 @@ _ENV = [
     tensor_trace.ENV_DIR_COMPAT,
     tensor_trace.ENV_FILTER,
     tensor_trace.ENV_VALUES,
+    tensor_trace._config.ENV_VALUES_AT,
     tensor_trace.ENV_APPEND,
     tensor_trace.ENV_ASYNC,
     tensor_trace.ENV_RANK,
@@ -67,9 +68,18 @@ def golden_inputs() -> list:
     return out
 
 
+def _golden_doc() -> dict:
+    return json.loads((GOLDEN / "inputs.json").read_text("utf-8"))
+
+
 def golden_values_filter() -> str:
-    names = sorted({t["name"] for t, _ in golden_inputs() if t["values"]})
-    return ",".join(names)
+    """`TENSOR_TRACE_VALUES` of the golden run (values by name)."""
+    return _golden_doc()["values"]
+
+
+def golden_values_at() -> str:
+    """`TENSOR_TRACE_VALUES_AT` of the golden run (values by occurrence)."""
+    return _golden_doc()["values_at"]
 
 
 @pytest.fixture

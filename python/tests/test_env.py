@@ -69,6 +69,8 @@ def test_values_accepts_booleans(clean_env, trace_dir):
         ("TENSOR_TRACE_APPEND", "maybe", "TENSOR_TRACE_APPEND.*expected 1/true"),
         ("TENSOR_TRACE_ASYNC", "2", "TENSOR_TRACE_ASYNC"),
         ("TENSOR_TRACE_RANK", "-1", "TENSOR_TRACE_RANK.*non-negative integer"),
+        ("TENSOR_TRACE_VALUES_AT", "logits", 'invalid TENSOR_TRACE_VALUES_AT="logits": item "logits" has no `@`'),
+        ("TENSOR_TRACE_VALUES_AT", "a@5-2", "range 5-2 is empty"),
     ],
 )
 def test_invalid_settings_raise_on_every_call_naming_the_variable(clean_env, trace_dir, var, value, message):
@@ -100,3 +102,70 @@ def test_invalid_settings_raise_on_every_call_naming_the_variable(clean_env, tra
 def test_globs_follow_globset(spec, name, expected):
     f = tensor_trace.NameFilter.parse(spec, "TENSOR_TRACE_FILTER")
     assert f.matches(name) is expected
+
+
+def test_values_at_saves_single_occurrences_from_the_environment(clean_env, trace_dir):
+    env_dir(clean_env, trace_dir)
+    clean_env.setenv("TENSOR_TRACE_VALUES_AT", "h@1, h@3-9,logits@0")
+    for step in range(5):
+        dump_trace("h", [float(step)], step=step)
+    dump_trace("logits", [1.0])
+    with_values = [e["file"] for e in read_manifest(trace_dir) if "values" in e]
+    assert with_values == ["h.1.trace", "h.3.trace", "h.4.trace", "logits.trace"]
+    assert sorted(p.name for p in trace_dir.glob("*.npy")) == ["h.1.npy", "h.3.npy", "h.4.npy", "logits.npy"]
+
+
+# The same cases as trace-core's `values_at_selects_records_by_name_and_occurrence`.
+@pytest.mark.parametrize(
+    "spec, name, occurrence, expected",
+    [
+        ("blk0/q@1", "blk0/q", 1, True),
+        ("blk0/q@1", "blk0/q", 0, False),
+        ("blk0/q@1", "blk0/k", 1, False),
+        ("logits@2-4", "logits", 2, True),
+        ("logits@2-4", "logits", 4, True),
+        ("logits@2-4", "logits", 5, False),
+        (" a@0 ,\tb@3 ", "b", 3, True),
+        (" a@0 ,\tb@3 ", "a", 0, True),
+        ("a@ 7 ", "a", 7, True),
+        ("user@host@2", "user@host", 2, True),
+        ("with space\\, comma@0", "with space, comma", 0, True),
+        ("back\\\\slash@0", "back\\slash", 0, True),
+        ("\\ padded\\ @1", " padded ", 1, True),
+        ("@0", "", 0, True),
+        ("a@0,,a@5", "a", 5, True),
+        ("blk*@0", "blk0", 0, False),
+        ("x@18446744073709551615", "x", 2**64 - 1, True),
+    ],
+)
+def test_values_at_matches_trace_core(spec, name, occurrence, expected):
+    at = tensor_trace._config.ValuesAt.parse(spec, "TENSOR_TRACE_VALUES_AT")
+    assert at.selects(name, occurrence) is expected
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("logits", "has no `@`"),
+        ("a@", "expected an occurrence"),
+        ("a@x", 'found "x"'),
+        ("a@-1", "expected an occurrence"),
+        ("a@+1", "expected an occurrence"),
+        ("a@1-2-3", "expected an occurrence"),
+        ("a@18446744073709551616", "expected an occurrence"),
+        ("a@5-2", "range 5-2 is empty"),
+        ("a@1\\", "escapes nothing"),
+        (" , ", "expected comma-separated"),
+    ],
+)
+def test_values_at_errors_match_trace_core(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        tensor_trace._config.ValuesAt.parse(spec, "TENSOR_TRACE_VALUES_AT")
+
+
+def test_values_at_items_round_trip():
+    ValuesAt = tensor_trace._config.ValuesAt
+    names = ["a,b", "c\\d", " e ", "f@g", "", "\t"]
+    at = ValuesAt.parse(",".join(ValuesAt.item(n) + "@3" for n in names), "x")
+    for n in names:
+        assert at.selects(n, 3) and not at.selects(n, 2), repr(n)

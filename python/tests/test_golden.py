@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 
 import tensor_trace
-from conftest import GOLDEN, env_dir, golden_inputs, golden_values_filter, read_manifest, read_records
+from conftest import (
+    GOLDEN,
+    env_dir,
+    golden_inputs,
+    golden_values_at,
+    golden_values_filter,
+    read_manifest,
+    read_records,
+)
 
 EXPECTED = GOLDEN / "expected"
 FLOAT_FIELDS = {"rms"}
@@ -58,7 +66,7 @@ def assert_same_run(expected, actual) -> None:
 
 
 def write_with_tracer(d) -> None:
-    tracer = tensor_trace.Tracer(d, values=golden_values_filter())
+    tracer = tensor_trace.Tracer(d, values=golden_values_filter(), values_at=golden_values_at())
     for t, arr in golden_inputs():
         assert tracer.record(t["name"], arr, step=t["seq"], layer=t["layer"], stage=t["stage"])
     tracer.close()
@@ -68,6 +76,11 @@ def test_golden_inputs_are_present_and_cover_the_dtypes():
     inputs = golden_inputs()
     assert {t["dtype"] for t, _ in inputs} == {"F32", "F64", "F16", "BF16", "I64", "I32", "U32", "U8"}
     assert (EXPECTED / "manifest.jsonl").exists()
+    # Values were saved for exactly the flagged tensors, some of them by occurrence only.
+    manifest = read_manifest(EXPECTED)
+    assert ["values" in e for e in manifest] == [t["values"] for t, _ in inputs]
+    assert any(t["values"] for t, _ in inputs if t["name"] == "sel/h")
+    assert not all(t["values"] for t, _ in inputs if t["name"] == "sel/h")
 
 
 def test_tracer_reproduces_the_golden_run(trace_dir):
@@ -78,6 +91,7 @@ def test_tracer_reproduces_the_golden_run(trace_dir):
 def test_dump_trace_from_the_environment_reproduces_the_golden_run(clean_env, trace_dir):
     env_dir(clean_env, trace_dir)
     clean_env.setenv(tensor_trace.ENV_VALUES, golden_values_filter())
+    clean_env.setenv(tensor_trace._config.ENV_VALUES_AT, golden_values_at())
     for t, arr in golden_inputs():
         tensor_trace.dump_trace(t["name"], arr, layer=t["layer"], stage=t["stage"], step=t["seq"])
     tensor_trace._reset()

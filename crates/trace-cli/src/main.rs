@@ -11,10 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit code for a finding: a divergence, a NaN, a broken contract.
-pub const EXIT_FINDING: u8 = 1;
-/// Exit code for a usage or input error.
-pub const EXIT_ERROR: u8 = 2;
+pub use trace_cli::{EXIT_ERROR, EXIT_FINDING};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +40,8 @@ enum Command {
     /// Compare two trace directories and name the first divergence (the same as `trace-diff`).
     Diff(cmd::diff::Args),
     Check(cmd::check::Args),
+    Bisect(cmd::bisect::Args),
+    Repeat(cmd::repeat::Args),
     Events(cmd::events::Args),
     Completions(cmd::completions::Args),
 }
@@ -56,6 +55,8 @@ fn main() -> ExitCode {
         Command::Stats(args) => cmd::stats::run(args),
         Command::Diff(args) => cmd::diff::run(args),
         Command::Check(args) => cmd::check::run(args),
+        Command::Bisect(args) => cmd::bisect::run(args),
+        Command::Repeat(args) => cmd::repeat::run(args),
         Command::Events(args) => cmd::events::run(args),
         Command::Completions(args) => cmd::completions::run(args),
     };

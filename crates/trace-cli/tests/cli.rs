@@ -2,8 +2,10 @@
 //! files other tracers wrote.
 
 mod cli {
+    mod bisect;
     mod check_events;
     mod producers;
+    mod library;
     mod record_show_stats;
     mod support;
 }

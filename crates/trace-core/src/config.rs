@@ -6,10 +6,13 @@
 //! | `BITNET_TRACE_DIR` | the seed's name for the same, used when `TENSOR_TRACE_DIR` is unset |
 //! | `TENSOR_TRACE_FILTER` | comma-separated globs over names; `!glob` excludes |
 //! | `TENSOR_TRACE_VALUES` | also save raw values as `.npy`: `1`/`all`, or a glob list |
+//! | `TENSOR_TRACE_VALUES_AT` | also save raw values of single records: `name@occurrence` items (see [`ValuesAt`]) |
 //! | `TENSOR_TRACE_APPEND` | `1` allows writing into a directory that already holds a run |
 //! | `TENSOR_TRACE_ASYNC` | `1` writes files on a background thread (see [`crate::Tracer`]) |
 //! | `TENSOR_TRACE_RANK` | process rank recorded in every record |
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -24,6 +27,8 @@ pub const ENV_DIR_COMPAT: &str = "BITNET_TRACE_DIR";
 pub const ENV_FILTER: &str = "TENSOR_TRACE_FILTER";
 /// Raw-values variable.
 pub const ENV_VALUES: &str = "TENSOR_TRACE_VALUES";
+/// Raw values of single records, by name and occurrence (see [`ValuesAt`]).
+pub const ENV_VALUES_AT: &str = "TENSOR_TRACE_VALUES_AT";
 /// Append-mode variable.
 pub const ENV_APPEND: &str = "TENSOR_TRACE_APPEND";
 /// Background-writer variable.
@@ -114,6 +119,206 @@ impl NameFilter {
     }
 }
 
+/// Records selected by name and occurrence: the `TENSOR_TRACE_VALUES_AT` setting.
+///
+/// Grammar: comma-separated items `NAME@K` (the record of `NAME` with occurrence `K`) or
+/// `NAME@K-M` (occurrences `K` to `M`, both included). The name is exact (no globs) and ends at
+/// the last `@` of the item, so names holding `@` need no escape. A backslash makes the next
+/// character literal: `\,` for a comma in a name, `\\` for a backslash, `\ ` for a space kept at
+/// either end of an item (unescaped spaces, tabs and line breaks around an item are trimmed).
+/// Empty items are skipped. Occurrences are ASCII decimal integers below 2^64.
+///
+/// Occurrence, not capture index, because it is what the diff pairs records by: the same
+/// `(name, occurrence)` picks partners on both sides even when the two engines record different
+/// sets of tensors. The tracer keeps a tensor's values in memory only when its name is listed;
+/// the sink, which numbers occurrences, decides whether they are written.
+///
+/// ```
+/// use trace_core::config::ValuesAt;
+/// let at = ValuesAt::parse("blk0/q@1, logits@0-2, a\\,b@0", "TENSOR_TRACE_VALUES_AT")?;
+/// assert!(at.selects("blk0/q", 1) && !at.selects("blk0/q", 0));
+/// assert!(at.selects("logits", 2) && !at.selects("logits", 3));
+/// assert!(at.selects("a,b", 0));
+/// assert_eq!(ValuesAt::item("a,b"), "a\\,b");
+/// # Ok::<(), trace_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValuesAt {
+    /// Inclusive occurrence ranges per exact name.
+    items: HashMap<String, Vec<(u64, u64)>>,
+    spec: String,
+}
+
+/// Characters trimmed around an item when not escaped.
+const TRIMMED: [char; 4] = [' ', '\t', '\n', '\r'];
+
+impl ValuesAt {
+    /// Selects nothing.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Parses the grammar above; `setting` names the source in errors.
+    pub fn parse(spec: &str, setting: &str) -> Result<Self> {
+        let error = |problem: String| Error::Config {
+            setting: setting.to_owned(),
+            value: spec.to_owned(),
+            problem,
+        };
+        let mut items: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
+        // Each item as (character, escaped) pairs.
+        let mut raw_items: Vec<Vec<(char, bool)>> = vec![Vec::new()];
+        let mut chars = spec.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    let next = chars.next().ok_or_else(|| {
+                        error(
+                            "a `\\` at the end escapes nothing (write `\\\\` for a backslash)"
+                                .into(),
+                        )
+                    })?;
+                    raw_items.last_mut().expect("one item").push((next, true));
+                }
+                ',' => raw_items.push(Vec::new()),
+                c => raw_items.last_mut().expect("one item").push((c, false)),
+            }
+        }
+        for mut item in raw_items {
+            while item
+                .first()
+                .is_some_and(|&(c, esc)| !esc && TRIMMED.contains(&c))
+            {
+                item.remove(0);
+            }
+            while item
+                .last()
+                .is_some_and(|&(c, esc)| !esc && TRIMMED.contains(&c))
+            {
+                item.pop();
+            }
+            if item.is_empty() {
+                continue;
+            }
+            let text: String = item.iter().map(|&(c, _)| c).collect();
+            let Some(at) = item.iter().rposition(|&(c, esc)| c == '@' && !esc) else {
+                return Err(error(format!(
+                    "item {text:?} has no `@`: expected NAME@OCCURRENCE or NAME@FIRST-LAST"
+                )));
+            };
+            let name: String = item[..at].iter().map(|&(c, _)| c).collect();
+            let occ: String = item[at + 1..].iter().map(|&(c, _)| c).collect();
+            let number = |s: &str| -> Option<u64> {
+                let s = s.trim_matches(TRIMMED);
+                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                s.parse().ok()
+            };
+            let range = match occ.split_once('-') {
+                None => number(&occ).map(|k| (k, k)),
+                Some((first, last)) => number(first).zip(number(last)),
+            };
+            let Some((first, last)) = range else {
+                return Err(error(format!(
+                    "item {text:?}: expected an occurrence (a non-negative integer) or a range \
+                     FIRST-LAST after the last `@`, found {occ:?}"
+                )));
+            };
+            if first > last {
+                return Err(error(format!(
+                    "item {text:?}: the range {first}-{last} is empty (FIRST must not exceed LAST)"
+                )));
+            }
+            items.entry(name).or_default().push((first, last));
+        }
+        if items.is_empty() {
+            return Err(error(
+                "expected comma-separated NAME@OCCURRENCE or NAME@FIRST-LAST items".into(),
+            ));
+        }
+        Ok(Self {
+            items,
+            spec: spec.to_owned(),
+        })
+    }
+
+    /// The selection of exactly these `(name, occurrence)` records, with its spec text.
+    pub fn from_records<'a>(records: impl IntoIterator<Item = (&'a str, u64)>) -> Self {
+        let mut items: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
+        let mut spec = String::new();
+        for (name, occurrence) in records {
+            if !spec.is_empty() {
+                spec.push(',');
+            }
+            let _ = write!(spec, "{}@{occurrence}", Self::item(name));
+            items
+                .entry(name.to_owned())
+                .or_default()
+                .push((occurrence, occurrence));
+        }
+        Self { items, spec }
+    }
+
+    /// `name` escaped for an item: `\` before every backslash, comma and trimmed character.
+    pub fn item(name: &str) -> String {
+        let mut out = String::with_capacity(name.len());
+        for c in name.chars() {
+            if c == '\\' || c == ',' || TRIMMED.contains(&c) {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    /// Whether no record is selected.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Whether some occurrence of `name` is selected.
+    pub fn mentions(&self, name: &str) -> bool {
+        !self.items.is_empty() && self.items.contains_key(name)
+    }
+
+    /// Whether the record `(name, occurrence)` is selected.
+    pub fn selects(&self, name: &str, occurrence: u64) -> bool {
+        self.items
+            .get(name)
+            .is_some_and(|r| r.iter().any(|&(a, b)| (a..=b).contains(&occurrence)))
+    }
+
+    /// The text the selection was parsed from (or built as, by [`ValuesAt::from_records`]).
+    pub fn spec(&self) -> &str {
+        &self.spec
+    }
+}
+
+/// Which records get their raw values saved: a name filter ([`ENV_VALUES`]) or a
+/// `(name, occurrence)` selection ([`ENV_VALUES_AT`]), either one.
+#[derive(Debug, Clone)]
+pub(crate) struct ValuesChoice {
+    names: NameFilter,
+    at: ValuesAt,
+}
+
+impl ValuesChoice {
+    /// Whether the values of the record `(name, occurrence)` are saved.
+    pub(crate) fn keeps(&self, name: &str, occurrence: u64) -> bool {
+        self.names.matches(name) || self.at.selects(name, occurrence)
+    }
+}
+
+impl Default for ValuesChoice {
+    fn default() -> Self {
+        Self {
+            names: NameFilter::none(),
+            at: ValuesAt::none(),
+        }
+    }
+}
+
 /// Where and how records are written.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -123,6 +328,8 @@ pub struct Config {
     pub filter: NameFilter,
     /// Which names also get their raw values saved as `.npy`.
     pub values: NameFilter,
+    /// Which single records (by name and occurrence) also get their raw values saved.
+    pub values_at: ValuesAt,
     /// Allow writing into a directory that already holds a run.
     pub append: bool,
     /// Write files on a background thread with this queue capacity.
@@ -140,6 +347,7 @@ impl Default for Config {
             dir: None,
             filter: NameFilter::all(),
             values: NameFilter::none(),
+            values_at: ValuesAt::none(),
             append: false,
             background: None,
             rank: None,
@@ -170,6 +378,9 @@ impl Config {
                 None => NameFilter::parse(&spec, ENV_VALUES)?,
             };
         }
+        if let Some(spec) = non_empty(ENV_VALUES_AT) {
+            config.values_at = ValuesAt::parse(&spec, ENV_VALUES_AT)?;
+        }
         if let Some(v) = non_empty(ENV_APPEND) {
             config.append = parse_bool(&v).ok_or_else(|| bool_error(ENV_APPEND, &v))?;
         }
@@ -185,6 +396,20 @@ impl Config {
             })?);
         }
         Ok(Some(config))
+    }
+
+    /// Whether values of a record named `name` may be saved, so the capture must keep them (the
+    /// sink decides by occurrence, see [`ValuesChoice::keeps`]).
+    pub(crate) fn may_keep_values(&self, name: &str) -> bool {
+        self.values.matches(name) || self.values_at.mentions(name)
+    }
+
+    /// The values decision of this configuration, for the sinks.
+    pub(crate) fn values_choice(&self) -> ValuesChoice {
+        ValuesChoice {
+            names: self.values.clone(),
+            at: self.values_at.clone(),
+        }
     }
 
     /// Reads the process environment (see the module docs for the variables).
@@ -292,5 +517,107 @@ mod tests {
         assert!(c.values.matches("logits") && !c.values.matches("blk0/q"));
         let c = env(&[(ENV_DIR, "d")]).unwrap().unwrap();
         assert!(!c.values.matches("logits"));
+    }
+
+    #[test]
+    fn values_at_selects_records_by_name_and_occurrence() {
+        // (spec, name, occurrence, selected)
+        let check = |spec: &str, name: &str, occ: u64, expected: bool| {
+            let at = ValuesAt::parse(spec, ENV_VALUES_AT).unwrap();
+            assert_eq!(at.selects(name, occ), expected, "{spec} {name}@{occ}");
+            assert!(at.mentions(name) || !expected);
+        };
+        check("blk0/q@1", "blk0/q", 1, true);
+        check("blk0/q@1", "blk0/q", 0, false);
+        check("blk0/q@1", "blk0/k", 1, false);
+        check("logits@2-4", "logits", 2, true);
+        check("logits@2-4", "logits", 4, true);
+        check("logits@2-4", "logits", 5, false);
+        check(" a@0 ,\tb@3 ", "b", 3, true);
+        check(" a@0 ,\tb@3 ", "a", 0, true);
+        check("a@ 7 ", "a", 7, true);
+        check("user@host@2", "user@host", 2, true);
+        check(r"with space\, comma@0", "with space, comma", 0, true);
+        check(r"back\\slash@0", r"back\slash", 0, true);
+        check(r"\ padded\ @1", " padded ", 1, true);
+        check("@0", "", 0, true);
+        check("a@0,,a@5", "a", 5, true);
+        check("blk*@0", "blk0", 0, false); // names are exact, not globs
+        check("x@18446744073709551615", "x", u64::MAX, true);
+    }
+
+    #[test]
+    fn values_at_errors_name_the_variable_and_what_was_expected() {
+        let check = |spec: &str, needle: &str| {
+            let e = ValuesAt::parse(spec, ENV_VALUES_AT)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("invalid TENSOR_TRACE_VALUES_AT="), "{e}");
+            assert!(e.contains(needle), "{spec}: {e}");
+        };
+        check("logits", "has no `@`");
+        check("a@", "expected an occurrence");
+        check("a@x", "found \"x\"");
+        check("a@-1", "expected an occurrence");
+        check("a@+1", "expected an occurrence");
+        check("a@1-2-3", "expected an occurrence");
+        check("a@18446744073709551616", "expected an occurrence");
+        check("a@5-2", "range 5-2 is empty");
+        check(r"a@1\", "escapes nothing");
+        check(" , ", "expected comma-separated");
+        let e = env(&[(ENV_DIR, "d"), (ENV_VALUES_AT, "q")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TENSOR_TRACE_VALUES_AT"), "{e}");
+    }
+
+    #[test]
+    fn values_at_items_round_trip_through_the_parser() {
+        let names = ["a,b", r"c\d", " e ", "f@g", "", "\t"];
+        let at = ValuesAt::from_records(names.iter().map(|n| (*n, 3)));
+        let parsed = ValuesAt::parse(at.spec(), ENV_VALUES_AT).unwrap();
+        for name in names {
+            assert!(
+                parsed.selects(name, 3) && !parsed.selects(name, 2),
+                "{name:?}"
+            );
+        }
+        assert_eq!(
+            parsed,
+            ValuesAt {
+                spec: at.spec().to_owned(),
+                ..at
+            }
+        );
+    }
+
+    #[test]
+    fn values_choice_is_the_union_of_both_settings() {
+        let c = env(&[
+            (ENV_DIR, "d"),
+            (ENV_VALUES, "logits"),
+            (ENV_VALUES_AT, "h@1"),
+        ])
+        .unwrap()
+        .unwrap();
+        let choice = c.values_choice();
+        assert!(choice.keeps("logits", 9) && choice.keeps("h", 1) && !choice.keeps("h", 0));
+        assert!(c.may_keep_values("h") && c.may_keep_values("logits") && !c.may_keep_values("q"));
+    }
+
+    proptest::proptest! {
+        /// Any names, escaped by `from_records`, parse back to exactly the records given.
+        #[test]
+        fn values_at_spec_round_trips_any_names(
+            records in proptest::collection::vec(("\\PC{0,12}|[ ,@\\\\\t]{1,4}", 0u64..5), 1..8),
+            probe in 0u64..5,
+        ) {
+            let at = ValuesAt::from_records(records.iter().map(|(n, k)| (n.as_str(), *k)));
+            let parsed = ValuesAt::parse(at.spec(), ENV_VALUES_AT).unwrap();
+            for (name, _) in &records {
+                let expected = records.iter().any(|(n, k)| n == name && *k == probe);
+                proptest::prop_assert_eq!(parsed.selects(name, probe), expected);
+            }
+        }
     }
 }

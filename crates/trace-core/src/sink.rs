@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::config::ValuesChoice;
 use crate::record::{ManifestEntry, TraceRecord, MANIFEST_FILE, RECORD_EXTENSION};
 use crate::{Error, Result};
 
@@ -111,6 +112,7 @@ impl Counters {
 #[derive(Debug, Default)]
 pub(crate) struct MemorySink {
     state: Mutex<MemoryState>,
+    values: ValuesChoice,
 }
 
 /// A record with its raw values, when they were kept.
@@ -123,9 +125,19 @@ struct MemoryState {
 }
 
 impl MemorySink {
+    pub(crate) fn new(values: ValuesChoice) -> Self {
+        Self {
+            state: Mutex::default(),
+            values,
+        }
+    }
+
+    /// Stores `record`, with `values` when the values choice selects its occurrence.
     pub(crate) fn write(&self, mut record: TraceRecord, values: Option<Vec<f32>>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.counters.stamp(&mut record);
+        let occurrence = record.occurrence.expect("stamped above");
+        let values = values.filter(|_| self.values.keeps(&record.name, occurrence));
         state.records.push((record, values));
     }
 
@@ -140,6 +152,7 @@ impl MemorySink {
 pub(crate) struct DirSink {
     dir: PathBuf,
     append: bool,
+    values: ValuesChoice,
     state: Mutex<Option<DirState>>,
 }
 
@@ -153,10 +166,11 @@ struct DirState {
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl DirSink {
-    pub(crate) fn new(dir: PathBuf, append: bool) -> Self {
+    pub(crate) fn new(dir: PathBuf, append: bool, values: ValuesChoice) -> Self {
         Self {
             dir,
             append,
+            values,
             state: Mutex::new(None),
         }
     }
@@ -165,7 +179,8 @@ impl DirSink {
         &self.dir
     }
 
-    /// Writes one record (and its values), returning its manifest entry.
+    /// Writes one record (and its values, when the values choice selects the record's
+    /// occurrence, which is only known here), returning its manifest entry.
     pub(crate) fn write(
         &self,
         mut record: TraceRecord,
@@ -181,6 +196,7 @@ impl DirSink {
         let (index, occurrence) = state.counters.peek(&record.name);
         record.index = Some(index);
         record.occurrence = Some(occurrence);
+        let values = values.filter(|_| self.values.keeps(&record.name, occurrence));
         // Encoded once: only the file name changes between candidate stems.
         let npy = values
             .map(|v| npy_bytes(&record.shape, v))

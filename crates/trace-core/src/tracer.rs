@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::{Config, NameFilter, DEFAULT_QUEUE};
+use crate::config::{Config, NameFilter, ValuesAt, DEFAULT_QUEUE};
 use crate::record::{TraceRecord, FORMAT_VERSION};
 use crate::sink::{DirSink, MemorySink};
 use crate::view::{shape_elements, Data};
@@ -83,10 +83,14 @@ impl Tracer {
     /// A tracer for `config`; the directory is created on the first record.
     pub fn from_config(config: Config) -> Result<Self> {
         let sink = match (&config.dir, config.background) {
-            (None, _) => Sink::Memory(MemorySink::default()),
-            (Some(dir), None) => Sink::Dir(DirSink::new(dir.clone(), config.append)),
+            (None, _) => Sink::Memory(MemorySink::new(config.values_choice())),
+            (Some(dir), None) => Sink::Dir(DirSink::new(
+                dir.clone(),
+                config.append,
+                config.values_choice(),
+            )),
             (Some(dir), Some(capacity)) => Sink::Background(BackgroundWriter::spawn(
-                DirSink::new(dir.clone(), config.append),
+                DirSink::new(dir.clone(), config.append, config.values_choice()),
                 capacity,
             )?),
         };
@@ -121,7 +125,7 @@ impl Tracer {
                 let mut values = vec![0f32; view.data().len()];
                 view.data().convert_into(&mut values);
                 let record = self.new_record(name, ctx, view.data().dtype(), view.shape());
-                writer.capture(record, values, self.config.values.matches(name))?;
+                writer.capture(record, values, self.config.may_keep_values(name))?;
                 return Ok(true);
             }
         }
@@ -144,7 +148,7 @@ impl Tracer {
             return Ok(false);
         }
         let mut fp = Fingerprinter::new();
-        if self.config.values.matches(name) {
+        if self.config.may_keep_values(name) {
             fp = fp.keeping_values();
         }
         // An empty first chunk of the declared dtype pins it, so a wrong chunk is an error.
@@ -251,6 +255,7 @@ pub struct TracerBuilder {
     dir: Option<PathBuf>,
     filter: Option<String>,
     values: Option<String>,
+    values_at: Option<String>,
     append: bool,
     background: Option<usize>,
     rank: Option<u32>,
@@ -272,6 +277,13 @@ impl TracerBuilder {
     /// Also save raw values as `.npy` for names matching these globs (`*` for all).
     pub fn values(mut self, globs: &str) -> Self {
         self.values = Some(globs.to_owned());
+        self
+    }
+
+    /// Also save raw values of single records, by name and occurrence: `blk0/q@1,logits@0-3`
+    /// (the grammar of `TENSOR_TRACE_VALUES_AT`, see [`ValuesAt`]).
+    pub fn values_at(mut self, items: &str) -> Self {
+        self.values_at = Some(items.to_owned());
         self
     }
 
@@ -309,6 +321,10 @@ impl TracerBuilder {
             Some(spec) => NameFilter::parse(spec, "values")?,
             None => NameFilter::none(),
         };
+        let values_at = match &self.values_at {
+            Some(spec) => ValuesAt::parse(spec, "values_at")?,
+            None => ValuesAt::none(),
+        };
         if self.background.is_some() && self.dir.is_none() {
             return Err(Error::Config {
                 setting: "background".into(),
@@ -320,6 +336,7 @@ impl TracerBuilder {
             dir: self.dir,
             filter,
             values,
+            values_at,
             append: self.append,
             background: self.background,
             rank: self.rank,

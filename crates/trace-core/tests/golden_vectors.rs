@@ -5,8 +5,10 @@
 //! - `inputs.json` lists the tensors in capture order, each with its raw little-endian bytes in
 //!   the source dtype as hex. It is generated from code below (no randomness without a seed), so
 //!   the file and the code cannot drift apart unnoticed.
-//! - `expected/` is what a [`Tracer`] writes for those inputs, with raw values saved for exactly
-//!   the tensors flagged `values: true`.
+//! - `expected/` is what a [`Tracer`] writes for those inputs with the settings `inputs.json`
+//!   names at its top: `values` (the `TENSOR_TRACE_VALUES` glob list) and `values_at` (the
+//!   `TENSOR_TRACE_VALUES_AT` items). Raw values are saved for exactly the tensors flagged
+//!   `values: true`, some by name and some by occurrence only.
 //!
 //! `TENSOR_TRACE_BLESS=1 cargo test -p trace-core --test golden_vectors` rewrites both; without it
 //! the test writes into a temporary directory and demands identical files, byte for byte. CI
@@ -24,7 +26,14 @@ use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
 use serde::Serialize;
+use trace_core::config::ValuesAt;
 use trace_core::{Context, Data, TensorView, Tracer};
+
+/// The `TENSOR_TRACE_VALUES_AT` setting of the golden run: single occurrences, a range running
+/// past the last occurrence, spaces around items, an escaped comma and a name holding `@`.
+const VALUES_AT: &str = r"sel/h@1, sel/h@3-9,with space\, comma@0, x/y@1,user@host@0";
+/// How many records [`VALUES_AT`] selects (on top of the names flagged for values).
+const VALUES_AT_RECORDS: usize = 5;
 
 /// Characters that would make a name a glob pattern, or split the values list.
 const GLOB_SPECIAL: &[char] = &['*', '?', '[', ']', '{', '}', '\\', ','];
@@ -32,6 +41,10 @@ const GLOB_SPECIAL: &[char] = &['*', '?', '[', ']', '{', '}', '\\', ','];
 #[derive(Serialize)]
 struct Inputs {
     format: u32,
+    /// `TENSOR_TRACE_VALUES` for the run.
+    values: String,
+    /// `TENSOR_TRACE_VALUES_AT` for the run.
+    values_at: &'static str,
     tensors: Vec<Input>,
 }
 
@@ -42,7 +55,7 @@ struct Input {
     shape: Vec<usize>,
     /// Lowercase hex of the raw little-endian bytes in the source dtype, row-major.
     data: String,
-    /// Whether the raw values are saved as `.npy`.
+    /// Whether the raw values are saved as `.npy` (by name or by occurrence).
     values: bool,
     seq: Option<u64>,
     layer: Option<i64>,
@@ -382,7 +395,34 @@ fn cases() -> Vec<Case> {
     out.push(named("ctx/full").ctx(Some(1 << 40), Some(-1), Some("\"stage\"\t✓")));
     out.push(named("ctx/layer").ctx(None, Some(-7), None));
     out.push(named("ctx/seq").ctx(Some(0), None, None));
+    // Values by occurrence (VALUES_AT): the 2nd and 4th of four, and a name holding `@`.
+    for _ in 0..4 {
+        out.push(named("sel/h").ctx(Some(0), Some(0), Some("h")));
+    }
+    out.push(named("user@host"));
     out
+}
+
+/// Whether each case gets its raw values saved: flagged by name, or selected by [`VALUES_AT`].
+fn saved_values(cases: &[Case]) -> Vec<bool> {
+    let at = ValuesAt::parse(VALUES_AT, "VALUES_AT").expect("VALUES_AT parses");
+    let mut seen = std::collections::HashMap::new();
+    let mut by_occurrence = 0;
+    let saved = cases
+        .iter()
+        .map(|c| {
+            let occurrence = seen.entry(c.name.as_str()).or_insert(0u64);
+            let selected = at.selects(&c.name, *occurrence);
+            *occurrence += 1;
+            by_occurrence += usize::from(selected && !c.values);
+            c.values || selected
+        })
+        .collect();
+    assert_eq!(
+        by_occurrence, VALUES_AT_RECORDS,
+        "VALUES_AT selects {by_occurrence} records beyond the values filter"
+    );
+    saved
 }
 
 fn golden_dir() -> PathBuf {
@@ -415,11 +455,15 @@ fn values_filter(cases: &[Case]) -> String {
 }
 
 fn inputs_json(cases: &[Case]) -> String {
+    let saved = saved_values(cases);
     let inputs = Inputs {
         format: 1,
+        values: values_filter(cases),
+        values_at: VALUES_AT,
         tensors: cases
             .iter()
-            .map(|c| Input {
+            .zip(saved)
+            .map(|(c, values)| Input {
                 name: c.name.clone(),
                 dtype: c.elements.data().dtype().name(),
                 shape: c.shape.clone(),
@@ -429,7 +473,7 @@ fn inputs_json(cases: &[Case]) -> String {
                     .iter()
                     .map(|b| format!("{b:02x}"))
                     .collect(),
-                values: c.values,
+                values,
                 seq: c.seq,
                 layer: c.layer,
                 stage: c.stage.clone(),
@@ -446,6 +490,7 @@ fn write_expected(cases: &[Case], dir: &Path) {
     let tracer = Tracer::builder()
         .dir(dir)
         .values(&values_filter(cases))
+        .values_at(VALUES_AT)
         .build()
         .expect("tracer builds");
     for c in cases {
@@ -505,6 +550,16 @@ fn golden_vectors_match_the_committed_files() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let fresh = tmp.path().join("trace");
     write_expected(&cases, &fresh);
+    // Values were saved for exactly the records flagged (by name or by occurrence).
+    let manifest = fs::read_to_string(fresh.join("manifest.jsonl")).expect("manifest");
+    let with_values: Vec<bool> = manifest
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("manifest line");
+            v.get("values").is_some()
+        })
+        .collect();
+    assert_eq!(with_values, saved_values(&cases));
     let expected = golden.join("expected");
     let (want, got) = (file_names(&expected), file_names(&fresh));
     assert_eq!(
@@ -545,4 +600,5 @@ fn golden_names_cover_what_the_brief_asks() {
     );
     assert!(cases.iter().any(|c| c.name.len() > 200), "a long name");
     values_filter(&cases);
+    saved_values(&cases);
 }

@@ -6,6 +6,7 @@
 | `BITNET_TRACE_DIR` | the seed's name for the same, used when `TENSOR_TRACE_DIR` is unset |
 | `TENSOR_TRACE_FILTER` | comma-separated globs over names; `!glob` excludes; `*` crosses `/` |
 | `TENSOR_TRACE_VALUES` | also save raw values as `.npy`: `1`/`all`, or a glob list |
+| `TENSOR_TRACE_VALUES_AT` | also save raw values of single records: `name@occurrence` items |
 | `TENSOR_TRACE_APPEND` | `1` allows writing into a directory that already holds a run |
 | `TENSOR_TRACE_ASYNC` | accepted and checked like trace-core; Python writes synchronously |
 | `TENSOR_TRACE_RANK` | process rank recorded in every record |
@@ -28,12 +29,14 @@ __all__ = [
     "ENV_DIR_COMPAT",
     "ENV_FILTER",
     "ENV_VALUES",
+    "ENV_VALUES_AT",
     "ENV_APPEND",
     "ENV_ASYNC",
     "ENV_RANK",
     "ConfigError",
     "TraceError",
     "NameFilter",
+    "ValuesAt",
     "Config",
 ]
 
@@ -41,6 +44,7 @@ ENV_DIR = "TENSOR_TRACE_DIR"
 ENV_DIR_COMPAT = "BITNET_TRACE_DIR"
 ENV_FILTER = "TENSOR_TRACE_FILTER"
 ENV_VALUES = "TENSOR_TRACE_VALUES"
+ENV_VALUES_AT = "TENSOR_TRACE_VALUES_AT"
 ENV_APPEND = "TENSOR_TRACE_APPEND"
 ENV_ASYNC = "TENSOR_TRACE_ASYNC"
 ENV_RANK = "TENSOR_TRACE_RANK"
@@ -244,6 +248,106 @@ class NameFilter:
         return f"NameFilter({self.spec!r})"
 
 
+# Characters trimmed around a `ValuesAt` item when not escaped (trace-core's `TRIMMED`).
+_TRIMMED = " \t\n\r"
+_DIGITS = re.compile(r"[0-9]+")
+
+
+class ValuesAt:
+    """Records selected by name and occurrence: trace-core's `ValuesAt`, the same grammar.
+
+    Comma-separated items `NAME@K` or `NAME@K-M` (both ends included). The name is exact and
+    ends at the last unescaped `@`; a backslash makes the next character literal (`\\,`,
+    `\\\\`, `\\ `); unescaped spaces, tabs and line breaks around an item are trimmed; empty
+    items are skipped; occurrences are ASCII decimal integers below 2**64.
+    """
+
+    def __init__(self, items: dict, spec: str) -> None:
+        self._items = items
+        self.spec = spec
+
+    @classmethod
+    def none(cls) -> "ValuesAt":
+        return cls({}, "")
+
+    @classmethod
+    def parse(cls, spec: str, setting: str) -> "ValuesAt":
+        def error(problem: str) -> ConfigError:
+            return ConfigError(setting, spec, problem)
+
+        raw_items: list = [[]]
+        i = 0
+        while i < len(spec):
+            c = spec[i]
+            i += 1
+            if c == "\\":
+                if i >= len(spec):
+                    raise error("a `\\` at the end escapes nothing (write `\\\\` for a backslash)")
+                raw_items[-1].append((spec[i], True))
+                i += 1
+            elif c == ",":
+                raw_items.append([])
+            else:
+                raw_items[-1].append((c, False))
+        items: dict = {}
+        for item in raw_items:
+            while item and not item[0][1] and item[0][0] in _TRIMMED:
+                item.pop(0)
+            while item and not item[-1][1] and item[-1][0] in _TRIMMED:
+                item.pop()
+            if not item:
+                continue
+            text = "".join(c for c, _ in item)
+            at = next((k for k in range(len(item) - 1, -1, -1) if item[k] == ("@", False)), None)
+            if at is None:
+                raise error(
+                    f"item {_debug_str(text)} has no `@`: expected NAME@OCCURRENCE or "
+                    "NAME@FIRST-LAST"
+                )
+            name = "".join(c for c, _ in item[:at])
+            occ = "".join(c for c, _ in item[at + 1 :])
+
+            def number(s: str) -> Optional[int]:
+                s = s.strip(_TRIMMED)
+                if _DIGITS.fullmatch(s) is None or int(s) >= 2**64:
+                    return None
+                return int(s)
+
+            if "-" in occ:
+                first_s, last_s = occ.split("-", 1)
+                first, last = number(first_s), number(last_s)
+            else:
+                first = last = number(occ)
+            if first is None or last is None:
+                raise error(
+                    f"item {_debug_str(text)}: expected an occurrence (a non-negative integer) or "
+                    f"a range FIRST-LAST after the last `@`, found {_debug_str(occ)}"
+                )
+            if first > last:
+                raise error(
+                    f"item {_debug_str(text)}: the range {first}-{last} is empty (FIRST must not "
+                    "exceed LAST)"
+                )
+            items.setdefault(name, []).append((first, last))
+        if not items:
+            raise error("expected comma-separated NAME@OCCURRENCE or NAME@FIRST-LAST items")
+        return cls(items, spec)
+
+    @staticmethod
+    def item(name: str) -> str:
+        """`name` escaped for an item."""
+        return "".join("\\" + c if c in "\\," or c in _TRIMMED else c for c in name)
+
+    def mentions(self, name: str) -> bool:
+        return name in self._items
+
+    def selects(self, name: str, occurrence: int) -> bool:
+        return any(a <= occurrence <= b for a, b in self._items.get(name, ()))
+
+    def __repr__(self) -> str:
+        return f"ValuesAt({self.spec!r})"
+
+
 _TRUE = {"1", "true", "yes", "on", "all"}
 _FALSE = {"0", "false", "no", "off", "none"}
 
@@ -281,6 +385,7 @@ class Config:
     dir: Optional[str] = None
     filter: NameFilter = field(default_factory=NameFilter.all)
     values: NameFilter = field(default_factory=NameFilter.none)
+    values_at: ValuesAt = field(default_factory=ValuesAt.none)
     append: bool = False
     background: bool = False
     rank: Optional[int] = None
@@ -309,6 +414,9 @@ class Config:
                 config.values = NameFilter.none()
             else:
                 config.values = NameFilter.parse(spec, ENV_VALUES)
+        spec = non_empty(ENV_VALUES_AT)
+        if spec is not None:
+            config.values_at = ValuesAt.parse(spec, ENV_VALUES_AT)
         v = non_empty(ENV_APPEND)
         if v is not None:
             config.append = _bool_setting(ENV_APPEND, v)

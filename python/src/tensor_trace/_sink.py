@@ -18,7 +18,7 @@ import itertools
 import json
 import os
 import threading
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import blake3
 import numpy as np
@@ -83,11 +83,21 @@ def npy_bytes(values: np.ndarray) -> bytes:
 
 
 class DirSink:
-    """Writes records into `dir`; thread-safe."""
+    """Writes records into `dir`; thread-safe.
 
-    def __init__(self, dir: str, append: bool) -> None:
+    `keeps_values(name, occurrence)` decides whether values handed to `write` are saved (the
+    occurrence is only known here); by default every value given is saved.
+    """
+
+    def __init__(
+        self,
+        dir: str,
+        append: bool,
+        keeps_values: Optional[Callable[[str, int], bool]] = None,
+    ) -> None:
         self.dir = os.fspath(dir)
         self.append = append
+        self._keeps_values = keeps_values
         self._lock = threading.Lock()
         self._manifest: Optional[io.RawIOBase] = None
         self._next_index = 0
@@ -105,6 +115,9 @@ class DirSink:
             occurrence = self._occurrences.get(name, 0)
             record["index"] = index
             record["occurrence"] = occurrence
+            if values is not None and self._keeps_values is not None:
+                if not self._keeps_values(name, occurrence):
+                    values = None
             npy = npy_bytes(values) if values is not None else None
             published = None
             for stem in candidate_stems(name, occurrence):

@@ -8,7 +8,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ._config import Config, ConfigError, NameFilter, TraceError, parse_rank
+from ._config import Config, ConfigError, NameFilter, TraceError, ValuesAt, parse_rank
 from ._fingerprint import canonical_f32, fingerprint
 from ._sink import DirSink
 
@@ -107,6 +107,7 @@ class Tracer:
         *,
         filter: Optional[str] = None,
         values: Optional[str] = None,
+        values_at: Optional[str] = None,
         append: bool = False,
         rank: Optional[int] = None,
     ) -> None:
@@ -115,6 +116,8 @@ class Tracer:
             config.filter = NameFilter.parse(filter, "filter")
         if values is not None:
             config.values = NameFilter.parse(values, "values")
+        if values_at is not None:
+            config.values_at = ValuesAt.parse(values_at, "values_at")
         if rank is not None:
             config.rank = parse_rank("rank", str(rank))
         self._init(config)
@@ -129,11 +132,15 @@ class Tracer:
 
     def _init(self, config: Config) -> None:
         self.config = config
-        self._sink = DirSink(config.dir, config.append)
+        self._sink = DirSink(config.dir, config.append, keeps_values=self._keeps_values)
 
     @property
     def dir(self) -> str:
         return self._sink.dir
+
+    def _keeps_values(self, name: str, occurrence: int) -> bool:
+        # The sink asks once it has numbered the occurrence (trace-core's `ValuesChoice::keeps`).
+        return self.config.values.matches(name) or self.config.values_at.selects(name, occurrence)
 
     def wants(self, name: str) -> bool:
         """Whether `name` passes the filter (callers may skip preparing a tensor otherwise)."""
@@ -191,7 +198,10 @@ class Tracer:
         if self.config.rank is not None:
             record["rank"] = self.config.rank
         record["stats"] = fp.stats.to_json()
-        values = converted.reshape(shape) if self.config.values.matches(name) else None
+        # Values may be saved when the name passes the values filter or some of its occurrences
+        # are selected (values_at); the sink decides, knowing the occurrence.
+        may_keep = self.config.values.matches(name) or self.config.values_at.mentions(name)
+        values = converted.reshape(shape) if may_keep else None
         self._sink.write(record, values)
         return True
 

@@ -1,10 +1,12 @@
 //! One module per subcommand: its clap arguments and its `run`.
 
+pub mod bisect;
 pub mod check;
 pub mod completions;
 pub mod diff;
 pub mod events;
 pub mod record;
+pub mod repeat;
 pub mod show;
 pub mod stats;
 

@@ -2,10 +2,10 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use trace_core::config::{NameFilter, ENV_APPEND, ENV_DIR, ENV_DIR_COMPAT, ENV_FILTER, ENV_VALUES};
+use trace_cli::engine::{exit_code, run_traced, EngineCommand, EngineOutput, TraceSettings};
+use trace_core::config::{NameFilter, ValuesAt, ENV_DIR};
 
 use crate::cmd::stats::Summary;
 
@@ -26,6 +26,10 @@ pub struct Args {
     /// Also save raw values (.npy) for names matching these globs (`*` for all).
     #[arg(long, value_name = "GLOBS")]
     values: Option<String>,
+    /// Also save raw values of single records: `NAME@OCCURRENCE` or `NAME@FIRST-LAST` items
+    /// (`TENSOR_TRACE_VALUES_AT`, see docs/FORMAT.md).
+    #[arg(long, value_name = "ITEMS")]
+    values_at: Option<String>,
     /// Add to a directory that already holds a run.
     #[arg(long)]
     append: bool,
@@ -42,6 +46,9 @@ pub fn run(args: Args) -> Result<u8> {
     if let Some(spec) = &args.values {
         NameFilter::parse(spec, "--values")?;
     }
+    if let Some(spec) = &args.values_at {
+        ValuesAt::parse(spec, "--values-at")?;
+    }
     if !args.append && args.out.exists() {
         let mut entries = std::fs::read_dir(&args.out)
             .with_context(|| format!("reading {}", args.out.display()))?;
@@ -52,29 +59,21 @@ pub fn run(args: Args) -> Result<u8> {
             );
         }
     }
-    let (program, rest) = args.command.split_first().expect("clap requires a command");
-    let mut cmd = Command::new(program);
-    cmd.args(rest)
-        .env(ENV_DIR, &args.out)
-        // Engines built on the seed crate only know its variable.
-        .env(ENV_DIR_COMPAT, &args.out);
-    if let Some(spec) = &args.filter {
-        cmd.env(ENV_FILTER, spec);
-    }
-    if let Some(spec) = &args.values {
-        cmd.env(ENV_VALUES, spec);
-    }
-    if args.append {
-        cmd.env(ENV_APPEND, "1");
-    }
+    let engine = EngineCommand::from_argv(&args.command).expect("clap requires a command");
+    let settings = TraceSettings {
+        filter: args.filter.clone(),
+        values: args.values.clone(),
+        values_at: args.values_at.clone(),
+        append: args.append,
+        isolate: false,
+    };
     tracing::info!(
         "running {:?} with {ENV_DIR}={}",
         args.command,
         args.out.display()
     );
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot run {}", program.to_string_lossy()))?;
+    let status = run_traced(&engine, &args.out, &settings, EngineOutput::Inherit)
+        .with_context(|| format!("cannot run {}", engine.program.to_string_lossy()))?;
     let code = exit_code(&status);
     if args.out.is_dir() && std::fs::read_dir(&args.out)?.next().is_some() {
         match crate::cmd::open_run(&args.out, false) {
@@ -89,18 +88,4 @@ pub fn run(args: Args) -> Result<u8> {
         );
     }
     Ok(code)
-}
-
-fn exit_code(status: &std::process::ExitStatus) -> u8 {
-    if let Some(code) = status.code() {
-        return (code & 0xff) as u8;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            return (128 + signal).min(255) as u8;
-        }
-    }
-    crate::EXIT_ERROR
 }

@@ -376,3 +376,53 @@ fn background_fingerprinting_writes_the_same_files_as_the_caller_would() {
         assert!(a == b, "{name:?} differs");
     }
 }
+
+#[test]
+fn values_at_saves_the_selected_occurrences_in_every_sink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = "h@1, h@3-9, big@0";
+    let big: Vec<f32> = (0..100_000).map(|i| i as f32).collect();
+    let capture = |tracer: &Tracer| {
+        for step in 0..5u64 {
+            let h = [step as f32, 1.0];
+            tracer
+                .record("h", &Context::default().seq(step), view(&h))
+                .unwrap();
+        }
+        tracer
+            .record("other", &Context::default(), view(&[1.0]))
+            .unwrap();
+        // Larger than the background writer fingerprints on its own thread: the chunked path.
+        let shape = [big.len()];
+        let v = TensorView::new(&shape, &big[..]).unwrap();
+        tracer.record("big", &Context::default(), v).unwrap();
+        tracer.flush().unwrap();
+    };
+    let expected = vec![false, true, false, true, true, false, true];
+    for background in [false, true] {
+        let dir = tmp.path().join(format!("bg{background}"));
+        let mut builder = Tracer::builder().dir(&dir).values_at(spec);
+        if background {
+            builder = builder.background();
+        }
+        let tracer = builder.build().unwrap();
+        capture(&tracer);
+        let got: Vec<bool> = manifest(&dir).iter().map(|e| e.values.is_some()).collect();
+        assert_eq!(got, expected, "background: {background}");
+        assert!(dir.join("h.1.npy").exists() && !dir.join("h.npy").exists());
+    }
+    let tracer = Tracer::builder().values_at(spec).build().unwrap();
+    capture(&tracer);
+    let got: Vec<bool> = tracer
+        .records_with_values()
+        .iter()
+        .map(|(_, v)| v.is_some())
+        .collect();
+    assert_eq!(got, expected, "memory");
+    let e = Tracer::builder()
+        .values_at("h")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("invalid values_at=\"h\""), "{e}");
+}

@@ -10,22 +10,31 @@ use std::path::Path;
 use trace_ffi::{TtContext, TT_ABI_VERSION, TT_MAX_NDIM, TT_UNSET};
 
 use crate::support::{
-    assert_same_run, c_input, compile, crate_dir, golden_vectors, manifest, own_vectors,
-    record_with_trace_core, run, values_filter, Vector,
+    assert_same_run, c_input, compile, crate_dir, golden_settings, golden_vectors, manifest,
+    own_vectors, record_with_trace_core, run, values_filter, Vector,
 };
 
-/// Records `vectors` through the C program in every memory layout and checks each directory
+/// Records `vectors` through the C program in every memory layout, with these
+/// `TENSOR_TRACE_VALUES` and `TENSOR_TRACE_VALUES_AT` settings, and checks each directory
 /// against `expected`.
-fn check_vectors(api: &Path, vectors: &[Vector], expected: &Path, work: &Path) {
+fn check_vectors(
+    api: &Path,
+    vectors: &[Vector],
+    (values, values_at): (Option<String>, Option<String>),
+    expected: &Path,
+    work: &Path,
+) {
     let input = work.join("vectors.txt");
     std::fs::write(&input, c_input(vectors)).unwrap();
-    let values = values_filter(vectors);
     for layout in ["dense", "colmajor", "padded", "misaligned"] {
         let dir = work.join(layout);
         let dir_s = dir.to_str().unwrap();
         let mut env = vec![("TENSOR_TRACE_DIR", dir_s)];
         if let Some(v) = &values {
             env.push(("TENSOR_TRACE_VALUES", v));
+        }
+        if let Some(v) = &values_at {
+            env.push(("TENSOR_TRACE_VALUES_AT", v));
         }
         let out = run(api, &["vectors", input.to_str().unwrap(), layout], &env);
         assert!(
@@ -121,7 +130,13 @@ fn c_program() {
     record_with_trace_core(&vectors, &expected);
     let own = work.path().join("own");
     std::fs::create_dir(&own).unwrap();
-    check_vectors(&api, &vectors, &expected, &own);
+    check_vectors(
+        &api,
+        &vectors,
+        (values_filter(&vectors), None),
+        &expected,
+        &own,
+    );
 
     // The shared golden vectors, when the Python emitter's issue has produced them.
     let golden = crate_dir().join("../../testdata/golden");
@@ -129,7 +144,8 @@ fn c_program() {
         let vectors = golden_vectors(&golden.join("inputs.json"));
         let out = work.path().join("golden");
         std::fs::create_dir(&out).unwrap();
-        check_vectors(&api, &vectors, &golden.join("expected"), &out);
+        let settings = golden_settings(&golden.join("inputs.json"));
+        check_vectors(&api, &vectors, settings, &golden.join("expected"), &out);
         eprintln!("checked {} golden vectors in 4 layouts", vectors.len());
     } else {
         eprintln!("note: testdata/golden/inputs.json not found, golden vectors not checked");

@@ -267,6 +267,20 @@ pub fn golden_vectors(path: &Path) -> Vec<Vector> {
         .collect()
 }
 
+/// The `TENSOR_TRACE_VALUES` and `TENSOR_TRACE_VALUES_AT` settings of the golden run, named at
+/// the top of `testdata/golden/inputs.json` (absent or empty: not set).
+pub fn golden_settings(path: &Path) -> (Option<String>, Option<String>) {
+    let text = std::fs::read_to_string(path).expect("reading inputs.json");
+    let doc: Value = serde_json::from_str(&text).expect("inputs.json is JSON");
+    let setting = |key: &str| {
+        doc[key]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    (setting("values"), setting("values_at"))
+}
+
 /// The `TENSOR_TRACE_VALUES` glob list selecting exactly the names with `values`, if any.
 pub fn values_filter(vectors: &[Vector]) -> Option<String> {
     let mut with = BTreeSet::new();

@@ -1,0 +1,210 @@
+//! `tensor-trace bisect`: the front end of [`trace_cli::bisect`].
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use trace_cli::bisect::{bisect, BisectOptions, BisectOutcome, Bisection, DEFAULT_WINDOW};
+use trace_cli::engine::EngineCommand;
+use trace_core::config::NameFilter;
+use trace_diff::cli::{ColorChoice, Format};
+use trace_diff::render::{self, TextOptions};
+use trace_diff::{DiffOptions, Rules};
+
+use crate::output::print;
+
+/// Find the first divergence of two engines cheaply, then measure it exactly.
+///
+/// Pass 1 runs both commands with tracing on, hash and statistics only, and diffs them. If a
+/// record diverged, pass 2 reruns both with raw values for a window only (the first divergent
+/// record, the --window records before it in A's order and their partners in B) and diffs
+/// again: exact metrics where they matter. Records up to the window must hash as in pass 1,
+/// else the outcome is "nondeterministic", naming the first record that changed.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The two commands follow, each after its own `--` (so the first command \
+                  cannot take a bare `--` argument itself):\n  tensor-trace bisect --window 4 -- \
+                  ./engine --prompt test -- python3 reference.py --prompt test\n\nExit codes: 0 \
+                  agree, 1 diverged, incomplete or nondeterministic, 2 error."
+)]
+pub struct Args {
+    /// Directory for the runs (must be empty or absent); default: a temporary directory,
+    /// removed when the runs agree, kept (and printed) otherwise.
+    #[arg(long, short, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Records before the first divergence (in A's order) that also get raw values.
+    #[arg(long, default_value_t = DEFAULT_WINDOW, value_name = "N")]
+    window: usize,
+    /// Record only names matching these comma-separated globs, on both sides.
+    #[arg(long, value_name = "GLOBS")]
+    filter: Option<String>,
+    /// Rules file (TOML): name mapping, ignore lists, tolerances (as `diff --rules`).
+    #[arg(long, short, value_name = "FILE")]
+    rules: Option<PathBuf>,
+    /// Make every input problem fatal (exit 2) instead of a warning.
+    #[arg(long)]
+    strict: bool,
+    /// Accept records without a partner on the other side.
+    #[arg(long)]
+    allow_missing: bool,
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Rows per table in the text report (0 = all).
+    #[arg(long, default_value_t = 40)]
+    max_rows: usize,
+    /// When to color the text report.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+    /// `CMD_A ... -- CMD_B ...`: the run under test, then the reference.
+    #[arg(required = true, last = true, value_name = "CMD_A -- CMD_B")]
+    commands: Vec<OsString>,
+}
+
+/// Splits `CMD_A ... -- CMD_B ...` at the first bare `--`.
+pub fn split_commands(words: &[OsString]) -> Result<(EngineCommand, EngineCommand)> {
+    let Some(sep) = words.iter().position(|w| w == "--") else {
+        bail!("expected two commands, `-- CMD_A ... -- CMD_B ...`; found no second `--`");
+    };
+    let a = EngineCommand::from_argv(&words[..sep])
+        .context("expected a command before the second `--` (CMD_A)")?;
+    let b = EngineCommand::from_argv(&words[sep + 1..])
+        .context("expected a command after the second `--` (CMD_B)")?;
+    Ok((a, b))
+}
+
+/// The JSON document of `--format json`.
+#[derive(Serialize)]
+struct Document<'a> {
+    schema: &'static str,
+    schema_version: u32,
+    #[serde(flatten)]
+    bisection: &'a Bisection,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let (a, b) = split_commands(&args.commands)?;
+    if let Some(spec) = &args.filter {
+        NameFilter::parse(spec, "--filter")?;
+    }
+    let rules = match &args.rules {
+        Some(path) => Rules::load(path)?,
+        None => Rules::default(),
+    };
+    let diff = DiffOptions {
+        rules,
+        strict: args.strict,
+        use_values: true,
+        allow_missing: args.allow_missing,
+    };
+    let options = BisectOptions {
+        out: args.out.clone(),
+        window: args.window,
+        filter: args.filter.clone(),
+    };
+    let found = bisect(&a, &b, &options, &diff).map_err(|e| {
+        if let Some(out) = &e.out {
+            eprintln!("tensor-trace: bisect runs kept in {}", out.display());
+        }
+        anyhow::Error::new(e)
+    })?;
+    match args.format {
+        Format::Json => {
+            let doc = Document {
+                schema: "tensor-trace-bisect",
+                schema_version: 1,
+                bisection: &found,
+            };
+            let mut text = serde_json::to_string_pretty(&doc)?;
+            text.push('\n');
+            print(&text)?;
+        }
+        Format::Text => {
+            let color = args.color != ColorChoice::Never;
+            let mut text = String::new();
+            if found.nondeterministic.is_none() {
+                let options = TextOptions {
+                    color,
+                    max_rows: args.max_rows,
+                    ..TextOptions::default()
+                };
+                text.push_str(&render::text(&found.report, &options));
+                text.push('\n');
+            }
+            text.push_str(&summary(&found));
+            let choice = match args.color {
+                ColorChoice::Always => anstream::ColorChoice::Always,
+                _ => anstream::ColorChoice::Auto,
+            };
+            let mut out = anstream::AutoStream::new(std::io::stdout().lock(), choice);
+            std::io::Write::write_all(&mut out, text.as_bytes())?;
+            std::io::Write::flush(&mut out)?;
+        }
+    }
+    Ok(found.outcome.exit_code())
+}
+
+/// The bisection in a few lines: passes, window, determinism, bytes, where the runs are.
+fn summary(found: &Bisection) -> String {
+    let mut s = String::from("bisect:\n");
+    for p in &found.passes {
+        let what = if p.pass == 1 {
+            "hash and stats".to_owned()
+        } else {
+            format!("values for {} records", p.window)
+        };
+        s.push_str(&format!(
+            "  pass {} ({what}): {} bytes written, engines ran {:.2} s\n",
+            p.pass,
+            p.a.bytes + p.b.bytes,
+            p.a.seconds + p.b.seconds
+        ));
+    }
+    if let Some(first) = &found.pass1_first {
+        s.push_str(&format!(
+            "  pass 1 diverged first at {}@{} (on statistics)\n",
+            first.name_a, first.occurrence
+        ));
+    }
+    if let Some(w) = found.window.first() {
+        s.push_str(&format!(
+            "  values window: {}@{} .. {}@{} ({} records of A and their partners)\n",
+            w.name_a,
+            w.occurrence,
+            found.window.last().map_or("", |l| l.name_a.as_str()),
+            found.window.last().map_or(0, |l| l.occurrence),
+            found.window.len()
+        ));
+    }
+    if found.passes.len() > 1 {
+        match &found.nondeterministic {
+            Some(n) => s.push_str(&format!(
+                "  nondeterministic on side {}: {}\n",
+                n.side.name(),
+                n.describe()
+            )),
+            None => {
+                s.push_str("  determinism: every record up to the window hashed as in pass 1\n")
+            }
+        }
+    }
+    s.push_str(&format!(
+        "  total: {} bytes written in {} passes, engines ran {:.2} s\n",
+        found.bytes_written(),
+        found.passes.len(),
+        found.engine_seconds()
+    ));
+    if found.kept {
+        s.push_str(&format!("  runs kept in {}\n", found.out.display()));
+    }
+    let code = found.outcome.exit_code();
+    let word = match found.outcome {
+        BisectOutcome::Agree => "AGREE",
+        BisectOutcome::Diverged => "DIVERGED",
+        BisectOutcome::Incomplete => "INCOMPLETE",
+        BisectOutcome::Nondeterministic => "NONDETERMINISTIC",
+    };
+    s.push_str(&format!("bisect result: {word} (exit {code})\n"));
+    s
+}
