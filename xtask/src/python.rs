@@ -89,8 +89,8 @@ pub fn ensure_venv(extras: &[Extra]) -> Result<PathBuf> {
     if let Some(parent) = lock_path.parent() {
         fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
     }
-    let lock = fs::File::create(&lock_path)
-        .with_context(|| format!("create {}", lock_path.display()))?;
+    let lock =
+        fs::File::create(&lock_path).with_context(|| format!("create {}", lock_path.display()))?;
     lock.lock()
         .with_context(|| format!("lock {}", lock_path.display()))?;
     let python = venv_python(&venv);

@@ -4,8 +4,8 @@
 mod cli {
     mod bisect;
     mod check_events;
-    mod producers;
     mod library;
+    mod producers;
     mod record_show_stats;
     mod support;
 }
