@@ -248,7 +248,9 @@ impl Config {
     /// activation, a positive epsilon.
     pub fn validate(&self) -> Result<()> {
         let fail = |message: String| Err(Error::InvalidConfig { message });
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return fail(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads

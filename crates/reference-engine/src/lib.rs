@@ -155,9 +155,11 @@ impl Config {
             && self.hidden_size > 0
             && self.num_attention_heads > 0
             && self.num_key_value_heads > 0
-            && self.hidden_size % self.num_attention_heads == 0
-            && self.num_attention_heads % self.num_key_value_heads == 0
-            && self.head_dim() % 2 == 0;
+            && self.hidden_size.is_multiple_of(self.num_attention_heads)
+            && self
+                .num_attention_heads
+                .is_multiple_of(self.num_key_value_heads)
+            && self.head_dim().is_multiple_of(2);
         if !ok {
             return Err(Error::Model(format!(
                 "inconsistent sizes (hidden must split into heads of even size, query heads into \

@@ -161,7 +161,7 @@ unsafe fn array<'a>(
     if p.is_null() {
         return Ok(None);
     }
-    if p as usize % align_of::<i64>() != 0 {
+    if !(p as usize).is_multiple_of(align_of::<i64>()) {
         return Err(FfiError::Arg {
             arg,
             problem: "pointer is not aligned for int64_t".into(),
@@ -350,7 +350,7 @@ unsafe fn feed_typed<T: Elem>(
     plan: &Plan,
 ) -> trace_core::Result<()> {
     let size = size_of::<T>() as isize;
-    let aligned = base as usize % align_of::<T>() == 0;
+    let aligned = (base as usize).is_multiple_of(align_of::<T>());
     let direct = aligned && (plan.run >= MIN_RUN || plan.outer_dims.is_empty());
     let mut buf: Vec<T> = Vec::new();
     if !direct {

@@ -132,9 +132,11 @@ impl Config {
         };
         let heads_ok = cfg.num_attention_heads > 0
             && cfg.num_key_value_heads > 0
-            && cfg.hidden_size % cfg.num_attention_heads == 0
-            && cfg.num_attention_heads % cfg.num_key_value_heads == 0
-            && cfg.head_dim() % 2 == 0;
+            && cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)
+            && cfg
+                .num_attention_heads
+                .is_multiple_of(cfg.num_key_value_heads)
+            && cfg.head_dim().is_multiple_of(2);
         if !heads_ok || cfg.num_hidden_layers == 0 || cfg.vocab_size == 0 {
             return Err(candle_core::Error::msg(format!(
                 "config: inconsistent sizes (hidden must split into heads of even size, query \

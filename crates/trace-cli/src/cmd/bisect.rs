@@ -89,7 +89,7 @@ pub fn run(args: Args) -> Result<u8> {
         NameFilter::parse(spec, "--filter")?;
     }
     let rules = match &args.rules {
-        Some(path) => Rules::load(path)?,
+        Some(path) => Rules::load_or_preset(path)?,
         None => Rules::default(),
     };
     let diff = DiffOptions {
@@ -97,6 +97,7 @@ pub fn run(args: Args) -> Result<u8> {
         strict: args.strict,
         use_values: true,
         allow_missing: args.allow_missing,
+        ..DiffOptions::default()
     };
     let options = BisectOptions {
         out: args.out.clone(),
