@@ -179,6 +179,13 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
                 );
             }
         }
+        _ if report.counts.compared == 0 => {
+            // Nothing was compared: "no divergence" would claim an agreement nobody checked.
+            let _ = writeln!(
+                out,
+                "\nnothing compared: no record of A has a partner in B (different names? see --rules)"
+            );
+        }
         _ => {
             let _ = writeln!(
                 out,

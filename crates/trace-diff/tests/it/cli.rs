@@ -323,3 +323,16 @@ fn calibrated_diffs_exit_codes() {
         .assert()
         .code(0);
 }
+
+#[test]
+fn runs_without_a_common_record_say_nothing_was_compared() {
+    let (_tmp, a, b) = two_runs(Spec::new(Prec::F32), Spec::new(Prec::F64).hf_names());
+    trace_diff()
+        .args([&a, &b, &std::path::PathBuf::from("--color=never")])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("nothing compared: no record of A has a partner in B")
+                .and(predicate::str::contains("no divergence").not()),
+        );
+}
