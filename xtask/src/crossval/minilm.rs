@@ -411,13 +411,9 @@ pub fn run(o: &Options) -> Result<Outcome> {
     }
 
     progress.stage(&format!(
-        "trace-diff: candle (A) against {} (B){}",
+        "trace-diff: candle (A) against {} (B), {}",
         o.reference.name(),
-        if o.judge.baseline {
-            ", calibrated by the baseline (C)"
-        } else {
-            ", dtype tolerances"
-        }
+        o.judge.describe()
     ));
     compare(
         &candle_dir,

@@ -114,6 +114,15 @@ impl Judge {
         Ok(true)
     }
 
+    /// How pairs are judged, for the progress line.
+    pub(crate) fn describe(&self) -> &'static str {
+        if self.baseline {
+            "calibrated by the baseline (C)"
+        } else {
+            "dtype tolerances"
+        }
+    }
+
     /// The `--help` lines of the two flags.
     pub(crate) fn help() -> String {
         format!(
