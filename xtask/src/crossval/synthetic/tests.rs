@@ -376,3 +376,47 @@ fn transformers_reference_agrees_and_localizes_every_bug() {
         );
     }
 }
+
+/// A BF16 candle engine against the f64 reference: the dtype tolerance cannot tell its rounding
+/// from a bug (the clean run "diverges"), the calibrated verdict against the BF16 baseline passes
+/// it, and still localizes a planted bug.
+#[test]
+fn bf16_engine_passes_calibrated_and_fails_tolerances() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options {
+        precision: Precision::Bf16,
+        ..options(dir.path(), None)
+    };
+    let outcome = run(&o).unwrap();
+    let text = render(&o, &outcome).unwrap();
+    assert!(outcome.passed(), "{text}");
+    assert!(dir.path().join("rust-bf16/manifest.jsonl").exists());
+    let calibration = outcome.report.calibration.as_ref().unwrap();
+    assert_eq!(calibration.diverged, 0, "{text}");
+
+    let tolerances = Options {
+        judge: Judge {
+            baseline: false,
+            ..Judge::default()
+        },
+        ..o.clone()
+    };
+    let outcome = run(&tolerances).unwrap();
+    assert!(
+        !outcome.agree(),
+        "a BF16 engine passed the dtype tolerances against an f64 reference"
+    );
+
+    let buggy = Options {
+        inject: Some(Bug::MlpTransposedWeight),
+        ..o
+    };
+    let outcome = run(&buggy).unwrap();
+    let text = render(&buggy, &outcome).unwrap();
+    let pair = outcome.report.first_divergence_pair().unwrap();
+    assert_eq!(
+        (pair.display_name(), pair.layer),
+        ("blk1/ffn_gate", Some(1)),
+        "{text}"
+    );
+}
