@@ -32,6 +32,8 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("crossval") => return crossval::main(&args[1..]),
+        // One side of a crossval as a program, for `crossval --bisect` (not in the help).
+        Some("crossval-side") => return crossval::side::main(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             return ExitCode::SUCCESS;

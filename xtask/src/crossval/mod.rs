@@ -8,8 +8,10 @@
 //! and prints the report. The references are plug-ins behind one interface
 //! ([`reference::Reference`]); the drivers never name one.
 
+pub mod bisect;
 pub mod minilm;
 pub mod reference;
+pub mod side;
 pub mod synthetic;
 
 use std::cell::Cell;
@@ -185,16 +187,11 @@ pub(crate) fn fresh_tracer(dir: &Path) -> Result<Tracer> {
         .with_context(|| format!("trace into {}", dir.display()))
 }
 
-/// A command for a reference that runs as a program and traces through the environment: its
-/// traces go to `trace_dir` (emptied of an earlier run first) with every raw value, and no other
-/// tracing setting of the caller's environment applies (a `TENSOR_TRACE_FILTER` there would
-/// silently drop records).
-pub(crate) fn traced_command(
-    program: impl AsRef<std::ffi::OsStr>,
-    trace_dir: &Path,
-) -> Result<Command> {
+/// Makes `cmd`, a program that traces through the environment, trace into `trace_dir` (emptied
+/// of an earlier run first) with every raw value, and with no other tracing setting of the
+/// caller's environment (a `TENSOR_TRACE_FILTER` there would silently drop records).
+pub(crate) fn trace_into(cmd: &mut Command, trace_dir: &Path) -> Result<()> {
     clear_trace_dir(trace_dir)?;
-    let mut cmd = Command::new(program);
     for (key, _) in std::env::vars_os() {
         let name = key.to_string_lossy();
         if name.starts_with("TENSOR_TRACE_") || name == "BITNET_TRACE_DIR" {
@@ -202,9 +199,8 @@ pub(crate) fn traced_command(
         }
     }
     cmd.env("TENSOR_TRACE_DIR", trace_dir)
-        .env("TENSOR_TRACE_VALUES", "*")
-        .current_dir(crate::project_root());
-    Ok(cmd)
+        .env("TENSOR_TRACE_VALUES", "*");
+    Ok(())
 }
 
 /// Runs `cmd` to the end; fails naming `what` with its stderr when it exits non-zero.
@@ -313,7 +309,8 @@ mod tests {
     fn traced_commands_see_only_their_own_settings() {
         let dir = tempfile::tempdir().unwrap();
         let trace_dir = dir.path().join("t");
-        let cmd = traced_command("true", &trace_dir).unwrap();
+        let mut cmd = Command::new("true");
+        trace_into(&mut cmd, &trace_dir).unwrap();
         let envs: Vec<_> = cmd.get_envs().collect();
         assert!(envs.contains(&(
             std::ffi::OsStr::new("TENSOR_TRACE_DIR"),

@@ -49,6 +49,9 @@ pub struct Options {
     pub precision: Precision,
     /// Calibrated verdicts or tolerances.
     pub judge: Judge,
+    /// `Some(window)`: run through trace-cli's bisect instead (hash-only, then values for the
+    /// first divergence and the `window` records before it).
+    pub bisect: Option<usize>,
     /// No progress lines (tests).
     pub quiet: bool,
 }
@@ -67,6 +70,7 @@ impl Default for Options {
             reference: Model::Synthetic.default_reference(),
             precision: Precision::F32,
             judge: Judge::default(),
+            bisect: None,
             quiet: false,
         }
     }
@@ -174,7 +178,10 @@ options:
   --out DIR         output directory (default target/crossval)
   --inject NAME     plant a bug in the candle engine (list below)
   --dtype NAME      the candle engine's precision: f32 (default) or bf16
-{judge}  --json            print the report as JSON
+{judge}  --bisect          hash-only runs, then raw values for the first divergence and the
+                    --window N (default 4) records before it only (tensor-trace bisect;
+                    dtype tolerances), runs in OUT/bisect
+  --json            print the report as JSON
   --reference NAME  the reference (list below); its traces go to OUT/NAME
   --model NAME      synthetic (default: the model above) or minilm (all-MiniLM-L6-v2;
                     `cargo xtask crossval --model minilm --help`)
@@ -244,6 +251,8 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
             "--no-baseline" | "--max-ratio" => {
                 o.judge.parse_flag(flag, || value().cloned())?;
             }
+            "--bisect" => o.bisect = Some(o.bisect.unwrap_or(trace_cli::bisect::DEFAULT_WINDOW)),
+            "--window" => o.bisect = Some(number(flag, value()?)?),
             "--reference" => {
                 o.reference = reference::find(value()?, Model::Synthetic).context("--reference")?
             }
@@ -272,6 +281,11 @@ pub fn main(args: &[String]) -> Result<bool> {
         print!("{}", help());
         return Ok(true);
     };
+    if options.bisect.is_some() {
+        let found = bisect(&options)?;
+        print!("{}", super::bisect::render(&found));
+        return Ok(found.outcome == trace_cli::bisect::BisectOutcome::Agree);
+    }
     let outcome = run(&options)?;
     print!("{}", render(&options, &outcome)?);
     if options.json {
@@ -343,6 +357,42 @@ pub fn run(o: &Options) -> Result<Outcome> {
         reference_tokens,
         &reference_dir,
         o.judge.baseline.then_some(baseline_dir.as_path()),
+    )
+}
+
+/// Bisects the candle engine (as `xtask crossval-side candle`) against the reference's program,
+/// in `o.out/bisect`.
+pub fn bisect(o: &Options) -> Result<trace_cli::bisect::Bisection> {
+    let inputs = write_inputs(o)?;
+    let mut side = vec![
+        "candle".to_owned(),
+        inputs.model_dir.display().to_string(),
+        inputs.prompt_file.display().to_string(),
+        o.steps.to_string(),
+        "--precision".to_owned(),
+        o.precision.name().to_owned(),
+    ];
+    if let Some(bug) = o.inject {
+        side.extend(["--inject".to_owned(), bug.name().to_owned()]);
+    }
+    let a = super::side::command(&side)?;
+    let b = o.reference.command(&Job {
+        task: Task::Generate {
+            model_dir: &inputs.model_dir,
+            prompt: &o.prompt,
+            prompt_file: &inputs.prompt_file,
+            steps: o.steps,
+        },
+        precision: Precision::F64,
+        trace_dir: &o.out,
+        quiet: o.quiet,
+    })?;
+    super::bisect::run(
+        &a,
+        &b,
+        &o.out.join("bisect"),
+        o.bisect.unwrap_or(trace_cli::bisect::DEFAULT_WINDOW),
+        o.reference.rules(Model::Synthetic)?,
     )
 }
 

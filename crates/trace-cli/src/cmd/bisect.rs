@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use trace_cli::bisect::{bisect, BisectOptions, BisectOutcome, Bisection, DEFAULT_WINDOW};
+use trace_cli::bisect::{bisect, BisectOptions, Bisection, DEFAULT_WINDOW};
 use trace_cli::engine::EngineCommand;
 use trace_core::config::NameFilter;
 use trace_diff::cli::{ColorChoice, Format};
@@ -133,7 +133,7 @@ pub fn run(args: Args) -> Result<u8> {
                 text.push_str(&render::text(&found.report, &options));
                 text.push('\n');
             }
-            text.push_str(&summary(&found));
+            text.push_str(&found.summary());
             let choice = match args.color {
                 ColorChoice::Always => anstream::ColorChoice::Always,
                 _ => anstream::ColorChoice::Auto,
@@ -144,68 +144,4 @@ pub fn run(args: Args) -> Result<u8> {
         }
     }
     Ok(found.outcome.exit_code())
-}
-
-/// The bisection in a few lines: passes, window, determinism, bytes, where the runs are.
-fn summary(found: &Bisection) -> String {
-    let mut s = String::from("bisect:\n");
-    for p in &found.passes {
-        let what = if p.pass == 1 {
-            "hash and stats".to_owned()
-        } else {
-            format!("values for {} records", p.window)
-        };
-        s.push_str(&format!(
-            "  pass {} ({what}): {} bytes written, engines ran {:.2} s\n",
-            p.pass,
-            p.a.bytes + p.b.bytes,
-            p.a.seconds + p.b.seconds
-        ));
-    }
-    if let Some(first) = &found.pass1_first {
-        s.push_str(&format!(
-            "  pass 1 diverged first at {}@{} (on statistics)\n",
-            first.name_a, first.occurrence
-        ));
-    }
-    if let Some(w) = found.window.first() {
-        s.push_str(&format!(
-            "  values window: {}@{} .. {}@{} ({} records of A and their partners)\n",
-            w.name_a,
-            w.occurrence,
-            found.window.last().map_or("", |l| l.name_a.as_str()),
-            found.window.last().map_or(0, |l| l.occurrence),
-            found.window.len()
-        ));
-    }
-    if found.passes.len() > 1 {
-        match &found.nondeterministic {
-            Some(n) => s.push_str(&format!(
-                "  nondeterministic on side {}: {}\n",
-                n.side.name(),
-                n.describe()
-            )),
-            None => {
-                s.push_str("  determinism: every record up to the window hashed as in pass 1\n")
-            }
-        }
-    }
-    s.push_str(&format!(
-        "  total: {} bytes written in {} passes, engines ran {:.2} s\n",
-        found.bytes_written(),
-        found.passes.len(),
-        found.engine_seconds()
-    ));
-    if found.kept {
-        s.push_str(&format!("  runs kept in {}\n", found.out.display()));
-    }
-    let code = found.outcome.exit_code();
-    let word = match found.outcome {
-        BisectOutcome::Agree => "AGREE",
-        BisectOutcome::Diverged => "DIVERGED",
-        BisectOutcome::Incomplete => "INCOMPLETE",
-        BisectOutcome::Nondeterministic => "NONDETERMINISTIC",
-    };
-    s.push_str(&format!("bisect result: {word} (exit {code})\n"));
-    s
 }

@@ -35,7 +35,7 @@ impl Reference for Cpp {
         true
     }
 
-    fn run(&self, job: &Job<'_>) -> Result<Vec<u32>> {
+    fn command(&self, job: &Job<'_>) -> Result<Command> {
         let Task::Generate {
             model_dir,
             prompt_file,
@@ -49,9 +49,7 @@ impl Reference for Cpp {
             quiet: job.quiet,
             ..BuildOptions::default()
         })?;
-        engine
-            .run(model_dir, prompt_file, steps, job.precision, job.trace_dir)
-            .context("run the C++ reference engine")
+        Ok(engine.command(model_dir, prompt_file, steps, job.precision))
     }
 }
 
@@ -147,10 +145,27 @@ impl CppEngine {
         Ok(CppEngine { exe })
     }
 
-    /// Runs the engine on `model_dir` (`config.json`, `model.safetensors`) with the prompt in
-    /// `prompt_file` for `steps` decode steps in `precision`, traced with every raw value into
-    /// `trace_dir` (emptied of an earlier run first), and returns the `steps + 1` tokens it
-    /// generated.
+    /// The command that runs the engine on `model_dir` (`config.json`, `model.safetensors`)
+    /// with the prompt in `prompt_file` for `steps` decode steps in `precision`, tracing through
+    /// the environment and printing the generated tokens.
+    pub fn command(
+        &self,
+        model_dir: &Path,
+        prompt_file: &Path,
+        steps: usize,
+        precision: Precision,
+    ) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg(model_dir)
+            .arg(prompt_file)
+            .arg(steps.to_string())
+            .args(["--precision", precision.name()])
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs [`CppEngine::command`] traced with every raw value into `trace_dir` (emptied of an
+    /// earlier run first), and returns the `steps + 1` tokens it generated.
     pub fn run(
         &self,
         model_dir: &Path,
@@ -159,12 +174,9 @@ impl CppEngine {
         precision: Precision,
         trace_dir: &Path,
     ) -> Result<Vec<u32>> {
-        let out = crate::crossval::traced_command(&self.exe, trace_dir)?
-            .arg(model_dir)
-            .arg(prompt_file)
-            .arg(steps.to_string())
-            .args(["--precision", precision.name()])
-            .stdin(Stdio::null())
+        let mut cmd = self.command(model_dir, prompt_file, steps, precision);
+        crate::crossval::trace_into(&mut cmd, trace_dir)?;
+        let out = cmd
             .output()
             .with_context(|| format!("cannot run {}", self.exe.display()))?;
         let stderr = String::from_utf8_lossy(&out.stderr);

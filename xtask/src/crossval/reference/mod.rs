@@ -14,6 +14,7 @@ mod torch;
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::process::Command;
 
 use anyhow::{bail, Result};
 pub use reference_engine::Precision;
@@ -117,9 +118,29 @@ pub trait Reference: Sync {
         Ok(Rules::default())
     }
 
-    /// Computes `job.task`, traced into `job.trace_dir`. Returns the generated tokens for
-    /// [`Task::Generate`], nothing for [`Task::Embed`].
-    fn run(&self, job: &Job<'_>) -> Result<Vec<u32>>;
+    /// The program that computes `job.task` and traces through the environment
+    /// (`TENSOR_TRACE_DIR` and the other settings, which the caller sets): what `bisect` runs,
+    /// twice. `job.trace_dir` is not used. For [`Task::Generate`] the program prints the
+    /// generated tokens.
+    fn command(&self, job: &Job<'_>) -> Result<Command>;
+
+    /// Computes `job.task`, traced into `job.trace_dir` with every raw value. Returns the
+    /// generated tokens for [`Task::Generate`], nothing for [`Task::Embed`]. By default it runs
+    /// [`Reference::command`].
+    fn run(&self, job: &Job<'_>) -> Result<Vec<u32>> {
+        let mut cmd = self.command(job)?;
+        crate::crossval::trace_into(&mut cmd, job.trace_dir)?;
+        let output =
+            crate::crossval::run_program(&format!("the {} reference", self.name()), &mut cmd)?;
+        match job.task {
+            Task::Generate { steps, .. } => parse_tokens(
+                &format!("the {} reference", self.name()),
+                &String::from_utf8_lossy(&output.stdout),
+                steps + 1,
+            ),
+            Task::Embed { .. } => Ok(Vec::new()),
+        }
+    }
 }
 
 impl std::fmt::Debug for dyn Reference {

@@ -1,10 +1,11 @@
 //! `--reference numpy`: `python/minilm_reference.py`, all-MiniLM-L6-v2 written in plain numpy
 //! (float64) from the paper and the model card, traced with the Python emitter.
 
+use std::process::Command;
+
 use anyhow::{bail, Result};
 
 use super::{Job, Model, Precision, Reference, Task};
-use crate::crossval::{run_program, traced_command};
 use crate::python::{self, Extra};
 
 /// The numpy MiniLM reference.
@@ -27,7 +28,7 @@ impl Reference for Numpy {
         precision != Precision::Bf16
     }
 
-    fn run(&self, job: &Job<'_>) -> Result<Vec<u32>> {
+    fn command(&self, job: &Job<'_>) -> Result<Command> {
         let Task::Embed {
             model_dir,
             sentences_file,
@@ -37,17 +38,17 @@ impl Reference for Numpy {
             bail!("the numpy reference runs the minilm model only");
         };
         let python = python::ensure_venv(&[Extra::MiniLm])?;
-        let mut cmd = traced_command(&python, job.trace_dir)?;
+        let mut cmd = Command::new(python);
         cmd.arg(crate::project_root().join("python/minilm_reference.py"))
             .arg("embed")
             .arg(model_dir)
             .arg(sentences_file)
-            .args(["--dtype", dtype(job.precision)?]);
+            .args(["--dtype", dtype(job.precision)?])
+            .current_dir(crate::project_root());
         if let Some(n) = max_tokens {
             cmd.arg("--max-tokens").arg(n.to_string());
         }
-        run_program("the numpy reference", &mut cmd)?;
-        Ok(Vec::new())
+        Ok(cmd)
     }
 }
 

@@ -26,6 +26,27 @@ impl Reference for Rust {
         true
     }
 
+    fn command(&self, job: &Job<'_>) -> Result<std::process::Command> {
+        let Task::Generate {
+            model_dir,
+            prompt_file,
+            steps,
+            ..
+        } = job.task
+        else {
+            bail!("the rust reference runs the synthetic model only");
+        };
+        crate::crossval::side::command(&[
+            "rust".into(),
+            model_dir.display().to_string(),
+            prompt_file.display().to_string(),
+            steps.to_string(),
+            "--precision".into(),
+            job.precision.name().into(),
+        ])
+    }
+
+    /// In-process (no program to start) unless bisecting.
     fn run(&self, job: &Job<'_>) -> Result<Vec<u32>> {
         let Task::Generate {
             model_dir,

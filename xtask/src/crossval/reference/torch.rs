@@ -3,11 +3,12 @@
 //! `tensor_trace.torch.trace_module`. Its records carry transformers' module paths; the shipped
 //! presets `hf-llama` and `hf-bert` map the candle engines' names onto them.
 
+use std::process::Command;
+
 use anyhow::{Context, Result};
 use trace_diff::Rules;
 
-use super::{parse_tokens, Job, Model, Precision, Reference, Task};
-use crate::crossval::{run_program, traced_command};
+use super::{Job, Model, Precision, Reference, Task};
 use crate::python::{self, Extra};
 
 /// The transformers reference.
@@ -50,11 +51,11 @@ impl Reference for Torch {
             .map_err(Into::into)
     }
 
-    fn run(&self, job: &Job<'_>) -> Result<Vec<u32>> {
+    fn command(&self, job: &Job<'_>) -> Result<Command> {
         let python = python::ensure_venv(&[Extra::Torch])?;
-        let mut cmd = traced_command(&python, job.trace_dir)?;
+        let mut cmd = Command::new(python);
         cmd.arg(crate::project_root().join("python/torch_reference.py"));
-        let expected = match job.task {
+        match job.task {
             Task::Generate {
                 model_dir,
                 prompt_file,
@@ -65,7 +66,6 @@ impl Reference for Torch {
                     .arg(model_dir)
                     .arg(prompt_file)
                     .arg(steps.to_string());
-                Some(steps + 1)
             }
             Task::Embed {
                 model_dir,
@@ -76,21 +76,13 @@ impl Reference for Torch {
                 if let Some(n) = max_tokens {
                     cmd.arg("--max-tokens").arg(n.to_string());
                 }
-                None
             }
-        };
+        }
         cmd.args(["--dtype", dtype(job.precision)])
             // No network: the model is the local directory, never the Hub.
             .env("HF_HUB_OFFLINE", "1")
-            .env("TRANSFORMERS_OFFLINE", "1");
-        let output = run_program("the transformers reference", &mut cmd)?;
-        match expected {
-            Some(n) => parse_tokens(
-                "python/torch_reference.py",
-                &String::from_utf8_lossy(&output.stdout),
-                n,
-            ),
-            None => Ok(Vec::new()),
-        }
+            .env("TRANSFORMERS_OFFLINE", "1")
+            .current_dir(crate::project_root());
+        Ok(cmd)
     }
 }

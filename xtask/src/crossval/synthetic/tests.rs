@@ -20,6 +20,7 @@ fn options(dir: &Path, inject: Option<Bug>) -> Options {
         reference: Model::Synthetic.default_reference(),
         precision: Precision::F32,
         judge: Judge::default(),
+        bisect: None,
         quiet: true,
     }
 }
@@ -419,4 +420,63 @@ fn bf16_engine_passes_calibrated_and_fails_tolerances() {
         ("blk1/ffn_gate", Some(1)),
         "{text}"
     );
+}
+
+/// `--bisect` on a planted bug: hash-only runs, then values for a window only, and the same
+/// first divergence as the full-values run, judged on values there; most records carry no values.
+#[test]
+fn bisect_finds_the_full_runs_first_divergence_with_exact_metrics() {
+    use trace_cli::bisect::BisectOutcome;
+
+    let dir = tempfile::tempdir().unwrap();
+    let bug = Bug::RopeOffByOne;
+    let full = run(&Options {
+        judge: Judge {
+            baseline: false,
+            ..Judge::default()
+        },
+        ..options(dir.path(), Some(bug))
+    })
+    .unwrap();
+    let full_first = full.report.first_divergence_pair().unwrap().clone();
+
+    let o = Options {
+        bisect: Some(4),
+        ..options(&dir.path().join("bisected"), Some(bug))
+    };
+    let found = bisect(&o).unwrap();
+    let text = crate::crossval::bisect::render(&found);
+    assert_eq!(found.outcome, BisectOutcome::Diverged, "{text}");
+    assert!(found.nondeterministic.is_none(), "{text}");
+    let first = found.report.first_divergence_pair().unwrap();
+    assert_eq!(
+        (first.display_name(), first.seq, first.occurrence),
+        (
+            full_first.display_name(),
+            full_first.seq,
+            full_first.occurrence
+        ),
+        "{text}"
+    );
+    assert_eq!(first.evidence, trace_diff::Evidence::Values, "{text}");
+    assert_eq!(first.values, full_first.values, "{text}");
+    // Values only for the window (the divergence and at most 4 records before it, on both
+    // sides, widened only if the window's earliest record already diverged).
+    let last = found.passes.last().unwrap();
+    let npy = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "npy")
+            })
+            .count()
+    };
+    assert_eq!(npy(&last.a.dir), found.window.len(), "{text}");
+    assert_eq!(npy(&found.passes[0].a.dir), 0, "{text}");
+    assert!(found.window.len() <= 5, "{text}");
+    assert!(text.contains("determinism: every record up to the window hashed as in pass 1"));
 }

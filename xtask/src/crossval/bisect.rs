@@ -1,0 +1,62 @@
+//! `cargo xtask crossval --bisect`: the crossval through `tensor-trace bisect` (trace-cli's
+//! [`trace_cli::bisect`]): both sides run hash-and-stats only, then again with raw values for a
+//! window around the first divergence only. Exact metrics where they matter without saving every
+//! tensor, and a determinism check of both sides on the way.
+//!
+//! The candle side runs as `xtask crossval-side` (see `side.rs`), the reference as its
+//! [`Reference::command`]. The comparison is the reference's rules with dtype tolerances: a
+//! calibrated baseline would need a third program bisected alongside, which trace-cli's bisect
+//! does not run yet.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use trace_cli::bisect::{BisectOptions, Bisection};
+use trace_cli::engine::EngineCommand;
+use trace_diff::{DiffOptions, Rules};
+
+/// Bisects the candle command `a` against the reference command `b` under `rules`, the runs in
+/// `out` (emptied of an earlier bisection first).
+pub fn run(a: &Command, b: &Command, out: &Path, window: usize, rules: Rules) -> Result<Bisection> {
+    if out.exists() {
+        if !out.join("pass1").exists() {
+            bail!(
+                "{} exists and holds no bisection (no pass1/): refusing to clear it",
+                out.display()
+            );
+        }
+        std::fs::remove_dir_all(out).with_context(|| format!("clear {}", out.display()))?;
+    }
+    let options = BisectOptions {
+        out: Some(out.to_path_buf()),
+        window,
+        filter: None,
+    };
+    let diff = DiffOptions {
+        rules,
+        ..DiffOptions::default()
+    };
+    trace_cli::bisect::bisect(
+        &EngineCommand::from_command(a),
+        &EngineCommand::from_command(b),
+        &options,
+        &diff,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .context("bisect the two engines")
+}
+
+/// The report as `--bisect` prints it: the last pass's diff, then the bisection's summary.
+pub fn render(found: &Bisection) -> String {
+    let mut s = String::new();
+    if found.nondeterministic.is_none() {
+        s.push_str(&trace_diff::render::text(
+            &found.report,
+            &Default::default(),
+        ));
+        s.push('\n');
+    }
+    s.push_str(&found.summary());
+    s
+}
