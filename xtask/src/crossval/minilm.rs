@@ -73,6 +73,8 @@ pub struct Options {
     pub inject: Option<Bug>,
     /// Calibrated verdicts (the reference also runs in float32) or tolerances.
     pub judge: Judge,
+    /// `Some(window)`: run through trace-cli's bisect instead (see the synthetic crossval).
+    pub bisect: Option<usize>,
     /// Print the JSON report instead of the text one.
     pub json: bool,
     /// No progress lines (tests).
@@ -87,6 +89,7 @@ impl Default for Options {
             reference: Model::MiniLm.default_reference(),
             inject: None,
             judge: Judge::default(),
+            bisect: None,
             json: false,
             quiet: false,
         }
@@ -163,7 +166,9 @@ options:
                     sentence-transformers)
   --reference NAME  the reference (list below); its traces go to OUT/NAME
   --inject NAME     plant a bug in the candle engine (list below)
-{judge}  --json            print the report as JSON
+{judge}  --bisect          hash-only runs, then raw values for the first divergence and the
+                    --window N (default 4) records before it only, runs in OUT/bisect
+  --json            print the report as JSON
   -h, --help        this text
 
 --reference NAME:
@@ -208,6 +213,8 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
             "--no-baseline" | "--max-ratio" => {
                 o.judge.parse_flag(flag, || value().cloned())?;
             }
+            "--bisect" => o.bisect = Some(o.bisect.unwrap_or(trace_cli::bisect::DEFAULT_WINDOW)),
+            "--window" => o.bisect = Some(super::number(flag, value()?)?),
             other => bail!("unknown option {other:?} (see --help)"),
         }
     }
@@ -220,6 +227,11 @@ pub fn main(args: &[String]) -> Result<bool> {
         print!("{}", help());
         return Ok(true);
     };
+    if options.bisect.is_some() {
+        let found = bisect(&options)?;
+        print!("{}", super::bisect::render(&found));
+        return Ok(found.outcome == trace_cli::bisect::BisectOutcome::Agree);
+    }
     let outcome = run(&options)?;
     print!("{}", render(&options, &outcome));
     Ok(outcome.passed())
@@ -353,6 +365,43 @@ pub fn run_reference(
         })
         .with_context(|| format!("run the {} reference", reference.name()))?;
     Ok(())
+}
+
+/// Bisects the candle engine (as `xtask crossval-side minilm`) against the reference's program,
+/// in `o.out/bisect`.
+pub fn bisect(o: &Options) -> Result<trace_cli::bisect::Bisection> {
+    let model_dir = o.out.join("model");
+    extract(&install()?, &model_dir)?;
+    let sentences_file = write_sentences(&o.out)?;
+    let mut side = vec![
+        "minilm".to_owned(),
+        model_dir.display().to_string(),
+        sentences_file.display().to_string(),
+    ];
+    if let Some(n) = o.max_tokens {
+        side.extend(["--max-tokens".to_owned(), n.to_string()]);
+    }
+    if let Some(bug) = o.inject {
+        side.extend(["--inject".to_owned(), bug.name().to_owned()]);
+    }
+    let a = super::side::command(&side)?;
+    let b = o.reference.command(&Job {
+        task: Task::Embed {
+            model_dir: &model_dir,
+            sentences_file: &sentences_file,
+            max_tokens: o.max_tokens,
+        },
+        precision: Precision::F64,
+        trace_dir: &o.out,
+        quiet: o.quiet,
+    })?;
+    super::bisect::run(
+        &a,
+        &b,
+        &o.out.join("bisect"),
+        o.bisect.unwrap_or(trace_cli::bisect::DEFAULT_WINDOW),
+        o.reference.rules(Model::MiniLm)?,
+    )
 }
 
 /// Runs the whole cross-validation and returns what it found.
@@ -684,6 +733,54 @@ mod tests {
     #[test]
     fn minilm_crossval_against_numpy() {
         clean_and_injected(reference::find("numpy", Model::MiniLm).unwrap());
+    }
+
+    /// `--bisect` with the gelu-tanh bug against numpy: the bug's record, judged on values. Its
+    /// error is too smooth for the statistics to show at the first wrong layer, so pass 1 names
+    /// a later record, pass 2 finds the window's earliest record already wrong on values, and
+    /// the window widens back to the bug. 64 tokens keep the four passes short.
+    #[test]
+    fn minilm_bisect_finds_the_bug_on_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Options {
+            out: dir.path().to_path_buf(),
+            max_tokens: Some(64),
+            inject: Some(Bug::GeluTanh),
+            bisect: Some(2),
+            quiet: true,
+            ..Options::default()
+        };
+        let found = bisect(&o).unwrap();
+        let text = crate::crossval::bisect::render(&found);
+        assert_eq!(
+            found.outcome,
+            trace_cli::bisect::BisectOutcome::Diverged,
+            "{text}"
+        );
+        let first = found.report.first_divergence_pair().unwrap();
+        let expected = Bug::GeluTanh.expected();
+        assert_eq!(
+            (first.display_name(), first.layer),
+            (expected.name, Some(expected.layer)),
+            "{text}"
+        );
+        assert_eq!(first.evidence, trace_diff::Evidence::Values, "{text}");
+        // Pass 1 saw it later, on statistics; the last pass saved values for its window only.
+        let pass1 = found.pass1_first.as_ref().unwrap();
+        assert_ne!(pass1.name_a, expected.name, "{text}");
+        assert!(found.passes.len() > 2, "{text}");
+        let last = found.passes.last().unwrap();
+        let npy = std::fs::read_dir(&last.a.dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "npy")
+            })
+            .count();
+        assert_eq!(npy, found.window.len(), "{text}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use super::{parse_tokens, Job, Model, Precision, Reference, Task};
+use super::{Job, Model, Precision, Reference, Task};
 
 /// `--reference cpp`: the C++ port, built and run as a separate program.
 pub struct Cpp;
@@ -165,7 +165,9 @@ impl CppEngine {
     }
 
     /// Runs [`CppEngine::command`] traced with every raw value into `trace_dir` (emptied of an
-    /// earlier run first), and returns the `steps + 1` tokens it generated.
+    /// earlier run first), and returns the `steps + 1` tokens it generated; checks that it wrote
+    /// a trace (the tests' stricter form of [`Reference::run`]).
+    #[cfg(test)]
     pub fn run(
         &self,
         model_dir: &Path,
@@ -187,7 +189,7 @@ impl CppEngine {
             out.status,
             stderr.trim_end()
         );
-        let tokens = parse_tokens(
+        let tokens = super::parse_tokens(
             &self.exe.display().to_string(),
             &String::from_utf8_lossy(&out.stdout),
             steps + 1,
