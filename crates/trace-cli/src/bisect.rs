@@ -36,16 +36,20 @@ use crate::engine::{dir_bytes, run_traced, EngineCommand, EngineOutput, TraceSet
 /// Default number of records before the first divergence that get values in pass 2.
 pub const DEFAULT_WINDOW: usize = 4;
 
-/// How two trace directories are compared. [`DiffOptions`] is the plain diff; a calibrated
-/// baseline comparison (`--baseline`) implements this trait too.
+/// How the trace directories of a pass are compared: the run under test `a`, the reference `b`
+/// and, when a baseline command was given, the baseline `c` (the reference in A's precision).
 pub trait Compare {
-    /// Compares the run under test `a` with the reference `b`.
-    fn compare(&self, a: &Path, b: &Path) -> trace_diff::Result<Report>;
+    /// Compares `a` with `b`, calibrated by `c` when there is one.
+    fn compare(&self, a: &Path, b: &Path, c: Option<&Path>) -> trace_diff::Result<Report>;
 }
 
+/// The plain diff, or trace-diff's calibrated verdicts when a baseline ran.
 impl Compare for DiffOptions {
-    fn compare(&self, a: &Path, b: &Path) -> trace_diff::Result<Report> {
-        trace_diff::diff_dirs(a, b, self)
+    fn compare(&self, a: &Path, b: &Path, c: Option<&Path>) -> trace_diff::Result<Report> {
+        match c {
+            Some(c) => trace_diff::diff_dirs_calibrated(a, b, c, self),
+            None => trace_diff::diff_dirs(a, b, self),
+        }
     }
 }
 
@@ -79,14 +83,17 @@ pub enum Side {
     A,
     /// The reference.
     B,
+    /// The baseline: the reference in A's precision (calibrated verdicts).
+    C,
 }
 
 impl Side {
-    /// `a` or `b`.
+    /// `a`, `b` or `c`.
     pub fn name(self) -> &'static str {
         match self {
             Side::A => "a",
             Side::B => "b",
+            Side::C => "c",
         }
     }
 }
@@ -151,6 +158,24 @@ pub struct PassRuns {
     pub a: EngineRun,
     /// Side B's run.
     pub b: EngineRun,
+    /// The baseline's run (with B's values window), when a baseline command was given.
+    pub c: Option<EngineRun>,
+}
+
+impl PassRuns {
+    fn runs(&self) -> impl Iterator<Item = &EngineRun> {
+        [&self.a, &self.b].into_iter().chain(self.c.as_ref())
+    }
+
+    /// Bytes written by every run of the pass.
+    pub fn bytes(&self) -> u64 {
+        self.runs().map(|r| r.bytes).sum()
+    }
+
+    /// Wall time of every run of the pass, in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.runs().map(|r| r.seconds).sum()
+    }
 }
 
 /// A record that changed between two runs of the same command.
@@ -232,12 +257,12 @@ pub struct Bisection {
 impl Bisection {
     /// Bytes written into every trace directory of every pass.
     pub fn bytes_written(&self) -> u64 {
-        self.passes.iter().map(|p| p.a.bytes + p.b.bytes).sum()
+        self.passes.iter().map(PassRuns::bytes).sum()
     }
 
     /// Engine wall time of every pass, in seconds.
     pub fn engine_seconds(&self) -> f64 {
-        self.passes.iter().map(|p| p.a.seconds + p.b.seconds).sum()
+        self.passes.iter().map(PassRuns::seconds).sum()
     }
 
     /// The bisection in a few lines: passes, window, determinism, bytes, where the runs are.
@@ -253,8 +278,8 @@ impl Bisection {
             s.push_str(&format!(
                 "  pass {} ({what}): {} bytes written, engines ran {:.2} s\n",
                 p.pass,
-                p.a.bytes + p.b.bytes,
-                p.a.seconds + p.b.seconds
+                p.bytes(),
+                p.seconds()
             ));
         }
         if let Some(first) = &found.pass1_first {
@@ -396,13 +421,16 @@ pub fn bisect(
     options: &BisectOptions,
     diff: &DiffOptions,
 ) -> Result<Bisection> {
-    bisect_with(a, b, options, diff)
+    bisect_with(a, b, None, options, diff)
 }
 
-/// Bisects with any [`Compare`] (the seam for a calibrated baseline).
+/// Bisects with any [`Compare`], and with a baseline command `c` (the reference in A's
+/// precision) for calibrated verdicts: `c` runs in every pass beside `b`, with B's names in its
+/// values window, and the comparison gets its directory.
 pub fn bisect_with(
     a: &EngineCommand,
     b: &EngineCommand,
+    c: Option<&EngineCommand>,
     options: &BisectOptions,
     compare: &dyn Compare,
 ) -> Result<Bisection> {
@@ -414,6 +442,7 @@ pub fn bisect_with(
     let mut found = Bisector {
         a,
         b,
+        c,
         options,
         compare,
         out: &out,
@@ -556,6 +585,7 @@ pub(crate) fn first_change(
 struct Bisector<'a> {
     a: &'a EngineCommand,
     b: &'a EngineCommand,
+    c: Option<&'a EngineCommand>,
     options: &'a BisectOptions,
     compare: &'a dyn Compare,
     out: &'a Path,
@@ -580,13 +610,34 @@ impl Bisector<'_> {
     ) -> Result<PassRuns, BisectErrorKind> {
         let [at_a, at_b] = at;
         let a = run_once(self.a, Side::A, pass, self.out, &self.settings(at_a))?;
-        let b = run_once(self.b, Side::B, pass, self.out, &self.settings(at_b))?;
-        Ok(PassRuns { pass, window, a, b })
+        let b = run_once(
+            self.b,
+            Side::B,
+            pass,
+            self.out,
+            &self.settings(at_b.clone()),
+        )?;
+        let c = self
+            .c
+            .map(|c| run_once(c, Side::C, pass, self.out, &self.settings(at_b)))
+            .transpose()?;
+        Ok(PassRuns {
+            pass,
+            window,
+            a,
+            b,
+            c,
+        })
+    }
+
+    fn compare(&self, runs: &PassRuns) -> Result<Report, BisectErrorKind> {
+        let c = runs.c.as_ref().map(|c| c.dir.as_path());
+        Ok(self.compare.compare(&runs.a.dir, &runs.b.dir, c)?)
     }
 
     fn run(&self) -> Result<Bisection, BisectErrorKind> {
         let pass1 = self.pass(1, 0, [None, None])?;
-        let report1 = self.compare.compare(&pass1.a.dir, &pass1.b.dir)?;
+        let report1 = self.compare(&pass1)?;
         let mut found = Bisection {
             outcome: match report1.outcome {
                 Outcome::Agree => BisectOutcome::Agree,
@@ -660,7 +711,7 @@ impl Bisector<'_> {
             }
 
             let latest = found.passes.last().expect("pushed above");
-            found.report = self.compare.compare(&latest.a.dir, &latest.b.dir)?;
+            found.report = self.compare(latest)?;
             found.outcome = match found.report.outcome {
                 Outcome::Agree => BisectOutcome::Agree,
                 Outcome::Incomplete => BisectOutcome::Incomplete,

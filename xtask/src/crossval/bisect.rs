@@ -4,9 +4,8 @@
 //! tensor, and a determinism check of both sides on the way.
 //!
 //! The candle side runs as `xtask crossval-side` (see `side.rs`), the reference as its
-//! [`Reference::command`]. The comparison is the reference's rules with dtype tolerances: a
-//! calibrated baseline would need a third program bisected alongside, which trace-cli's bisect
-//! does not run yet.
+//! `Reference::command` in f64 and, for calibrated verdicts (the default), again in the engine's
+//! precision as the baseline, bisected alongside B.
 
 use std::path::Path;
 use std::process::Command;
@@ -16,9 +15,21 @@ use trace_cli::bisect::{BisectOptions, Bisection};
 use trace_cli::engine::EngineCommand;
 use trace_diff::{DiffOptions, Rules};
 
-/// Bisects the candle command `a` against the reference command `b` under `rules`, the runs in
-/// `out` (emptied of an earlier bisection first).
-pub fn run(a: &Command, b: &Command, out: &Path, window: usize, rules: Rules) -> Result<Bisection> {
+use super::Judge;
+
+/// Bisects the candle command `a` against the reference command `b` (calibrated by the baseline
+/// command `c` when given) under `rules`, the runs in `out` (emptied of an earlier bisection
+/// first).
+pub fn run(
+    [a, b, c]: [Option<&Command>; 3],
+    out: &Path,
+    window: usize,
+    rules: Rules,
+    judge: &Judge,
+) -> Result<Bisection> {
+    let (Some(a), Some(b)) = (a, b) else {
+        bail!("bisect needs the engine's and the reference's commands");
+    };
     if out.exists() {
         if !out.join("pass1").exists() {
             bail!(
@@ -35,11 +46,14 @@ pub fn run(a: &Command, b: &Command, out: &Path, window: usize, rules: Rules) ->
     };
     let diff = DiffOptions {
         rules,
+        max_ratio: judge.max_ratio,
         ..DiffOptions::default()
     };
-    trace_cli::bisect::bisect(
+    let c = c.map(EngineCommand::from_command);
+    trace_cli::bisect::bisect_with(
         &EngineCommand::from_command(a),
         &EngineCommand::from_command(b),
+        c.as_ref(),
         &options,
         &diff,
     )

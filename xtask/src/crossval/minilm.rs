@@ -385,22 +385,30 @@ pub fn bisect(o: &Options) -> Result<trace_cli::bisect::Bisection> {
         side.extend(["--inject".to_owned(), bug.name().to_owned()]);
     }
     let a = super::side::command(&side)?;
-    let b = o.reference.command(&Job {
-        task: Task::Embed {
-            model_dir: &model_dir,
-            sentences_file: &sentences_file,
-            max_tokens: o.max_tokens,
-        },
-        precision: Precision::F64,
-        trace_dir: &o.out,
-        quiet: o.quiet,
-    })?;
+    let reference = |precision| {
+        o.reference.command(&Job {
+            task: Task::Embed {
+                model_dir: &model_dir,
+                sentences_file: &sentences_file,
+                max_tokens: o.max_tokens,
+            },
+            precision,
+            trace_dir: &o.out,
+            quiet: o.quiet,
+        })
+    };
+    let b = reference(Precision::F64)?;
+    let c = o
+        .judge
+        .baseline
+        .then(|| reference(Precision::F32))
+        .transpose()?;
     super::bisect::run(
-        &a,
-        &b,
+        [Some(&a), Some(&b), c.as_ref()],
         &o.out.join("bisect"),
         o.bisect.unwrap_or(trace_cli::bisect::DEFAULT_WINDOW),
         o.reference.rules(Model::MiniLm)?,
+        &o.judge,
     )
 }
 
@@ -735,10 +743,11 @@ mod tests {
         clean_and_injected(reference::find("numpy", Model::MiniLm).unwrap());
     }
 
-    /// `--bisect` with the gelu-tanh bug against numpy: the bug's record, judged on values. Its
-    /// error is too smooth for the statistics to show at the first wrong layer, so pass 1 names
-    /// a later record, pass 2 finds the window's earliest record already wrong on values, and
-    /// the window widens back to the bug. 64 tokens keep the four passes short.
+    /// `--bisect` with the gelu-tanh bug against numpy: the bug's record, judged on values, with
+    /// the calibrated baseline bisected alongside. Its error is smooth (relative 4e-4), yet
+    /// already pass 1's statistics, judged against the float32 baseline's, name the right
+    /// record; with tolerances instead they only see it layers later and the window widens
+    /// back. 64 tokens keep the passes short.
     #[test]
     fn minilm_bisect_finds_the_bug_on_values() {
         let dir = tempfile::tempdir().unwrap();
@@ -751,6 +760,27 @@ mod tests {
             ..Options::default()
         };
         let found = bisect(&o).unwrap();
+        // With dtype tolerances instead, the statistics see it later and the window widens.
+        let tolerances = bisect(&Options {
+            out: dir.path().join("tolerances"),
+            judge: Judge {
+                baseline: false,
+                ..Judge::default()
+            },
+            ..o.clone()
+        })
+        .unwrap();
+        let widened = crate::crossval::bisect::render(&tolerances);
+        assert!(tolerances.passes.len() > 2, "{widened}");
+        assert_eq!(
+            tolerances
+                .report
+                .first_divergence_pair()
+                .unwrap()
+                .display_name(),
+            Bug::GeluTanh.expected().name,
+            "{widened}"
+        );
         let text = crate::crossval::bisect::render(&found);
         assert_eq!(
             found.outcome,
@@ -765,11 +795,12 @@ mod tests {
             "{text}"
         );
         assert_eq!(first.evidence, trace_diff::Evidence::Values, "{text}");
-        // Pass 1 saw it later, on statistics; the last pass saved values for its window only.
+        assert!(first.calibration.is_some(), "{text}");
         let pass1 = found.pass1_first.as_ref().unwrap();
-        assert_ne!(pass1.name_a, expected.name, "{text}");
-        assert!(found.passes.len() > 2, "{text}");
+        assert_eq!(pass1.name_a, expected.name, "{text}");
+        // The last pass saved values for its window only, on all three sides.
         let last = found.passes.last().unwrap();
+        assert!(last.c.is_some(), "{text}");
         let npy = std::fs::read_dir(&last.a.dir)
             .unwrap()
             .filter(|e| {

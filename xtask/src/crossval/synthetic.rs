@@ -179,8 +179,8 @@ options:
   --inject NAME     plant a bug in the candle engine (list below)
   --dtype NAME      the candle engine's precision: f32 (default) or bf16
 {judge}  --bisect          hash-only runs, then raw values for the first divergence and the
-                    --window N (default 4) records before it only (tensor-trace bisect;
-                    dtype tolerances), runs in OUT/bisect
+                    --window N (default 4) records before it only (tensor-trace bisect),
+                    runs in OUT/bisect
   --json            print the report as JSON
   --reference NAME  the reference (list below); its traces go to OUT/NAME
   --model NAME      synthetic (default: the model above) or minilm (all-MiniLM-L6-v2;
@@ -376,23 +376,31 @@ pub fn bisect(o: &Options) -> Result<trace_cli::bisect::Bisection> {
         side.extend(["--inject".to_owned(), bug.name().to_owned()]);
     }
     let a = super::side::command(&side)?;
-    let b = o.reference.command(&Job {
-        task: Task::Generate {
-            model_dir: &inputs.model_dir,
-            prompt: &o.prompt,
-            prompt_file: &inputs.prompt_file,
-            steps: o.steps,
-        },
-        precision: Precision::F64,
-        trace_dir: &o.out,
-        quiet: o.quiet,
-    })?;
+    let reference = |precision| {
+        o.reference.command(&Job {
+            task: Task::Generate {
+                model_dir: &inputs.model_dir,
+                prompt: &o.prompt,
+                prompt_file: &inputs.prompt_file,
+                steps: o.steps,
+            },
+            precision,
+            trace_dir: &o.out,
+            quiet: o.quiet,
+        })
+    };
+    let b = reference(Precision::F64)?;
+    let c = o
+        .judge
+        .baseline
+        .then(|| reference(o.precision))
+        .transpose()?;
     super::bisect::run(
-        &a,
-        &b,
+        [Some(&a), Some(&b), c.as_ref()],
         &o.out.join("bisect"),
         o.bisect.unwrap_or(trace_cli::bisect::DEFAULT_WINDOW),
         o.reference.rules(Model::Synthetic)?,
+        &o.judge,
     )
 }
 

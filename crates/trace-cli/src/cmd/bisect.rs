@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use trace_cli::bisect::{bisect, BisectOptions, Bisection, DEFAULT_WINDOW};
+use trace_cli::bisect::{bisect_with, BisectOptions, Bisection, DEFAULT_WINDOW};
 use trace_cli::engine::EngineCommand;
 use trace_core::config::NameFilter;
 use trace_diff::cli::{ColorChoice, Format};
@@ -48,6 +48,13 @@ pub struct Args {
     /// Accept records without a partner on the other side.
     #[arg(long)]
     allow_missing: bool,
+    /// Calibrated verdicts: a third command follows (`-- CMD_A -- CMD_B -- CMD_C`), the
+    /// reference in A's precision, run in every pass beside B (as `diff --baseline`).
+    #[arg(long)]
+    baseline: bool,
+    /// With --baseline: the largest ratio of A's error to the baseline's that agrees.
+    #[arg(long, value_name = "K", requires = "baseline")]
+    max_ratio: Option<f64>,
     /// Report format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -57,7 +64,8 @@ pub struct Args {
     /// When to color the text report.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
-    /// `CMD_A ... -- CMD_B ...`: the run under test, then the reference.
+    /// `CMD_A ... -- CMD_B ...`: the run under test, then the reference (then, with
+    /// --baseline, `-- CMD_C ...`, the baseline).
     #[arg(required = true, last = true, value_name = "CMD_A -- CMD_B")]
     commands: Vec<OsString>,
 }
@@ -74,6 +82,21 @@ pub fn split_commands(words: &[OsString]) -> Result<(EngineCommand, EngineComman
     Ok((a, b))
 }
 
+/// Splits `CMD_A ... -- CMD_B ... -- CMD_C ...` (with `--baseline`) at the first two bare `--`.
+fn split_three(words: &[OsString]) -> Result<(EngineCommand, EngineCommand, EngineCommand)> {
+    let Some(first) = words.iter().position(|w| w == "--") else {
+        bail!("--baseline: expected three commands, `-- CMD_A ... -- CMD_B ... -- CMD_C ...`");
+    };
+    let (a, _) = split_commands(words)?;
+    let (b, c) = split_commands(&words[first + 1..]).map_err(|_| {
+        anyhow::anyhow!(
+            "--baseline: expected three commands, `-- CMD_A ... -- CMD_B ... -- CMD_C ...`; \
+             found no third `--` or an empty CMD_B/CMD_C"
+        )
+    })?;
+    Ok((a, b, c))
+}
+
 /// The JSON document of `--format json`.
 #[derive(Serialize)]
 struct Document<'a> {
@@ -84,7 +107,13 @@ struct Document<'a> {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let (a, b) = split_commands(&args.commands)?;
+    let (a, b, c) = if args.baseline {
+        let (a, b, c) = split_three(&args.commands)?;
+        (a, b, Some(c))
+    } else {
+        let (a, b) = split_commands(&args.commands)?;
+        (a, b, None)
+    };
     if let Some(spec) = &args.filter {
         NameFilter::parse(spec, "--filter")?;
     }
@@ -97,6 +126,9 @@ pub fn run(args: Args) -> Result<u8> {
         strict: args.strict,
         use_values: true,
         allow_missing: args.allow_missing,
+        max_ratio: args
+            .max_ratio
+            .unwrap_or(trace_diff::calibrate::DEFAULT_MAX_RATIO),
         ..DiffOptions::default()
     };
     let options = BisectOptions {
@@ -104,7 +136,7 @@ pub fn run(args: Args) -> Result<u8> {
         window: args.window,
         filter: args.filter.clone(),
     };
-    let found = bisect(&a, &b, &options, &diff).map_err(|e| {
+    let found = bisect_with(&a, &b, c.as_ref(), &options, &diff).map_err(|e| {
         if let Some(out) = &e.out {
             eprintln!("tensor-trace: bisect runs kept in {}", out.display());
         }

@@ -337,3 +337,50 @@ fn repeat_names_the_first_nondeterministic_record() {
         .code(2)
         .stderr(predicate::str::contains("at least 2 runs, got 1"));
 }
+
+/// `--baseline`: a third command (the reference in A's precision) runs in every pass beside B,
+/// with B's values window, and the diffs are calibrated verdicts.
+#[test]
+fn bisect_with_a_baseline_judges_by_calibrated_verdicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("bisect");
+    let output = tensor_trace()
+        .args(["bisect", "--format", "json", "--window", "2", "--baseline"])
+        .args(["--max-ratio", "5", "--out"])
+        .arg(&out)
+        .arg("--")
+        .arg(toy_engine())
+        .args(["--plant-at", "8"])
+        .arg("--")
+        .arg(toy_engine())
+        .arg("--")
+        .arg(toy_engine())
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{doc:#}");
+    assert_eq!(doc["outcome"], "diverged");
+    let report = &doc["report"];
+    assert_eq!(report["calibration"]["max_ratio"], 5.0, "{report:#}");
+    let first = first_pair(report);
+    assert_eq!(first["name_a"], "blk0/ffn_out");
+    assert_eq!(first["evidence"], "values");
+    assert_eq!(first["calibration"]["status"], "calibrated", "{first:#}");
+    // The baseline ran in both passes; in pass 2 with B's window.
+    assert!(npy_files(&out.join("pass1/c")).is_empty());
+    assert_eq!(
+        npy_files(&out.join("pass2/c")),
+        npy_files(&out.join("pass2/b"))
+    );
+    assert_eq!(npy_files(&out.join("pass2/c")).len(), 3);
+
+    // Two commands where --baseline wants three: a usage error.
+    tensor_trace()
+        .args(["bisect", "--baseline", "--"])
+        .arg(toy_engine())
+        .arg("--")
+        .arg(toy_engine())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("expected three commands"));
+}

@@ -423,21 +423,15 @@ fn bf16_engine_passes_calibrated_and_fails_tolerances() {
 }
 
 /// `--bisect` on a planted bug: hash-only runs, then values for a window only, and the same
-/// first divergence as the full-values run, judged on values there; most records carry no values.
+/// first divergence as the full-values run with the same exact metrics and calibrated ratio;
+/// most records carry no values.
 #[test]
 fn bisect_finds_the_full_runs_first_divergence_with_exact_metrics() {
     use trace_cli::bisect::BisectOutcome;
 
     let dir = tempfile::tempdir().unwrap();
     let bug = Bug::RopeOffByOne;
-    let full = run(&Options {
-        judge: Judge {
-            baseline: false,
-            ..Judge::default()
-        },
-        ..options(dir.path(), Some(bug))
-    })
-    .unwrap();
+    let full = run(&options(dir.path(), Some(bug))).unwrap();
     let full_first = full.report.first_divergence_pair().unwrap().clone();
 
     let o = Options {
@@ -460,6 +454,9 @@ fn bisect_finds_the_full_runs_first_divergence_with_exact_metrics() {
     );
     assert_eq!(first.evidence, trace_diff::Evidence::Values, "{text}");
     assert_eq!(first.values, full_first.values, "{text}");
+    // Calibrated, as the full run: the baseline ran beside the reference in every pass.
+    assert_eq!(first.calibration, full_first.calibration, "{text}");
+    assert!(found.passes.iter().all(|p| p.c.is_some()), "{text}");
     // Values only for the window (the divergence and at most 4 records before it, on both
     // sides, widened only if the window's earliest record already diverged).
     let last = found.passes.last().unwrap();
