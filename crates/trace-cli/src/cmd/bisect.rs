@@ -39,8 +39,8 @@ pub struct Args {
     /// Record only names matching these comma-separated globs, on both sides.
     #[arg(long, value_name = "GLOBS")]
     filter: Option<String>,
-    /// Rules file (TOML): name mapping, ignore lists, tolerances (as `diff --rules`).
-    #[arg(long, short, value_name = "FILE")]
+    /// Rules file (TOML) or preset name: name mapping, ignore lists, tolerances (as `diff --rules`).
+    #[arg(long, short, value_name = "FILE|PRESET")]
     rules: Option<PathBuf>,
     /// Make every input problem fatal (exit 2) instead of a warning.
     #[arg(long)]
@@ -129,7 +129,6 @@ pub fn run(args: Args) -> Result<u8> {
         max_ratio: args
             .max_ratio
             .unwrap_or(trace_diff::calibrate::DEFAULT_MAX_RATIO),
-        ..DiffOptions::default()
     };
     let options = BisectOptions {
         out: args.out.clone(),
