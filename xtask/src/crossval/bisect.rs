@@ -21,15 +21,14 @@ use super::Judge;
 /// command `c` when given) under `rules`, the runs in `out` (emptied of an earlier bisection
 /// first).
 pub fn run(
-    [a, b, c]: [Option<&Command>; 3],
+    a: &Command,
+    b: &Command,
+    c: Option<&Command>,
     out: &Path,
     window: usize,
     rules: Rules,
     judge: &Judge,
 ) -> Result<Bisection> {
-    let (Some(a), Some(b)) = (a, b) else {
-        bail!("bisect needs the engine's and the reference's commands");
-    };
     if out.exists() {
         if !out.join("pass1").exists() {
             bail!(

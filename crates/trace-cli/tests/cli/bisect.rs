@@ -374,6 +374,25 @@ fn bisect_with_a_baseline_judges_by_calibrated_verdicts() {
     );
     assert_eq!(npy_files(&out.join("pass2/c")).len(), 3);
 
+    // A baseline that changes between two runs of itself is named, as A and B are.
+    let output = tensor_trace()
+        .args(["bisect", "--format", "json", "--baseline", "--out"])
+        .arg(tmp.path().join("noisy"))
+        .arg("--")
+        .arg(toy_engine())
+        .args(["--plant-at", "8"])
+        .arg("--")
+        .arg(toy_engine())
+        .arg("--")
+        .arg(toy_engine())
+        .args(["--noise-at", "3"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["outcome"], "nondeterministic", "{doc:#}");
+    assert_eq!(doc["nondeterministic"]["side"], "c");
+    assert_eq!(doc["nondeterministic"]["name"], "blk1/attn_out");
+
     // Two commands where --baseline wants three: a usage error.
     tensor_trace()
         .args(["bisect", "--baseline", "--"])

@@ -1,5 +1,5 @@
-//! `--reference rust`: `reference_engine::Model`, the synthetic model in f64 on plain slices,
-//! run in-process.
+//! `--reference rust`: `reference_engine::Model`, the synthetic model on plain slices (f64, or
+//! f32/bf16 for the baseline), run in-process; as `xtask crossval-side rust` under `--bisect`.
 
 use anyhow::{bail, Context, Result};
 
