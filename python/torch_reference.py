@@ -26,7 +26,7 @@ Note that transformers itself computes some steps in float32 whatever the model'
 angles are float32): those records carry float32-level error even in a float64 run.
 
 Usage:
-    python torch_reference.py generate MODEL_DIR PROMPT_FILE STEPS [--dtype float64|float32]
+    python torch_reference.py generate MODEL_DIR PROMPT_FILE STEPS [--dtype float64|float32|bfloat16]
     python torch_reference.py embed MODEL_DIR SENTENCES_JSON [--max-tokens N] [--dtype ...]
 """
 
@@ -118,7 +118,7 @@ def generate(model_dir: Path, prompt_file: Path, steps: int, dtype: torch.dtype)
 
 def max_seq_length(model_dir: Path) -> int:
     """sentence-transformers' truncation length: `max_seq_length` in
-    `sentence_bert_config.json`, else the tokenizer's own `model_max_length`."""
+    `sentence_bert_config.json` (without it, pass `--max-tokens`)."""
     path = model_dir / "sentence_bert_config.json"
     if path.exists():
         value = json.loads(path.read_text("utf-8")).get("max_seq_length")
@@ -188,6 +188,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     sentences = json.loads(args.sentences.read_text("utf-8"))
     if not (isinstance(sentences, list) and sentences and all(isinstance(s, str) for s in sentences)):
         parser.error(f"{args.sentences}: expected a non-empty JSON list of strings")
+    if args.max_tokens is not None and args.max_tokens < 2:
+        parser.error(f"--max-tokens: expected at least 2 ([CLS] and [SEP]), got {args.max_tokens}")
     embed(args.model_dir, sentences, args.max_tokens, dtype)
     return 0
 
