@@ -60,6 +60,17 @@ pub fn run(
     .context("bisect the two engines")
 }
 
+/// `--bisect` as both drivers run it: `bisect` runs, its report is printed; whether the runs
+/// agreed.
+pub fn report(json: bool, bisect: impl FnOnce() -> Result<Bisection>) -> Result<bool> {
+    if json {
+        bail!("--bisect prints the bisection's text report; --json is not supported with it");
+    }
+    let found = bisect()?;
+    print!("{}", render(&found));
+    Ok(found.outcome == trace_cli::bisect::BisectOutcome::Agree)
+}
+
 /// The report as `--bisect` prints it: the last pass's diff, then the bisection's summary.
 pub fn render(found: &Bisection) -> String {
     let mut s = String::new();

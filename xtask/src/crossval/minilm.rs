@@ -229,12 +229,7 @@ pub fn main(args: &[String]) -> Result<bool> {
         return Ok(true);
     };
     if options.bisect.is_some() {
-        if options.json {
-            bail!("--bisect prints the bisection's text report; --json is not supported with it");
-        }
-        let found = bisect(&options)?;
-        print!("{}", super::bisect::render(&found));
-        return Ok(found.outcome == trace_cli::bisect::BisectOutcome::Agree);
+        return super::bisect::report(options.json, || bisect(&options));
     }
     let outcome = run(&options)?;
     print!("{}", render(&options, &outcome));
