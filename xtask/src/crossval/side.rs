@@ -34,6 +34,20 @@ pub fn main(args: &[String]) -> ExitCode {
 
 fn run(args: &[String]) -> Result<()> {
     let (positional, flags) = split(args)?;
+    // A flag the chosen side does not take is an error, not silently dropped.
+    let kind = positional.first().map(String::as_str).unwrap_or_default();
+    let unused = match kind {
+        "candle" => flags.max_tokens.map(|_| "--max-tokens"),
+        "rust" => flags
+            .max_tokens
+            .map(|_| "--max-tokens")
+            .or(flags.inject.as_ref().map(|_| "--inject")),
+        "minilm" => flags.precision.map(|_| "--precision"),
+        _ => None,
+    };
+    if let Some(flag) = unused {
+        bail!("crossval-side {kind} does not take {flag}");
+    }
     let tracer = trace_core::global().context("tracing settings")?;
     match positional.as_slice() {
         [kind, model, prompt, steps] if kind == "candle" => {
@@ -185,4 +199,25 @@ fn xtask_exe() -> Result<PathBuf> {
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "xtask")
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .context("cargo build -p xtask reported no executable")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_a_side_does_not_take_are_errors() {
+        let args = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        let err = |a: &[&str]| format!("{:#}", run(&args(a)).unwrap_err());
+        assert!(err(&["rust", "m", "p", "1", "--inject", "rmsnorm-eps"])
+            .contains("does not take --inject"));
+        assert!(err(&["candle", "m", "p", "1", "--max-tokens", "8"])
+            .contains("does not take --max-tokens"));
+        assert!(
+            err(&["minilm", "m", "s", "--precision", "f32"]).contains("does not take --precision")
+        );
+        assert!(err(&["rust", "m", "p", "1", "--precision", "f16"])
+            .contains("expected f64, f32 or bf16"));
+        assert!(err(&["gpt", "m"]).contains("usage: crossval-side"));
+    }
 }
