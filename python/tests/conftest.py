@@ -14,6 +14,9 @@ import tensor_trace
 GOLDEN = Path(__file__).resolve().parents[2] / "testdata" / "golden"
 
 _ENV = [
+    "TENSOR_TRACE_WORLD_SIZE",
+    "RANK",
+    "WORLD_SIZE",
     tensor_trace.ENV_DIR,
     tensor_trace.ENV_DIR_COMPAT,
     tensor_trace.ENV_FILTER,

@@ -10,6 +10,7 @@
 //! | `TENSOR_TRACE_APPEND` | `1` allows writing into a directory that already holds a run |
 //! | `TENSOR_TRACE_ASYNC` | `1` writes files on a background thread (see [`crate::Tracer`]) |
 //! | `TENSOR_TRACE_RANK` | process rank recorded in every record |
+//! | `TENSOR_TRACE_WORLD_SIZE` | number of processes; above 1, rank `r` writes into `DIR/rank-{r}` (see [`crate::ranks`]) |
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -35,6 +36,8 @@ pub const ENV_APPEND: &str = "TENSOR_TRACE_APPEND";
 pub const ENV_ASYNC: &str = "TENSOR_TRACE_ASYNC";
 /// Rank variable.
 pub const ENV_RANK: &str = "TENSOR_TRACE_RANK";
+/// World-size variable: the number of processes of a multi-process run (see [`crate::ranks`]).
+pub const ENV_WORLD_SIZE: &str = "TENSOR_TRACE_WORLD_SIZE";
 
 /// A name filter: a name passes when it matches an include glob (or there are none) and no
 /// exclude glob. `*` matches across `/`, so `*norm*` matches `blk0/attn_norm`.
@@ -336,6 +339,9 @@ pub struct Config {
     pub background: Option<usize>,
     /// Rank stamped into every record.
     pub rank: Option<u32>,
+    /// Number of processes of the run; above 1 the run is written into `dir/rank-{rank}`
+    /// (see [`crate::ranks`]). `None` or 1: a single-process run.
+    pub world_size: Option<u32>,
 }
 
 /// Default queue capacity of the background writer (records in flight).
@@ -351,6 +357,7 @@ impl Default for Config {
             append: false,
             background: None,
             rank: None,
+            world_size: None,
         }
     }
 }
@@ -395,6 +402,20 @@ impl Config {
                 problem: "expected a non-negative integer".into(),
             })?);
         }
+        if let Some(v) = non_empty(ENV_WORLD_SIZE) {
+            config.world_size = Some(v.trim().parse().map_err(|_| Error::Config {
+                setting: ENV_WORLD_SIZE.into(),
+                value: v.clone(),
+                problem: "expected the number of processes, a positive integer".into(),
+            })?);
+        }
+        // Checked here too so that errors name the variables, not the `Config` fields.
+        crate::ranks::RankInfo::from_settings(
+            config.rank,
+            config.world_size,
+            ENV_RANK,
+            ENV_WORLD_SIZE,
+        )?;
         Ok(Some(config))
     }
 
@@ -505,6 +526,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("TENSOR_TRACE_RANK"), "{e}");
+    }
+
+    #[test]
+    fn world_size_is_read_and_checked_against_the_rank() {
+        let c = env(&[(ENV_DIR, "d"), (ENV_RANK, "1"), (ENV_WORLD_SIZE, " 2 ")])
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.rank, c.world_size), (Some(1), Some(2)));
+        let c = env(&[(ENV_DIR, "d"), (ENV_WORLD_SIZE, "1")])
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.rank, c.world_size), (None, Some(1)));
+        let e = env(&[(ENV_DIR, "d"), (ENV_WORLD_SIZE, "2")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid TENSOR_TRACE_WORLD_SIZE=\"2\"")
+                && e.contains("TENSOR_TRACE_RANK"),
+            "{e}"
+        );
+        let e = env(&[(ENV_DIR, "d"), (ENV_RANK, "2"), (ENV_WORLD_SIZE, "2")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid TENSOR_TRACE_RANK=\"2\""), "{e}");
+        let e = env(&[(ENV_DIR, "d"), (ENV_WORLD_SIZE, "two")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TENSOR_TRACE_WORLD_SIZE") && e.contains("positive integer"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -56,6 +56,14 @@ pub enum Error {
     /// A record or manifest on disk is malformed.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// A multi-process run's rank directories are inconsistent (see [`crate::ranks`]).
+    #[error("{path}: {problem}")]
+    RankLayout {
+        /// The directory or `rank.json` concerned.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        problem: String,
+    },
     /// The background writer stopped after an error; the error it hit is included.
     #[error("background trace writer failed: {0}")]
     Writer(String),

@@ -41,6 +41,7 @@ mod error;
 pub mod events;
 mod fingerprint;
 mod global;
+pub mod ranks;
 pub mod record;
 pub mod run;
 mod sink;

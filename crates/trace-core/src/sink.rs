@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::config::ValuesChoice;
+use crate::ranks::RankInfo;
 use crate::record::{ManifestEntry, TraceRecord, MANIFEST_FILE, RECORD_EXTENSION};
 use crate::{Error, Result};
 
@@ -153,6 +154,8 @@ pub(crate) struct DirSink {
     dir: PathBuf,
     append: bool,
     values: ValuesChoice,
+    /// A rank of a multi-process run: `rank.json` is written when the directory is opened.
+    rank: Option<RankInfo>,
     state: Mutex<Option<DirState>>,
 }
 
@@ -171,8 +174,15 @@ impl DirSink {
             dir,
             append,
             values,
+            rank: None,
             state: Mutex::new(None),
         }
+    }
+
+    /// Marks the directory as rank `info.rank` of a multi-process run (see [`crate::ranks`]).
+    pub(crate) fn with_rank(mut self, info: RankInfo) -> Self {
+        self.rank = Some(info);
+        self
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -254,6 +264,9 @@ impl DirSink {
                      the old run, or set TENSOR_TRACE_APPEND=1 to add to it"
                 ),
             });
+        }
+        if let Some(info) = &self.rank {
+            info.write(&self.dir)?;
         }
         let manifest = OpenOptions::new()
             .create(true)

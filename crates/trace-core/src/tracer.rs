@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::config::{Config, NameFilter, ValuesAt, DEFAULT_QUEUE};
+use crate::ranks::RankInfo;
 use crate::record::{TraceRecord, FORMAT_VERSION};
 use crate::sink::{DirSink, MemorySink};
 use crate::view::{shape_elements, Data};
@@ -80,19 +81,28 @@ impl Tracer {
         Self::from_config(Config::default()).expect("an in-memory tracer needs no I/O")
     }
 
-    /// A tracer for `config`; the directory is created on the first record.
+    /// A tracer for `config`; the directory is created on the first record. With a world size
+    /// above 1, the records go into `dir/rank-{rank}` (see [`crate::ranks`]).
     pub fn from_config(config: Config) -> Result<Self> {
-        let sink = match (&config.dir, config.background) {
-            (None, _) => Sink::Memory(MemorySink::new(config.values_choice())),
-            (Some(dir), None) => Sink::Dir(DirSink::new(
-                dir.clone(),
+        let rank_info =
+            RankInfo::from_settings(config.rank, config.world_size, "rank", "world_size")?;
+        let dir_sink = |dir: &PathBuf| {
+            let sink = DirSink::new(
+                rank_info.map_or_else(|| dir.clone(), |r| r.dir(dir)),
                 config.append,
                 config.values_choice(),
-            )),
-            (Some(dir), Some(capacity)) => Sink::Background(BackgroundWriter::spawn(
-                DirSink::new(dir.clone(), config.append, config.values_choice()),
-                capacity,
-            )?),
+            );
+            match rank_info {
+                Some(info) => sink.with_rank(info),
+                None => sink,
+            }
+        };
+        let sink = match (&config.dir, config.background) {
+            (None, _) => Sink::Memory(MemorySink::new(config.values_choice())),
+            (Some(dir), None) => Sink::Dir(dir_sink(dir)),
+            (Some(dir), Some(capacity)) => {
+                Sink::Background(BackgroundWriter::spawn(dir_sink(dir), capacity)?)
+            }
         };
         Ok(Self {
             config: Box::new(config),
@@ -259,6 +269,7 @@ pub struct TracerBuilder {
     append: bool,
     background: Option<usize>,
     rank: Option<u32>,
+    world_size: Option<u32>,
 }
 
 impl TracerBuilder {
@@ -311,6 +322,13 @@ impl TracerBuilder {
         self
     }
 
+    /// The number of processes of the run; above 1, this process writes into
+    /// `dir/rank-{rank}` and [`TracerBuilder::rank`] is required (see [`crate::ranks`]).
+    pub fn world_size(mut self, world_size: u32) -> Self {
+        self.world_size = Some(world_size);
+        self
+    }
+
     /// Checks the settings and builds the tracer.
     pub fn build(self) -> Result<Tracer> {
         let filter = match &self.filter {
@@ -340,6 +358,7 @@ impl TracerBuilder {
             append: self.append,
             background: self.background,
             rank: self.rank,
+            world_size: self.world_size,
         })
     }
 }

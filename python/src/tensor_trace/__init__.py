@@ -33,6 +33,7 @@ from ._config import (
     NameFilter,
     TraceError,
 )
+from ._ranks import ENV_WORLD_SIZE, RANK_FILE, RankInfo, rank_dir_name
 from ._fingerprint import Fingerprint, Stats, canonical_f32, fingerprint
 from ._sink import sanitize
 from ._tracer import BF16, FORMAT_VERSION, Tracer, as_trace_input
@@ -48,6 +49,10 @@ __all__ = [
     "ENV_FILTER",
     "ENV_RANK",
     "ENV_VALUES",
+    "ENV_WORLD_SIZE",
+    "RANK_FILE",
+    "RankInfo",
+    "rank_dir_name",
     "FORMAT_VERSION",
     "Fingerprint",
     "NameFilter",

@@ -9,7 +9,8 @@
 | `TENSOR_TRACE_VALUES_AT` | also save raw values of single records: `name@occurrence` items |
 | `TENSOR_TRACE_APPEND` | `1` allows writing into a directory that already holds a run |
 | `TENSOR_TRACE_ASYNC` | accepted and checked like trace-core; Python writes synchronously |
-| `TENSOR_TRACE_RANK` | process rank recorded in every record |
+| `TENSOR_TRACE_RANK` | process rank recorded in every record (else `RANK`, see `_ranks`) |
+| `TENSOR_TRACE_WORLD_SIZE` | number of processes (else `WORLD_SIZE`); above 1, rank r writes into `DIR/rank-{r}` |
 
 Globs follow the `globset` crate's default syntax as trace-core uses it: `*` and `?` match any
 character including `/`, `[abc]`, `[a-z]`, `[!x]`/`[^x]` classes, `{a,b}` alternatives, `\\`
@@ -389,6 +390,7 @@ class Config:
     append: bool = False
     background: bool = False
     rank: Optional[int] = None
+    world_size: Optional[int] = None
 
     @classmethod
     def from_lookup(cls, get: Callable[[str], Optional[str]]) -> Optional["Config"]:
@@ -423,9 +425,9 @@ class Config:
         v = non_empty(ENV_ASYNC)
         if v is not None:
             config.background = _bool_setting(ENV_ASYNC, v)
-        v = non_empty(ENV_RANK)
-        if v is not None:
-            config.rank = parse_rank(ENV_RANK, v)
+        from ._ranks import rank_and_world_from_env
+
+        config.rank, config.world_size = rank_and_world_from_env(get, ENV_RANK)
         return config
 
     @classmethod

@@ -94,8 +94,11 @@ class DirSink:
         dir: str,
         append: bool,
         keeps_values: Optional[Callable[[str, int], bool]] = None,
+        on_open: Optional[Callable[[str], None]] = None,
     ) -> None:
         self.dir = os.fspath(dir)
+        # Called with the directory once it exists and may be written (rank.json, see _ranks).
+        self._on_open = on_open
         self.append = append
         self._keeps_values = keeps_values
         self._lock = threading.Lock()
@@ -173,6 +176,8 @@ class DirSink:
                     f"it already holds a trace run ({existing}); use an empty directory, "
                     "remove the old run, or set TENSOR_TRACE_APPEND=1 to add to it",
                 )
+        if self._on_open is not None:
+            self._on_open(self.dir)
         try:
             # Unbuffered: every manifest line reaches the OS as soon as it is written.
             self._manifest = open(self._manifest_path(), "ab", buffering=0)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ._config import Config, ConfigError, NameFilter, TraceError, ValuesAt, parse_rank
 from ._fingerprint import canonical_f32, fingerprint
+from ._ranks import from_settings, parse_world_size
 from ._sink import DirSink
 
 __all__ = ["BF16", "Tracer", "as_trace_input"]
@@ -110,6 +111,7 @@ class Tracer:
         values_at: Optional[str] = None,
         append: bool = False,
         rank: Optional[int] = None,
+        world_size: Optional[int] = None,
     ) -> None:
         config = Config(dir=os.fspath(dir), append=append)
         if filter is not None:
@@ -120,6 +122,8 @@ class Tracer:
             config.values_at = ValuesAt.parse(values_at, "values_at")
         if rank is not None:
             config.rank = parse_rank("rank", str(rank))
+        if world_size is not None:
+            config.world_size = parse_world_size("world_size", str(world_size))
         self._init(config)
 
     @classmethod
@@ -132,7 +136,14 @@ class Tracer:
 
     def _init(self, config: Config) -> None:
         self.config = config
-        self._sink = DirSink(config.dir, config.append, keeps_values=self._keeps_values)
+        # World size above 1: this process writes into DIR/rank-{rank} (see _ranks).
+        info = from_settings(config.rank, config.world_size, "rank", "world_size")
+        self._sink = DirSink(
+            info.dir(config.dir) if info is not None else config.dir,
+            config.append,
+            keeps_values=self._keeps_values,
+            on_open=info.write if info is not None else None,
+        )
 
     @property
     def dir(self) -> str:
