@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
 use crate::render::{self, TextOptions};
-use crate::{diff_dirs, diff_dirs_calibrated, DiffOptions, Rules, DEFAULT_MAX_RATIO};
+use crate::{diff_dirs_calibrated, diff_paths, DiffOptions, Rules, DEFAULT_MAX_RATIO};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 /// Report format on stdout.
@@ -42,9 +42,10 @@ pub enum ColorChoice {
     after_help = "Examples:\n  trace-diff target/crossval/candle target/crossval/reference\n  trace-diff rust-traces cpp-traces --rules names.toml --format json --html report.html\n  trace-diff engine-bf16 reference-f64 --baseline reference-bf16 --max-ratio 10\n\nExit codes: 0 agree within tolerance, 1 diverged (or records without a partner), 2 error."
 )]
 pub struct Args {
-    /// Trace directory of the run under test (side A; its order defines "first").
+    /// Trace directory of the run under test (side A; its order defines "first"). A directory of
+    /// `rank-N` run directories is a multi-rank run (detected; see `[[shard]]` rules).
     pub dir_a: PathBuf,
-    /// Trace directory of the reference run (side B).
+    /// Trace directory of the reference run (side B); may be a multi-rank run too.
     pub dir_b: PathBuf,
     /// Rules file (TOML): name mapping, ignore lists, tolerances; or the name of a shipped
     /// preset (hf-llama, hf-bert) when no such file exists.
@@ -123,8 +124,19 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
         max_ratio: args.max_ratio,
     };
     let report = match &args.baseline {
-        Some(c) => diff_dirs_calibrated(&args.dir_a, &args.dir_b, c, &options)?,
-        None => diff_dirs(&args.dir_a, &args.dir_b, &options)?,
+        Some(c) => {
+            for dir in [&args.dir_a, &args.dir_b, c] {
+                if crate::shard::is_multi_rank(dir) {
+                    anyhow::bail!(
+                        "{} is a multi-rank run (rank-N directories): --baseline does not take \
+                         multi-rank runs; compare without --baseline, or one rank directory at a time",
+                        dir.display()
+                    );
+                }
+            }
+            diff_dirs_calibrated(&args.dir_a, &args.dir_b, c, &options)?
+        }
+        None => diff_paths(&args.dir_a, &args.dir_b, &options)?,
     };
 
     if let Some(path) = &args.junit {

@@ -240,6 +240,7 @@ fn diff(a: &Run, b: &Run, baseline: Option<&Run>, options: &DiffOptions) -> Resu
         layers,
         warnings,
         calibration,
+        ranks: None,
     })
 }
 

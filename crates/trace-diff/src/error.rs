@@ -39,6 +39,14 @@ pub enum Error {
         /// The value given.
         value: f64,
     },
+    /// Multi-rank runs cannot be compared as given (see [`crate::shard`]).
+    #[error("{path}: {problem}")]
+    Ranks {
+        /// The run directory concerned.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        problem: String,
+    },
     /// A `.npy` values file could not be used (strict mode; otherwise a warning).
     #[error("{path}: {problem}")]
     Values {

@@ -66,12 +66,14 @@ pub mod metrics;
 pub mod render;
 pub mod report;
 pub mod rules;
+pub mod shard;
 mod values;
 
 pub use calibrate::DEFAULT_MAX_RATIO;
 pub use diff::{diff_dirs, diff_dirs_calibrated, diff_runs, diff_runs_calibrated, DiffOptions};
 pub use error::{Error, Result};
 pub use report::{Calibration, CalibrationStatus, Evidence, Outcome, Pair, Report, Verdict};
-pub use rules::{Rules, Tolerance};
+pub use rules::{Rules, ShardSplit, Tolerance};
+pub use shard::diff_paths;
 #[doc(hidden)]
 pub use values::load as load_values;

@@ -448,6 +448,10 @@ pub struct Report {
     pub warnings: Vec<Warning>,
     /// The baseline run and the ratio statistics (calibrated diffs); `null` otherwise.
     pub calibration: Option<CalibrationSummary>,
+    /// Multi-rank runs (see [`crate::shard`]): how the ranks were compared and which rank(s)
+    /// the first divergence is on. Absent when neither side is a multi-rank run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<crate::shard::RanksReport>,
 }
 
 impl Report {

@@ -90,6 +90,24 @@ pub struct Rules {
     default_tolerance: Option<PartialTolerance>,
     /// The glob's source text is the pattern the report cites.
     tolerances: Vec<(GlobMatcher, PartialTolerance)>,
+    /// `[[shard]]`: how the records of a multi-rank run are split (see [`crate::shard`]).
+    shards: Vec<(GlobMatcher, ShardSplit)>,
+}
+
+/// How one record of a multi-rank run is split across the ranks (`[[shard]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardSplit {
+    /// Each rank holds a slice; the whole is the slices concatenated in rank order along this
+    /// axis (negative counts from the last, as in numpy).
+    Concat {
+        /// The axis.
+        axis: i64,
+    },
+    /// Each rank holds a partial sum (before an all-reduce); the whole is their element-wise sum.
+    Sum,
+    /// Each rank holds the whole tensor (the default for names no `[[shard]]` matches).
+    Replicated,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -116,6 +134,17 @@ struct RulesFile {
     map: Vec<MapRule>,
     #[serde(default)]
     tolerance: Vec<ToleranceRule>,
+    #[serde(default)]
+    shard: Vec<ShardRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShardRule {
+    names: String,
+    axis: Option<i64>,
+    reduce: Option<String>,
+    replicated: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +180,7 @@ impl Default for Rules {
             top_k: DEFAULT_TOP_K,
             default_tolerance: None,
             tolerances: Vec::new(),
+            shards: Vec::new(),
         }
     }
 }
@@ -292,7 +322,33 @@ impl Rules {
             check_tolerance(&partial, &key, path)?;
             tolerances.push((glob(&t.names, &key, path)?.compile_matcher(), partial));
         }
+        let mut shards = Vec::with_capacity(file.shard.len());
+        for (i, r) in file.shard.iter().enumerate() {
+            let key = format!("shard[{i}]");
+            let split = match (r.axis, r.reduce.as_deref(), r.replicated) {
+                (Some(axis), None, None | Some(false)) => ShardSplit::Concat { axis },
+                (None, Some("sum"), None | Some(false)) => ShardSplit::Sum,
+                (None, Some(other), None | Some(false)) => {
+                    return Err(rules_error(
+                        path,
+                        format!("`{key}.reduce`: expected \"sum\", found {other:?}"),
+                    ))
+                }
+                (None, None, Some(true)) => ShardSplit::Replicated,
+                _ => {
+                    return Err(rules_error(
+                        path,
+                        format!(
+                            "`{key}`: expected exactly one of `axis = N`, `reduce = \"sum\"` or \
+                             `replicated = true`"
+                        ),
+                    ))
+                }
+            };
+            shards.push((glob(&r.names, &key, path)?.compile_matcher(), split));
+        }
         Ok(Rules {
+            shards,
             source: Some(path.to_owned()),
             maps,
             ignore_a,
@@ -318,6 +374,17 @@ impl Rules {
             }
         }
         Cow::Borrowed(a_name)
+    }
+
+    /// How the record `name` (a name of the multi-rank side) is split across ranks: the first
+    /// `[[shard]]` whose glob matches, else [`ShardSplit::Replicated`]; with the glob, if any.
+    pub fn shard_split(&self, name: &str) -> (ShardSplit, Option<&str>) {
+        self.shards
+            .iter()
+            .find(|(g, _)| g.is_match(name))
+            .map_or((ShardSplit::Replicated, None), |(g, s)| {
+                (*s, Some(g.glob().glob()))
+            })
     }
 
     /// Whether a side-A record name is ignored (`ignore` or `ignore_a`).
@@ -372,6 +439,47 @@ mod tests {
         Rules::from_toml(text, Path::new("r.toml"))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn shard_rules_first_match_wins_and_default_is_replicated() {
+        let r = rules(
+            r#"
+            [[shard]]
+            names = "blk*/q"
+            axis = -1
+            [[shard]]
+            names = "blk*/o_partial"
+            reduce = "sum"
+            [[shard]]
+            names = "blk*"
+            replicated = true
+            "#,
+        );
+        assert_eq!(
+            r.shard_split("blk0/q"),
+            (ShardSplit::Concat { axis: -1 }, Some("blk*/q"))
+        );
+        assert_eq!(r.shard_split("blk3/o_partial").0, ShardSplit::Sum);
+        assert_eq!(r.shard_split("blk0/k").0, ShardSplit::Replicated);
+        assert_eq!(r.shard_split("logits"), (ShardSplit::Replicated, None));
+    }
+
+    #[test]
+    fn shard_rules_need_exactly_one_kind() {
+        for (body, expected) in [
+            ("axis = 0\nreduce = \"sum\"", "exactly one of"),
+            ("", "exactly one of"),
+            ("replicated = false", "exactly one of"),
+            (
+                "reduce = \"mean\"",
+                "`shard[0].reduce`: expected \"sum\", found \"mean\"",
+            ),
+            ("axis = \"x\"", "invalid type"),
+        ] {
+            let e = err(&format!("[[shard]]\nnames = \"q\"\n{body}"));
+            assert!(e.contains(expected), "{body}: {e}");
+        }
     }
 
     #[test]

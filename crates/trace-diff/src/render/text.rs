@@ -105,6 +105,32 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
     if let Some(rules) = &report.rules {
         let _ = writeln!(out, "rules: {rules}");
     }
+    if let Some(ranks) = &report.ranks {
+        let world =
+            |w: Option<u32>| w.map_or("single process".to_owned(), |n| format!("{n} ranks"));
+        let _ = writeln!(
+            out,
+            "ranks: {} (A: {}, B: {})",
+            ranks.mode,
+            world(ranks.world_size_a),
+            world(ranks.world_size_b)
+        );
+        if ranks.mode == "reassembled" {
+            let _ = writeln!(
+                out,
+                "  reassembled: {} concatenated from values, {} merged from statistics (hash unknown), {} summed, {} replicated, {} not mergeable",
+                ranks.reassembled_values, ranks.merged_stats, ranks.summed, ranks.replicated, ranks.not_mergeable
+            );
+        }
+        for r in &ranks.per_rank {
+            let first = r
+                .first_divergence
+                .as_ref()
+                .map(|(name, pos)| format!(", first divergence #{pos} {name}"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  rank {}: {:?}{first}", r.rank, r.outcome);
+        }
+    }
 
     let shown = limit(report.warnings.len(), options.max_warnings);
     for w in &report.warnings[..shown] {
@@ -157,6 +183,23 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
                 context(p)
             );
             write_pair_detail(&mut out, p, &st, report);
+            if let Some(ranks) = &report.ranks {
+                let list: Vec<String> = ranks
+                    .first_divergence_ranks
+                    .iter()
+                    .map(u32::to_string)
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  {r}rank(s){r:#}: {} ({})",
+                    if list.is_empty() {
+                        "unknown".to_owned()
+                    } else {
+                        list.join(", ")
+                    },
+                    ranks.attribution.as_deref().unwrap_or("")
+                );
+            }
             match &first.last_agreeing {
                 Some(name) => {
                     let _ = writeln!(out, "  last agreeing record before it: {name}");
