@@ -11,7 +11,7 @@ use trace_ffi::{TtContext, TT_ABI_VERSION, TT_MAX_NDIM, TT_UNSET};
 
 use crate::support::{
     assert_same_run, c_input, compile, crate_dir, golden_settings, golden_vectors, manifest,
-    own_vectors, record_with_trace_core, run, values_filter, Vector,
+    own_vectors, record_with_trace_core, run, run_raw, values_filter, Vector,
 };
 
 /// Records `vectors` through the C program in every memory layout, with these
@@ -279,4 +279,76 @@ fn cpp_wrapper() {
     record_with_trace_core(&vectors, &expected);
     assert_same_run(&expected, &actual);
     assert!(actual.join("cpp_f32.1.trace").exists());
+}
+
+/// Multi-process runs through the C ABI: `TENSOR_TRACE_WORLD_SIZE` above 1 sends each process
+/// into `DIR/rank-{r}` with `rank.json`, exactly as trace-core's tracer does (it is trace-core);
+/// a bad pair is a configuration error naming the variable; world size 1 is a plain run.
+#[test]
+fn c_program_multi_rank() {
+    let work = tempfile::tempdir().unwrap();
+    let api = compile("api.c", work.path());
+    let vectors = own_vectors();
+    let input = work.path().join("vectors.txt");
+    std::fs::write(&input, c_input(&vectors)).unwrap();
+    let expected = work.path().join("expected");
+    record_with_trace_core(&vectors, &expected);
+    let dir = work.path().join("tp");
+    let dir_s = dir.to_str().unwrap();
+    let values = values_filter(&vectors);
+    for rank in ["0", "1"] {
+        let mut env = vec![
+            ("TENSOR_TRACE_DIR", dir_s),
+            ("TENSOR_TRACE_RANK", rank),
+            ("TENSOR_TRACE_WORLD_SIZE", "2"),
+        ];
+        if let Some(v) = &values {
+            env.push(("TENSOR_TRACE_VALUES", v));
+        }
+        run(&api, &["vectors", input.to_str().unwrap(), "dense"], &env);
+    }
+    let world = trace_core::ranks::RankedRun::discover(&dir)
+        .unwrap()
+        .expect("rank directories");
+    assert_eq!(world.world_size, 2);
+    for (r, rank_dir) in world.ranks.iter().enumerate() {
+        assert_eq!(
+            std::fs::read_to_string(rank_dir.join("rank.json")).unwrap(),
+            format!("{{\"rank\":{r},\"world_size\":2}}\n")
+        );
+        let m = manifest(rank_dir);
+        assert_eq!(m.len(), vectors.len());
+        let first: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(rank_dir.join(m[0]["file"].as_str().unwrap())).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(first["rank"], r as u64);
+    }
+    assert_eq!(manifest(&world.ranks[0]).len(), manifest(&expected).len());
+
+    let out = run_raw(
+        &api,
+        &["config-error"],
+        &[
+            ("TENSOR_TRACE_DIR", dir_s),
+            ("TENSOR_TRACE_RANK", "2"),
+            ("TENSOR_TRACE_WORLD_SIZE", "2"),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("tt_record: invalid TENSOR_TRACE_RANK=\"2\": expected a rank below"),
+        "{text}"
+    );
+
+    let single = work.path().join("single");
+    run(
+        &api,
+        &["vectors", input.to_str().unwrap(), "dense"],
+        &[
+            ("TENSOR_TRACE_DIR", single.to_str().unwrap()),
+            ("TENSOR_TRACE_WORLD_SIZE", "1"),
+        ],
+    );
+    assert!(single.join("manifest.jsonl").exists() && !single.join("rank-0").exists());
 }
