@@ -23,7 +23,8 @@ commands:
   ci         fmt check, clippy -D warnings, all tests (nextest when installed), doc tests
   bench      run the criterion benchmarks and print the ratio table
   crossval   two engines, one model: the first divergence, plus event/Jidoka checks
-             (`cargo xtask crossval --help`)
+             (`cargo xtask crossval --help`; `--tp N`: a tensor-parallel engine on N
+             torch.distributed processes against one process, `cargo xtask crossval --tp --help`)
 ";
 
 fn main() -> ExitCode {

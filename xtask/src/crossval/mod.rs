@@ -13,6 +13,7 @@ pub mod minilm;
 pub mod reference;
 pub mod side;
 pub mod synthetic;
+pub mod tp;
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -27,10 +28,16 @@ use reference::{Model, Precision};
 
 /// The entry point for `cargo xtask crossval ARGS`: 0 agree, 1 diverged, 2 error.
 pub fn main(args: &[String]) -> ExitCode {
-    let result = select_model(args).and_then(|(model, rest)| match model {
-        Model::Synthetic => synthetic::main(&rest),
-        Model::MiniLm => minilm::main(&rest),
-    });
+    // `--tp N`: the tensor-parallel crossval (its own driver and flags).
+    let tensor_parallel = args.iter().any(|a| a == "--tp" || a.starts_with("--tp="));
+    let result = if tensor_parallel {
+        tp::main(args)
+    } else {
+        select_model(args).and_then(|(model, rest)| match model {
+            Model::Synthetic => synthetic::main(&rest),
+            Model::MiniLm => minilm::main(&rest),
+        })
+    };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
