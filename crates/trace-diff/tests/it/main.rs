@@ -6,5 +6,6 @@ mod calibrated;
 mod cli;
 mod common;
 mod compare;
+mod ranks;
 mod reports;
 mod seed;
