@@ -100,6 +100,10 @@ class Tracer:
 
     >>> t = Tracer("/tmp/trace", values="logits")       # doctest: +SKIP
     >>> t.record("blk0/attn_norm", h, step=0, layer=0)  # doctest: +SKIP
+
+    `rank` is stamped into every record; with `world_size` above 1 (rank then required, below
+    it) the records go into `dir/rank-{rank}` with a `rank.json`, one directory per process of a
+    multi-process run (trace-core's `ranks`). A ConfigError names the bad argument.
     """
 
     def __init__(
