@@ -156,6 +156,29 @@ fn summary(out: &mut String, report: &Report) {
     if let Some(rules) = &report.rules {
         let _ = writeln!(out, "<tr><th>rules</th><td>{}</td></tr>", escape(rules));
     }
+    if let Some(ranks) = &report.ranks {
+        let world =
+            |w: Option<u32>| w.map_or("single process".to_owned(), |n| format!("{n} ranks"));
+        let at = if ranks.first_divergence_ranks.is_empty() {
+            "unknown".to_owned()
+        } else {
+            let list: Vec<String> = ranks
+                .first_divergence_ranks
+                .iter()
+                .map(u32::to_string)
+                .collect();
+            list.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "<tr><th>ranks</th><td>{} (A: {}, B: {}); at the first divergence: {} {}</td></tr>",
+            ranks.mode,
+            world(ranks.world_size_a),
+            world(ranks.world_size_b),
+            escape(&at),
+            escape(ranks.attribution.as_deref().unwrap_or("")),
+        );
+    }
     for (label, n) in [
         ("compared", c.compared),
         ("identical", c.identical),

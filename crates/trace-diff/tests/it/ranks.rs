@@ -102,6 +102,24 @@ fn sharded_run_against_a_single_process_reference() {
     assert_eq!(report["ranks"]["world_size_a"], 2);
     assert!(report["ranks"]["world_size_b"].is_null());
     assert_eq!(report["a"]["dir"], d("tp").display().to_string());
+
+    let html = d("report.html");
+    trace_diff()
+        .args([
+            d("tp"),
+            d("ref"),
+            "--rules".into(),
+            d("rules.toml"),
+            "--html".into(),
+            html.clone(),
+        ])
+        .assert()
+        .code(1);
+    let page = fs::read_to_string(html).unwrap();
+    assert!(
+        page.contains("<tr><th>ranks</th><td>reassembled (A: 2 ranks, B: single process); at the first divergence: 1 "),
+        "the HTML report names the rank"
+    );
 }
 
 #[test]
