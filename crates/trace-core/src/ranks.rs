@@ -350,6 +350,8 @@ mod tests {
         make_rank(tmp.path(), 1, 2);
         make_rank(tmp.path(), 0, 2);
         assert!(RankedRun::looks_ranked(tmp.path()));
+        let e = crate::run::Run::open(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("a multi-rank run (rank-N directories)"), "{e}");
         let run = RankedRun::discover(tmp.path()).unwrap().unwrap();
         assert_eq!(run.world_size, 2);
         assert_eq!(

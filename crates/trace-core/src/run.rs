@@ -130,6 +130,13 @@ impl Run {
                 RunOrder::Manifest,
                 reader.read_manifest_run(&manifest, trace_files)?,
             )
+        } else if trace_files.is_empty() && crate::ranks::RankedRun::looks_ranked(dir) {
+            return Err(Error::RankLayout {
+                path: dir.to_owned(),
+                problem: "a multi-rank run (rank-N directories): read one rank's directory, or \
+                          compare the whole with trace-diff"
+                    .into(),
+            });
         } else if trace_files.is_empty() {
             return Err(Error::io(
                 "read trace directory",
