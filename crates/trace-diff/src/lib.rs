@@ -66,6 +66,7 @@ pub mod metrics;
 pub mod render;
 pub mod report;
 pub mod rules;
+pub mod transform;
 mod values;
 
 pub use calibrate::DEFAULT_MAX_RATIO;

@@ -6,5 +6,6 @@ mod calibrated;
 mod cli;
 mod common;
 mod compare;
+mod layout;
 mod reports;
 mod seed;
