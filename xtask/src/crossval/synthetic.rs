@@ -259,6 +259,9 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
             other => bail!("unknown option {other:?} (see --help)"),
         }
     }
+    if !o.reference.calibrates() {
+        o.judge.baseline = false;
+    }
     if !o.reference.computes_in(o.precision) && o.judge.baseline {
         bail!(
             "--reference {} cannot compute in {} for the baseline (use --no-baseline)",
@@ -327,8 +330,13 @@ pub fn run(o: &Options) -> Result<Outcome> {
 
     let reference_dir = o.out.join(o.reference.name());
     progress.stage(&format!(
-        "reference {} (f64): {} -> {}",
+        "reference {} ({}): {} -> {}",
         o.reference.name(),
+        if o.reference.computes_in(Precision::F64) {
+            "f64"
+        } else {
+            "its own precision"
+        },
         o.reference.about(),
         reference_dir.display()
     ));

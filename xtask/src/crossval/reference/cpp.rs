@@ -62,7 +62,7 @@ pub const EXE_NAME: &str = "reference-engine-cpp";
 
 /// System libraries a Rust static library needs on Linux
 /// (`cargo rustc -p trace-ffi --lib --crate-type staticlib -- --print native-static-libs`).
-const NATIVE_LIBS: &[&str] = &[
+pub(super) const NATIVE_LIBS: &[&str] = &[
     "-lpthread",
     "-ldl",
     "-lm",
@@ -205,7 +205,7 @@ impl CppEngine {
 }
 
 /// `cargo build -p trace-ffi --lib`; returns the `libtrace_ffi.a` cargo reports.
-fn build_staticlib(o: &BuildOptions) -> Result<PathBuf> {
+pub(super) fn build_staticlib(o: &BuildOptions) -> Result<PathBuf> {
     let mut cmd = crate::cargo();
     cmd.args([
         "build",
