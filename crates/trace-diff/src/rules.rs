@@ -514,6 +514,11 @@ mod tests {
         check("out_norm", "result_norm", false);
         check("logits", "result_output", true);
         assert!(r.is_logits("result_output"));
+        let (t, source) = r.tolerance("l_out-3", "F32", "F32");
+        assert_eq!(
+            (t.atol, t.rtol, source.as_str()),
+            (1e-4, 1e-4, "rules default_tolerance")
+        );
         assert!(r.ignores_a("tokens") && r.ignores_a("next_token"));
         for b in [
             "norm",
