@@ -259,6 +259,14 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
             other => bail!("unknown option {other:?} (see --help)"),
         }
     }
+    if o.bisect.is_some() && !o.reference.bisects() {
+        bail!(
+            "--bisect cannot use --reference {}: records its rules crop (attention over a padded \
+             KV cache, every row's logits) need raw values, which bisect's first pass does not \
+             save; run without --bisect",
+            o.reference.name()
+        );
+    }
     if !o.reference.calibrates() {
         o.judge.baseline = false;
     }

@@ -59,6 +59,12 @@ impl Reference for LlamaCpp {
         false
     }
 
+    /// The attention probabilities (KV axis padded to 256 cells) and the logits (every row)
+    /// are cropped before comparing: without raw values they cannot be judged.
+    fn bisects(&self) -> bool {
+        false
+    }
+
     fn rules(&self, _model: Model) -> Result<Rules> {
         Rules::preset("llama-cpp")
             .context("trace-diff ships no preset \"llama-cpp\"")?

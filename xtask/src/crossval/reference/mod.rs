@@ -126,6 +126,13 @@ pub trait Reference: Sync {
         true
     }
 
+    /// Whether `--bisect` can use it: bisect's first pass judges on hashes and statistics
+    /// only, and a reference whose rules drop elements of its records before comparing
+    /// (`b_layout` with `slice` or `crop`, docs/FORMAT.md) has pairs only raw values can judge.
+    fn bisects(&self) -> bool {
+        true
+    }
+
     /// The rules the diff needs for this reference's records (name mapping, records only one
     /// side has); no rules by default, for references that trace under the engines' names.
     fn rules(&self, _model: Model) -> Result<Rules> {
