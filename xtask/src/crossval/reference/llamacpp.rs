@@ -140,3 +140,65 @@ pub fn build_program(quiet: bool) -> Result<PathBuf> {
         .with_context(|| format!("rename {} to {}", tmp.display(), exe.display()))?;
     Ok(exe)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The program's input errors (the crossval test in `synthetic/tests.rs` runs it for real).
+
+    use super::*;
+
+    fn run(args: &[&std::ffi::OsStr]) -> (i32, String) {
+        let exe = build_program(true).expect("building llama-trace");
+        let out = Command::new(exe)
+            .args(args)
+            .env_remove("TENSOR_TRACE_DIR")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn llama_trace_reports_bad_input_with_exit_code_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let prompt = dir.path().join("prompt.txt");
+        std::fs::write(&prompt, "hi").unwrap();
+        let empty = dir.path().join("empty.txt");
+        std::fs::write(&empty, "").unwrap();
+        let model = dir.path().join("nope.gguf");
+        let os = |s: &str| std::ffi::OsString::from(s);
+
+        let (code, err) = run(&[model.as_os_str(), prompt.as_os_str(), &os("1")]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("cannot load the GGUF model") && err.contains("nope.gguf"),
+            "{err}"
+        );
+
+        let (code, err) = run(&[model.as_os_str(), empty.as_os_str(), &os("1")]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("is empty: expected at least one byte"),
+            "{err}"
+        );
+
+        let (code, err) = run(&[model.as_os_str(), prompt.as_os_str(), &os("-3")]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("STEPS: expected a non-negative integer"),
+            "{err}"
+        );
+
+        let (code, err) = run(&[
+            model.as_os_str(),
+            prompt.as_os_str(),
+            &os("1"),
+            &os("--threads"),
+            &os("0"),
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--threads N with N >= 1"), "{err}");
+    }
+}

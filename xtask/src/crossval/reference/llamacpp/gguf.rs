@@ -184,6 +184,86 @@ pub fn write(model_dir: &Path, out: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// The seeded model written as GGUF reads back (candle's reader) with llama.cpp's keys,
+    /// every tensor renamed, the Q/K rows permuted and every other tensor unchanged.
+    #[test]
+    fn the_seeded_model_round_trips_with_q_k_permuted() {
+        let dir = tempfile::tempdir().unwrap();
+        let layers = 2;
+        reference_engine::seeded::write(
+            dir.path(),
+            reference_engine::seeded::Size::Tiny,
+            layers,
+            5,
+        )
+        .unwrap();
+        let out = dir.path().join("model.gguf");
+        write(dir.path(), &out).unwrap();
+
+        let mut f = std::fs::File::open(&out).unwrap();
+        let content = gguf_file::Content::read(&mut f).unwrap();
+        let meta = |k: &str| content.metadata.get(k).unwrap_or_else(|| panic!("{k}"));
+        assert_eq!(meta("general.architecture").to_string().unwrap(), "llama");
+        assert_eq!(meta("tokenizer.ggml.model").to_string().unwrap(), "none");
+        assert_eq!(meta("llama.block_count").to_u32().unwrap(), layers as u32);
+        assert_eq!(meta("llama.attention.head_count").to_u32().unwrap(), 4);
+        assert_eq!(meta("llama.attention.head_count_kv").to_u32().unwrap(), 2);
+        assert_eq!(meta("llama.vocab_size").to_u32().unwrap(), 256);
+        assert_eq!(content.tensor_infos.len(), 3 + 9 * layers);
+
+        let bytes = std::fs::read(dir.path().join(reference_engine::WEIGHTS_FILE)).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let hf = |name: &str| -> Vec<f32> {
+            st.tensor(name)
+                .unwrap()
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        };
+        let mut gguf = |name: &str| -> Vec<f32> {
+            content
+                .tensor(&mut f, name, &Device::Cpu)
+                .unwrap()
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        assert_eq!(
+            gguf("blk.1.attn_q.weight"),
+            permute_rope_rows(&hf("model.layers.1.self_attn.q_proj.weight"), 4, 16, 64)
+        );
+        assert_eq!(
+            gguf("blk.0.attn_k.weight"),
+            permute_rope_rows(&hf("model.layers.0.self_attn.k_proj.weight"), 2, 16, 64)
+        );
+        assert_ne!(
+            gguf("blk.0.attn_k.weight"),
+            hf("model.layers.0.self_attn.k_proj.weight")
+        );
+        assert_eq!(
+            gguf("blk.0.attn_v.weight"),
+            hf("model.layers.0.self_attn.v_proj.weight")
+        );
+        assert_eq!(gguf("output.weight"), hf("lm_head.weight"));
+    }
+
+    #[test]
+    fn a_directory_without_a_model_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = format!(
+            "{:#}",
+            write(dir.path(), &dir.path().join("m.gguf")).unwrap_err()
+        );
+        assert!(
+            e.contains("cannot read") && e.contains("config.json"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn names_follow_llama_cpp() {
         assert_eq!(
