@@ -20,11 +20,12 @@ pub mod gguf;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{bail, Context, Result};
 use trace_diff::Rules;
 
-use super::cpp::{build_staticlib, BuildOptions, NATIVE_LIBS};
+use super::native::{build_staticlib, BuildOptions, INCLUDE, NATIVE_LIBS};
 use super::{Job, Model, Precision, Reference, Task};
 
 /// The C++ program's source, relative to the workspace root.
@@ -102,14 +103,17 @@ pub fn build_program(quiet: bool) -> Result<PathBuf> {
         ..BuildOptions::default()
     })?;
     let exe = build::root().join(EXE_NAME);
-    // Compile to a private name and rename: a concurrent build never runs a half-written one.
-    let tmp = exe.with_file_name(format!("{EXE_NAME}.{}.tmp", std::process::id()));
+    // Compile to a private name (per process and per call: tests build from several threads)
+    // and rename: a concurrent build never runs a half-written one.
+    static BUILDS: AtomicUsize = AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, Ordering::Relaxed);
+    let tmp = exe.with_file_name(format!("{EXE_NAME}.{}.{n}.tmp", std::process::id()));
     let root = crate::project_root();
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_owned());
     let mut cmd = Command::new(&cxx);
     cmd.args(["-std=c++17", "-O2", "-Wall", "-Wextra"])
         .arg("-I")
-        .arg(root.join(super::cpp::INCLUDE));
+        .arg(root.join(INCLUDE));
     for dir in llama.includes() {
         cmd.arg("-I").arg(dir);
     }

@@ -9,6 +9,7 @@
 
 mod cpp;
 mod llamacpp;
+mod native;
 mod numpy;
 mod rust;
 mod torch;
