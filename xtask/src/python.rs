@@ -30,6 +30,10 @@ pub enum Extra {
     /// `tensor_trace.torch` tests). PyPI's torch is the CUDA build: with its `nvidia-*` library
     /// packages about 4.2 GB to download, about 5 GB installed. It runs on the CPU here.
     Torch,
+    /// The llama.cpp reference's build tools (`--reference llama.cpp`): CMake and Ninja from
+    /// their PyPI wheels (binaries, about 60 MB installed), so the build needs no system
+    /// package beyond a C++ compiler.
+    LlamaCpp,
 }
 
 impl Extra {
@@ -57,6 +61,7 @@ impl Extra {
                 "tokenizers==0.23.3",
                 "safetensors==0.8.0",
             ],
+            Extra::LlamaCpp => &["cmake==4.4.5", "ninja==1.13.2"],
         }
     }
 
@@ -74,6 +79,7 @@ impl Extra {
                  assert importlib.util.find_spec('all_minilm_l6_v2') is not None"
             }
             Extra::Torch => "import torch, transformers",
+            Extra::LlamaCpp => "import cmake, ninja",
         }
     }
 
@@ -81,6 +87,7 @@ impl Extra {
         match self {
             Extra::MiniLm => "minilm",
             Extra::Torch => "torch",
+            Extra::LlamaCpp => "llama-cpp",
         }
     }
 }

@@ -48,7 +48,7 @@ pub struct Args {
     /// Trace directory of the reference run (side B); may be a multi-rank run too.
     pub dir_b: PathBuf,
     /// Rules file (TOML): name mapping, ignore lists, tolerances; or the name of a shipped
-    /// preset (hf-llama, hf-bert) when no such file exists.
+    /// preset (hf-llama, hf-bert, llama-cpp) when no such file exists.
     #[arg(long, short, value_name = "FILE|PRESET")]
     pub rules: Option<PathBuf>,
     /// Report format on stdout.

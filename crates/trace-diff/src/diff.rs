@@ -427,10 +427,40 @@ fn compare_pair(
     let (ra, rb) = (&a.record, &b.record);
     let (tol, source) = options.rules.tolerance(&rb.name, &ra.dtype, &rb.dtype);
     let mut notes: Vec<String> = Vec::new();
-    if ra.shape != rb.shape && ra.num_elements == rb.num_elements {
+    // Layout hook (crate::transform): the `b_layout` of the pair's `[[map]]` entry brings B's
+    // values into A's layout; B's shape and element count below are the transformed ones.
+    let plan = options
+        .rules
+        .layout(&ra.name)
+        .map(|l| l.plan(&rb.shape, &ra.shape));
+    let (b_shape, b_len) = match &plan {
+        Some(Ok(p)) => {
+            notes.push(format!(
+                "B's values in A's layout (b_layout): {:?} -> {:?}{}",
+                rb.shape,
+                p.shape,
+                if p.keeps_every_element() {
+                    ""
+                } else {
+                    ", elements dropped"
+                }
+            ));
+            (p.shape.clone(), p.len() as u64)
+        }
+        _ => (rb.shape.clone(), rb.num_elements),
+    };
+    let plan = match plan {
+        Some(Err(e)) => {
+            notes.push(e);
+            None
+        }
+        Some(Ok(p)) => Some(p),
+        None => None,
+    };
+    if ra.shape != b_shape && ra.num_elements == b_len {
         notes.push(format!(
             "shapes differ ({:?} vs {:?}): compared element by element in C order",
-            ra.shape, rb.shape
+            ra.shape, b_shape
         ));
     }
     let mut pair = Pair {
@@ -463,7 +493,9 @@ fn compare_pair(
     // Values loaded for the tolerance judgement, kept for the calibration.
     let mut loaded: Option<(Vec<f64>, Vec<f64>)> = None;
 
-    if ra.num_elements != rb.num_elements {
+    let layout_failed = options.rules.layout(&ra.name).is_some() && plan.is_none();
+    let dropping = plan.as_ref().is_some_and(|p| !p.keeps_every_element());
+    if layout_failed || ra.num_elements != b_len {
         pair.verdict = Verdict::Incompatible;
         pair.evidence = Evidence::Shape;
         pair.error = None;
@@ -471,10 +503,10 @@ fn compare_pair(
             0,
             format!(
                 "element counts differ: {} {:?} vs {} {:?}",
-                ra.num_elements, ra.shape, rb.num_elements, rb.shape
+                ra.num_elements, ra.shape, b_len, b_shape
             ),
         );
-    } else if ra.blake3.eq_ignore_ascii_case(&rb.blake3) {
+    } else if plan.is_none() && ra.blake3.eq_ignore_ascii_case(&rb.blake3) {
         // Bit-identical canonical F32 values: nothing more to learn.
     } else {
         let both = options.use_values && a.values.is_some() && b.values.is_some();
@@ -484,16 +516,29 @@ fn compare_pair(
             None
         };
         let vb = if va.is_some() {
-            load_values(run_b, b, "b", options.strict, warnings)?
+            load_values(run_b, b, "b", options.strict, warnings)?.and_then(|v| match &plan {
+                Some(p) => p.apply(&v),
+                None => Some(v),
+            })
         } else {
             None
         };
         match (va, vb) {
             (Some(va), Some(vb)) => {
                 judge_values(
-                    &mut pair, &va, &vb, &rb.shape, &tol, options, &rb.name, &mut notes,
+                    &mut pair, &va, &vb, &b_shape, &tol, options, &rb.name, &mut notes,
                 );
                 loaded = Some((va, vb));
+            }
+            _ if dropping => {
+                pair.verdict = Verdict::Incompatible;
+                pair.evidence = Evidence::Shape;
+                pair.error = None;
+                notes.push(
+                    "b_layout drops elements of B: judged on raw values only, and they are not \
+                     on both sides"
+                        .to_owned(),
+                );
             }
             _ => {
                 if options.use_values && a.values.is_some() != b.values.is_some() {
@@ -710,13 +755,17 @@ fn value_triple(
     {
         return Ok(None);
     }
-    let Some(vc) = load_values(run_c, c, "c", options.strict, warnings)? else {
+    let Some(vc) = load_values(run_c, c, "c", options.strict, warnings)?
+        .and_then(|v| in_a_layout(options, &a.record, &c.record, v))
+    else {
         return Ok(None);
     };
     let (va, vb) = match loaded {
         Some(ab) => ab,
         None => {
-            let Some(vb) = load_values(run_b, b, "b", options.strict, warnings)? else {
+            let Some(vb) = load_values(run_b, b, "b", options.strict, warnings)?
+                .and_then(|v| in_a_layout(options, &a.record, &b.record, v))
+            else {
                 return Ok(None);
             };
             // Identical to B: A's values are B's.
@@ -746,6 +795,20 @@ fn value_triple(
         nonfinite_unexcused: e.nonfinite_unexcused,
         top1_unexcused: top1,
     }))
+}
+
+/// Values of B or the baseline (record `r`) in A's layout, by the pair's `b_layout` (crate::transform);
+/// `None` when the layout does not fit `r`'s shape.
+fn in_a_layout(
+    options: &DiffOptions,
+    a: &TraceRecord,
+    r: &TraceRecord,
+    v: Vec<f64>,
+) -> Option<Vec<f64>> {
+    match options.rules.layout(&a.name) {
+        None => Some(v),
+        Some(l) => l.plan(&r.shape, &a.shape).ok()?.apply(&v),
+    }
 }
 
 /// The errors from recorded statistics (`rms` alone for seed records).

@@ -67,6 +67,7 @@ pub mod render;
 pub mod report;
 pub mod rules;
 pub mod shard;
+pub mod transform;
 mod values;
 
 pub use calibrate::DEFAULT_MAX_RATIO;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use trace_core::DType;
 
 use crate::error::{Error, Result};
+use crate::transform::{Layout, Step};
 
 /// Version of the rules-file format this crate reads (`version` key, optional).
 pub const RULES_VERSION: u32 = 1;
@@ -83,6 +84,8 @@ impl Tolerance {
 pub struct Rules {
     source: Option<PathBuf>,
     maps: Vec<(Regex, String)>,
+    /// `b_layout` of each `[[map]]` entry (index-aligned with `maps`), `None` when absent.
+    layouts: Vec<Option<Layout>>,
     ignore_a: GlobSet,
     ignore_b: GlobSet,
     logits: GlobSet,
@@ -152,6 +155,9 @@ struct ShardRule {
 struct MapRule {
     a: String,
     b: String,
+    /// Steps bringing B's values into A's layout (crate::transform).
+    #[serde(default)]
+    b_layout: Vec<Step>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +179,7 @@ impl Default for Rules {
         Rules {
             source: None,
             maps: Vec::new(),
+            layouts: Vec::new(),
             ignore_a: GlobSet::empty(),
             ignore_b: GlobSet::empty(),
             logits: glob_set(DEFAULT_LOGITS.iter().copied(), "logits", Path::new(""))
@@ -229,6 +236,7 @@ fn check_tolerance(t: &PartialTolerance, key: &str, path: &Path) -> Result<()> {
 pub const PRESETS: &[(&str, &str)] = &[
     ("hf-llama", include_str!("../presets/hf-llama.toml")),
     ("hf-bert", include_str!("../presets/hf-bert.toml")),
+    ("llama-cpp", include_str!("../presets/llama-cpp.toml")),
 ];
 
 impl Rules {
@@ -284,7 +292,16 @@ impl Rules {
             }
         }
         let mut maps = Vec::with_capacity(file.map.len());
+        let mut layouts = Vec::with_capacity(file.map.len());
         for (i, m) in file.map.iter().enumerate() {
+            layouts.push(if m.b_layout.is_empty() {
+                None
+            } else {
+                Some(
+                    Layout::new(m.b_layout.clone())
+                        .map_err(|e| rules_error(path, format!("`map[{i}].b_layout`: {e}")))?,
+                )
+            });
             let re = Regex::new(&format!("^(?:{})$", m.a)).map_err(|e| {
                 rules_error(path, format!("`map[{i}].a`: invalid regex {:?}: {e}", m.a))
             })?;
@@ -351,6 +368,7 @@ impl Rules {
             shards,
             source: Some(path.to_owned()),
             maps,
+            layouts,
             ignore_a,
             ignore_b,
             logits,
@@ -385,6 +403,13 @@ impl Rules {
             .map_or((ShardSplit::Replicated, None), |(g, s)| {
                 (*s, Some(g.glob().glob()))
             })
+    }
+
+    /// The `b_layout` of the `[[map]]` entry that maps `a_name` (the one [`Rules::map_name`]
+    /// uses), if it has one: how B's values are brought into A's layout before comparing.
+    pub fn layout(&self, a_name: &str) -> Option<&Layout> {
+        let i = self.maps.iter().position(|(re, _)| re.is_match(a_name))?;
+        self.layouts.get(i).and_then(Option::as_ref)
     }
 
     /// Whether a side-A record name is ignored (`ignore` or `ignore_a`).
@@ -566,6 +591,80 @@ mod tests {
         assert!(Rules::preset("hf-gpt").is_none());
     }
 
+    /// The llama.cpp preset maps every point of ours onto the names llama-trace records, with
+    /// a layout where llama.cpp stores the tensor differently, and ignores the rest of its names
+    /// (as a run of the pinned llama.cpp records them) without ignoring a mapped one.
+    #[test]
+    fn llama_cpp_preset_maps_onto_ggml_names() {
+        let r = Rules::preset("llama-cpp").unwrap().unwrap();
+        let check = |a: &str, b: &str, layout: bool| {
+            assert_eq!(r.map_name(a), b, "{a}");
+            assert!(!r.ignores_a(a) && !r.ignores_b(b), "{a} -> {b} is ignored");
+            assert_eq!(r.layout(a).is_some(), layout, "{a}");
+        };
+        check("embed", "embd", false);
+        check("blk0/attn_norm", "attn_norm-0", false);
+        check("blk11/q", "Qcur-11#1", true);
+        check("blk11/k", "Kcur-11#1", true);
+        check("blk11/v", "Vcur-11", false);
+        check("blk2/q_rope", "Qcur-2#2", true);
+        check("blk2/k_rope", "Kcur-2#2", true);
+        check("blk2/attn_probs", "kq_soft_max-2", true);
+        check("blk2/attn_ctx", "kqv_out-2", false);
+        check("blk2/attn_out", "attn_out-2", false);
+        check("blk2/ffn_inp", "ffn_inp-2", false);
+        check("blk2/ffn_norm", "ffn_norm-2", false);
+        check("blk2/ffn_gate", "ffn_gate-2", false);
+        check("blk2/ffn_up", "ffn_up-2", false);
+        check("blk2/ffn_act", "ffn_swiglu-2", false);
+        check("blk2/ffn_out", "ffn_out-2", false);
+        check("blk2/l_out", "l_out-2", false);
+        check("out_norm", "result_norm", false);
+        check("logits", "result_output", true);
+        assert!(r.is_logits("result_output"));
+        let (t, source) = r.tolerance("l_out-3", "F32", "F32");
+        assert_eq!(
+            (t.atol, t.rtol, source.as_str()),
+            (1e-4, 1e-4, "rules default_tolerance")
+        );
+        assert!(r.ignores_a("tokens") && r.ignores_a("next_token"));
+        for b in [
+            "norm",
+            "norm-0",
+            "norm-1#1",
+            "Qcur-0",
+            "Kcur-12",
+            "Vcur-3#1",
+            "kq-0",
+            "kqv-1",
+            "kqv-1 (permuted)",
+            "cache_k_l0 (view)#1",
+            "cache_v_l1 (reshaped) (view)",
+            "Qcur-0 (view) (permuted)",
+            "node_65",
+        ] {
+            assert!(r.ignores_b(b), "{b}");
+        }
+        // The layouts fit the shapes llama.cpp records: a prefill of 19 tokens and a decode
+        // step (ggml drops the extent 1), 4 heads of 16.
+        let q = r.layout("blk0/q_rope").unwrap();
+        assert_eq!(
+            q.plan(&[19, 4, 16], &[4, 19, 16]).unwrap().shape,
+            vec![4, 19, 16]
+        );
+        assert_eq!(q.plan(&[4, 16], &[4, 1, 16]).unwrap().shape, vec![4, 1, 16]);
+        let q = r.layout("blk0/q").unwrap();
+        assert_eq!(q.plan(&[4, 16], &[1, 64]).unwrap().shape, vec![1, 64]);
+        let p = r.layout("blk0/attn_probs").unwrap();
+        assert_eq!(
+            p.plan(&[4, 1, 256], &[4, 1, 20]).unwrap().shape,
+            vec![4, 1, 20]
+        );
+        let l = r.layout("logits").unwrap();
+        assert_eq!(l.plan(&[19, 256], &[256]).unwrap().shape, vec![256]);
+        assert_eq!(l.plan(&[256], &[256]).unwrap().shape, vec![256]);
+    }
+
     #[test]
     fn a_rules_file_wins_over_a_preset_of_the_same_name() {
         let dir = tempfile::tempdir().unwrap();
@@ -580,7 +679,7 @@ mod tests {
         assert!(
             e.contains("nope.toml")
                 && e.contains(
-                    "no such file, and no preset of that name (presets: hf-llama, hf-bert)"
+                    "no such file, and no preset of that name (presets: hf-llama, hf-bert, llama-cpp)"
                 ),
             "{e}"
         );

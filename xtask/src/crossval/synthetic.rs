@@ -259,6 +259,17 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
             other => bail!("unknown option {other:?} (see --help)"),
         }
     }
+    if o.bisect.is_some() && !o.reference.bisects() {
+        bail!(
+            "--bisect cannot use --reference {}: records its rules crop (attention over a padded \
+             KV cache, every row's logits) need raw values, which bisect's first pass does not \
+             save; run without --bisect",
+            o.reference.name()
+        );
+    }
+    if !o.reference.calibrates() {
+        o.judge.baseline = false;
+    }
     if !o.reference.computes_in(o.precision) && o.judge.baseline {
         bail!(
             "--reference {} cannot compute in {} for the baseline (use --no-baseline)",
@@ -327,8 +338,13 @@ pub fn run(o: &Options) -> Result<Outcome> {
 
     let reference_dir = o.out.join(o.reference.name());
     progress.stage(&format!(
-        "reference {} (f64): {} -> {}",
+        "reference {} ({}): {} -> {}",
         o.reference.name(),
+        if o.reference.computes_in(Precision::F64) {
+            "f64"
+        } else {
+            "its own precision"
+        },
         o.reference.about(),
         reference_dir.display()
     ));

@@ -6,6 +6,7 @@ mod calibrated;
 mod cli;
 mod common;
 mod compare;
+mod layout;
 mod ranks;
 mod reports;
 mod seed;

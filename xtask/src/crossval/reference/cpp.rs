@@ -11,8 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 
+use super::native::{build_staticlib, BuildOptions, INCLUDE, NATIVE_LIBS};
 use super::{Job, Model, Precision, Reference, Task};
 
 /// `--reference cpp`: the C++ port, built and run as a separate program.
@@ -55,44 +56,8 @@ impl Reference for Cpp {
 
 /// The C++ engine's source, relative to the workspace root.
 pub const SOURCE: &str = "crates/trace-ffi/examples/reference-engine.cpp";
-/// The directory of `tensor_trace.h` and `tensor_trace.hpp`, relative to the workspace root.
-pub const INCLUDE: &str = "crates/trace-ffi/include";
 /// File name of the compiled engine, written next to `libtrace_ffi.a`.
 pub const EXE_NAME: &str = "reference-engine-cpp";
-
-/// System libraries a Rust static library needs on Linux
-/// (`cargo rustc -p trace-ffi --lib --crate-type staticlib -- --print native-static-libs`).
-const NATIVE_LIBS: &[&str] = &[
-    "-lpthread",
-    "-ldl",
-    "-lm",
-    "-lrt",
-    "-lutil",
-    "-lgcc_s",
-    "-lc",
-];
-
-/// How to build the C++ engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BuildOptions {
-    /// Build `libtrace_ffi.a` with `--release` (default: the profile xtask itself was built
-    /// with, whose artifacts are most likely already there).
-    pub release: bool,
-    /// Hide cargo's and the compiler's warnings (errors are still reported, in the `Err`).
-    pub quiet: bool,
-    /// Compile with `-Werror -pedantic` (the tests do).
-    pub strict: bool,
-}
-
-impl Default for BuildOptions {
-    fn default() -> Self {
-        BuildOptions {
-            release: !cfg!(debug_assertions),
-            quiet: false,
-            strict: false,
-        }
-    }
-}
 
 /// A compiled C++ reference engine.
 #[derive(Clone, Debug)]
@@ -182,7 +147,7 @@ impl CppEngine {
             .output()
             .with_context(|| format!("cannot run {}", self.exe.display()))?;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        ensure!(
+        anyhow::ensure!(
             out.status.success(),
             "{} failed ({}): {}",
             self.exe.display(),
@@ -194,7 +159,7 @@ impl CppEngine {
             &String::from_utf8_lossy(&out.stdout),
             steps + 1,
         )?;
-        ensure!(
+        anyhow::ensure!(
             trace_dir.join("manifest.jsonl").exists(),
             "{} wrote no trace into {}",
             self.exe.display(),
@@ -202,55 +167,6 @@ impl CppEngine {
         );
         Ok(tokens)
     }
-}
-
-/// `cargo build -p trace-ffi --lib`; returns the `libtrace_ffi.a` cargo reports.
-fn build_staticlib(o: &BuildOptions) -> Result<PathBuf> {
-    let mut cmd = crate::cargo();
-    cmd.args([
-        "build",
-        "-p",
-        "trace-ffi",
-        "--lib",
-        "--message-format=json-render-diagnostics",
-    ]);
-    if o.release {
-        cmd.arg("--release");
-    }
-    // --quiet drops cargo's "Compiling"/"Finished" lines; warnings and errors still show.
-    cmd.arg("--quiet");
-    cmd.stdout(Stdio::piped()).stderr(if o.quiet {
-        Stdio::piped()
-    } else {
-        Stdio::inherit()
-    });
-    let out = cmd.output().context("cannot run cargo")?;
-    ensure!(
-        out.status.success(),
-        "cargo build -p trace-ffi failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim_end()
-    );
-    staticlib_from_messages(&String::from_utf8_lossy(&out.stdout))
-        .context("cargo build -p trace-ffi reported no libtrace_ffi.a")
-}
-
-/// The `.a` of trace-ffi among cargo's JSON messages (`compiler-artifact`), wherever the target
-/// directory is.
-fn staticlib_from_messages(stdout: &str) -> Option<PathBuf> {
-    stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "trace_ffi")
-        .flat_map(|m| {
-            m["filenames"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-        })
-        .filter_map(|f| f.as_str().map(PathBuf::from))
-        .find(|f| f.extension().is_some_and(|e| e == "a"))
 }
 
 #[cfg(test)]
@@ -375,21 +291,5 @@ mod tests {
             msg.contains("cannot read") && msg.contains("nope/config.json"),
             "{msg}"
         );
-    }
-
-    #[test]
-    fn finds_the_staticlib_in_cargo_messages() {
-        let messages = concat!(
-            r#"{"reason":"compiler-artifact","target":{"name":"trace_core"},"filenames":["/t/libtrace_core.rlib"]}"#,
-            "\n",
-            r#"{"reason":"compiler-artifact","target":{"name":"trace_ffi"},"filenames":["/t/libtrace_ffi.so","/t/libtrace_ffi.a","/t/libtrace_ffi.rlib"]}"#,
-            "\n",
-            r#"{"reason":"build-finished","success":true}"#,
-        );
-        assert_eq!(
-            staticlib_from_messages(messages),
-            Some(PathBuf::from("/t/libtrace_ffi.a"))
-        );
-        assert_eq!(staticlib_from_messages("not json\n"), None);
     }
 }

@@ -8,6 +8,8 @@
 //! [`REFERENCES`].
 
 mod cpp;
+mod llamacpp;
+mod native;
 mod numpy;
 mod rust;
 mod torch;
@@ -21,7 +23,13 @@ pub use reference_engine::Precision;
 use trace_diff::Rules;
 
 /// Every reference, in the order `--help` lists them.
-pub static REFERENCES: &[&dyn Reference] = &[&rust::Rust, &cpp::Cpp, &numpy::Numpy, &torch::Torch];
+pub static REFERENCES: &[&dyn Reference] = &[
+    &rust::Rust,
+    &cpp::Cpp,
+    &numpy::Numpy,
+    &torch::Torch,
+    &llamacpp::LlamaCpp,
+];
 
 /// The models the crossvals run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +118,20 @@ pub trait Reference: Sync {
     /// Whether it can compute in `precision` (every reference computes in F64).
     fn computes_in(&self, precision: Precision) -> bool {
         precision == Precision::F64
+    }
+
+    /// Whether a crossval against it is calibrated by default (side B in F64, the baseline C
+    /// in the engine's precision, both under this reference's names). A reference that cannot
+    /// (llama.cpp computes in F32 only) is judged by dtype tolerances, as with `--no-baseline`.
+    fn calibrates(&self) -> bool {
+        true
+    }
+
+    /// Whether `--bisect` can use it: bisect's first pass judges on hashes and statistics
+    /// only, and a reference whose rules drop elements of its records before comparing
+    /// (`b_layout` with `slice` or `crop`, docs/FORMAT.md) has pairs only raw values can judge.
+    fn bisects(&self) -> bool {
+        true
     }
 
     /// The rules the diff needs for this reference's records (name mapping, records only one

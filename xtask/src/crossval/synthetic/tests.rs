@@ -287,10 +287,30 @@ fn rejects_bad_flags() {
     assert!(err(&["--reference", "numpy"]).contains("cannot run the synthetic model"));
 }
 
+/// llama.cpp cannot be calibrated (F32 only): choosing it turns the baseline off, with or
+/// without `--no-baseline`, and with either engine precision.
+#[test]
+fn llama_cpp_implies_no_baseline() {
+    for extra in [&[][..], &["--no-baseline"], &["--dtype", "bf16"]] {
+        let mut a = args(&["--reference", "llama.cpp"]);
+        a.extend(args(extra));
+        let o = parse(&a).unwrap().unwrap();
+        assert_eq!(o.reference.name(), "llama.cpp");
+        assert!(!o.judge.baseline, "{extra:?}");
+    }
+    assert!(
+        parse(&args(&["--reference", "rust"]))
+            .unwrap()
+            .unwrap()
+            .judge
+            .baseline
+    );
+}
+
 #[test]
 fn help_lists_every_bug_size_and_reference() {
     let h = help();
-    for name in ["rust", "cpp", "torch"] {
+    for name in ["rust", "cpp", "torch", "llama.cpp"] {
         assert!(h.contains(name), "{h}");
     }
     for bug in Bug::ALL {
@@ -476,4 +496,72 @@ fn bisect_finds_the_full_runs_first_divergence_with_exact_metrics() {
     assert_eq!(npy(&found.passes[0].a.dir), 0, "{text}");
     assert!(found.window.len() <= 5, "{text}");
     assert!(text.contains("determinism: every record up to the window hashed as in pass 1"));
+}
+
+/// The candle engine against llama.cpp itself (`--reference llama.cpp`): built from the pinned
+/// sources, the model converted to GGUF, judged by F32 tolerances (llama.cpp computes in F32
+/// only, so there is no calibrated verdict). The clean run agrees record for record under the
+/// `llama-cpp` preset, and each planted bug is found at the same record as against the f64
+/// reference engine.
+#[test]
+fn llama_cpp_reference_agrees_and_localizes_every_bug() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options {
+        reference: reference::find("llama.cpp", Model::Synthetic).unwrap(),
+        judge: Judge {
+            baseline: false,
+            ..Judge::default()
+        },
+        ..options(dir.path(), None)
+    };
+    let inputs = write_inputs(&o).unwrap();
+    let reference_dir = dir.path().join("llama.cpp");
+    let reference_tokens = run_reference(&o, &inputs, Precision::F32, &reference_dir).unwrap();
+
+    let candle = run_candle(&o, &inputs).unwrap();
+    let outcome = compare(&o, candle, reference_tokens.clone(), &reference_dir, None).unwrap();
+    let text = render(&o, &outcome).unwrap();
+    assert!(outcome.passed(), "{text}");
+    assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
+    let c = &outcome.report.counts;
+    assert_eq!(c.missing_in_a + c.missing_in_b, 0, "{text}");
+    // Every record of the candle engine but `tokens` and `next_token` (never a tensor of
+    // llama.cpp's graph) has a partner: 3 passes × (embed, 2 layers × 16 points, out_norm,
+    // logits).
+    assert_eq!(c.compared, 3 * (1 + 2 * 16 + 2), "{text}");
+
+    // Deterministic: a second run writes the same records.
+    let again = dir.path().join("llama.cpp-again");
+    assert_eq!(
+        run_reference(&o, &inputs, Precision::F32, &again).unwrap(),
+        reference_tokens
+    );
+    let report = trace_diff::diff_dirs(&reference_dir, &again, &Default::default()).unwrap();
+    assert_eq!(
+        report.counts.identical,
+        report.counts.compared,
+        "{}",
+        trace_diff::render::text(&report, &Default::default())
+    );
+
+    for bug in Bug::ALL {
+        o.inject = Some(bug);
+        let candle = run_candle(&o, &inputs).unwrap();
+        let outcome = compare(&o, candle, reference_tokens.clone(), &reference_dir, None).unwrap();
+        let text = render(&o, &outcome).unwrap();
+        let pair = outcome
+            .report
+            .first_divergence_pair()
+            .unwrap_or_else(|| panic!("{bug}: no first divergence\n{text}"));
+        let expected = bug.expected(o.layers);
+        assert_eq!(
+            (pair.display_name(), pair.layer, pair.seq),
+            (
+                expected.name.as_str(),
+                Some(expected.layer),
+                Some(expected.seq)
+            ),
+            "{bug}: wrong first divergence against llama.cpp\n{text}"
+        );
+    }
 }

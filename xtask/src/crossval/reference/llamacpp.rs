@@ -1,0 +1,208 @@
+//! `--reference llama.cpp`: llama.cpp itself, traced from its eval callback through trace-ffi.
+//!
+//! llama.cpp is built from the pinned sources of `llama-cpp-python` ([`build`]); the crossval's
+//! synthetic model is written as an F32 GGUF ([`gguf`]); `crates/trace-ffi/examples/llama-trace.cpp`,
+//! compiled against llama.cpp's static libraries and `libtrace_ffi.a`, runs the prompt and the
+//! decode steps and records every tensor of llama.cpp's graph that tensor-trace asks for, under
+//! llama.cpp's own names (`attn_norm-0`, `Qcur-0#2`, `kq_soft_max-0`, ...). The preset
+//! `llama-cpp` (crates/trace-diff/presets) maps the candle engine's names onto them and undoes
+//! the layout differences.
+//!
+//! llama.cpp's CPU backend computes in F32 only. The calibrated verdict needs the reference
+//! twice under the same names: in higher precision (B) and in the engine's (C); llama.cpp can
+//! give neither an F64 run nor, from our F64 reference, its own names and layouts. So this
+//! reference is judged by the dtype tolerances (`--no-baseline` is implied): two F32
+//! implementations of the same model, where every planted bug is orders of magnitude above
+//! F32 rounding.
+
+mod build;
+pub mod gguf;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{bail, Context, Result};
+use trace_diff::Rules;
+
+use super::native::{build_staticlib, BuildOptions, INCLUDE, NATIVE_LIBS};
+use super::{Job, Model, Precision, Reference, Task};
+
+/// The C++ program's source, relative to the workspace root.
+pub const SOURCE: &str = "crates/trace-ffi/examples/llama-trace.cpp";
+/// File name of the compiled program, written into `target/llama.cpp-VERSION`.
+pub const EXE_NAME: &str = "llama-trace";
+/// File name of the GGUF written next to the crossval's checkpoint.
+pub const GGUF_FILE: &str = "model.gguf";
+
+/// The llama.cpp reference.
+pub struct LlamaCpp;
+
+impl Reference for LlamaCpp {
+    fn name(&self) -> &'static str {
+        "llama.cpp"
+    }
+
+    fn about(&self) -> &'static str {
+        "llama.cpp (llama-cpp-python 0.3.36's sources, CPU, F32 GGUF), traced from its eval \
+         callback; judged by F32 tolerances"
+    }
+
+    fn runs(&self, model: Model) -> bool {
+        model == Model::Synthetic
+    }
+
+    fn computes_in(&self, precision: Precision) -> bool {
+        precision == Precision::F32
+    }
+
+    fn calibrates(&self) -> bool {
+        false
+    }
+
+    /// The attention probabilities (KV axis padded to 256 cells) and the logits (every row)
+    /// are cropped before comparing: without raw values they cannot be judged.
+    fn bisects(&self) -> bool {
+        false
+    }
+
+    fn rules(&self, _model: Model) -> Result<Rules> {
+        Rules::preset("llama-cpp")
+            .context("trace-diff ships no preset \"llama-cpp\"")?
+            .map_err(Into::into)
+    }
+
+    fn command(&self, job: &Job<'_>) -> Result<Command> {
+        let Task::Generate {
+            model_dir,
+            prompt_file,
+            steps,
+            ..
+        } = job.task
+        else {
+            bail!("the llama.cpp reference runs the synthetic model only");
+        };
+        let model = model_dir.join(GGUF_FILE);
+        gguf::write(model_dir, &model)?;
+        let exe = build_program(job.quiet)?;
+        let mut cmd = Command::new(exe);
+        cmd.arg(&model)
+            .arg(prompt_file)
+            .arg(steps.to_string())
+            .stdin(Stdio::null());
+        Ok(cmd)
+    }
+}
+
+/// Builds llama.cpp (once per version) and `libtrace_ffi.a`, then compiles [`SOURCE`] against
+/// them; returns the program.
+pub fn build_program(quiet: bool) -> Result<PathBuf> {
+    let llama = build::ensure(quiet)?;
+    let trace_ffi = build_staticlib(&BuildOptions {
+        quiet,
+        ..BuildOptions::default()
+    })?;
+    let exe = build::root().join(EXE_NAME);
+    // Compile to a private name (per process and per call: tests build from several threads)
+    // and rename: a concurrent build never runs a half-written one.
+    static BUILDS: AtomicUsize = AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, Ordering::Relaxed);
+    let tmp = exe.with_file_name(format!("{EXE_NAME}.{}.{n}.tmp", std::process::id()));
+    let root = crate::project_root();
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_owned());
+    let mut cmd = Command::new(&cxx);
+    cmd.args(["-std=c++17", "-O2", "-Wall", "-Wextra"])
+        .arg("-I")
+        .arg(root.join(INCLUDE));
+    for dir in llama.includes() {
+        cmd.arg("-I").arg(dir);
+    }
+    cmd.arg(root.join(SOURCE))
+        .arg("-o")
+        .arg(&tmp)
+        .arg("-Wl,--start-group");
+    cmd.args(llama.libs())
+        .arg(&trace_ffi)
+        .arg("-Wl,--end-group");
+    cmd.arg("-lstdc++").args(NATIVE_LIBS);
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run the C++ compiler {cxx:?} (set CXX)"))?;
+    let diagnostics = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        bail!(
+            "{cxx} {SOURCE} failed ({}):\n{}",
+            out.status,
+            diagnostics.trim_end()
+        );
+    }
+    if !quiet && !diagnostics.trim().is_empty() {
+        eprintln!("{}", diagnostics.trim_end());
+    }
+    std::fs::rename(&tmp, &exe)
+        .with_context(|| format!("rename {} to {}", tmp.display(), exe.display()))?;
+    Ok(exe)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The program's input errors (the crossval test in `synthetic/tests.rs` runs it for real).
+
+    use super::*;
+
+    fn run(args: &[&std::ffi::OsStr]) -> (i32, String) {
+        let exe = build_program(true).expect("building llama-trace");
+        let out = Command::new(exe)
+            .args(args)
+            .env_remove("TENSOR_TRACE_DIR")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn llama_trace_reports_bad_input_with_exit_code_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let prompt = dir.path().join("prompt.txt");
+        std::fs::write(&prompt, "hi").unwrap();
+        let empty = dir.path().join("empty.txt");
+        std::fs::write(&empty, "").unwrap();
+        let model = dir.path().join("nope.gguf");
+        let os = |s: &str| std::ffi::OsString::from(s);
+
+        let (code, err) = run(&[model.as_os_str(), prompt.as_os_str(), &os("1")]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("cannot load the GGUF model") && err.contains("nope.gguf"),
+            "{err}"
+        );
+
+        let (code, err) = run(&[model.as_os_str(), empty.as_os_str(), &os("1")]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("is empty: expected at least one byte"),
+            "{err}"
+        );
+
+        let (code, err) = run(&[model.as_os_str(), prompt.as_os_str(), &os("-3")]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("STEPS: expected a non-negative integer"),
+            "{err}"
+        );
+
+        let (code, err) = run(&[
+            model.as_os_str(),
+            prompt.as_os_str(),
+            &os("1"),
+            &os("--threads"),
+            &os("0"),
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--threads N with N >= 1"), "{err}");
+    }
+}
