@@ -11,9 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+#[cfg(test)]
+use anyhow::Context;
+use anyhow::{bail, Result};
 
-use super::native::{build_staticlib, BuildOptions, INCLUDE, NATIVE_LIBS};
+use super::native::{build_staticlib, compile, BuildOptions, NATIVE_LIBS};
 use super::{Job, Model, Precision, Reference, Task};
 
 /// `--reference cpp`: the C++ port, built and run as a separate program.
@@ -71,42 +73,15 @@ impl CppEngine {
     pub fn build(o: &BuildOptions) -> Result<Self> {
         let lib = build_staticlib(o)?;
         let exe = lib.with_file_name(EXE_NAME);
-        // Compile to a private name and rename: a concurrent build never runs a half-written
-        // executable.
-        let tmp = lib.with_file_name(format!("{EXE_NAME}.{}.tmp", std::process::id()));
-        let root = crate::project_root();
-        let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_owned());
-        let mut cmd = Command::new(&cxx);
-        // -ffp-contract=off: no fused multiply-adds, so the results are the Rust reference's to
-        // the last bit.
-        cmd.args(["-std=c++17", "-O2", "-ffp-contract=off", "-Wall", "-Wextra"]);
-        if o.strict {
-            cmd.args(["-Werror", "-pedantic"]);
-        }
-        cmd.arg("-I")
-            .arg(root.join(INCLUDE))
-            .arg(root.join(SOURCE))
-            .arg("-o")
-            .arg(&tmp)
-            .arg(&lib)
-            .args(NATIVE_LIBS);
-        let out = cmd
-            .output()
-            .with_context(|| format!("cannot run the C++ compiler {cxx:?} (set CXX)"))?;
-        let diagnostics = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            let _ = std::fs::remove_file(&tmp);
-            bail!(
-                "{cxx} {SOURCE} failed ({}):\n{}",
-                out.status,
-                diagnostics.trim_end()
-            );
-        }
-        if !o.quiet && !diagnostics.trim().is_empty() {
-            eprintln!("{}", diagnostics.trim_end());
-        }
-        std::fs::rename(&tmp, &exe)
-            .with_context(|| format!("rename {} to {}", tmp.display(), exe.display()))?;
+        compile(SOURCE, &exe, o.quiet, |cmd| {
+            // -ffp-contract=off: no fused multiply-adds, so the results are the Rust
+            // reference's to the last bit.
+            cmd.args(["-std=c++17", "-O2", "-ffp-contract=off", "-Wall", "-Wextra"]);
+            if o.strict {
+                cmd.args(["-Werror", "-pedantic"]);
+            }
+            cmd.arg(&lib).args(NATIVE_LIBS);
+        })?;
         Ok(CppEngine { exe })
     }
 

@@ -20,12 +20,11 @@ pub mod gguf;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{bail, Context, Result};
 use trace_diff::Rules;
 
-use super::native::{build_staticlib, BuildOptions, INCLUDE, NATIVE_LIBS};
+use super::native::{build_staticlib, compile, BuildOptions, NATIVE_LIBS};
 use super::{Job, Model, Precision, Reference, Task};
 
 /// The C++ program's source, relative to the workspace root.
@@ -103,45 +102,19 @@ pub fn build_program(quiet: bool) -> Result<PathBuf> {
         ..BuildOptions::default()
     })?;
     let exe = build::root().join(EXE_NAME);
-    // Compile to a private name (per process and per call: tests build from several threads)
-    // and rename: a concurrent build never runs a half-written one.
-    static BUILDS: AtomicUsize = AtomicUsize::new(0);
-    let n = BUILDS.fetch_add(1, Ordering::Relaxed);
-    let tmp = exe.with_file_name(format!("{EXE_NAME}.{}.{n}.tmp", std::process::id()));
-    let root = crate::project_root();
-    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_owned());
-    let mut cmd = Command::new(&cxx);
-    cmd.args(["-std=c++17", "-O2", "-Wall", "-Wextra"])
-        .arg("-I")
-        .arg(root.join(INCLUDE));
-    for dir in llama.includes() {
-        cmd.arg("-I").arg(dir);
-    }
-    cmd.arg(root.join(SOURCE))
-        .arg("-o")
-        .arg(&tmp)
-        .arg("-Wl,--start-group");
-    cmd.args(llama.libs())
-        .arg(&trace_ffi)
-        .arg("-Wl,--end-group");
-    cmd.arg("-lstdc++").args(NATIVE_LIBS);
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run the C++ compiler {cxx:?} (set CXX)"))?;
-    let diagnostics = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        let _ = std::fs::remove_file(&tmp);
-        bail!(
-            "{cxx} {SOURCE} failed ({}):\n{}",
-            out.status,
-            diagnostics.trim_end()
-        );
-    }
-    if !quiet && !diagnostics.trim().is_empty() {
-        eprintln!("{}", diagnostics.trim_end());
-    }
-    std::fs::rename(&tmp, &exe)
-        .with_context(|| format!("rename {} to {}", tmp.display(), exe.display()))?;
+    compile(SOURCE, &exe, quiet, |cmd| {
+        cmd.args(["-std=c++17", "-O2", "-Wall", "-Wextra"]);
+        for dir in llama.includes() {
+            cmd.arg("-I").arg(dir);
+        }
+        // In a group: llama, the ggml libraries and trace-ffi refer to each other.
+        cmd.arg("-Wl,--start-group")
+            .args(llama.libs())
+            .arg(&trace_ffi)
+            .arg("-Wl,--end-group")
+            .arg("-lstdc++")
+            .args(NATIVE_LIBS);
+    })?;
     Ok(exe)
 }
 

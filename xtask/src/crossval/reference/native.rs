@@ -1,10 +1,11 @@
 //! What the references that are C++ programs share: `libtrace_ffi.a` built by cargo, the
 //! include directory of the C ABI, and the system libraries a Rust static library needs.
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 /// The directory of `tensor_trace.h` and `tensor_trace.hpp`, relative to the workspace root.
 pub const INCLUDE: &str = "crates/trace-ffi/include";
@@ -20,6 +21,49 @@ pub const NATIVE_LIBS: &[&str] = &[
     "-lgcc_s",
     "-lc",
 ];
+
+/// Compiles the C++ program `source` (relative to the workspace root) into `exe` with `$CXX`
+/// (default `c++`): `configure` adds the flags and the libraries after `-I INCLUDE SOURCE -o ...`
+/// (libraries must follow the program for the linker). The compiler writes a private temporary name (per process and
+/// per call: tests build from several threads), renamed onto `exe` once complete, so a concurrent
+/// build never runs a half-written program. Warnings are printed unless `quiet`.
+pub fn compile(
+    source: &str,
+    exe: &Path,
+    quiet: bool,
+    configure: impl FnOnce(&mut Command),
+) -> Result<()> {
+    static BUILDS: AtomicUsize = AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, Ordering::Relaxed);
+    let name = exe.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = exe.with_file_name(format!("{name}.{}.{n}.tmp", std::process::id()));
+    let root = crate::project_root();
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_owned());
+    let mut cmd = Command::new(&cxx);
+    cmd.arg("-I")
+        .arg(root.join(INCLUDE))
+        .arg(root.join(source))
+        .arg("-o")
+        .arg(&tmp);
+    configure(&mut cmd);
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run the C++ compiler {cxx:?} (set CXX)"))?;
+    let diagnostics = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        bail!(
+            "{cxx} {source} failed ({}):\n{}",
+            out.status,
+            diagnostics.trim_end()
+        );
+    }
+    if !quiet && !diagnostics.trim().is_empty() {
+        eprintln!("{}", diagnostics.trim_end());
+    }
+    std::fs::rename(&tmp, exe)
+        .with_context(|| format!("rename {} to {}", tmp.display(), exe.display()))
+}
 
 /// How to build the C++ engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
