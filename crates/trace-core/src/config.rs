@@ -10,6 +10,7 @@
 //! | `TENSOR_TRACE_APPEND` | `1` allows writing into a directory that already holds a run |
 //! | `TENSOR_TRACE_ASYNC` | `1` writes files on a background thread (see [`crate::Tracer`]) |
 //! | `TENSOR_TRACE_RANK` | process rank recorded in every record |
+//! | `TENSOR_TRACE_LAYOUT` | `files` (default: one `.trace` file per record) or `packed` (one JSON line per record in `records.jsonl`) |
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -18,6 +19,44 @@ use std::path::PathBuf;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::{Error, Result};
+
+/// Environment variable choosing the directory layout: `files` (default) or `packed`.
+pub const ENV_LAYOUT: &str = "TENSOR_TRACE_LAYOUT";
+
+/// How a trace directory holds its records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// One `{name}.trace` file per record plus `manifest.jsonl` (the seed's layout; `jq
+    /// DIR/*.trace` works).
+    #[default]
+    Files,
+    /// Every record is one JSON line of the append-only log `records.jsonl`; raw values stay
+    /// per-record `.npy` files. One write per record instead of a new file.
+    Packed,
+}
+
+impl Layout {
+    /// Parses `files` or `packed` (case-insensitive); `setting` names the source in the error.
+    pub fn parse(value: &str, setting: &str) -> Result<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "files" | "file" => Ok(Layout::Files),
+            "packed" => Ok(Layout::Packed),
+            _ => Err(Error::Config {
+                setting: setting.into(),
+                value: value.into(),
+                problem: "expected `files` or `packed`".into(),
+            }),
+        }
+    }
+
+    /// The setting's spelling: `files` or `packed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Files => "files",
+            Layout::Packed => "packed",
+        }
+    }
+}
 
 /// Environment variable that enables tracing into a directory.
 pub const ENV_DIR: &str = "TENSOR_TRACE_DIR";
@@ -336,6 +375,8 @@ pub struct Config {
     pub background: Option<usize>,
     /// Rank stamped into every record.
     pub rank: Option<u32>,
+    /// Directory layout: a file per record, or the packed log.
+    pub layout: Layout,
 }
 
 /// Default queue capacity of the background writer (records in flight).
@@ -351,6 +392,7 @@ impl Default for Config {
             append: false,
             background: None,
             rank: None,
+            layout: Layout::Files,
         }
     }
 }
@@ -394,6 +436,9 @@ impl Config {
                 value: v.clone(),
                 problem: "expected a non-negative integer".into(),
             })?);
+        }
+        if let Some(v) = non_empty(ENV_LAYOUT) {
+            config.layout = Layout::parse(&v, ENV_LAYOUT)?;
         }
         Ok(Some(config))
     }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::{Config, NameFilter, ValuesAt, DEFAULT_QUEUE};
+use crate::config::{Config, Layout, NameFilter, ValuesAt, DEFAULT_QUEUE};
 use crate::record::{TraceRecord, FORMAT_VERSION};
 use crate::sink::{DirSink, MemorySink};
 use crate::view::{shape_elements, Data};
@@ -88,9 +88,15 @@ impl Tracer {
                 dir.clone(),
                 config.append,
                 config.values_choice(),
+                config.layout,
             )),
             (Some(dir), Some(capacity)) => Sink::Background(BackgroundWriter::spawn(
-                DirSink::new(dir.clone(), config.append, config.values_choice()),
+                DirSink::new(
+                    dir.clone(),
+                    config.append,
+                    config.values_choice(),
+                    config.layout,
+                ),
                 capacity,
             )?),
         };
@@ -259,6 +265,7 @@ pub struct TracerBuilder {
     append: bool,
     background: Option<usize>,
     rank: Option<u32>,
+    layout: Layout,
 }
 
 impl TracerBuilder {
@@ -311,6 +318,12 @@ impl TracerBuilder {
         self
     }
 
+    /// Write the packed layout (`records.jsonl`) or one file per record (the default).
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
     /// Checks the settings and builds the tracer.
     pub fn build(self) -> Result<Tracer> {
         let filter = match &self.filter {
@@ -340,6 +353,7 @@ impl TracerBuilder {
             append: self.append,
             background: self.background,
             rank: self.rank,
+            layout: self.layout,
         })
     }
 }

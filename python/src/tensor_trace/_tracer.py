@@ -8,7 +8,15 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ._config import Config, ConfigError, NameFilter, TraceError, ValuesAt, parse_rank
+from ._config import (
+    Config,
+    ConfigError,
+    NameFilter,
+    TraceError,
+    ValuesAt,
+    parse_layout,
+    parse_rank,
+)
 from ._fingerprint import canonical_f32, fingerprint
 from ._sink import DirSink
 
@@ -110,8 +118,9 @@ class Tracer:
         values_at: Optional[str] = None,
         append: bool = False,
         rank: Optional[int] = None,
+        layout: str = "files",
     ) -> None:
-        config = Config(dir=os.fspath(dir), append=append)
+        config = Config(dir=os.fspath(dir), append=append, layout=parse_layout("layout", layout))
         if filter is not None:
             config.filter = NameFilter.parse(filter, "filter")
         if values is not None:
@@ -132,7 +141,9 @@ class Tracer:
 
     def _init(self, config: Config) -> None:
         self.config = config
-        self._sink = DirSink(config.dir, config.append, keeps_values=self._keeps_values)
+        self._sink = DirSink(
+            config.dir, config.append, keeps_values=self._keeps_values, layout=config.layout
+        )
 
     @property
     def dir(self) -> str:
