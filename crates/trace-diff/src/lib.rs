@@ -66,6 +66,7 @@ pub mod metrics;
 pub mod render;
 pub mod report;
 pub mod rules;
+mod stream;
 mod values;
 
 pub use calibrate::DEFAULT_MAX_RATIO;
@@ -73,5 +74,6 @@ pub use diff::{diff_dirs, diff_dirs_calibrated, diff_runs, diff_runs_calibrated,
 pub use error::{Error, Result};
 pub use report::{Calibration, CalibrationStatus, Evidence, Outcome, Pair, Report, Verdict};
 pub use rules::{Rules, Tolerance};
+pub use stream::{diff_dirs_streaming, StreamOptions};
 #[doc(hidden)]
 pub use values::load as load_values;

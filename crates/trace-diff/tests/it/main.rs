@@ -8,3 +8,4 @@ mod common;
 mod compare;
 mod reports;
 mod seed;
+mod stream;
