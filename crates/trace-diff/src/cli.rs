@@ -185,6 +185,7 @@ fn run_streaming(args: &Args, options: &DiffOptions) -> anyhow::Result<u8> {
         } else {
             args.max_rows
         },
+        ..StreamOptions::default()
     };
     let report = match args.format {
         Format::Json => {

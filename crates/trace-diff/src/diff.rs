@@ -971,13 +971,46 @@ fn layer_profile(pairs: &[Pair]) -> Vec<LayerError> {
 }
 
 /// [`layer_profile`] fed one pair at a time, in A's order (the streaming diff holds no pairs).
+///
+/// Unbounded by default. [`LayerProfile::bounded`] keeps at most `around` groups before the
+/// first divergence (the latest ones) and `around` groups from it on, so memory stays flat
+/// however long the run; [`LayerProfile::dropped`] counts the groups left out.
 #[derive(Debug, Default)]
 pub(crate) struct LayerProfile {
-    out: Vec<LayerError>,
+    out: std::collections::VecDeque<LayerError>,
     current: Option<(Option<u64>, i64)>,
+    /// The last group dropped from the front, for the amplification of the first kept one.
+    before: Option<LayerError>,
+    around: Option<usize>,
+    /// Groups still to keep after the first divergence, once it is known.
+    after: Option<usize>,
+    /// Set when the budget after the divergence is spent: later groups are only counted.
+    closed: bool,
+    dropped: u64,
 }
 
 impl LayerProfile {
+    /// A profile keeping `around` groups on each side of the first divergence.
+    pub(crate) fn bounded(around: usize) -> Self {
+        LayerProfile {
+            around: Some(around.max(1)),
+            ..LayerProfile::default()
+        }
+    }
+
+    /// Tells a bounded profile that the first divergence is the pair pushed last.
+    pub(crate) fn diverged(&mut self) {
+        // Its own group is the first of the `around` kept from it on.
+        if let Some(around) = self.around {
+            self.after.get_or_insert(around - 1);
+        }
+    }
+
+    /// Groups left out by a bounded profile.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
     /// Takes the next pair in A's order; pairs without a partner or a layer are passed over.
     pub(crate) fn push(&mut self, p: &Pair) {
         let (None, Some(layer)) = (p.only_in, p.layer) else {
@@ -986,7 +1019,25 @@ impl LayerProfile {
         let key = (p.seq, layer);
         if self.current != Some(key) {
             self.current = Some(key);
-            self.out.push(LayerError {
+            if let Some(after) = &mut self.after {
+                if *after == 0 {
+                    self.closed = true;
+                } else {
+                    *after -= 1;
+                }
+            }
+            if self.closed {
+                self.dropped += 1;
+                return;
+            }
+            if let (Some(around), None) = (self.around, self.after) {
+                // `around` groups before the current one, which may hold the divergence.
+                if self.out.len() > around {
+                    self.before = self.out.pop_front();
+                    self.dropped += 1;
+                }
+            }
+            self.out.push_back(LayerError {
                 seq: p.seq,
                 layer,
                 output: p.display_name().to_owned(),
@@ -997,7 +1048,10 @@ impl LayerProfile {
                 ratio: p.calibration.as_ref().and_then(|c| c.ratio),
             });
         }
-        let group = self.out.last_mut().expect("pushed above");
+        if self.closed {
+            return;
+        }
+        let group = self.out.back_mut().expect("pushed above");
         if let Some(e) = p.error {
             group.output = p.display_name().to_owned();
             group.error = Some(e);
@@ -1014,7 +1068,10 @@ impl LayerProfile {
 
     /// The groups with their amplification within each step.
     pub(crate) fn finish(self) -> Vec<LayerError> {
-        let mut out = self.out;
+        // `before` (a group dropped from the front) only lends its error to the amplification
+        // of the first kept group.
+        let had_before = self.before.is_some();
+        let mut out: Vec<LayerError> = self.before.into_iter().chain(self.out).collect();
         for i in 1..out.len() {
             if out[i - 1].seq != out[i].seq {
                 continue;
@@ -1023,6 +1080,9 @@ impl LayerProfile {
                 (Some(prev), Some(cur)) if prev > 0.0 => Some(cur / prev),
                 _ => None,
             };
+        }
+        if had_before {
+            out.remove(0);
         }
         out
     }

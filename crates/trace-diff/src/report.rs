@@ -464,6 +464,9 @@ pub struct Streamed {
     pub window_misses: u64,
     /// Non-agreeing pairs kept in [`Report::pairs`] (the first ones in order).
     pub pairs_kept: u64,
+    /// Layer groups left out of [`Report::layers`], which keeps those nearest the first
+    /// divergence (the latest before it and the first from it on).
+    pub layers_dropped: u64,
 }
 
 impl Report {

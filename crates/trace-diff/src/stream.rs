@@ -8,7 +8,8 @@
 //! computed on the fly: counts, the first divergence with the last agreeing record before it,
 //! the divergences and largest error after it, and the layer profile. Pairs go to a callback
 //! (the JSON report streams them) and only the first `keep_pairs` non-agreeing pairs are kept in
-//! the report, for the text summary.
+//! the report, for the text summary, and the layer profile keeps `layers` groups on each side of
+//! the first divergence.
 //!
 //! Differences from the in-memory diff, all reported: a record of A whose partner lies more
 //! than `window` unmatched records further on in B is declared missing (counted in
@@ -35,6 +36,9 @@ pub struct StreamOptions {
     pub window: usize,
     /// Non-agreeing pairs kept in [`Report::pairs`] (the first ones in A's order, then B's).
     pub keep_pairs: usize,
+    /// Layer groups kept in [`Report::layers`] on each side of the first divergence (the last
+    /// ones before it, the first ones from it on).
+    pub layers: usize,
 }
 
 impl Default for StreamOptions {
@@ -42,6 +46,7 @@ impl Default for StreamOptions {
         StreamOptions {
             window: 1 << 16,
             keep_pairs: 1000,
+            layers: 2048,
         }
     }
 }
@@ -118,7 +123,7 @@ pub fn diff_dirs_streaming(
         }
     };
     let mut counts = Counts::default();
-    let mut layers = LayerProfile::default();
+    let mut layers = LayerProfile::bounded(bounds.layers);
     let mut first: Option<First> = None;
     let mut last_agreeing: Option<String> = None;
     let (mut a_records, mut ignored_a, mut position, mut window_misses) = (0u64, 0u64, 0u64, 0u64);
@@ -169,6 +174,7 @@ pub fn diff_dirs_streaming(
             layers.push(&pair);
             match &mut first {
                 None if pair.verdict.is_divergence() => {
+                    layers.diverged();
                     first = Some(First {
                         pair: pair.clone(),
                         last_agreeing: last_agreeing.take(),
@@ -265,6 +271,7 @@ pub fn diff_dirs_streaming(
         ignored,
     };
     let b_info = info(&side_b.stream, side_b.next, side_b.ignored);
+    let layers_dropped = layers.dropped();
     kept.sort_by_key(|p| (p.only_in == Some("b"), p.position));
     let pairs_kept = kept.len() as u64;
     Ok(Report {
@@ -284,6 +291,7 @@ pub fn diff_dirs_streaming(
             window: window as u64,
             window_misses,
             pairs_kept,
+            layers_dropped,
         }),
     })
 }

@@ -63,7 +63,7 @@ fn assert_same(full: &Report, stream: &Report, pairs: &[Pair]) {
         "the first divergence is kept"
     );
     let s = stream.streamed.as_ref().unwrap();
-    assert_eq!(s.window_misses, 0);
+    assert_eq!((s.window_misses, s.layers_dropped), (0, 0));
     assert_eq!(s.pairs_kept as usize, stream.pairs.len());
 }
 
@@ -96,10 +96,21 @@ fn streaming_matches_the_in_memory_diff_in_both_layouts() {
         let bounds = StreamOptions {
             window: 1,
             keep_pairs: 2,
+            layers: 1,
         };
         let (small, pairs) = streamed(&a, &b, &options, &bounds);
         assert_eq!(pairs, full.pairs);
         assert_eq!(small.counts, full.counts);
+        // One layer group before the first divergence, one from it on, the rest counted.
+        let f = full.first_divergence_pair().unwrap();
+        let at = full
+            .layers
+            .iter()
+            .position(|l| l.seq == f.seq && Some(l.layer) == f.layer)
+            .unwrap();
+        assert_eq!(small.layers, full.layers[at - 1..=at]);
+        let dropped = small.streamed.as_ref().unwrap().layers_dropped;
+        assert_eq!(dropped as usize, full.layers.len() - 2);
         assert!(small.pairs.len() <= 3, "{}", small.pairs.len());
         assert!(small.first_divergence_pair().is_some());
     }
@@ -136,6 +147,7 @@ fn a_full_window_is_reported() {
     let bounds = StreamOptions {
         window: 1,
         keep_pairs: 10,
+        ..StreamOptions::default()
     };
     // B's names all differ from A's: with a window of 1, A stops reading B at once.
     let (report, pairs) = streamed(&a, &b, &options, &bounds);
