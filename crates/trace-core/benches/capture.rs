@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use half::{bf16, f16};
-use trace_core::{fingerprint, Context, Data, TensorView, Tracer};
+use trace_core::{fingerprint, Context, Data, Layout, TensorView, Tracer};
 
 const BIG: usize = 16 * 1024 * 1024;
 
@@ -223,5 +223,49 @@ fn small_record(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, big_tensors, disabled, small_record);
+/// Small records (16 elements, the size of a norm output in a tiny model): the packed log
+/// against one atomic file write per record (the default layout's cost), on one thread.
+fn packed_small(c: &mut Criterion) {
+    let v = values(16);
+    let shape = [1usize, 16];
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("small_records");
+    g.measurement_time(Duration::from_secs(3));
+
+    let files = Tracer::builder()
+        .dir(dir.path().join("files"))
+        .build()
+        .unwrap();
+    let packed = Tracer::builder()
+        .dir(dir.path().join("packed"))
+        .layout(Layout::Packed)
+        .build()
+        .unwrap();
+    let record = |t: &Tracer| {
+        t.record(
+            "blk0/attn_norm",
+            &Context::default().seq(1).layer(0).stage("attn_norm"),
+            TensorView::new(&shape, black_box(&v[..])).unwrap(),
+        )
+        .unwrap()
+    };
+    record(&files);
+    let json = fs::read(dir.path().join("files/blk0_attn_norm.trace")).unwrap();
+    let atomic_dir = dir.path().join("atomic");
+    fs::create_dir_all(&atomic_dir).unwrap();
+    let mut n = 0u64;
+    g.bench_function("atomic_file_write", |b| {
+        b.iter(|| {
+            n += 1;
+            let tmp = atomic_dir.join(format!(".tmp-{n}.part"));
+            fs::write(&tmp, &json).unwrap();
+            fs::rename(&tmp, atomic_dir.join(format!("r{n}.trace"))).unwrap();
+        })
+    });
+    g.bench_function("record_files", |b| b.iter(|| record(&files)));
+    g.bench_function("record_packed", |b| b.iter(|| record(&packed)));
+    g.finish();
+}
+
+criterion_group!(benches, big_tensors, disabled, small_record, packed_small);
 criterion_main!(benches);

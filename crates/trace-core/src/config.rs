@@ -11,6 +11,7 @@
 //! | `TENSOR_TRACE_ASYNC` | `1` writes files on a background thread (see [`crate::Tracer`]) |
 //! | `TENSOR_TRACE_RANK` | process rank recorded in every record |
 //! | `TENSOR_TRACE_WORLD_SIZE` | number of processes; above 1, rank `r` writes into `DIR/rank-{r}` (see [`crate::ranks`]) |
+//! | `TENSOR_TRACE_LAYOUT` | `files` (default: one `.trace` file per record) or `packed` (one JSON line per record in `records.jsonl`) |
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -19,6 +20,44 @@ use std::path::PathBuf;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::{Error, Result};
+
+/// Environment variable choosing the directory layout: `files` (default) or `packed`.
+pub const ENV_LAYOUT: &str = "TENSOR_TRACE_LAYOUT";
+
+/// How a trace directory holds its records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// One `{name}.trace` file per record plus `manifest.jsonl` (the seed's layout; `jq
+    /// DIR/*.trace` works).
+    #[default]
+    Files,
+    /// Every record is one JSON line of the append-only log `records.jsonl`; raw values stay
+    /// per-record `.npy` files. One write per record instead of a new file.
+    Packed,
+}
+
+impl Layout {
+    /// Parses `files` or `packed` (case-insensitive); `setting` names the source in the error.
+    pub fn parse(value: &str, setting: &str) -> Result<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "files" | "file" => Ok(Layout::Files),
+            "packed" => Ok(Layout::Packed),
+            _ => Err(Error::Config {
+                setting: setting.into(),
+                value: value.into(),
+                problem: "expected `files` or `packed`".into(),
+            }),
+        }
+    }
+
+    /// The setting's spelling: `files` or `packed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Files => "files",
+            Layout::Packed => "packed",
+        }
+    }
+}
 
 /// Environment variable that enables tracing into a directory.
 pub const ENV_DIR: &str = "TENSOR_TRACE_DIR";
@@ -342,6 +381,8 @@ pub struct Config {
     /// Number of processes of the run; above 1 the run is written into `dir/rank-{rank}`
     /// (see [`crate::ranks`]). `None` or 1: a single-process run.
     pub world_size: Option<u32>,
+    /// Directory layout: a file per record, or the packed log.
+    pub layout: Layout,
 }
 
 /// Default queue capacity of the background writer (records in flight).
@@ -358,6 +399,7 @@ impl Default for Config {
             background: None,
             rank: None,
             world_size: None,
+            layout: Layout::Files,
         }
     }
 }
@@ -416,6 +458,9 @@ impl Config {
             ENV_RANK,
             ENV_WORLD_SIZE,
         )?;
+        if let Some(v) = non_empty(ENV_LAYOUT) {
+            config.layout = Layout::parse(&v, ENV_LAYOUT)?;
+        }
         Ok(Some(config))
     }
 

@@ -49,11 +49,12 @@ mod tracer;
 pub mod view;
 mod writer;
 
+pub use config::Layout;
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use fingerprint::{fingerprint, Fingerprint, Fingerprinter, BATCH, STATS_BLOCK};
 pub use global::{dump, dump_chunks_with, dump_with, enabled, flush, global, install};
-pub use record::{ManifestEntry, Stats, TraceRecord, FORMAT_VERSION};
+pub use record::{ManifestEntry, Stats, TraceRecord, FORMAT_VERSION, PACKED_LOG};
 pub use sink::sanitize;
 pub use tracer::{Context, Tracer, TracerBuilder, BACKGROUND_FINGERPRINT_MAX};
 pub use view::{Data, TensorView};

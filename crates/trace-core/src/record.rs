@@ -17,6 +17,10 @@ pub const FORMAT_VERSION: u32 = 1;
 /// File name of the append-only manifest inside a trace directory.
 pub const MANIFEST_FILE: &str = "manifest.jsonl";
 
+/// File name of the append-only record log of a packed trace directory: one compact
+/// [`TraceRecord`] JSON document per line, in capture order (see `docs/FORMAT.md`).
+pub const PACKED_LOG: &str = "records.jsonl";
+
 /// Extension of record files (without the dot).
 pub const RECORD_EXTENSION: &str = "trace";
 

@@ -12,6 +12,11 @@
 //!   short by a crash is reported and skipped. `.trace` files the manifest does not list (a
 //!   record written just before a crash, before its manifest line) are reported and placed by
 //!   their own `index` when they have one, else after every listed record.
+//! - **Packed** (`records.jsonl` present, see [`crate::config::Layout::Packed`]): the log is
+//!   read in chunks of lines parsed in parallel; records are sorted by `index` (a writer appends
+//!   in index order, so this is the line order). A last line cut short by a crash (no newline,
+//!   not valid JSON) is reported and skipped; any other line that is not a valid record is
+//!   reported (naming the line) and skipped. A record's `file` is `records.jsonl:LINE`.
 //! - **Index** (no manifest, every record has an `index`): sorted by `index`. Execution order is
 //!   known.
 //! - **Guessed** (seed-format directory): sorted by `seq` (absent = 0), then `index` (absent =
@@ -42,7 +47,9 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::record::{ManifestEntry, RecordError, TraceRecord, MANIFEST_FILE, RECORD_EXTENSION};
+use crate::record::{
+    ManifestEntry, RecordError, TraceRecord, MANIFEST_FILE, PACKED_LOG, RECORD_EXTENSION,
+};
 use crate::{Error, Result};
 
 /// How to read a run.
@@ -59,6 +66,8 @@ pub enum RunOrder {
     Manifest,
     /// No manifest, but every record carries its capture `index`: execution order.
     Index,
+    /// The packed log `records.jsonl`, sorted by capture index: execution order.
+    Packed,
     /// Seed-format directory: `seq`, then `index`, then natural file-name order. Execution order
     /// within a step is unknown.
     Guessed,
@@ -75,6 +84,7 @@ impl RunOrder {
         match self {
             RunOrder::Manifest => "manifest",
             RunOrder::Index => "index",
+            RunOrder::Packed => "packed",
             RunOrder::Guessed => "guessed",
         }
     }
@@ -123,6 +133,16 @@ impl Run {
             strict: options.strict,
             problems: Vec::new(),
         };
+        let packed = dir.join(PACKED_LOG);
+        if packed.is_file() {
+            let records = reader.read_packed(&packed)?;
+            return Ok(Run {
+                dir: dir.to_owned(),
+                order: RunOrder::Packed,
+                records,
+                problems: reader.problems,
+            });
+        }
         let trace_files = list_trace_files(dir)?;
         let manifest = dir.join(MANIFEST_FILE);
         let (order, records) = if manifest.is_file() {
@@ -143,7 +163,7 @@ impl Run {
                 dir,
                 std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    format!("no {MANIFEST_FILE} and no .{RECORD_EXTENSION} files"),
+                    format!("no {PACKED_LOG}, no {MANIFEST_FILE} and no .{RECORD_EXTENSION} files"),
                 ),
             ));
         } else {
@@ -361,6 +381,68 @@ impl Reader<'_> {
         Ok(out)
     }
 
+    /// Reads the packed log: chunks of lines parsed in parallel, checked in order.
+    fn read_packed(&mut self, log: &Path) -> Result<Vec<RunRecord>> {
+        if self.dir.join(MANIFEST_FILE).exists() {
+            let msg = format!(
+                "the directory also holds {MANIFEST_FILE}: two layouts in one directory; only {PACKED_LOG} is read"
+            );
+            self.problem(invalid(log.to_owned(), "layout", msg))?;
+        }
+        let mut lines = PackedLines::open(log)?;
+        let mut records: Vec<(u64, RunRecord)> = Vec::new();
+        let mut seen_index = HashSet::new();
+        let mut next_occurrence: HashMap<String, u64> = HashMap::new();
+        let mut seen_key = HashSet::new();
+        while let Some(chunk) = lines.next_chunk()? {
+            for line in chunk {
+                let record = match line.record {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.problem(e)?;
+                        continue;
+                    }
+                };
+                let file = format!("{PACKED_LOG}:{}", line.number);
+                let at = || PathBuf::from(format!("{}:{}", log.display(), line.number));
+                let Some(index) = record.index else {
+                    let msg = "missing: every line of a packed log carries its capture index; record skipped".to_owned();
+                    self.problem(invalid(at(), "index", msg))?;
+                    continue;
+                };
+                if !seen_index.insert(index) {
+                    let msg = format!("duplicate index {index}; record skipped");
+                    self.problem(invalid(at(), "index", msg))?;
+                    continue;
+                }
+                let counter = next_occurrence.entry(record.name.clone()).or_insert(0);
+                let occurrence = record.occurrence.unwrap_or(*counter);
+                *counter = occurrence + 1;
+                if !seen_key.insert((record.name.clone(), occurrence)) {
+                    let msg = format!(
+                        "duplicate occurrence {occurrence} of {:?}; record skipped",
+                        record.name
+                    );
+                    self.problem(invalid(at(), "occurrence", msg))?;
+                    continue;
+                }
+                let values = record.values.clone();
+                records.push((
+                    index,
+                    RunRecord {
+                        file,
+                        occurrence,
+                        values,
+                        record,
+                    },
+                ));
+            }
+        }
+        // A writer appends in index order; the sort only matters for hand-made logs.
+        records.sort_by_key(|(i, _)| *i);
+        Ok(records.into_iter().map(|(_, r)| r).collect())
+    }
+
     /// Streams `manifest.jsonl`; a bad last line without a newline is a truncated write.
     fn read_manifest(&mut self, manifest: &Path) -> Result<Vec<ManifestEntry>> {
         let io_err = |source| Error::io("read manifest", manifest, source);
@@ -467,6 +549,406 @@ impl Reader<'_> {
             });
         }
         Ok((order, out))
+    }
+}
+
+/// The records of a trace directory in capture order, a chunk at a time.
+///
+/// Memory is one chunk of records plus one counter per distinct name, whatever the length of
+/// the run, for the two layouts a writer produces in order:
+///
+/// - a packed log (`records.jsonl`), read with [`PackedLines`]. Lines are taken in file order,
+///   which is capture order for every writer; a line whose `index` does not increase, or whose
+///   `occurrence` repeats an earlier one of its name, is reported and skipped (a [`Run`] would
+///   sort a hand-edited log instead);
+/// - a `manifest.jsonl` whose entries all parse, have strictly increasing indexes and list every
+///   `.trace` file of the directory (checked by a first pass over the manifest and the listing,
+///   which holds nothing): its records are read a chunk at a time, files in parallel.
+///
+/// Anything else (a seed directory, a manifest with damage, orphan records or out-of-order
+/// lines) is read whole with [`Run::open_with`], with exactly its order and problems.
+#[derive(Debug)]
+pub struct RunStream {
+    dir: PathBuf,
+    order: RunOrder,
+    strict: bool,
+    problems: Vec<RecordError>,
+    source: StreamSource,
+    next_occurrence: HashMap<String, u64>,
+    last_index: Option<u64>,
+}
+
+#[derive(Debug)]
+enum StreamSource {
+    Packed(PackedLines),
+    Manifest {
+        path: PathBuf,
+        reader: BufReader<fs::File>,
+        number: usize,
+    },
+    Loaded(std::vec::IntoIter<RunRecord>),
+}
+
+impl RunStream {
+    /// Opens the trace directory `dir` for streaming with `options`.
+    pub fn open(dir: &Path, options: &RunOptions) -> Result<RunStream> {
+        let mut stream = RunStream {
+            dir: dir.to_owned(),
+            order: RunOrder::Packed,
+            strict: options.strict,
+            problems: Vec::new(),
+            source: StreamSource::Loaded(Vec::new().into_iter()),
+            next_occurrence: HashMap::new(),
+            last_index: None,
+        };
+        let packed = dir.join(PACKED_LOG);
+        let manifest = dir.join(MANIFEST_FILE);
+        if packed.is_file() {
+            if manifest.exists() {
+                let msg = format!(
+                    "the directory also holds {MANIFEST_FILE}: two layouts in one directory; only {PACKED_LOG} is read"
+                );
+                stream.problem(invalid(packed.clone(), "layout", msg))?;
+            }
+            stream.source = StreamSource::Packed(PackedLines::open(&packed)?);
+        } else if manifest.is_file() && manifest_streams(dir, &manifest)? {
+            let file =
+                fs::File::open(&manifest).map_err(|e| Error::io("read manifest", &manifest, e))?;
+            stream.order = RunOrder::Manifest;
+            stream.source = StreamSource::Manifest {
+                path: manifest,
+                reader: BufReader::with_capacity(1 << 20, file),
+                number: 0,
+            };
+        } else {
+            let run = Run::open_with(dir, options)?;
+            stream.order = run.order;
+            stream.problems = run.problems;
+            stream.source = StreamSource::Loaded(run.records.into_iter());
+        }
+        Ok(stream)
+    }
+
+    /// The directory read.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the order of the records comes from.
+    pub fn order(&self) -> RunOrder {
+        self.order
+    }
+
+    /// Problems met so far, in the order met (empty in strict mode).
+    pub fn problems(&self) -> &[RecordError] {
+        &self.problems
+    }
+
+    /// Takes the problems met so far.
+    pub fn take_problems(&mut self) -> Vec<RecordError> {
+        std::mem::take(&mut self.problems)
+    }
+
+    fn problem(&mut self, e: RecordError) -> Result<()> {
+        if self.strict {
+            return Err(Error::Record(e));
+        }
+        self.problems.push(e);
+        Ok(())
+    }
+
+    /// The next records in capture order (at most [`PACKED_CHUNK`]); `None` at the end.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<RunRecord>>> {
+        loop {
+            let chunk = match &mut self.source {
+                StreamSource::Loaded(records) => {
+                    let chunk: Vec<RunRecord> = records.by_ref().take(PACKED_CHUNK).collect();
+                    return Ok((!chunk.is_empty()).then_some(chunk));
+                }
+                StreamSource::Packed(lines) => match lines.next_chunk()? {
+                    None => return Ok(None),
+                    Some(lines) => self.packed_chunk(lines)?,
+                },
+                StreamSource::Manifest { .. } => match self.manifest_chunk()? {
+                    None => return Ok(None),
+                    Some(chunk) => chunk,
+                },
+            };
+            // A chunk of skipped lines only: read on rather than return an empty chunk.
+            if !chunk.is_empty() {
+                return Ok(Some(chunk));
+            }
+        }
+    }
+
+    fn packed_chunk(&mut self, lines: Vec<PackedLine>) -> Result<Vec<RunRecord>> {
+        let log = self.dir.join(PACKED_LOG);
+        let mut out = Vec::with_capacity(lines.len());
+        for line in lines {
+            let record = match line.record {
+                Ok(r) => r,
+                Err(e) => {
+                    self.problem(e)?;
+                    continue;
+                }
+            };
+            let at = || PathBuf::from(format!("{}:{}", log.display(), line.number));
+            let Some(index) = record.index else {
+                let msg =
+                    "missing: every line of a packed log carries its capture index; record skipped"
+                        .to_owned();
+                self.problem(invalid(at(), "index", msg))?;
+                continue;
+            };
+            if let Some(last) = self.last_index.filter(|&last| index <= last) {
+                let msg = format!(
+                    "{index} after {last}: duplicate or out of order (a writer appends in index order); record skipped"
+                );
+                self.problem(invalid(at(), "index", msg))?;
+                continue;
+            }
+            let next = self.next_occurrence.get(&record.name).copied().unwrap_or(0);
+            let occurrence = record.occurrence.unwrap_or(next);
+            if occurrence < next {
+                let msg = format!(
+                    "duplicate occurrence {occurrence} of {:?}; record skipped",
+                    record.name
+                );
+                self.problem(invalid(at(), "occurrence", msg))?;
+                continue;
+            }
+            self.last_index = Some(index);
+            self.next_occurrence
+                .insert(record.name.clone(), occurrence + 1);
+            out.push(RunRecord {
+                file: format!("{PACKED_LOG}:{}", line.number),
+                occurrence,
+                values: record.values.clone(),
+                record,
+            });
+        }
+        Ok(out)
+    }
+
+    fn manifest_chunk(&mut self) -> Result<Option<Vec<RunRecord>>> {
+        let StreamSource::Manifest {
+            path,
+            reader,
+            number,
+        } = &mut self.source
+        else {
+            unreachable!("called for a manifest source only")
+        };
+        let mut entries = Vec::with_capacity(PACKED_CHUNK);
+        let mut line = String::new();
+        while entries.len() < PACKED_CHUNK {
+            line.clear();
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| Error::io("read manifest", &*path, e))?;
+            if n == 0 {
+                break;
+            }
+            *number += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            // The first pass parsed every line: this one cannot fail unless the file changed.
+            entries.push(ManifestEntry::from_line(line.trim(), path, *number)?);
+        }
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let dir = self.dir.clone();
+        let loaded: Vec<_> = entries
+            .par_iter()
+            .map(|e| read_record(&dir.join(&e.file)))
+            .collect();
+        let mut out = Vec::with_capacity(entries.len());
+        for (e, r) in entries.into_iter().zip(loaded) {
+            let record = match r {
+                Ok(r) => r,
+                Err(err) => {
+                    self.problem(err)?;
+                    continue;
+                }
+            };
+            let path = dir.join(&e.file);
+            if record.name != e.name {
+                let msg = format!("{:?}, but the manifest lists {:?}", record.name, e.name);
+                self.problem(invalid(path.clone(), "name", msg))?;
+            }
+            if let Some(i) = record.index.filter(|&i| i != e.index) {
+                let msg = format!("{i}, but the manifest lists index {}", e.index);
+                self.problem(invalid(path.clone(), "index", msg))?;
+            }
+            if let Some(o) = record.occurrence.filter(|&o| o != e.occurrence) {
+                let msg = format!("{o}, but the manifest lists occurrence {}", e.occurrence);
+                self.problem(invalid(path, "occurrence", msg))?;
+            }
+            let values = e.values.or_else(|| record.values.clone());
+            out.push(RunRecord {
+                file: e.file,
+                occurrence: e.occurrence,
+                values,
+                record,
+            });
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Whether `manifest` can be streamed: every line parses and ends with a newline, indexes
+/// strictly increase, `(name, occurrence)` never repeats for a name (occurrences increase),
+/// every file name is plain, and the directory holds exactly as many `.trace` files as the
+/// manifest lists. One pass, holding one counter per distinct name.
+fn manifest_streams(dir: &Path, manifest: &Path) -> Result<bool> {
+    let file = fs::File::open(manifest).map_err(|e| Error::io("read manifest", manifest, e))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line = String::new();
+    let mut last_index: Option<u64> = None;
+    let mut next_occurrence: HashMap<String, u64> = HashMap::new();
+    let mut listed = 0u64;
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|e| Error::io("read manifest", manifest, e))?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !line.ends_with('\n') {
+            return Ok(false);
+        }
+        let Ok(e) = ManifestEntry::from_line(line.trim(), manifest, number) else {
+            return Ok(false);
+        };
+        if last_index.is_some_and(|last| e.index <= last) || !is_plain_file_name(&e.file) {
+            return Ok(false);
+        }
+        last_index = Some(e.index);
+        let next = next_occurrence.entry(e.name).or_insert(0);
+        if e.occurrence < *next {
+            return Ok(false);
+        }
+        *next = e.occurrence + 1;
+        listed += 1;
+    }
+    let io_err = |source| Error::io("read trace directory", dir, source);
+    let mut files = 0u64;
+    for entry in fs::read_dir(dir).map_err(io_err)? {
+        let entry = entry.map_err(io_err)?;
+        let name = entry.file_name();
+        let is_trace = Path::new(&name)
+            .extension()
+            .is_some_and(|e| e == RECORD_EXTENSION);
+        if is_trace && entry.file_type().map_err(io_err)?.is_file() {
+            files += 1;
+        }
+    }
+    Ok(files == listed)
+}
+
+/// One line of a packed log, parsed.
+#[derive(Debug)]
+pub struct PackedLine {
+    /// 1-based line number in the log.
+    pub number: u64,
+    /// The record, or why the line is not one (a cut-short last line says so).
+    pub record: std::result::Result<TraceRecord, RecordError>,
+}
+
+/// Lines of a packed log (`records.jsonl`) read in chunks, each chunk parsed in parallel.
+///
+/// Memory is one chunk of lines at a time, whatever the length of the log. Blank lines are
+/// skipped. A last line without a newline that does not parse is reported as cut short (the
+/// writer was interrupted); other bad lines as invalid records, naming the line.
+#[derive(Debug)]
+pub struct PackedLines {
+    path: PathBuf,
+    reader: BufReader<fs::File>,
+    number: u64,
+    done: bool,
+}
+
+/// Lines per chunk of [`PackedLines::next_chunk`].
+pub const PACKED_CHUNK: usize = 16 * 1024;
+
+impl PackedLines {
+    /// Opens the log at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = fs::File::open(path).map_err(|e| Error::io("read packed log", path, e))?;
+        Ok(Self {
+            path: path.to_owned(),
+            reader: BufReader::with_capacity(1 << 20, file),
+            number: 0,
+            done: false,
+        })
+    }
+
+    /// The next chunk of up to [`PACKED_CHUNK`] non-blank lines, parsed; `None` at the end.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<PackedLine>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut raw: Vec<(u64, bool, String)> = Vec::with_capacity(PACKED_CHUNK);
+        while raw.len() < PACKED_CHUNK {
+            let mut line = String::new();
+            let n = self
+                .reader
+                .read_line(&mut line)
+                .map_err(|e| Error::io("read packed log", &self.path, e))?;
+            if n == 0 {
+                self.done = true;
+                break;
+            }
+            self.number += 1;
+            let complete = line.ends_with('\n');
+            if line.trim().is_empty() {
+                continue;
+            }
+            raw.push((self.number, complete, line));
+        }
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let path = &self.path;
+        let parsed = raw
+            .into_par_iter()
+            .map(|(number, complete, text)| {
+                let text = text.trim();
+                let record = TraceRecord::from_json(text, path).map_err(|e| match e {
+                    RecordError::Parse { .. } if !complete => RecordError::Parse {
+                        path: path.clone(),
+                        message: format!(
+                            "line {number}: last line is cut short ({} bytes, no newline): the writer was interrupted; record skipped",
+                            text.len()
+                        ),
+                    },
+                    RecordError::Parse { path, message } => RecordError::Parse {
+                        path,
+                        message: format!("line {number}: {message}"),
+                    },
+                    RecordError::Invalid {
+                        path,
+                        field,
+                        problem,
+                    } => RecordError::Invalid {
+                        path,
+                        field,
+                        problem: format!("line {number}: {problem}"),
+                    },
+                    other => other,
+                });
+                PackedLine { number, record }
+            })
+            .collect();
+        Ok(Some(parsed))
     }
 }
 
@@ -731,6 +1213,161 @@ mod tests {
         let run = Run::open(d).unwrap();
         assert_eq!(run.order(), RunOrder::Index);
         assert_eq!(names(&run), [("z".into(), 0), ("a".into(), 0)]);
+    }
+
+    fn packed(name: &str, index: u64, occurrence: u64) -> String {
+        ours(name, index, occurrence)
+    }
+
+    #[test]
+    fn packed_log_torn_last_line_is_reported_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = [packed("b", 1, 0), packed("a", 0, 0), packed("a", 2, 1)].join("\n")
+            + "\n"
+            + &packed("c", 3, 0)[..40];
+        write(d, PACKED_LOG, &log);
+        let run = Run::open(d).unwrap();
+        assert_eq!(run.order(), RunOrder::Packed);
+        assert!(run.order().is_execution_order());
+        assert_eq!(
+            names(&run),
+            [("a".into(), 0), ("b".into(), 0), ("a".into(), 1)]
+        );
+        assert_eq!(run.records()[0].file, "records.jsonl:2");
+        assert_eq!(run.problems().len(), 1);
+        let msg = run.problems()[0].to_string();
+        assert!(
+            msg.contains("records.jsonl") && msg.contains("line 4") && msg.contains("cut short"),
+            "{msg}"
+        );
+        let strict = Run::open_with(d, &RunOptions { strict: true }).unwrap_err();
+        assert!(strict.to_string().contains("cut short"), "{strict}");
+    }
+
+    #[test]
+    fn packed_log_bad_lines_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = [
+            packed("a", 0, 0),
+            "{not json".to_owned(),
+            "".to_owned(),
+            packed("a", 0, 1),
+            packed("a", 1, 0),
+            seed("noindex", ""),
+            packed("b", 2, 0).replace(HASH, "xyz"),
+            packed("c", 3, 0),
+        ]
+        .join("\n")
+            + "\n";
+        write(d, PACKED_LOG, &log);
+        write(d, MANIFEST_FILE, "");
+        let run = Run::open(d).unwrap();
+        assert_eq!(names(&run), [("a".into(), 0), ("c".into(), 0)]);
+        assert_eq!(run.records()[1].file, "records.jsonl:8");
+        let all: Vec<String> = run.problems().iter().map(|p| p.to_string()).collect();
+        let all = all.join("\n");
+        for needle in [
+            "two layouts",
+            "line 2",
+            "records.jsonl:4: field `index`: duplicate index 0",
+            "records.jsonl:5: field `occurrence`: duplicate occurrence 0",
+            "records.jsonl:6: field `index`: missing",
+            "line 7",
+            "blake3",
+        ] {
+            assert!(all.contains(needle), "{needle} missing from:\n{all}");
+        }
+        assert_eq!(run.problems().len(), 6, "{all}");
+    }
+
+    #[test]
+    fn packed_lines_come_in_bounded_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(PACKED_LOG);
+        let n = PACKED_CHUNK + 10;
+        let log: String = (0..n)
+            .map(|i| packed("x", i as u64, i as u64) + "\n")
+            .collect();
+        fs::write(&path, log).unwrap();
+        let mut lines = PackedLines::open(&path).unwrap();
+        let first = lines.next_chunk().unwrap().unwrap();
+        assert_eq!(first.len(), PACKED_CHUNK);
+        assert_eq!(first[5].number, 6);
+        let second = lines.next_chunk().unwrap().unwrap();
+        assert_eq!(second.len(), 10);
+        assert_eq!(second[9].record.as_ref().unwrap().index, Some(n as u64 - 1));
+        assert!(lines.next_chunk().unwrap().is_none());
+    }
+
+    fn streamed(d: &Path) -> (RunStream, Vec<RunRecord>) {
+        let mut stream = RunStream::open(d, &RunOptions::default()).unwrap();
+        let mut all = Vec::new();
+        while let Some(chunk) = stream.next_chunk().unwrap() {
+            assert!(!chunk.is_empty() && chunk.len() <= PACKED_CHUNK);
+            all.extend(chunk);
+        }
+        (stream, all)
+    }
+
+    #[test]
+    fn stream_reads_what_run_reads() {
+        // A clean manifest directory streams; its records equal the Run's.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "a.trace", &ours("a", 0, 0));
+        write(d, "b.trace", &ours("b", 1, 0));
+        write(d, "a.1.trace", &ours("a", 2, 1));
+        let manifest = [
+            entry(0, "a", 0, "a.trace"),
+            entry(1, "b", 0, "b.trace"),
+            entry(2, "a", 1, "a.1.trace"),
+        ]
+        .join("\n")
+            + "\n";
+        write(d, MANIFEST_FILE, &manifest);
+        let (stream, all) = streamed(d);
+        assert!(matches!(stream.source, StreamSource::Manifest { .. }));
+        assert_eq!(stream.order(), RunOrder::Manifest);
+        assert_eq!(all, Run::open(d).unwrap().records());
+
+        // An orphan record: read whole, with the Run's order and problems.
+        write(d, "late.trace", &ours("late", 5, 0));
+        let (stream, all) = streamed(d);
+        assert!(matches!(stream.source, StreamSource::Loaded(_)));
+        let run = Run::open(d).unwrap();
+        assert_eq!(all, run.records());
+        assert_eq!(stream.problems().len(), run.problems().len());
+        assert_eq!(stream.problems().len(), 1);
+    }
+
+    #[test]
+    fn stream_reads_a_packed_log_in_order_and_reports_what_it_skips() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let n = PACKED_CHUNK as u64 + 3;
+        let mut log: String = (0..n).map(|i| packed("x", i, i) + "\n").collect();
+        log += &(packed("y", 2, 0) + "\n"); // index goes back
+        log += &(packed("x", n, 3) + "\n"); // occurrence repeats
+        log += &(packed("y", n + 1, 0) + "\n");
+        log += &packed("z", n + 2, 0)[..30]; // cut short
+        write(d, PACKED_LOG, &log);
+        let (stream, all) = streamed(d);
+        assert_eq!(stream.order(), RunOrder::Packed);
+        assert_eq!(all.len() as u64, n + 1);
+        assert_eq!(all.last().unwrap().key(), ("y", 0));
+        assert_eq!(all[7].file, "records.jsonl:8");
+        let msgs: Vec<String> = stream.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(msgs[0].contains("out of order"), "{}", msgs[0]);
+        assert!(msgs[1].contains("duplicate occurrence 3"), "{}", msgs[1]);
+        assert!(msgs[2].contains("cut short"), "{}", msgs[2]);
+        let mut strict = RunStream::open(d, &RunOptions { strict: true }).unwrap();
+        let err = std::iter::from_fn(|| strict.next_chunk().transpose())
+            .find_map(|c| c.err())
+            .unwrap();
+        assert!(err.to_string().contains("out of order"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,16 @@
 //!   from the raw name is inserted: `{sanitized}.{tag}.trace`, then numbered fallbacks.
 //! - `manifest.jsonl` gets one line per record, appended after the record file exists, in
 //!   capture-index order.
+//!
+//! # Packed layout
+//! With [`Layout::Packed`] there are no `.trace` files and no manifest: each record is one
+//! compact JSON line appended to `records.jsonl` with a single `write` on a file opened with
+//! `O_APPEND`, in capture-index order (the lock that stamps the index also appends the line).
+//! The line is the record itself (the log *is* the manifest: it carries `index`, `name` and
+//! `occurrence`). Raw values, when kept, are per-record `.npy` files published atomically as
+//! above *before* their line is appended, so a line never names a missing file. A `kill -9`
+//! leaves every line whose `write` returned whole (the data is in the kernel's page cache); at
+//! worst the last line is cut short, which readers report ([`crate::run`]).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -19,9 +29,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::config::ValuesChoice;
+use serde::Deserialize;
+
+use crate::config::{Layout, ValuesChoice};
 use crate::ranks::RankInfo;
-use crate::record::{ManifestEntry, TraceRecord, MANIFEST_FILE, RECORD_EXTENSION};
+use crate::record::{ManifestEntry, TraceRecord, MANIFEST_FILE, PACKED_LOG, RECORD_EXTENSION};
 use crate::{Error, Result};
 
 /// Longest sanitized stem kept verbatim, in bytes (file names are limited to 255 bytes).
@@ -156,25 +168,38 @@ pub(crate) struct DirSink {
     values: ValuesChoice,
     /// A rank of a multi-process run: `rank.json` is written when the directory is opened.
     rank: Option<RankInfo>,
+    layout: Layout,
     state: Mutex<Option<DirState>>,
 }
 
 #[derive(Debug)]
 struct DirState {
+    /// `manifest.jsonl`, or `records.jsonl` in the packed layout.
     manifest: File,
     counters: Counters,
+    /// One packed line, reused across records.
+    line: Vec<u8>,
+}
+
+/// The fields of a manifest line or packed record line that resuming a run needs.
+#[derive(Deserialize)]
+struct Position {
+    index: u64,
+    name: String,
+    occurrence: u64,
 }
 
 /// Distinguishes temporary files of concurrent writers in one process.
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl DirSink {
-    pub(crate) fn new(dir: PathBuf, append: bool, values: ValuesChoice) -> Self {
+    pub(crate) fn new(dir: PathBuf, append: bool, values: ValuesChoice, layout: Layout) -> Self {
         Self {
             dir,
             append,
             values,
             rank: None,
+            layout,
             state: Mutex::new(None),
         }
     }
@@ -183,6 +208,14 @@ impl DirSink {
     pub(crate) fn with_rank(mut self, info: RankInfo) -> Self {
         self.rank = Some(info);
         self
+    }
+
+    /// The log this layout appends to: `manifest.jsonl` or `records.jsonl`.
+    fn log_name(&self) -> &'static str {
+        match self.layout {
+            Layout::Files => MANIFEST_FILE,
+            Layout::Packed => PACKED_LOG,
+        }
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -203,6 +236,9 @@ impl DirSink {
             *guard = Some(self.open()?);
         }
         let state = guard.as_mut().expect("opened above");
+        if self.layout == Layout::Packed {
+            return self.write_packed(state, record, values);
+        }
         let (index, occurrence) = state.counters.peek(&record.name);
         record.index = Some(index);
         record.occurrence = Some(occurrence);
@@ -248,11 +284,80 @@ impl DirSink {
         Ok(entry)
     }
 
-    /// Creates the directory and opens the manifest; refuses to mix runs unless appending.
+    /// Appends `record` as one line of `records.jsonl`, after publishing its values file.
+    fn write_packed(
+        &self,
+        state: &mut DirState,
+        mut record: TraceRecord,
+        values: Option<&[f32]>,
+    ) -> Result<ManifestEntry> {
+        let (index, occurrence) = state.counters.peek(&record.name);
+        record.index = Some(index);
+        record.occurrence = Some(occurrence);
+        record.values = None;
+        if let Some(v) = values.filter(|_| self.values.keeps(&record.name, occurrence)) {
+            let npy = npy_bytes(&record.shape, v).map_err(|e| {
+                let path = self.dir.join(format!("{}.npy", sanitize(&record.name)));
+                Error::io("encode values for", path, e)
+            })?;
+            for stem in candidate_stems(&record.name, occurrence) {
+                let file = format!("{stem}.npy");
+                if self.place(&npy, &self.dir.join(&file))? {
+                    record.values = Some(file);
+                    break;
+                }
+            }
+            if record.values.is_none() {
+                return Err(Error::io(
+                    "find a free file name for",
+                    self.dir.join(sanitize(&record.name)),
+                    io::Error::new(io::ErrorKind::AlreadyExists, "64 candidate names are taken"),
+                ));
+            }
+        }
+        state.line.clear();
+        serde_json::to_writer(&mut state.line, &record).expect("records always serialize");
+        state.line.push(b'\n');
+        // One `write` for the whole line: with O_APPEND it lands whole or, if the process dies
+        // inside it, as a cut-short last line that readers report.
+        state
+            .manifest
+            .write_all(&state.line)
+            .map_err(|e| Error::io("append to", self.dir.join(PACKED_LOG), e))?;
+        state.counters.commit(&record.name);
+        Ok(ManifestEntry {
+            index,
+            name: record.name,
+            occurrence,
+            file: PACKED_LOG.to_owned(),
+            values: record.values,
+        })
+    }
+
+    /// Creates the directory and opens the log; refuses to mix runs unless appending, and
+    /// always refuses to mix layouts.
     fn open(&self) -> Result<DirState> {
         fs::create_dir_all(&self.dir).map_err(|e| Error::io("create directory", &self.dir, e))?;
-        let manifest_path = self.dir.join(MANIFEST_FILE);
+        let manifest_path = self.dir.join(self.log_name());
         let mut counters = Counters::default();
+        let other = match self.layout {
+            Layout::Files => self.dir.join(PACKED_LOG),
+            Layout::Packed => self.dir.join(MANIFEST_FILE),
+        };
+        if self.append && other.exists() {
+            return Err(Error::Config {
+                setting: "trace directory".into(),
+                value: self.dir.display().to_string(),
+                problem: format!(
+                    "it holds a run of the other layout ({}); append with TENSOR_TRACE_LAYOUT={}",
+                    other.file_name().unwrap_or_default().to_string_lossy(),
+                    match self.layout {
+                        Layout::Files => "packed",
+                        Layout::Packed => "files",
+                    }
+                ),
+            });
+        }
         if self.append {
             counters = self.resume(&manifest_path)?;
         } else if let Some(existing) = self.existing_run()? {
@@ -273,7 +378,11 @@ impl DirSink {
             .append(true)
             .open(&manifest_path)
             .map_err(|e| Error::io("open", &manifest_path, e))?;
-        Ok(DirState { manifest, counters })
+        Ok(DirState {
+            manifest,
+            counters,
+            line: Vec::with_capacity(512),
+        })
     }
 
     /// The first file that shows the directory already holds records.
@@ -282,7 +391,7 @@ impl DirSink {
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("list", &self.dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == MANIFEST_FILE || name.ends_with(".trace") {
+            if name == MANIFEST_FILE || name == PACKED_LOG || name.ends_with(".trace") {
                 return Ok(Some(name));
             }
         }
@@ -291,28 +400,49 @@ impl DirSink {
 
     /// Continues the index and occurrence counts of the run already in the manifest.
     fn resume(&self, manifest_path: &Path) -> Result<Counters> {
+        use std::io::BufRead;
         let mut counters = Counters::default();
-        let text = match fs::read_to_string(manifest_path) {
-            Ok(t) => t,
+        let file = match File::open(manifest_path) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(counters),
             Err(e) => return Err(Error::io("read", manifest_path, e)),
         };
-        for (i, line) in text.lines().enumerate() {
+        // Streamed: a packed log of millions of lines is never held in memory.
+        let mut reader = io::BufReader::new(file);
+        let mut line = String::new();
+        let mut number = 0;
+        let mut last_complete = true;
+        loop {
+            line.clear();
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| Error::io("read", manifest_path, e))?;
+            if n == 0 {
+                break;
+            }
+            number += 1;
+            let complete = line.ends_with('\n');
+            last_complete = complete;
             if line.trim().is_empty() {
                 continue;
             }
-            match ManifestEntry::from_line(line, manifest_path, i + 1) {
+            match serde_json::from_str::<Position>(line.trim()) {
                 Ok(entry) => {
                     counters.next_index = counters.next_index.max(entry.index + 1);
                     let occ = counters.occurrences.entry(entry.name).or_default();
                     *occ = (*occ).max(entry.occurrence + 1);
                 }
                 // A crash can cut the last line short; anything else is real damage.
-                Err(_) if i + 1 == text.lines().count() && !text.ends_with('\n') => {}
-                Err(e) => return Err(e.into()),
+                Err(_) if !complete => {}
+                Err(e) => {
+                    return Err(Error::Record(crate::record::RecordError::Parse {
+                        path: manifest_path.to_owned(),
+                        message: format!("line {number}: {e}"),
+                    }))
+                }
             }
         }
-        if !text.is_empty() && !text.ends_with('\n') {
+        if !last_complete {
             // Start our lines on a fresh line after a truncated one.
             let mut f = OpenOptions::new()
                 .append(true)

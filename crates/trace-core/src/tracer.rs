@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::{Config, NameFilter, ValuesAt, DEFAULT_QUEUE};
+use crate::config::{Config, Layout, NameFilter, ValuesAt, DEFAULT_QUEUE};
 use crate::ranks::RankInfo;
 use crate::record::{TraceRecord, FORMAT_VERSION};
 use crate::sink::{DirSink, MemorySink};
@@ -91,6 +91,7 @@ impl Tracer {
                 rank_info.map_or_else(|| dir.clone(), |r| r.dir(dir)),
                 config.append,
                 config.values_choice(),
+                config.layout,
             );
             match rank_info {
                 Some(info) => sink.with_rank(info),
@@ -270,6 +271,7 @@ pub struct TracerBuilder {
     background: Option<usize>,
     rank: Option<u32>,
     world_size: Option<u32>,
+    layout: Layout,
 }
 
 impl TracerBuilder {
@@ -329,6 +331,12 @@ impl TracerBuilder {
         self
     }
 
+    /// Write the packed layout (`records.jsonl`) or one file per record (the default).
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
     /// Checks the settings and builds the tracer.
     pub fn build(self) -> Result<Tracer> {
         let filter = match &self.filter {
@@ -359,6 +367,7 @@ impl TracerBuilder {
             background: self.background,
             rank: self.rank,
             world_size: self.world_size,
+            layout: self.layout,
         })
     }
 }

@@ -10,6 +10,9 @@
 //!   `TENSOR_TRACE_VALUES_AT` items). Raw values are saved for exactly the tensors flagged
 //!   `values: true`, some by name and some by occurrence only.
 //!
+//! - `expected-packed/` is the same run in the packed layout (`TENSOR_TRACE_LAYOUT=packed`):
+//!   `records.jsonl` (one compact record per line) and the same `.npy` files.
+//!
 //! `TENSOR_TRACE_BLESS=1 cargo test -p trace-core --test golden_vectors` rewrites both; without it
 //! the test writes into a temporary directory and demands identical files, byte for byte. CI
 //! never blesses.
@@ -27,7 +30,7 @@ use std::path::{Path, PathBuf};
 use half::{bf16, f16};
 use serde::Serialize;
 use trace_core::config::ValuesAt;
-use trace_core::{Context, Data, TensorView, Tracer};
+use trace_core::{Context, Data, Layout, TensorView, Tracer};
 
 /// The `TENSOR_TRACE_VALUES_AT` setting of the golden run: single occurrences, a range running
 /// past the last occurrence, spaces around items, an escaped comma and a name holding `@`.
@@ -487,8 +490,14 @@ fn inputs_json(cases: &[Case]) -> String {
 
 /// Captures every case into `dir` (which must not exist or be empty).
 fn write_expected(cases: &[Case], dir: &Path) {
+    write_layout(cases, dir, Layout::Files);
+}
+
+/// Captures every case into `dir` in `layout`.
+fn write_layout(cases: &[Case], dir: &Path, layout: Layout) {
     let tracer = Tracer::builder()
         .dir(dir)
+        .layout(layout)
         .values(&values_filter(cases))
         .values_at(VALUES_AT)
         .build()
@@ -524,13 +533,18 @@ fn golden_vectors_match_the_committed_files() {
     );
 
     if std::env::var_os("TENSOR_TRACE_BLESS").is_some_and(|v| v == "1") {
-        let expected = golden.join("expected");
-        if expected.exists() {
-            fs::remove_dir_all(&expected).expect("remove the old expected dir");
+        for (sub, layout) in [
+            ("expected", Layout::Files),
+            ("expected-packed", Layout::Packed),
+        ] {
+            let expected = golden.join(sub);
+            if expected.exists() {
+                fs::remove_dir_all(&expected).expect("remove the old expected dir");
+            }
+            write_layout(&cases, &expected, layout);
         }
         fs::create_dir_all(&golden).expect("create testdata/golden");
         fs::write(golden.join("inputs.json"), &inputs).expect("write inputs.json");
-        write_expected(&cases, &expected);
         eprintln!("blessed {}", golden.display());
         return;
     }
@@ -560,8 +574,30 @@ fn golden_vectors_match_the_committed_files() {
         })
         .collect();
     assert_eq!(with_values, saved_values(&cases));
-    let expected = golden.join("expected");
-    let (want, got) = (file_names(&expected), file_names(&fresh));
+    assert_same_files(&golden.join("expected"), &fresh);
+
+    let packed = tmp.path().join("packed");
+    write_layout(&cases, &packed, Layout::Packed);
+    assert_same_files(&golden.join("expected-packed"), &packed);
+    // The packed log holds the same records as the `.trace` files, line by line in index order.
+    let log = fs::read_to_string(packed.join("records.jsonl")).expect("records.jsonl");
+    let entries: Vec<serde_json::Value> = manifest
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(log.lines().count(), entries.len());
+    for (line, entry) in log.lines().zip(&entries) {
+        let from_log: serde_json::Value = serde_json::from_str(line).unwrap();
+        let file = entry["file"].as_str().unwrap();
+        let text = fs::read_to_string(fresh.join(file)).unwrap();
+        let from_file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(from_log, from_file, "{file}");
+    }
+}
+
+/// Demands the same file names in both directories and byte-identical files.
+fn assert_same_files(expected: &Path, fresh: &Path) {
+    let (want, got) = (file_names(expected), file_names(fresh));
     assert_eq!(
         want,
         got,

@@ -10,7 +10,10 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
 use crate::render::{self, TextOptions};
-use crate::{diff_dirs_calibrated, diff_paths, DiffOptions, Rules, DEFAULT_MAX_RATIO};
+use crate::{
+    diff_dirs_calibrated, diff_dirs_streaming, diff_paths, DiffOptions, Rules, StreamOptions,
+    DEFAULT_MAX_RATIO,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 /// Report format on stdout.
@@ -91,6 +94,15 @@ pub struct Args {
     /// When to color the text report.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Streaming diff for runs of millions of records: memory flat in run length, the JSON
+    /// report written as pairs are compared; the text report lists the first non-agreeing
+    /// pairs only. Not with --baseline, --html or --junit (they need every pair at once).
+    #[arg(long, conflicts_with_all = ["baseline", "html", "junit"])]
+    pub stream: bool,
+    /// With --stream: the most unmatched records of B held while a record of A looks for its
+    /// partner (a partner further on is reported missing, with a warning).
+    #[arg(long, value_name = "N", requires = "stream", default_value_t = 65536)]
+    pub window: usize,
 }
 
 /// Parses a `--max-ratio` value: a finite number above 0 (every front end that takes the flag
@@ -123,6 +135,9 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
         allow_missing: args.allow_missing,
         max_ratio: args.max_ratio,
     };
+    if args.stream {
+        return run_streaming(args, &options);
+    }
     let report = match &args.baseline {
         Some(c) => {
             for dir in [&args.dir_a, &args.dir_b, c] {
@@ -170,5 +185,56 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
             out.flush()?;
         }
     }
+    Ok(report.outcome.exit_code())
+}
+
+/// `--stream`: the JSON report goes out pair by pair; the text report is printed at the end.
+fn run_streaming(args: &Args, options: &DiffOptions) -> anyhow::Result<u8> {
+    let bounds = StreamOptions {
+        window: args.window.max(1),
+        keep_pairs: if args.max_rows == 0 {
+            StreamOptions::default().keep_pairs
+        } else {
+            args.max_rows
+        },
+        ..StreamOptions::default()
+    };
+    let report = match args.format {
+        Format::Json => {
+            let out = io::BufWriter::new(io::stdout().lock());
+            let mut json = render::JsonStream::begin(out)?;
+            let mut io_error = None;
+            let report =
+                diff_dirs_streaming(&args.dir_a, &args.dir_b, options, &bounds, &mut |p| {
+                    if io_error.is_none() {
+                        io_error = json.pair(p).err();
+                    }
+                    Ok(())
+                })?;
+            if let Some(e) = io_error {
+                return Err(e.into());
+            }
+            json.finish(&report)?;
+            report
+        }
+        Format::Text => {
+            let report =
+                diff_dirs_streaming(&args.dir_a, &args.dir_b, options, &bounds, &mut |_| Ok(()))?;
+            let text_options = TextOptions {
+                color: args.color != ColorChoice::Never,
+                max_rows: args.max_rows,
+                ..TextOptions::default()
+            };
+            let text = render::text(&report, &text_options);
+            let choice = match args.color {
+                ColorChoice::Always => anstream::ColorChoice::Always,
+                _ => anstream::ColorChoice::Auto,
+            };
+            let mut out = anstream::AutoStream::new(io::stdout().lock(), choice);
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+            report
+        }
+    };
     Ok(report.outcome.exit_code())
 }

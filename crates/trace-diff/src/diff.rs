@@ -184,10 +184,17 @@ fn diff(a: &Run, b: &Run, baseline: Option<&Run>, options: &DiffOptions) -> Resu
         let base = baseline.map(|c| {
             c_index.get(&rb.key()).map(|&k| {
                 c_used[k] = true;
-                (c, &c.records()[k])
+                (c.dir(), &c.records()[k])
             })
         });
-        let pair = compare_pair(position, (a, ra), (b, rb), base, options, &mut warnings)?;
+        let pair = compare_pair(
+            position,
+            (a.dir(), ra),
+            (b.dir(), rb),
+            base,
+            options,
+            &mut warnings,
+        )?;
         counts.compared += 1;
         match pair.verdict {
             Verdict::Identical => counts.identical += 1,
@@ -241,6 +248,7 @@ fn diff(a: &Run, b: &Run, baseline: Option<&Run>, options: &DiffOptions) -> Resu
         warnings,
         calibration,
         ranks: None,
+        streamed: None,
     })
 }
 
@@ -333,7 +341,7 @@ fn calibration_summary(
     }
 }
 
-fn run_info(run: &Run, ignored: u64) -> RunInfo {
+pub(crate) fn run_info(run: &Run, ignored: u64) -> RunInfo {
     RunInfo {
         dir: run.dir().display().to_string(),
         order: run.order().name(),
@@ -343,7 +351,12 @@ fn run_info(run: &Run, ignored: u64) -> RunInfo {
     }
 }
 
-fn unmatched(position: u64, side: &'static str, r: &RunRecord, reason: Option<String>) -> Pair {
+pub(crate) fn unmatched(
+    position: u64,
+    side: &'static str,
+    r: &RunRecord,
+    reason: Option<String>,
+) -> Pair {
     let rec = &r.record;
     let (name_a, name_b) = match side {
         "a" => (Some(rec.name.clone()), None),
@@ -386,13 +399,13 @@ fn unmatched(position: u64, side: &'static str, r: &RunRecord, reason: Option<St
 
 /// Loads one side's values; a problem is a warning (or an error in strict mode).
 fn load_values(
-    run: &Run,
+    dir: &Path,
     r: &RunRecord,
     side: &'static str,
     strict: bool,
     warnings: &mut Vec<Warning>,
 ) -> Result<Option<Vec<f64>>> {
-    let Some(path) = run.values_path(r) else {
+    let Some(path) = r.values.as_ref().map(|v| dir.join(v)) else {
         return Ok(None);
     };
     match values::load(&path, &r.record.shape) {
@@ -414,12 +427,12 @@ fn load_values(
 
 /// A matched pair's baseline record: `None` when the diff is not calibrated, `Some(None)` when
 /// the baseline has no such record.
-type BaselineRecord<'a> = Option<Option<(&'a Run, &'a RunRecord)>>;
+pub(crate) type BaselineRecord<'a> = Option<Option<(&'a Path, &'a RunRecord)>>;
 
-fn compare_pair(
+pub(crate) fn compare_pair(
     position: u64,
-    (run_a, a): (&Run, &RunRecord),
-    (run_b, b): (&Run, &RunRecord),
+    (run_a, a): (&Path, &RunRecord),
+    (run_b, b): (&Path, &RunRecord),
     baseline: BaselineRecord<'_>,
     options: &DiffOptions,
     warnings: &mut Vec<Warning>,
@@ -576,7 +589,7 @@ fn compare_pair(
 /// What the calibration of one pair starts from: the baseline record (if any) and the values
 /// of A and B already loaded.
 struct Third<'a> {
-    baseline: Option<(&'a Run, &'a RunRecord)>,
+    baseline: Option<(&'a Path, &'a RunRecord)>,
     loaded: Option<(Vec<f64>, Vec<f64>)>,
 }
 
@@ -594,8 +607,8 @@ struct Errors {
 /// verdict by the calibrated one when the ratio can be measured, else marks the pair.
 fn calibrate(
     pair: &mut Pair,
-    (run_a, a): (&Run, &RunRecord),
-    (run_b, b): (&Run, &RunRecord),
+    (run_a, a): (&Path, &RunRecord),
+    (run_b, b): (&Path, &RunRecord),
     third: Third<'_>,
     options: &DiffOptions,
     warnings: &mut Vec<Warning>,
@@ -739,9 +752,9 @@ fn calibrate(
 /// The errors from raw values, when all three runs have them (and values are wanted); `None`
 /// otherwise, or when a file cannot be used (a warning says why).
 fn value_triple(
-    (run_a, a): (&Run, &RunRecord),
-    (run_b, b): (&Run, &RunRecord),
-    (run_c, c): (&Run, &RunRecord),
+    (run_a, a): (&Path, &RunRecord),
+    (run_b, b): (&Path, &RunRecord),
+    (run_c, c): (&Path, &RunRecord),
     identical: bool,
     loaded: Option<(Vec<f64>, Vec<f64>)>,
     options: &DiffOptions,
@@ -1014,53 +1027,129 @@ fn first_divergence(pairs: &[Pair], order_known: bool) -> Option<FirstDivergence
 /// Groups consecutive matched pairs of one `(seq, layer)`; the last one with an error is the
 /// layer's output.
 fn layer_profile(pairs: &[Pair]) -> Vec<LayerError> {
-    let mut out: Vec<LayerError> = Vec::new();
-    // Index of each group's output pair; names are filled in at the end, once per group.
-    let mut outputs: Vec<usize> = Vec::new();
-    let mut current: Option<(Option<u64>, i64)> = None;
-    for (i, p) in pairs.iter().enumerate() {
+    let mut profile = LayerProfile::default();
+    for p in pairs {
+        profile.push(p);
+    }
+    profile.finish()
+}
+
+/// [`layer_profile`] fed one pair at a time, in A's order (the streaming diff holds no pairs).
+///
+/// Unbounded by default. [`LayerProfile::bounded`] keeps at most `around` groups before the
+/// first divergence (the latest ones) and `around` groups from it on, so memory stays flat
+/// however long the run; [`LayerProfile::dropped`] counts the groups left out.
+#[derive(Debug, Default)]
+pub(crate) struct LayerProfile {
+    out: std::collections::VecDeque<LayerError>,
+    current: Option<(Option<u64>, i64)>,
+    /// The last group dropped from the front, for the amplification of the first kept one.
+    before: Option<LayerError>,
+    around: Option<usize>,
+    /// Groups still to keep after the first divergence, once it is known.
+    after: Option<usize>,
+    /// Set when the budget after the divergence is spent: later groups are only counted.
+    closed: bool,
+    dropped: u64,
+}
+
+impl LayerProfile {
+    /// A profile keeping `around` groups on each side of the first divergence.
+    pub(crate) fn bounded(around: usize) -> Self {
+        LayerProfile {
+            around: Some(around.max(1)),
+            ..LayerProfile::default()
+        }
+    }
+
+    /// Tells a bounded profile that the first divergence is the pair pushed last.
+    pub(crate) fn diverged(&mut self) {
+        // Its own group is the first of the `around` kept from it on.
+        if let Some(around) = self.around {
+            self.after.get_or_insert(around - 1);
+        }
+    }
+
+    /// Groups left out by a bounded profile.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Takes the next pair in A's order; pairs without a partner or a layer are passed over.
+    pub(crate) fn push(&mut self, p: &Pair) {
         let (None, Some(layer)) = (p.only_in, p.layer) else {
-            continue;
+            return;
         };
         let key = (p.seq, layer);
-        if current != Some(key) {
-            current = Some(key);
-            out.push(LayerError {
+        if self.current != Some(key) {
+            self.current = Some(key);
+            if let Some(after) = &mut self.after {
+                if *after == 0 {
+                    self.closed = true;
+                } else {
+                    *after -= 1;
+                }
+            }
+            if self.closed {
+                self.dropped += 1;
+                return;
+            }
+            if let (Some(around), None) = (self.around, self.after) {
+                // `around` groups before the current one, which may hold the divergence.
+                if self.out.len() > around {
+                    self.before = self.out.pop_front();
+                    self.dropped += 1;
+                }
+            }
+            self.out.push_back(LayerError {
                 seq: p.seq,
                 layer,
-                output: String::new(),
+                output: p.display_name().to_owned(),
                 error: None,
                 max_error: None,
                 amplification: None,
-                baseline_error: None,
-                ratio: None,
+                baseline_error: p.calibration.as_ref().and_then(|c| c.e_c),
+                ratio: p.calibration.as_ref().and_then(|c| c.ratio),
             });
-            outputs.push(i);
         }
-        let group = out.last_mut().expect("pushed above");
+        if self.closed {
+            return;
+        }
+        let group = self.out.back_mut().expect("pushed above");
         if let Some(e) = p.error {
-            *outputs.last_mut().expect("pushed above") = i;
+            group.output = p.display_name().to_owned();
             group.error = Some(e);
             group.max_error = Some(group.max_error.map_or(e, |m| m.max(e)));
+            if let Some(cal) = &p.calibration {
+                group.baseline_error = cal.e_c;
+                group.ratio = cal.ratio;
+            } else {
+                group.baseline_error = None;
+                group.ratio = None;
+            }
         }
     }
-    for (group, &i) in out.iter_mut().zip(&outputs) {
-        group.output = pairs[i].display_name().to_owned();
-        if let Some(cal) = &pairs[i].calibration {
-            group.baseline_error = cal.e_c;
-            group.ratio = cal.ratio;
+
+    /// The groups with their amplification within each step.
+    pub(crate) fn finish(self) -> Vec<LayerError> {
+        // `before` (a group dropped from the front) only lends its error to the amplification
+        // of the first kept group.
+        let had_before = self.before.is_some();
+        let mut out: Vec<LayerError> = self.before.into_iter().chain(self.out).collect();
+        for i in 1..out.len() {
+            if out[i - 1].seq != out[i].seq {
+                continue;
+            }
+            out[i].amplification = match (out[i - 1].error, out[i].error) {
+                (Some(prev), Some(cur)) if prev > 0.0 => Some(cur / prev),
+                _ => None,
+            };
         }
-    }
-    for i in 1..out.len() {
-        if out[i - 1].seq != out[i].seq {
-            continue;
+        if had_before {
+            out.remove(0);
         }
-        out[i].amplification = match (out[i - 1].error, out[i].error) {
-            (Some(prev), Some(cur)) if prev > 0.0 => Some(cur / prev),
-            _ => None,
-        };
+        out
     }
-    out
 }
 
 #[cfg(test)]

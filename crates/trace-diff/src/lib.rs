@@ -67,6 +67,7 @@ pub mod render;
 pub mod report;
 pub mod rules;
 pub mod shard;
+mod stream;
 pub mod transform;
 mod values;
 
@@ -76,5 +77,6 @@ pub use error::{Error, Result};
 pub use report::{Calibration, CalibrationStatus, Evidence, Outcome, Pair, Report, Verdict};
 pub use rules::{Rules, ShardSplit, Tolerance};
 pub use shard::diff_paths;
+pub use stream::{diff_dirs_streaming, StreamOptions};
 #[doc(hidden)]
 pub use values::load as load_values;

@@ -452,14 +452,39 @@ pub struct Report {
     /// the first divergence is on. Absent when neither side is a multi-rank run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ranks: Option<crate::shard::RanksReport>,
+    /// Streaming diffs only (absent otherwise): `pairs` then holds only the first non-agreeing
+    /// pairs (the JSON report streams every pair instead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streamed: Option<Streamed>,
+}
+
+/// How a streaming diff ([`crate::diff_dirs_streaming`]) bounded its memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Streamed {
+    /// Largest number of unmatched B records held while looking for a partner.
+    pub window: u64,
+    /// Records of A declared without a partner because the window was full (their partner, if
+    /// any, lies further on in B); 0 means the matching is exactly the in-memory diff's.
+    pub window_misses: u64,
+    /// Non-agreeing pairs kept in [`Report::pairs`] (the first ones in order).
+    pub pairs_kept: u64,
+    /// Layer groups left out of [`Report::layers`], which keeps those nearest the first
+    /// divergence (the latest before it and the first from it on).
+    pub layers_dropped: u64,
 }
 
 impl Report {
     /// The first diverged pair, if any.
     pub fn first_divergence_pair(&self) -> Option<&Pair> {
-        self.first_divergence
-            .as_ref()
-            .and_then(|f| self.pairs.get(f.pair as usize))
+        let f = self.first_divergence.as_ref()?;
+        // A streaming report keeps only some pairs: look the position up.
+        match self.pairs.get(f.pair as usize) {
+            Some(p) if p.position == f.pair && p.only_in != Some("b") => Some(p),
+            _ => self
+                .pairs
+                .iter()
+                .find(|p| p.position == f.pair && p.only_in != Some("b")),
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 | `TENSOR_TRACE_ASYNC` | accepted and checked like trace-core; Python writes synchronously |
 | `TENSOR_TRACE_RANK` | process rank recorded in every record (else `RANK`, see `_ranks`) |
 | `TENSOR_TRACE_WORLD_SIZE` | number of processes (else `WORLD_SIZE`); above 1, rank r writes into `DIR/rank-{r}` |
+| `TENSOR_TRACE_LAYOUT` | `files` (default, one `.trace` per record) or `packed` (`records.jsonl`) |
 
 Globs follow the `globset` crate's default syntax as trace-core uses it: `*` and `?` match any
 character including `/`, `[abc]`, `[a-z]`, `[!x]`/`[^x]` classes, `{a,b}` alternatives, `\\`
@@ -34,6 +35,9 @@ __all__ = [
     "ENV_APPEND",
     "ENV_ASYNC",
     "ENV_RANK",
+    "ENV_LAYOUT",
+    "LAYOUTS",
+    "parse_layout",
     "ConfigError",
     "TraceError",
     "NameFilter",
@@ -49,6 +53,9 @@ ENV_VALUES_AT = "TENSOR_TRACE_VALUES_AT"
 ENV_APPEND = "TENSOR_TRACE_APPEND"
 ENV_ASYNC = "TENSOR_TRACE_ASYNC"
 ENV_RANK = "TENSOR_TRACE_RANK"
+ENV_LAYOUT = "TENSOR_TRACE_LAYOUT"
+#: The directory layouts, as trace-core spells them.
+LAYOUTS = ("files", "packed")
 
 
 class TraceError(Exception):
@@ -379,6 +386,16 @@ def parse_rank(setting: str, v: str) -> int:
     return int(s)
 
 
+def parse_layout(setting: str, v: str) -> str:
+    """`files` or `packed` (case-insensitive; `file` is accepted as in trace-core)."""
+    s = v.strip().lower()
+    if s == "file":
+        s = "files"
+    if s not in LAYOUTS:
+        raise ConfigError(setting, v, "expected `files` or `packed`")
+    return s
+
+
 @dataclass
 class Config:
     """Where and how records are written (trace-core's `Config`)."""
@@ -391,6 +408,7 @@ class Config:
     background: bool = False
     rank: Optional[int] = None
     world_size: Optional[int] = None
+    layout: str = "files"
 
     @classmethod
     def from_lookup(cls, get: Callable[[str], Optional[str]]) -> Optional["Config"]:
@@ -428,6 +446,9 @@ class Config:
         from ._ranks import rank_and_world_from_env
 
         config.rank, config.world_size = rank_and_world_from_env(get, ENV_RANK)
+        v = non_empty(ENV_LAYOUT)
+        if v is not None:
+            config.layout = parse_layout(ENV_LAYOUT, v)
         return config
 
     @classmethod

@@ -9,6 +9,9 @@
   fallbacks (64 candidates in all).
 - A directory that already holds a run is refused unless appending; appending continues the
   indexes and occurrences found in the manifest.
+- The packed layout (`layout="packed"`) writes no `.trace` files and no manifest: each record is
+  one compact JSON line of `records.jsonl`, appended with one unbuffered write, in index order;
+  values stay per-record `.npy` files published before their line.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ import numpy as np
 from ._config import ConfigError, TraceError
 from ._jsonfmt import compact, pretty
 
-__all__ = ["sanitize", "MANIFEST_FILE", "DirSink"]
+__all__ = ["sanitize", "MANIFEST_FILE", "PACKED_LOG", "DirSink"]
 
 MANIFEST_FILE = "manifest.jsonl"
+#: The record log of a packed directory: one compact record per line.
+PACKED_LOG = "records.jsonl"
 #: Longest sanitized stem kept verbatim, in bytes.
 MAX_STEM = 180
 _TMP_SEQ = itertools.count()
@@ -95,10 +100,14 @@ class DirSink:
         append: bool,
         keeps_values: Optional[Callable[[str, int], bool]] = None,
         on_open: Optional[Callable[[str], None]] = None,
+        layout: str = "files",
     ) -> None:
+        if layout not in ("files", "packed"):
+            raise ConfigError("layout", layout, "expected `files` or `packed`")
         self.dir = os.fspath(dir)
         # Called with the directory once it exists and may be written (rank.json, see _ranks).
         self._on_open = on_open
+        self.layout = layout
         self.append = append
         self._keeps_values = keeps_values
         self._lock = threading.Lock()
@@ -122,6 +131,8 @@ class DirSink:
                 if not self._keeps_values(name, occurrence):
                     values = None
             npy = npy_bytes(values) if values is not None else None
+            if self.layout == "packed":
+                return self._write_packed(record, npy, index, occurrence)
             published = None
             for stem in candidate_stems(name, occurrence):
                 if npy is not None:
@@ -151,6 +162,32 @@ class DirSink:
             self._occurrences[name] = occurrence + 1
             return entry
 
+    def _write_packed(self, record: dict, npy: Optional[bytes], index: int, occurrence: int) -> dict:
+        name = record["name"]
+        record.pop("values", None)
+        if npy is not None:
+            for stem in candidate_stems(name, occurrence):
+                if self._place(npy, os.path.join(self.dir, f"{stem}.npy")):
+                    record["values"] = f"{stem}.npy"
+                    break
+            else:
+                raise TraceError(
+                    f"find a free file name for {os.path.join(self.dir, sanitize(name))}: "
+                    "64 candidate names are taken"
+                )
+        line = (compact(record) + "\n").encode("utf-8")
+        try:
+            # One unbuffered write: the line lands whole, or cut short only by a crash.
+            self._manifest.write(line)
+        except OSError as e:
+            raise TraceError(f"append to {self._manifest_path()}: {e}") from e
+        self._next_index += 1
+        self._occurrences[name] = occurrence + 1
+        entry = {"index": index, "name": name, "occurrence": occurrence, "file": PACKED_LOG}
+        if "values" in record:
+            entry["values"] = record["values"]
+        return entry
+
     def close(self) -> None:
         with self._lock:
             if self._manifest is not None:
@@ -158,13 +195,21 @@ class DirSink:
                 self._manifest = None
 
     def _manifest_path(self) -> str:
-        return os.path.join(self.dir, MANIFEST_FILE)
+        return os.path.join(self.dir, PACKED_LOG if self.layout == "packed" else MANIFEST_FILE)
 
     def _open(self) -> None:
         try:
             os.makedirs(self.dir, exist_ok=True)
         except OSError as e:
             raise TraceError(f"create directory {self.dir}: {e}") from e
+        other = MANIFEST_FILE if self.layout == "packed" else PACKED_LOG
+        if self.append and os.path.exists(os.path.join(self.dir, other)):
+            raise ConfigError(
+                "trace directory",
+                self.dir,
+                f"it holds a run of the other layout ({other}); append with "
+                f"TENSOR_TRACE_LAYOUT={'files' if self.layout == 'packed' else 'packed'}",
+            )
         if self.append:
             self._resume()
         else:
@@ -190,7 +235,7 @@ class DirSink:
         except OSError as e:
             raise TraceError(f"list {self.dir}: {e}") from e
         for n in names:
-            if n == MANIFEST_FILE or n.endswith(".trace"):
+            if n in (MANIFEST_FILE, PACKED_LOG) or n.endswith(".trace"):
                 return n
         return None
 

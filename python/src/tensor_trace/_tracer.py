@@ -8,7 +8,15 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ._config import Config, ConfigError, NameFilter, TraceError, ValuesAt, parse_rank
+from ._config import (
+    Config,
+    ConfigError,
+    NameFilter,
+    TraceError,
+    ValuesAt,
+    parse_layout,
+    parse_rank,
+)
 from ._fingerprint import canonical_f32, fingerprint
 from ._ranks import from_settings, parse_world_size
 from ._sink import DirSink
@@ -116,8 +124,9 @@ class Tracer:
         append: bool = False,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
+        layout: str = "files",
     ) -> None:
-        config = Config(dir=os.fspath(dir), append=append)
+        config = Config(dir=os.fspath(dir), append=append, layout=parse_layout("layout", layout))
         if filter is not None:
             config.filter = NameFilter.parse(filter, "filter")
         if values is not None:
@@ -147,6 +156,7 @@ class Tracer:
             config.append,
             keeps_values=self._keeps_values,
             on_open=info.write if info is not None else None,
+            layout=config.layout,
         )
 
     @property

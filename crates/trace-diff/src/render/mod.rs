@@ -12,7 +12,85 @@ pub use html::html;
 pub use junit::junit;
 pub use text::{text, TextOptions};
 
-use crate::report::Report;
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::report::{
+    CalibrationSummary, Counts, FirstDivergence, LayerError, Outcome, Pair, Report, RunInfo,
+    Streamed, Warning, SCHEMA, SCHEMA_VERSION,
+};
+
+/// The JSON report of a streaming diff, written as the pairs come: `schema`, `schema_version`
+/// and `pairs` (one compact pair per line) first, then every other field of [`json`]'s report
+/// once the diff is done. The same document as [`json`] but for the order of its fields and
+/// its whitespace, in memory flat in the number of pairs.
+pub struct JsonStream<W: Write> {
+    out: W,
+    pairs: u64,
+}
+
+/// The report's fields after `pairs`, in [`Report`]'s order.
+#[derive(Serialize)]
+struct Tail<'a> {
+    outcome: Outcome,
+    a: &'a RunInfo,
+    b: &'a RunInfo,
+    rules: &'a Option<String>,
+    counts: &'a Counts,
+    first_divergence: &'a Option<FirstDivergence>,
+    layers: &'a [LayerError],
+    warnings: &'a [Warning],
+    calibration: &'a Option<CalibrationSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    streamed: &'a Option<Streamed>,
+}
+
+impl<W: Write> JsonStream<W> {
+    /// Writes the opening of the document to `out`.
+    pub fn begin(mut out: W) -> io::Result<Self> {
+        write!(
+            out,
+            "{{\n  \"schema\": {},\n  \"schema_version\": {SCHEMA_VERSION},\n  \"pairs\": [",
+            serde_json::to_string(SCHEMA).expect("strings serialize")
+        )?;
+        Ok(JsonStream { out, pairs: 0 })
+    }
+
+    /// Writes one pair.
+    pub fn pair(&mut self, pair: &Pair) -> io::Result<()> {
+        let sep = if self.pairs == 0 { "\n    " } else { ",\n    " };
+        self.out.write_all(sep.as_bytes())?;
+        serde_json::to_writer(&mut self.out, pair).map_err(io::Error::other)?;
+        self.pairs += 1;
+        Ok(())
+    }
+
+    /// Writes the rest of `report` (its `pairs` were written one by one) and the closing brace.
+    pub fn finish(mut self, report: &Report) -> io::Result<W> {
+        let tail = Tail {
+            outcome: report.outcome,
+            a: &report.a,
+            b: &report.b,
+            rules: &report.rules,
+            counts: &report.counts,
+            first_divergence: &report.first_divergence,
+            layers: &report.layers,
+            warnings: &report.warnings,
+            calibration: &report.calibration,
+            streamed: &report.streamed,
+        };
+        let text = serde_json::to_string_pretty(&tail).map_err(io::Error::other)?;
+        // `{\n  "outcome": ...}`: drop the opening brace, keep the fields and the closing one.
+        let fields = text.strip_prefix('{').unwrap_or(&text);
+        let close = if self.pairs == 0 { "]," } else { "\n  ]," };
+        self.out.write_all(close.as_bytes())?;
+        self.out.write_all(fields.as_bytes())?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
 
 /// The report as pretty JSON (schema in `docs/FORMAT.md`), with a trailing newline.
 pub fn json(report: &Report) -> String {

@@ -244,7 +244,15 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
         .collect();
     let calibrated = report.calibration.is_some();
     if !bad.is_empty() {
-        let _ = writeln!(out, "\n{b}records that do not agree{b:#} ({}):", bad.len());
+        // A streaming report keeps only the first of them: the count comes from the totals.
+        let total = match &report.streamed {
+            Some(_) => {
+                let c = &report.counts;
+                (c.diverged + c.incompatible + c.missing_in_a + c.missing_in_b) as usize
+            }
+            None => bad.len(),
+        };
+        let _ = writeln!(out, "\n{b}records that do not agree{b:#} ({total}):");
         let _ = writeln!(
             out,
             "  {d}{:>6}  {:<16} {:<9} {:>10}{}  name{d:#}",
@@ -285,8 +293,8 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
                     .unwrap_or_default()
             );
         }
-        if shown < bad.len() {
-            let _ = writeln!(out, "  ... and {} more", bad.len() - shown);
+        if shown < total {
+            let _ = writeln!(out, "  ... and {} more", total - shown);
         }
     }
 

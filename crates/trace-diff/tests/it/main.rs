@@ -10,3 +10,4 @@ mod layout;
 mod ranks;
 mod reports;
 mod seed;
+mod stream;

@@ -45,6 +45,56 @@ fn check_vectors(
     }
 }
 
+/// The golden run through the C ABI with `TENSOR_TRACE_LAYOUT=packed`: byte-identical to the
+/// committed packed directory (the C ABI is trace-core, so every byte matches).
+fn check_packed(
+    api: &Path,
+    vectors: &[Vector],
+    (values, values_at): (Option<String>, Option<String>),
+    expected: &Path,
+    work: &Path,
+) {
+    let input = work.join("vectors.txt");
+    let dir = work.join("packed");
+    let dir_s = dir.to_str().unwrap();
+    let mut env = vec![
+        ("TENSOR_TRACE_DIR", dir_s),
+        ("TENSOR_TRACE_LAYOUT", "packed"),
+    ];
+    if let Some(v) = &values {
+        env.push(("TENSOR_TRACE_VALUES", v));
+    }
+    if let Some(v) = &values_at {
+        env.push(("TENSOR_TRACE_VALUES_AT", v));
+    }
+    let out = run(api, &["vectors", input.to_str().unwrap(), "dense"], &env);
+    assert!(
+        out.contains(&format!("recorded {} tensors", vectors.len())),
+        "{out}"
+    );
+    let names = |d: &Path| -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect()
+    };
+    let (want, got) = (names(expected), names(&dir));
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &want {
+        assert!(
+            got[name] == *bytes,
+            "{name} differs from the golden packed run"
+        );
+    }
+}
+
 #[test]
 fn c_program() {
     let work = tempfile::tempdir().unwrap();
@@ -145,8 +195,21 @@ fn c_program() {
         let out = work.path().join("golden");
         std::fs::create_dir(&out).unwrap();
         let settings = golden_settings(&golden.join("inputs.json"));
-        check_vectors(&api, &vectors, settings, &golden.join("expected"), &out);
+        check_vectors(
+            &api,
+            &vectors,
+            settings.clone(),
+            &golden.join("expected"),
+            &out,
+        );
         eprintln!("checked {} golden vectors in 4 layouts", vectors.len());
+        check_packed(
+            &api,
+            &vectors,
+            settings,
+            &golden.join("expected-packed"),
+            &out,
+        );
     } else {
         eprintln!("note: testdata/golden/inputs.json not found, golden vectors not checked");
     }

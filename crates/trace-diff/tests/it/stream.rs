@@ -1,0 +1,214 @@
+//! The streaming diff gives the in-memory diff's answer, for both layouts, with bounded pairs.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use trace_core::run::Run;
+use trace_diff::{
+    diff_dirs, diff_dirs_streaming, DiffOptions, Outcome, Pair, Report, Rules, StreamOptions,
+};
+
+use crate::common::{two_runs, Fault, Prec, Spec};
+
+/// Rewrites the per-file run `src` as a packed directory `dst` (same records, same values).
+fn to_packed(src: &Path, dst: &Path) {
+    let run = Run::open(src).unwrap();
+    fs::create_dir_all(dst).unwrap();
+    let mut log = fs::File::create(dst.join("records.jsonl")).unwrap();
+    for r in run.records() {
+        let mut line = serde_json::to_string(&r.record).unwrap();
+        line.push('\n');
+        log.write_all(line.as_bytes()).unwrap();
+        if let Some(v) = &r.values {
+            fs::copy(src.join(v), dst.join(v)).unwrap();
+        }
+    }
+}
+
+fn streamed(
+    a: &Path,
+    b: &Path,
+    options: &DiffOptions,
+    bounds: &StreamOptions,
+) -> (Report, Vec<Pair>) {
+    let mut pairs = Vec::new();
+    let report = diff_dirs_streaming(a, b, options, bounds, &mut |p| {
+        pairs.push(p.clone());
+        Ok(())
+    })
+    .unwrap();
+    (report, pairs)
+}
+
+/// Everything but the kept pairs and the `streamed` section agrees with the in-memory diff,
+/// and the streamed pairs are its pairs, in its order.
+fn assert_same(full: &Report, stream: &Report, pairs: &[Pair]) {
+    assert_eq!(pairs, &full.pairs[..]);
+    assert_eq!(stream.outcome, full.outcome);
+    assert_eq!(stream.counts, full.counts);
+    assert_eq!(stream.first_divergence, full.first_divergence);
+    assert_eq!(stream.layers, full.layers);
+    assert_eq!(stream.warnings, full.warnings);
+    assert_eq!(stream.a.records, full.a.records);
+    assert_eq!(stream.b.records, full.b.records);
+    assert_eq!(
+        (stream.a.ignored, stream.b.ignored),
+        (full.a.ignored, full.b.ignored)
+    );
+    assert_eq!(
+        stream.first_divergence_pair(),
+        full.first_divergence_pair(),
+        "the first divergence is kept"
+    );
+    let s = stream.streamed.as_ref().unwrap();
+    assert_eq!((s.window_misses, s.layers_dropped), (0, 0));
+    assert_eq!(s.pairs_kept as usize, stream.pairs.len());
+}
+
+fn both_layouts(tmp: &Path, a: &Path, b: &Path) -> [(PathBuf, PathBuf); 2] {
+    let (pa, pb) = (tmp.join("packed_a"), tmp.join("packed_b"));
+    to_packed(a, &pa);
+    to_packed(b, &pb);
+    [(a.to_owned(), b.to_owned()), (pa, pb)]
+}
+
+#[test]
+fn streaming_matches_the_in_memory_diff_in_both_layouts() {
+    let fault = Fault {
+        seq: 1,
+        layer: 1,
+        index: 2,
+        delta: 0.25,
+    };
+    let (tmp, a, b) = two_runs(
+        Spec::new(Prec::F32).values().fault(fault),
+        Spec::new(Prec::F64).values(),
+    );
+    for (a, b) in both_layouts(tmp.path(), &a, &b) {
+        let options = DiffOptions::default();
+        let full = diff_dirs(&a, &b, &options).unwrap();
+        assert_eq!(full.outcome, Outcome::Diverged);
+        let (stream, pairs) = streamed(&a, &b, &options, &StreamOptions::default());
+        assert_same(&full, &stream, &pairs);
+        // With a tiny window and only 2 pairs kept: same answer, bounded report.
+        let bounds = StreamOptions {
+            window: 1,
+            keep_pairs: 2,
+            layers: 1,
+        };
+        let (small, pairs) = streamed(&a, &b, &options, &bounds);
+        assert_eq!(pairs, full.pairs);
+        assert_eq!(small.counts, full.counts);
+        // One layer group before the first divergence, one from it on, the rest counted.
+        let f = full.first_divergence_pair().unwrap();
+        let at = full
+            .layers
+            .iter()
+            .position(|l| l.seq == f.seq && Some(l.layer) == f.layer)
+            .unwrap();
+        assert_eq!(small.layers, full.layers[at - 1..=at]);
+        let dropped = small.streamed.as_ref().unwrap().layers_dropped;
+        assert_eq!(dropped as usize, full.layers.len() - 2);
+        assert!(small.pairs.len() <= 3, "{}", small.pairs.len());
+        assert!(small.first_divergence_pair().is_some());
+    }
+}
+
+#[test]
+fn streaming_with_rules_and_records_without_partner() {
+    let (tmp, a, b) = two_runs(Spec::new(Prec::F32).hf_names(), Spec::new(Prec::F32));
+    for (a, b) in both_layouts(tmp.path(), &a, &b) {
+        for rules in [
+            "",
+            "ignore_a = ['model.*.mlp*']\nignore_b = ['blk0*']\n",
+            r#"
+[[map]]
+a = 'model\.layers\.(\d+)\.self_attn\.q_proj'
+b = 'blk${1}/q'
+"#,
+        ] {
+            let options = DiffOptions {
+                rules: Rules::from_toml(rules, Path::new("rules.toml")).unwrap(),
+                ..DiffOptions::default()
+            };
+            let full = diff_dirs(&a, &b, &options).unwrap();
+            let (stream, pairs) = streamed(&a, &b, &options, &StreamOptions::default());
+            assert_same(&full, &stream, &pairs);
+        }
+    }
+}
+
+#[test]
+fn a_full_window_is_reported() {
+    let (tmp, a, b) = two_runs(Spec::new(Prec::F32).hf_names(), Spec::new(Prec::F32));
+    let options = DiffOptions::default();
+    let bounds = StreamOptions {
+        window: 1,
+        keep_pairs: 10,
+        ..StreamOptions::default()
+    };
+    // B's names all differ from A's: with a window of 1, A stops reading B at once.
+    let (report, pairs) = streamed(&a, &b, &options, &bounds);
+    let full = diff_dirs(&a, &b, &options).unwrap();
+    assert_eq!(pairs.len(), full.pairs.len());
+    assert_eq!(report.counts, full.counts);
+    let misses = report.streamed.as_ref().unwrap().window_misses;
+    assert!(misses > 0);
+    assert!(
+        report.warnings.iter().any(|w| w
+            .message
+            .contains(&format!("{misses} records of A found no partner"))),
+        "{:?}",
+        report.warnings
+    );
+    drop(tmp);
+}
+
+#[test]
+fn streamed_json_report_is_the_json_report() {
+    let fault = Fault {
+        seq: 0,
+        layer: 2,
+        index: 1,
+        delta: 1.0,
+    };
+    let (tmp, a, b) = two_runs(
+        Spec::new(Prec::F32).values().fault(fault),
+        Spec::new(Prec::F32).values(),
+    );
+    for (a, b) in both_layouts(tmp.path(), &a, &b) {
+        let run = |stream: bool| {
+            let mut cmd = Command::cargo_bin("trace-diff").unwrap();
+            cmd.args([&a, &b]).args(["--format", "json"]);
+            if stream {
+                cmd.arg("--stream");
+            }
+            let out = cmd.output().unwrap();
+            assert_eq!(out.status.code(), Some(1));
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        };
+        let (full, mut stream) = (run(false), run(true));
+        let streamed = stream.as_object_mut().unwrap().remove("streamed").unwrap();
+        assert_eq!(streamed["window_misses"], 0);
+        assert_eq!(full, stream);
+    }
+    let text = Command::cargo_bin("trace-diff")
+        .unwrap()
+        .args([&a_text(&tmp), &b_text(&tmp)])
+        .args(["--stream", "--baseline"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(text.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&text.stderr).contains("--baseline"));
+}
+
+fn a_text(tmp: &tempfile::TempDir) -> PathBuf {
+    tmp.path().join("a")
+}
+
+fn b_text(tmp: &tempfile::TempDir) -> PathBuf {
+    tmp.path().join("b")
+}
