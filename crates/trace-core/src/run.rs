@@ -282,43 +282,7 @@ impl Reader<'_> {
         }
 
         let dir = self.dir;
-        let loaded: Vec<_> = kept
-            .par_iter()
-            .map(|e| read_record(&dir.join(&e.file)))
-            .collect();
-        let mut records = Vec::with_capacity(kept.len());
-        for (e, r) in kept.into_iter().zip(loaded) {
-            let record = match r {
-                Ok(r) => r,
-                Err(err) => {
-                    self.problem(err)?;
-                    continue;
-                }
-            };
-            let path = dir.join(&e.file);
-            if record.name != e.name {
-                let msg = format!("{:?}, but the manifest lists {:?}", record.name, e.name);
-                self.problem(invalid(path.clone(), "name", msg))?;
-            }
-            if let Some(i) = record.index.filter(|&i| i != e.index) {
-                let msg = format!("{i}, but the manifest lists index {}", e.index);
-                self.problem(invalid(path.clone(), "index", msg))?;
-            }
-            if let Some(o) = record.occurrence.filter(|&o| o != e.occurrence) {
-                let msg = format!("{o}, but the manifest lists occurrence {}", e.occurrence);
-                self.problem(invalid(path, "occurrence", msg))?;
-            }
-            let values = e.values.or_else(|| record.values.clone());
-            records.push((
-                e.index,
-                RunRecord {
-                    file: e.file,
-                    occurrence: e.occurrence,
-                    values,
-                    record,
-                },
-            ));
-        }
+        let mut records = load_listed(dir, kept, &mut |e| self.problem(e))?;
 
         // Records the manifest does not list: written just before a crash, or stray copies.
         let mut orphans: Vec<String> = trace_files
@@ -760,41 +724,8 @@ impl RunStream {
             return Ok(None);
         }
         let dir = self.dir.clone();
-        let loaded: Vec<_> = entries
-            .par_iter()
-            .map(|e| read_record(&dir.join(&e.file)))
-            .collect();
-        let mut out = Vec::with_capacity(entries.len());
-        for (e, r) in entries.into_iter().zip(loaded) {
-            let record = match r {
-                Ok(r) => r,
-                Err(err) => {
-                    self.problem(err)?;
-                    continue;
-                }
-            };
-            let path = dir.join(&e.file);
-            if record.name != e.name {
-                let msg = format!("{:?}, but the manifest lists {:?}", record.name, e.name);
-                self.problem(invalid(path.clone(), "name", msg))?;
-            }
-            if let Some(i) = record.index.filter(|&i| i != e.index) {
-                let msg = format!("{i}, but the manifest lists index {}", e.index);
-                self.problem(invalid(path.clone(), "index", msg))?;
-            }
-            if let Some(o) = record.occurrence.filter(|&o| o != e.occurrence) {
-                let msg = format!("{o}, but the manifest lists occurrence {}", e.occurrence);
-                self.problem(invalid(path, "occurrence", msg))?;
-            }
-            let values = e.values.or_else(|| record.values.clone());
-            out.push(RunRecord {
-                file: e.file,
-                occurrence: e.occurrence,
-                values,
-                record,
-            });
-        }
-        Ok(Some(out))
+        let out = load_listed(&dir, entries, &mut |e| self.problem(e))?;
+        Ok(Some(out.into_iter().map(|(_, r)| r).collect()))
     }
 }
 
@@ -968,6 +899,54 @@ fn list_trace_files(dir: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(files)
+}
+
+/// Reads the records `entries` list (in parallel), each checked against its entry (name, index,
+/// occurrence); a record that cannot be read or disagrees is passed to `problem`. Returns each
+/// record read with its entry's index.
+fn load_listed(
+    dir: &Path,
+    entries: Vec<ManifestEntry>,
+    problem: &mut dyn FnMut(RecordError) -> Result<()>,
+) -> Result<Vec<(u64, RunRecord)>> {
+    let loaded: Vec<_> = entries
+        .par_iter()
+        .map(|e| read_record(&dir.join(&e.file)))
+        .collect();
+    let mut records = Vec::with_capacity(entries.len());
+    for (e, r) in entries.into_iter().zip(loaded) {
+        let record = match r {
+            Ok(r) => r,
+            Err(err) => {
+                problem(err)?;
+                continue;
+            }
+        };
+        let path = dir.join(&e.file);
+        if record.name != e.name {
+            let msg = format!("{:?}, but the manifest lists {:?}", record.name, e.name);
+            problem(invalid(path.clone(), "name", msg))?;
+        }
+        if let Some(i) = record.index.filter(|&i| i != e.index) {
+            let msg = format!("{i}, but the manifest lists index {}", e.index);
+            problem(invalid(path.clone(), "index", msg))?;
+        }
+        if let Some(o) = record.occurrence.filter(|&o| o != e.occurrence) {
+            let msg = format!("{o}, but the manifest lists occurrence {}", e.occurrence);
+            problem(invalid(path, "occurrence", msg))?;
+        }
+        let values = e.values.or_else(|| record.values.clone());
+        records.push((
+            e.index,
+            RunRecord {
+                file: e.file,
+                occurrence: e.occurrence,
+                values,
+                record,
+            },
+        ));
+    }
+    Ok(records)
 }
 
 /// [`TraceRecord::read`] into a buffer reused across the records of one thread: no size query,
