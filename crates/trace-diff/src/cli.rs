@@ -168,24 +168,27 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
             out.write_all(render::json(&report).as_bytes())?;
             out.flush()?;
         }
-        Format::Text => {
-            let text_options = TextOptions {
-                color: args.color != ColorChoice::Never,
-                max_rows: args.max_rows,
-                ..TextOptions::default()
-            };
-            let text = render::text(&report, &text_options);
-            // anstream strips the colors when stdout is not a terminal or NO_COLOR is set.
-            let choice = match args.color {
-                ColorChoice::Always => anstream::ColorChoice::Always,
-                _ => anstream::ColorChoice::Auto,
-            };
-            let mut out = anstream::AutoStream::new(io::stdout().lock(), choice);
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
-        }
+        Format::Text => print_text(args, &report)?,
     }
     Ok(report.outcome.exit_code())
+}
+
+/// Prints the text report to stdout in `args`' colors.
+fn print_text(args: &Args, report: &crate::Report) -> io::Result<()> {
+    let text_options = TextOptions {
+        color: args.color != ColorChoice::Never,
+        max_rows: args.max_rows,
+        ..TextOptions::default()
+    };
+    let text = render::text(report, &text_options);
+    // anstream strips the colors when stdout is not a terminal or NO_COLOR is set.
+    let choice = match args.color {
+        ColorChoice::Always => anstream::ColorChoice::Always,
+        _ => anstream::ColorChoice::Auto,
+    };
+    let mut out = anstream::AutoStream::new(io::stdout().lock(), choice);
+    out.write_all(text.as_bytes())?;
+    out.flush()
 }
 
 /// `--stream`: the JSON report goes out pair by pair; the text report is printed at the end.
@@ -220,19 +223,7 @@ fn run_streaming(args: &Args, options: &DiffOptions) -> anyhow::Result<u8> {
         Format::Text => {
             let report =
                 diff_dirs_streaming(&args.dir_a, &args.dir_b, options, &bounds, &mut |_| Ok(()))?;
-            let text_options = TextOptions {
-                color: args.color != ColorChoice::Never,
-                max_rows: args.max_rows,
-                ..TextOptions::default()
-            };
-            let text = render::text(&report, &text_options);
-            let choice = match args.color {
-                ColorChoice::Always => anstream::ColorChoice::Always,
-                _ => anstream::ColorChoice::Auto,
-            };
-            let mut out = anstream::AutoStream::new(io::stdout().lock(), choice);
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
+            print_text(args, &report)?;
             report
         }
     };

@@ -107,6 +107,30 @@ pub fn diff_runs_calibrated(
     diff(a, b, Some(baseline), options)
 }
 
+/// The warnings about one side's run: the problems met reading it, and an unknown execution order.
+pub(crate) fn run_warnings(
+    side: &'static str,
+    problems: &[trace_core::record::RecordError],
+    order: trace_core::run::RunOrder,
+    dir: &std::path::Path,
+    warnings: &mut Vec<Warning>,
+) {
+    warnings.extend(problems.iter().map(|p| Warning {
+        side: Some(side),
+        message: p.to_string(),
+    }));
+    if !order.is_execution_order() {
+        warnings.push(Warning {
+            side: Some(side),
+            message: format!(
+                "{}: seed-format directory (no manifest.jsonl, records without index): execution order unknown; records ordered by seq, then index, then file name{}",
+                dir.display(),
+                if side == "a" { ", so the first divergence is a guess" } else { "" }
+            ),
+        });
+    }
+}
+
 fn diff(a: &Run, b: &Run, baseline: Option<&Run>, options: &DiffOptions) -> Result<Report> {
     let rules = &options.rules;
     let mut warnings = Vec::new();
@@ -114,20 +138,7 @@ fn diff(a: &Run, b: &Run, baseline: Option<&Run>, options: &DiffOptions) -> Resu
         .into_iter()
         .chain(baseline.map(|c| ("c", c)))
     {
-        warnings.extend(run.problems().iter().map(|p| Warning {
-            side: Some(side),
-            message: p.to_string(),
-        }));
-        if !run.order().is_execution_order() {
-            warnings.push(Warning {
-                side: Some(side),
-                message: format!(
-                    "{}: seed-format directory (no manifest.jsonl, records without index): execution order unknown; records ordered by seq, then index, then file name{}",
-                    run.dir().display(),
-                    if side == "a" { ", so the first divergence is a guess" } else { "" }
-                ),
-            });
-        }
+        run_warnings(side, run.problems(), run.order(), run.dir(), &mut warnings);
     }
 
     // Ignored B records start out "used", so the unmatched pass below skips them without

@@ -22,7 +22,7 @@ use std::path::Path;
 
 use trace_core::run::{RunOptions, RunRecord, RunStream};
 
-use crate::diff::{compare_pair, unmatched, DiffOptions, LayerProfile};
+use crate::diff::{compare_pair, run_warnings, unmatched, DiffOptions, LayerProfile};
 use crate::error::Result;
 use crate::report::{
     Counts, FirstDivergence, Outcome, Pair, Report, RunInfo, Streamed, Verdict, Warning, SCHEMA,
@@ -223,20 +223,8 @@ pub fn diff_dirs_streaming(
     }
 
     for (side, stream) in [("a", &mut sa), ("b", &mut side_b.stream)] {
-        warnings.extend(stream.take_problems().iter().map(|p| Warning {
-            side: Some(side),
-            message: p.to_string(),
-        }));
-        if !stream.order().is_execution_order() {
-            warnings.push(Warning {
-                side: Some(side),
-                message: format!(
-                    "{}: seed-format directory (no manifest.jsonl, records without index): execution order unknown; records ordered by seq, then index, then file name{}",
-                    stream.dir().display(),
-                    if side == "a" { ", so the first divergence is a guess" } else { "" }
-                ),
-            });
-        }
+        let problems = stream.take_problems();
+        run_warnings(side, &problems, stream.order(), stream.dir(), &mut warnings);
     }
     if window_misses > 0 {
         warnings.push(Warning {
