@@ -253,3 +253,66 @@ fn quiet_and_verbose_control_diagnostics() {
             predicate::str::contains("running").and(predicate::str::contains("wrote no records")),
         );
 }
+
+/// The same toy run in the packed layout (`TENSOR_TRACE_LAYOUT=packed`) reads the same in
+/// every command: show lists the same records with the same hashes, check finds the same
+/// NaN origin, and diff finds the two layouts' runs identical.
+#[test]
+fn every_command_reads_the_packed_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (files, packed) = (tmp.path().join("files"), tmp.path().join("packed"));
+    record(&files, &["--nan-at-layer", "1"]);
+    tensor_trace()
+        .env("TENSOR_TRACE_LAYOUT", "packed")
+        .arg("record")
+        .arg("--out")
+        .arg(&packed)
+        .arg("--")
+        .arg(toy_engine())
+        .args(["--nan-at-layer", "1"])
+        .assert()
+        .success();
+    assert!(packed.join("records.jsonl").exists());
+    assert!(!packed.join("manifest.jsonl").exists() && !packed.join("embed.trace").exists());
+
+    let rows = |dir: &std::path::Path| -> Vec<(String, String)> {
+        let json = tensor_trace()
+            .arg("show")
+            .arg(dir)
+            .args(["--format", "json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let rows: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["name"].to_string(), r["blake3"].to_string()))
+            .collect()
+    };
+    let packed_rows = rows(&packed);
+    assert_eq!(packed_rows.len(), 12);
+    assert_eq!(packed_rows, rows(&files));
+
+    tensor_trace()
+        .arg("stats")
+        .arg(&packed)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("records        12"));
+    tensor_trace()
+        .arg("check")
+        .arg(&packed)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("error: #3 blk1/attn_out"));
+    tensor_trace()
+        .arg("diff")
+        .arg(&files)
+        .arg(&packed)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("12 identical"));
+}
