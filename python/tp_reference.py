@@ -204,8 +204,17 @@ def _worker(rank: int, world: int, store: str, trace_dir: str, bug: str) -> None
         model = build_block(weights, rank, world, bug)
         with torch.no_grad(), trace_module(model):
             model(weights["x"])
+        # No rank tears its connections down while the other may still be reading the last
+        # message of a collective (seen once in CI: a rank aborted at teardown with "terminate
+        # called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
+    # The traces are closed and on disk. Skip the interpreter's exit (gloo's threads and static
+    # destructors), where the same abort can still happen; the parent sees exit code 0.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run(out: str, world: int = 2, bug: str = "none", timeout: float = 120.0) -> dict:
