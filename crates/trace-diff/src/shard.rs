@@ -392,6 +392,14 @@ fn assemble(
                 Err(_) => Ok(None),
             }
         };
+        // Every rank's values, or None when one is missing or raw values are not to be used.
+        let load_all = |usable: bool| -> Result<Option<Vec<Vec<f64>>>> {
+            if all_values && usable && options.use_values {
+                (0..parts.len()).map(load).collect()
+            } else {
+                Ok(None)
+            }
+        };
         let mut record = r0.record.clone();
         let mut new_values: Option<Vec<f32>> = None;
         let mut hash_unknown = false;
@@ -420,13 +428,7 @@ fn assemble(
                 };
                 record.shape = shape;
                 record.num_elements = parts.iter().map(|p| p.record.num_elements).sum();
-                let loaded: Option<Vec<Vec<f64>>> = if all_values && options.use_values {
-                    (0..parts.len())
-                        .map(load)
-                        .collect::<Result<Option<Vec<_>>>>()?
-                } else {
-                    None
-                };
+                let loaded = load_all(true)?;
                 match loaded {
                     Some(shards) => {
                         summary.reassembled_values += 1;
@@ -443,14 +445,7 @@ fn assemble(
             }
             ShardSplit::Sum => {
                 let same_shape = parts.iter().all(|p| p.record.shape == r0.record.shape);
-                let loaded: Option<Vec<Vec<f64>>> =
-                    if all_values && same_shape && options.use_values {
-                        (0..parts.len())
-                            .map(load)
-                            .collect::<Result<Option<Vec<_>>>>()?
-                    } else {
-                        None
-                    };
+                let loaded = load_all(same_shape)?;
                 match loaded {
                     Some(shards) => {
                         summary.summed += 1;
