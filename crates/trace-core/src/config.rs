@@ -84,6 +84,9 @@ pub const ENV_WORLD_SIZE: &str = "TENSOR_TRACE_WORLD_SIZE";
 pub struct NameFilter {
     include: Option<GlobSet>,
     exclude: Option<GlobSet>,
+    /// [`NameFilter::none`]: answered without a glob match, because "no values" is the default
+    /// and is asked twice per captured record.
+    rejects_all: bool,
     spec: String,
 }
 
@@ -93,17 +96,17 @@ impl NameFilter {
         Self {
             include: None,
             exclude: None,
+            rejects_all: false,
             spec: "*".to_owned(),
         }
     }
 
     /// Lets no name through.
     pub fn none() -> Self {
-        let mut b = GlobSetBuilder::new();
-        b.add(Glob::new("*").expect("`*` is a valid glob"));
         Self {
             include: None,
-            exclude: Some(b.build().expect("a one-glob set builds")),
+            exclude: None,
+            rejects_all: true,
             spec: String::new(),
         }
     }
@@ -145,13 +148,15 @@ impl NameFilter {
         Ok(Self {
             include: build(include, n_inc),
             exclude: build(exclude, n_exc),
+            rejects_all: false,
             spec: spec.to_owned(),
         })
     }
 
     /// Whether `name` passes.
     pub fn matches(&self, name: &str) -> bool {
-        self.include.as_ref().is_none_or(|g| g.is_match(name))
+        !self.rejects_all
+            && self.include.as_ref().is_none_or(|g| g.is_match(name))
             && !self.exclude.as_ref().is_some_and(|g| g.is_match(name))
     }
 

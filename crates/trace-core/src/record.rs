@@ -231,6 +231,90 @@ impl TraceRecord {
         s.push('\n');
         s
     }
+
+    /// Appends the record as compact JSON to `out`: byte for byte what `serde_json::to_writer`
+    /// writes (a property test holds the two together), without serde's per-field dispatch and
+    /// key escaping. This is the packed log's hot path; numbers and escaped strings still go
+    /// through `serde_json`, so their spelling cannot drift from the derive's.
+    pub(crate) fn write_compact(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"name\":");
+        json_str(out, &self.name);
+        out.extend_from_slice(b",\"shape\":[");
+        for (i, &d) in self.shape.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json_number(out, d);
+        }
+        out.extend_from_slice(b"],\"dtype\":");
+        json_str(out, &self.dtype);
+        out.extend_from_slice(b",\"blake3\":");
+        json_str(out, &self.blake3);
+        out.extend_from_slice(b",\"rms\":");
+        json_number(out, self.rms);
+        out.extend_from_slice(b",\"num_elements\":");
+        json_number(out, self.num_elements);
+        let optional = |out: &mut Vec<u8>, key: &[u8], value: Option<u64>| {
+            if let Some(v) = value {
+                out.extend_from_slice(key);
+                json_number(out, v);
+            }
+        };
+        optional(out, b",\"seq\":", self.seq);
+        if let Some(v) = self.layer {
+            out.extend_from_slice(b",\"layer\":");
+            json_number(out, v);
+        }
+        if let Some(v) = &self.stage {
+            out.extend_from_slice(b",\"stage\":");
+            json_str(out, v);
+        }
+        optional(
+            out,
+            b",\"format_version\":",
+            self.format_version.map(u64::from),
+        );
+        optional(out, b",\"index\":", self.index);
+        optional(out, b",\"occurrence\":", self.occurrence);
+        optional(out, b",\"rank\":", self.rank.map(u64::from));
+        if let Some(s) = &self.stats {
+            out.extend_from_slice(b",\"stats\":{\"min\":");
+            json_number(out, s.min);
+            out.extend_from_slice(b",\"max\":");
+            json_number(out, s.max);
+            out.extend_from_slice(b",\"mean\":");
+            json_number(out, s.mean);
+            out.extend_from_slice(b",\"std\":");
+            json_number(out, s.std);
+            out.extend_from_slice(b",\"nan_count\":");
+            json_number(out, s.nan_count);
+            out.extend_from_slice(b",\"inf_count\":");
+            json_number(out, s.inf_count);
+            out.push(b'}');
+        }
+        if let Some(v) = &self.values {
+            out.extend_from_slice(b",\"values\":");
+            json_str(out, v);
+        }
+        out.push(b'}');
+    }
+}
+
+/// A JSON string: copied between quotes when nothing needs escaping (serde_json escapes only
+/// `"`, `\` and control characters below U+0020), else escaped by serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(out, s).expect("writing to a Vec cannot fail");
+    }
+}
+
+/// A number (or `null`) exactly as serde_json spells it.
+fn json_number(out: &mut Vec<u8>, v: impl Serialize) {
+    serde_json::to_writer(out, &v).expect("writing to a Vec cannot fail");
 }
 
 impl ManifestEntry {
@@ -337,5 +421,104 @@ mod tests {
         let truncated = &bad_count[..60];
         let msg = parse(truncated).unwrap_err().to_string();
         assert!(msg.contains("truncated"), "{msg}");
+    }
+
+    mod compact {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9_./]{0,16}",
+                "[a-z\"\\\\\u{0}-\u{1f}\u{7f}é€😀]{0,8}",
+                any::<String>(),
+            ]
+        }
+
+        fn number() -> impl Strategy<Value = Option<f64>> {
+            prop::option::of(prop_oneof![
+                any::<f64>(),
+                Just(f64::NAN),
+                Just(f64::NEG_INFINITY),
+                Just(-0.0),
+                Just(5e-324),
+                Just(0.1),
+            ])
+        }
+
+        fn stats() -> impl Strategy<Value = Stats> {
+            (
+                number(),
+                number(),
+                number(),
+                number(),
+                any::<u64>(),
+                any::<u64>(),
+            )
+                .prop_map(|(min, max, mean, std, nan_count, inf_count)| Stats {
+                    min,
+                    max,
+                    mean,
+                    std,
+                    nan_count,
+                    inf_count,
+                })
+        }
+
+        fn record() -> impl Strategy<Value = TraceRecord> {
+            let head = (
+                text(),
+                prop::collection::vec(any::<usize>(), 0..4),
+                text(),
+                text(),
+                number(),
+                any::<u64>(),
+            );
+            let tail = (
+                prop::option::of(any::<u64>()),
+                prop::option::of(any::<i64>()),
+                prop::option::of(text()),
+                prop::option::of(any::<u32>()),
+                prop::option::of(any::<u64>()),
+                prop::option::of(any::<u64>()),
+                prop::option::of(any::<u32>()),
+                prop::option::of(stats()),
+                prop::option::of(text()),
+            );
+            (head, tail).prop_map(
+                |(
+                    (name, shape, dtype, blake3, rms, num_elements),
+                    (seq, layer, stage, format_version, index, occurrence, rank, stats, values),
+                )| TraceRecord {
+                    name,
+                    shape,
+                    dtype,
+                    blake3,
+                    rms,
+                    num_elements,
+                    seq,
+                    layer,
+                    stage,
+                    format_version,
+                    index,
+                    occurrence,
+                    rank,
+                    stats,
+                    values,
+                },
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn is_byte_identical_to_serde(r in record()) {
+                let mut fast = Vec::new();
+                r.write_compact(&mut fast);
+                prop_assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    serde_json::to_string(&r).unwrap()
+                );
+            }
+        }
     }
 }

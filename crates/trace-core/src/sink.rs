@@ -109,7 +109,13 @@ impl Counters {
 
     fn commit(&mut self, name: &str) {
         self.next_index += 1;
-        *self.occurrences.entry(name.to_owned()).or_default() += 1;
+        // A name seen before, the common case, costs no allocation.
+        match self.occurrences.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                self.occurrences.insert(name.to_owned(), 1);
+            }
+        }
     }
 
     /// Stamps index, occurrence and format version into `record` and consumes them.
@@ -223,12 +229,8 @@ impl DirSink {
     }
 
     /// Writes one record (and its values, when the values choice selects the record's
-    /// occurrence, which is only known here), returning its manifest entry.
-    pub(crate) fn write(
-        &self,
-        mut record: TraceRecord,
-        values: Option<&[f32]>,
-    ) -> Result<ManifestEntry> {
+    /// occurrence, which is only known here).
+    pub(crate) fn write(&self, mut record: TraceRecord, values: Option<&[f32]>) -> Result<()> {
         // A panic elsewhere while holding the lock cannot leave files half-written (each file is
         // published atomically), so a poisoned lock is safe to reuse.
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -281,7 +283,7 @@ impl DirSink {
             .write_all(line.as_bytes())
             .map_err(|e| Error::io("append to", manifest_path, e))?;
         state.counters.commit(&record.name);
-        Ok(entry)
+        Ok(())
     }
 
     /// Appends `record` as one line of `records.jsonl`, after publishing its values file.
@@ -290,7 +292,7 @@ impl DirSink {
         state: &mut DirState,
         mut record: TraceRecord,
         values: Option<&[f32]>,
-    ) -> Result<ManifestEntry> {
+    ) -> Result<()> {
         let (index, occurrence) = state.counters.peek(&record.name);
         record.index = Some(index);
         record.occurrence = Some(occurrence);
@@ -316,7 +318,7 @@ impl DirSink {
             }
         }
         state.line.clear();
-        serde_json::to_writer(&mut state.line, &record).expect("records always serialize");
+        record.write_compact(&mut state.line);
         state.line.push(b'\n');
         // One `write` for the whole line: with O_APPEND it lands whole or, if the process dies
         // inside it, as a cut-short last line that readers report.
@@ -325,13 +327,7 @@ impl DirSink {
             .write_all(&state.line)
             .map_err(|e| Error::io("append to", self.dir.join(PACKED_LOG), e))?;
         state.counters.commit(&record.name);
-        Ok(ManifestEntry {
-            index,
-            name: record.name,
-            occurrence,
-            file: PACKED_LOG.to_owned(),
-            values: record.values,
-        })
+        Ok(())
     }
 
     /// Creates the directory and opens the log; refuses to mix runs unless appending, and
