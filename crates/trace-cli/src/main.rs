@@ -43,6 +43,7 @@ enum Command {
     Bisect(cmd::bisect::Args),
     Repeat(cmd::repeat::Args),
     Events(cmd::events::Args),
+    Export(cmd::export::Args),
     Completions(cmd::completions::Args),
 }
 
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         Command::Bisect(args) => cmd::bisect::run(args),
         Command::Repeat(args) => cmd::repeat::run(args),
         Command::Events(args) => cmd::events::run(args),
+        Command::Export(args) => cmd::export::run(args),
         Command::Completions(args) => cmd::completions::run(args),
     };
     match result {

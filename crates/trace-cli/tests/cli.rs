@@ -4,6 +4,7 @@
 mod cli {
     mod bisect;
     mod check_events;
+    mod export;
     mod library;
     mod producers;
     mod record_show_stats;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use trace_core::events::{render, TraceDocument};
 
-use crate::output::print;
+use crate::output::{print, write_atomic};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -47,9 +47,7 @@ pub fn run(args: Args) -> Result<u8> {
         Format::Chrome => render::chrome(&doc),
     };
     match &args.output {
-        Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
-        }
+        Some(path) => write_atomic(path, |out| Ok(out.write_all(text.as_bytes())?))?,
         None => print(&text)?,
     }
     Ok(0)

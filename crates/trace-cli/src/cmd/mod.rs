@@ -5,6 +5,7 @@ pub mod check;
 pub mod completions;
 pub mod diff;
 pub mod events;
+pub mod export;
 pub mod record;
 pub mod repeat;
 pub mod show;
