@@ -34,9 +34,10 @@ pub enum Extra {
     /// their PyPI wheels (binaries, about 60 MB installed), so the build needs no system
     /// package beyond a C++ compiler.
     LlamaCpp,
-    /// DuckDB, for the test that queries a packed record log with `read_json`
-    /// (`python/tests/test_query.py`, `docs/FORMAT.md`). One wheel, no dependencies.
-    DuckDb,
+    /// DuckDB and Polars, for the tests that query a packed record log the way
+    /// `docs/FORMAT.md` shows (`python/tests/test_query.py`). Three wheels, about 90 MB to
+    /// download; Polars' runtime is pinned beside it because the set installs without deps.
+    Query,
 }
 
 impl Extra {
@@ -65,7 +66,7 @@ impl Extra {
                 "safetensors==0.8.0",
             ],
             Extra::LlamaCpp => &["cmake==4.4.5", "ninja==1.13.2"],
-            Extra::DuckDb => &["duckdb==2.0.1"],
+            Extra::Query => &["duckdb==2.0.1", "polars==2.1.0", "polars-runtime-32==2.1.0"],
         }
     }
 
@@ -84,7 +85,7 @@ impl Extra {
             }
             Extra::Torch => "import torch, transformers",
             Extra::LlamaCpp => "import cmake, ninja",
-            Extra::DuckDb => "import duckdb",
+            Extra::Query => "import duckdb, polars",
         }
     }
 
@@ -93,7 +94,7 @@ impl Extra {
             Extra::MiniLm => "minilm",
             Extra::Torch => "torch",
             Extra::LlamaCpp => "llama-cpp",
-            Extra::DuckDb => "duckdb",
+            Extra::Query => "query",
         }
     }
 }
@@ -174,7 +175,7 @@ pub fn ensure_venv(extras: &[Extra]) -> Result<PathBuf> {
 /// installed (the crossval tests earlier in `ci` have usually done it already). A package that
 /// cannot be installed fails the step: on the project's machine no test skips for want of one.
 pub fn run_tests() -> Result<()> {
-    let python = ensure_venv(&[Extra::MiniLm, Extra::Torch, Extra::DuckDb])?;
+    let python = ensure_venv(&[Extra::MiniLm, Extra::Torch, Extra::Query])?;
     run_step(
         "python tests (pytest python/tests)",
         Command::new(&python)
