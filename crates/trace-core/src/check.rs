@@ -5,7 +5,8 @@
 //! origin (every record before it was finite), later ones are reported as propagation. The hint
 //! is chosen from the name and stage of the origin.
 
-use crate::run::Run;
+use crate::run::{Run, RunRecord};
+use crate::TraceRecord;
 
 /// A record holding NaN or Inf.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,21 +38,31 @@ pub struct Finding {
 impl Finding {
     /// `blk3/attn_out (layer 3, step 0, stage attn_out)`.
     pub fn location(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(l) = self.layer {
-            parts.push(format!("layer {l}"));
-        }
-        if let Some(s) = self.seq {
-            parts.push(format!("step {s}"));
-        }
-        if let Some(s) = &self.stage {
-            parts.push(format!("stage {s}"));
-        }
-        if parts.is_empty() {
-            self.name.clone()
-        } else {
-            format!("{} ({})", self.name, parts.join(", "))
-        }
+        location(&self.name, self.layer, self.seq, self.stage.as_deref())
+    }
+}
+
+/// A record's name with its layer, step and stage, as findings print it:
+/// `blk3/attn_out (layer 3, step 0, stage attn_out)`.
+pub fn record_location(r: &TraceRecord) -> String {
+    location(&r.name, r.layer, r.seq, r.stage.as_deref())
+}
+
+fn location(name: &str, layer: Option<i64>, seq: Option<u64>, stage: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    if let Some(l) = layer {
+        parts.push(format!("layer {l}"));
+    }
+    if let Some(s) = seq {
+        parts.push(format!("step {s}"));
+    }
+    if let Some(s) = stage {
+        parts.push(format!("stage {s}"));
+    }
+    if parts.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name} ({})", parts.join(", "))
     }
 }
 
@@ -60,18 +71,57 @@ impl Finding {
 /// Records written without stats (the seed's format) cannot be checked: they are skipped, and
 /// [`unchecked`] counts them so callers can say so.
 pub fn non_finite(run: &Run) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    // Position of the first non-finite record, once found.
-    let mut origin: Option<usize> = None;
-    let records = run.records();
-    for (position, r) in records.iter().enumerate() {
-        let Some(stats) = &r.record.stats else {
-            continue;
-        };
-        if stats.nan_count + stats.inf_count == 0 {
-            continue;
-        }
+    let mut scan = NonFiniteScan::new();
+    run.records().iter().filter_map(|r| scan.push(r)).collect()
+}
+
+/// [`non_finite`] one record at a time, for runs read as a stream
+/// ([`crate::run::RunStream`]): the same findings, in memory that does not grow with the run.
+#[derive(Debug, Default)]
+pub struct NonFiniteScan {
+    /// Records looked at so far (the next record's position).
+    seen: usize,
+    /// Records without stats among them.
+    unchecked: usize,
+    /// Name of the last record looked at, kept until the origin is found (its cause names it).
+    previous: Option<String>,
+    /// Position and name of the first non-finite record, once found.
+    origin: Option<(usize, String)>,
+}
+
+impl NonFiniteScan {
+    /// A scan that has seen no record.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records looked at so far.
+    pub fn seen(&self) -> usize {
+        self.seen
+    }
+
+    /// Records looked at that have no stats (seed format), which cannot be checked.
+    pub fn unchecked(&self) -> usize {
+        self.unchecked
+    }
+
+    /// Looks at the next record in capture order; its finding when it holds NaN or Inf.
+    pub fn push(&mut self, r: &RunRecord) -> Option<Finding> {
+        let position = self.seen;
+        self.seen += 1;
         let rec = &r.record;
+        let stats = match &rec.stats {
+            Some(s) if s.nan_count + s.inf_count > 0 => s,
+            other => {
+                self.unchecked += usize::from(other.is_none());
+                if self.origin.is_none() {
+                    let previous = self.previous.get_or_insert_with(String::new);
+                    previous.clear();
+                    previous.push_str(&rec.name);
+                }
+                return None;
+            }
+        };
         // "1 NaN first appears", "4 NaN first appear".
         let (what, verb) = match (stats.nan_count, stats.inf_count) {
             (n, 0) => (
@@ -84,32 +134,29 @@ pub fn non_finite(run: &Run) -> Vec<Finding> {
             ),
             (n, i) => (format!("{n} NaN and {i} Inf"), "appear"),
         };
-        let (is_origin, cause, hint) = match origin {
+        let (is_origin, cause, hint) = match &self.origin {
             None => {
-                origin = Some(position);
-                let before = match position.checked_sub(1) {
-                    Some(p) => format!(
-                        " while every earlier record (the last one: {}) was finite",
-                        records[p].record.name
-                    ),
+                let before = match &self.previous {
+                    Some(name) => {
+                        format!(" while every earlier record (the last one: {name}) was finite")
+                    }
                     None => " in the very first record".to_owned(),
                 };
+                self.origin = Some((position, rec.name.clone()));
+                self.previous = None;
                 (
                     true,
                     format!("{what} first {verb}{before}"),
                     hint_for(&rec.name, rec.stage.as_deref(), stats.nan_count > 0),
                 )
             }
-            Some(at) => {
-                let name = &records[at].record.name;
-                (
-                    false,
-                    format!("{what}, downstream of {name} (record #{at}) where non-finite values first appeared"),
-                    format!("fix {name} first; this record only propagates it"),
-                )
-            }
+            Some((at, name)) => (
+                false,
+                format!("{what}, downstream of {name} (record #{at}) where non-finite values first appeared"),
+                format!("fix {name} first; this record only propagates it"),
+            ),
         };
-        findings.push(Finding {
+        Some(Finding {
             position,
             file: r.file.clone(),
             name: rec.name.clone(),
@@ -121,9 +168,8 @@ pub fn non_finite(run: &Run) -> Vec<Finding> {
             origin: is_origin,
             cause,
             hint,
-        });
+        })
     }
-    findings
 }
 
 /// Records without stats (seed-format records), which [`non_finite`] cannot check.
@@ -228,6 +274,47 @@ mod tests {
             .cause
             .contains("1 NaN and 1 Inf, downstream of blk0/scores"));
         assert_eq!(unchecked(&run), 0);
+    }
+
+    #[test]
+    fn a_scan_counts_records_without_stats_and_names_a_first_record_origin() {
+        let record = |name: &str, stats: Option<crate::Stats>| RunRecord {
+            file: format!("{name}.trace"),
+            record: TraceRecord {
+                name: name.to_owned(),
+                shape: vec![1],
+                dtype: "F32".to_owned(),
+                blake3: "0".repeat(64),
+                rms: None,
+                num_elements: 1,
+                seq: None,
+                layer: None,
+                stage: None,
+                format_version: None,
+                index: None,
+                occurrence: None,
+                rank: None,
+                stats,
+                values: None,
+            },
+            occurrence: 0,
+            values: None,
+        };
+        let nan = crate::Stats {
+            min: None,
+            max: None,
+            mean: None,
+            std: None,
+            nan_count: 1,
+            inf_count: 0,
+        };
+        let mut scan = NonFiniteScan::new();
+        let first = scan.push(&record("embed", Some(nan))).unwrap();
+        assert!(first.origin && first.cause.ends_with("in the very first record"));
+        assert_eq!(scan.push(&record("seed_style", None)), None);
+        let later = scan.push(&record("out", Some(nan))).unwrap();
+        assert!(!later.origin && later.cause.contains("downstream of embed (record #0)"));
+        assert_eq!((scan.seen(), scan.unchecked()), (3, 1));
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! `tensor-trace check`: Jidoka checks and event contracts over a recorded run.
 
-use std::fmt::Write;
+use std::fmt::Write as _;
+use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use trace_core::check::{record_location, NonFiniteScan};
 use trace_core::events::{render, validate, Producer, Severity, TraceDocument};
-use trace_core::run::RunRecord;
-use trace_core::TraceRecord;
 
 use crate::output::print;
 use crate::EXIT_FINDING;
@@ -24,6 +24,10 @@ pub struct Args {
     /// Count Jidoka warnings (e.g. an unknown token) as violations too.
     #[arg(long)]
     deny_warnings: bool,
+    /// Records with NaN/Inf listed after the origin (the others are counted: a NaN that
+    /// propagates through a long run reaches millions of records).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    notes: usize,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -35,100 +39,69 @@ pub fn run(args: Args) -> Result<u8> {
 }
 
 fn check_dir(args: &Args) -> Result<u8> {
-    let run = crate::cmd::open_run(&args.path, false)?;
-    let findings = trace_core::check::non_finite(&run);
-    // Records without stats (bitnet-trace's): their `rms` still answers the question, since the
-    // producer writes a NaN or infinite RMS as `null`. Only the counts are unknown.
-    let by_rms: Vec<(usize, &RunRecord)> = run
-        .records()
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.record.stats.is_none())
-        .collect();
-    let rms_findings: Vec<&(usize, &RunRecord)> = by_rms
-        .iter()
-        .filter(|(_, r)| r.record.rms.is_none() && r.record.num_elements > 0)
-        .collect();
-    let origin = findings
-        .iter()
-        .map(|f| f.position)
-        .chain(rms_findings.iter().map(|(p, _)| *p))
-        .min();
-    let mut out = String::new();
-    for f in &findings {
-        let _ = writeln!(
-            out,
-            "{}: #{} {}",
-            if Some(f.position) == origin {
-                "error"
-            } else {
-                "note"
-            },
-            f.position,
-            f.location()
-        );
-        let _ = writeln!(out, "  cause: {}", f.cause);
-        let _ = writeln!(out, "  hint:  {}", f.hint);
+    let mut stream = crate::cmd::open_stream(&args.path, false)?;
+    let mut scan = NonFiniteScan::new();
+    let mut out = BufWriter::new(io::stdout().lock());
+    // Findings in capture order: the first is the origin (`error`), the rest propagation.
+    let mut found = 0usize;
+    while let Some(chunk) = stream.next_chunk()? {
+        for r in &chunk {
+            let position = scan.seen();
+            let (location, cause, hint) = match scan.push(r) {
+                Some(f) => (f.location(), f.cause, Some(f.hint)),
+                // Records without stats (bitnet-trace's): their `rms` still answers the
+                // question, since the producer writes a NaN or infinite RMS as `null`. Only the
+                // counts are unknown.
+                None if r.record.stats.is_none()
+                    && r.record.rms.is_none()
+                    && r.record.num_elements > 0 =>
+                {
+                    let cause = format!(
+                        "rms is null over {} elements: a NaN or Inf is present (a record without \
+                         stats, as bitnet-trace writes them, has no counts)",
+                        r.record.num_elements
+                    );
+                    (record_location(&r.record), cause, None)
+                }
+                None => continue,
+            };
+            if found <= args.notes {
+                let label = if found == 0 { "error" } else { "note" };
+                writeln!(out, "{label}: #{position} {location}")?;
+                writeln!(out, "  cause: {cause}")?;
+                if let Some(hint) = hint {
+                    writeln!(out, "  hint:  {hint}")?;
+                }
+            }
+            found += 1;
+        }
     }
-    for (position, r) in &rms_findings {
-        let _ = writeln!(
+    if found > args.notes + 1 {
+        writeln!(
             out,
-            "{}: #{position} {}",
-            if Some(*position) == origin {
-                "error"
-            } else {
-                "note"
-            },
-            location(&r.record)
-        );
-        let _ = writeln!(
-            out,
-            "  cause: rms is null over {} elements: a NaN or Inf is present (a record without \
-             stats, as bitnet-trace writes them, has no counts)",
-            r.record.num_elements
-        );
+            "note: {} more records with NaN/Inf downstream (--notes N lists more)",
+            found - args.notes - 1
+        )?;
     }
-    let problems = run.problems().len();
-    let _ = writeln!(
+    crate::cmd::warn_about(&args.path, stream.problems(), stream.order());
+    let problems = stream.problems().len();
+    let without_stats = scan.unchecked();
+    writeln!(
         out,
-        "checked {} records: {} with NaN/Inf, {} unreadable{}",
-        run.len(),
-        findings.len() + rms_findings.len(),
-        problems,
-        if by_rms.is_empty() {
+        "checked {} records: {found} with NaN/Inf, {problems} unreadable{}",
+        scan.seen(),
+        if without_stats == 0 {
             String::new()
         } else {
-            format!(
-                ", {} without stats (seed format) checked by their rms only",
-                by_rms.len()
-            )
+            format!(", {without_stats} without stats (seed format) checked by their rms only")
         }
-    );
-    print(&out)?;
-    Ok(if origin.is_none() && problems == 0 {
+    )?;
+    out.flush()?;
+    Ok(if found == 0 && problems == 0 {
         0
     } else {
         EXIT_FINDING
     })
-}
-
-/// `t0/blk0/attn (layer 0, step 0, stage attn)`, as the findings print it.
-fn location(r: &TraceRecord) -> String {
-    let mut parts = Vec::new();
-    if let Some(l) = r.layer {
-        parts.push(format!("layer {l}"));
-    }
-    if let Some(s) = r.seq {
-        parts.push(format!("step {s}"));
-    }
-    if let Some(s) = &r.stage {
-        parts.push(format!("stage {s}"));
-    }
-    if parts.is_empty() {
-        r.name.clone()
-    } else {
-        format!("{} ({})", r.name, parts.join(", "))
-    }
 }
 
 fn check_events(args: &Args) -> Result<u8> {

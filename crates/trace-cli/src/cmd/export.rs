@@ -9,10 +9,10 @@
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 use trace_core::config::NameFilter;
-use trace_core::run::{RunOptions, RunRecord, RunStream};
+use trace_core::run::{RunRecord, RunStream};
 
 use crate::output::write_atomic;
 
@@ -158,13 +158,7 @@ pub fn run(args: Args) -> Result<u8> {
             && args.layer.is_none_or(|l| r.record.layer == Some(l))
             && args.step.is_none_or(|s| r.record.seq == Some(s))
     };
-    let mut stream = RunStream::open(
-        &args.dir,
-        &RunOptions {
-            strict: args.strict,
-        },
-    )
-    .with_context(|| format!("reading trace directory {}", args.dir.display()))?;
+    let mut stream = crate::cmd::open_stream(&args.dir, args.strict)?;
     let written = match &args.output {
         None => {
             let mut out = BufWriter::new(io::stdout().lock());
@@ -176,16 +170,7 @@ pub fn run(args: Args) -> Result<u8> {
             write_records(&mut stream, &keep, args.format, out)
         })?,
     };
-    for problem in stream.problems() {
-        tracing::warn!("{problem}");
-    }
-    if !stream.order().is_execution_order() {
-        tracing::warn!(
-            "{}: no manifest and no capture indexes (a seed-format directory): records are \
-             ordered by seq, then file name; execution order is unknown",
-            args.dir.display()
-        );
-    }
+    crate::cmd::warn_about(&args.dir, stream.problems(), stream.order());
     tracing::info!("exported {written} records");
     Ok(0)
 }

@@ -76,8 +76,8 @@ pub fn run(args: Args) -> Result<u8> {
         .with_context(|| format!("cannot run {}", engine.program.to_string_lossy()))?;
     let code = exit_code(&status);
     if args.out.is_dir() && std::fs::read_dir(&args.out)?.next().is_some() {
-        match crate::cmd::open_run(&args.out, false) {
-            Ok(run) => eprintln!("tensor-trace: {}", Summary::of(&run)?.one_line()),
+        match Summary::read(&args.out, 0) {
+            Ok(summary) => eprintln!("tensor-trace: {}", summary.one_line()),
             Err(e) => eprintln!("tensor-trace: warning: {e:#}"),
         }
     } else {

@@ -316,3 +316,94 @@ fn every_command_reads_the_packed_layout() {
         .success()
         .stdout(predicate::str::contains("12 identical"));
 }
+
+#[test]
+fn check_lists_the_origin_and_counts_the_notes_it_leaves_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    record(&dir, &["--nan-at-layer", "1"]);
+    let output = |notes: &str| {
+        let out = tensor_trace()
+            .arg("check")
+            .arg(&dir)
+            .args(["--notes", notes])
+            .assert()
+            .code(1)
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out).unwrap()
+    };
+    let all = output("20");
+    assert_eq!(all.matches("error: #").count(), 1, "{all}");
+    assert_eq!(all.matches("note: #").count(), 8, "{all}");
+    assert!(!all.contains("more records"), "{all}");
+    let one = output("1");
+    assert!(one.starts_with("error: #3 blk1/attn_out"), "{one}");
+    assert_eq!(one.matches("note: #").count(), 1, "{one}");
+    assert!(
+        one.contains("note: 7 more records with NaN/Inf downstream")
+            && one.contains("checked 12 records: 9 with NaN/Inf"),
+        "{one}"
+    );
+}
+
+#[test]
+fn stats_lists_the_same_largest_magnitudes_as_a_full_sort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    record(&dir, &["--nan-at-layer", "1", "--steps", "3"]);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = tensor_trace()
+            .args(args)
+            .arg(&dir)
+            .args(["--format", "json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&out).unwrap()
+    };
+    let records = json(&["show"]);
+    let records = records.as_array().unwrap();
+    let mut expected: Vec<(f64, usize, String)> = records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let (min, max) = (r["stats"]["min"].as_f64()?, r["stats"]["max"].as_f64()?);
+            Some((min.abs().max(max.abs()), i, r["name"].as_str()?.to_owned()))
+        })
+        .collect();
+    expected.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let nan_records = records
+        .iter()
+        .filter(|r| r["stats"]["nan_count"].as_u64().unwrap_or(0) > 0)
+        .count();
+    for top in [1usize, 3, 100] {
+        let summary = json(&["stats", "--top", &top.to_string()]);
+        let largest: Vec<(f64, usize, String)> = summary["largest"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["max_abs"].as_f64().unwrap(),
+                    m["position"].as_u64().unwrap() as usize,
+                    m["name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let want: Vec<_> = expected.iter().take(top).cloned().collect();
+        assert_eq!(largest, want, "--top {top}");
+        assert_eq!(summary["non_finite_records"], nan_records);
+        assert_eq!(
+            summary["non_finite"].as_array().unwrap().len(),
+            nan_records.min(top)
+        );
+    }
+    assert!(
+        nan_records > 3,
+        "the run propagates NaN into several records"
+    );
+}
