@@ -11,7 +11,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use serde::Serialize;
-use trace_core::config::NameFilter;
 use trace_core::run::{RunRecord, RunStream};
 
 use crate::output::write_atomic;
@@ -40,15 +39,8 @@ pub struct Args {
     /// Write to FILE (atomically: a temporary file renamed into place) instead of stdout.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Only names matching these comma-separated globs (`!glob` excludes).
-    #[arg(long, value_name = "GLOBS")]
-    filter: Option<String>,
-    /// Only records of this layer (-1 = embeddings/logits).
-    #[arg(long, allow_hyphen_values = true)]
-    layer: Option<i64>,
-    /// Only records of this token position / decode step (`seq`).
-    #[arg(long)]
-    step: Option<u64>,
+    #[command(flatten)]
+    select: crate::cmd::Select,
     /// Treat any unreadable record (a cut-short last line included) as an error.
     #[arg(long)]
     strict: bool,
@@ -149,15 +141,7 @@ fn write_records(
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let filter = match &args.filter {
-        Some(spec) => NameFilter::parse(spec, "--filter")?,
-        None => NameFilter::all(),
-    };
-    let keep = |r: &RunRecord| {
-        filter.matches(&r.record.name)
-            && args.layer.is_none_or(|l| r.record.layer == Some(l))
-            && args.step.is_none_or(|s| r.record.seq == Some(s))
-    };
+    let keep = args.select.predicate()?;
     let mut stream = crate::cmd::open_stream(&args.dir, args.strict)?;
     let written = match &args.output {
         None => {

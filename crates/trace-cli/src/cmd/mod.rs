@@ -14,8 +14,9 @@ pub mod stats;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use trace_core::config::NameFilter;
 use trace_core::record::RecordError;
-use trace_core::run::{Run, RunOptions, RunOrder, RunStream};
+use trace_core::run::{Run, RunOptions, RunOrder, RunRecord, RunStream};
 
 /// Opens a run, printing read problems as warnings (they never pass silently).
 pub fn open_run(dir: &Path, strict: bool) -> Result<Run> {
@@ -43,5 +44,34 @@ pub fn warn_about(dir: &Path, problems: &[RecordError], order: RunOrder) {
              ordered by seq, then file name; execution order is unknown",
             dir.display()
         );
+    }
+}
+
+/// Which records `show` and `export` print.
+#[derive(Debug, clap::Args)]
+pub struct Select {
+    /// Only names matching these comma-separated globs (`!glob` excludes).
+    #[arg(long, value_name = "GLOBS")]
+    filter: Option<String>,
+    /// Only records of this layer (-1 = embeddings/logits).
+    #[arg(long, allow_hyphen_values = true)]
+    layer: Option<i64>,
+    /// Only records of this token position / decode step (`seq`).
+    #[arg(long)]
+    step: Option<u64>,
+}
+
+impl Select {
+    /// Whether a record is selected; fails on a bad `--filter`.
+    pub fn predicate(&self) -> Result<impl Fn(&RunRecord) -> bool + '_> {
+        let filter = match &self.filter {
+            Some(spec) => NameFilter::parse(spec, "--filter")?,
+            None => NameFilter::all(),
+        };
+        Ok(move |r: &RunRecord| {
+            filter.matches(&r.record.name)
+                && self.layer.is_none_or(|l| r.record.layer == Some(l))
+                && self.step.is_none_or(|s| r.record.seq == Some(s))
+        })
     }
 }

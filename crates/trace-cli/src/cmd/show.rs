@@ -4,7 +4,6 @@ use std::fmt::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use trace_core::config::NameFilter;
 use trace_core::run::RunRecord;
 
 use crate::output::{num, print, shape};
@@ -26,15 +25,8 @@ pub enum Format {
 pub struct Args {
     /// Trace directory.
     dir: PathBuf,
-    /// Only names matching these comma-separated globs (`!glob` excludes).
-    #[arg(long, value_name = "GLOBS")]
-    filter: Option<String>,
-    /// Only records of this layer (-1 = embeddings/logits).
-    #[arg(long, allow_hyphen_values = true)]
-    layer: Option<i64>,
-    /// Only records of this token position / decode step (`seq`).
-    #[arg(long)]
-    step: Option<u64>,
+    #[command(flatten)]
+    select: crate::cmd::Select,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -44,18 +36,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let filter = match &args.filter {
-        Some(spec) => NameFilter::parse(spec, "--filter")?,
-        None => NameFilter::all(),
-    };
+    let keep = args.select.predicate()?;
     let run = crate::cmd::open_run(&args.dir, args.strict)?;
-    let selected: Vec<&RunRecord> = run
-        .records()
-        .iter()
-        .filter(|r| filter.matches(&r.record.name))
-        .filter(|r| args.layer.is_none() || r.record.layer == args.layer)
-        .filter(|r| args.step.is_none() || r.record.seq == args.step)
-        .collect();
+    let selected: Vec<&RunRecord> = run.records().iter().filter(|r| keep(r)).collect();
     let text = match args.format {
         Format::Json => {
             let rows: Vec<serde_json::Value> = selected
