@@ -285,28 +285,16 @@ mod tests {
                 shape: vec![1],
                 dtype: "F32".to_owned(),
                 blake3: "0".repeat(64),
-                rms: None,
                 num_elements: 1,
-                seq: None,
-                layer: None,
-                stage: None,
-                format_version: None,
-                index: None,
-                occurrence: None,
-                rank: None,
                 stats,
-                values: None,
+                ..TraceRecord::default()
             },
             occurrence: 0,
             values: None,
         };
         let nan = crate::Stats {
-            min: None,
-            max: None,
-            mean: None,
-            std: None,
             nan_count: 1,
-            inf_count: 0,
+            ..crate::Stats::default()
         };
         let mut scan = NonFiniteScan::new();
         let first = scan.push(&record("embed", Some(nan))).unwrap();

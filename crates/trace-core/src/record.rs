@@ -28,8 +28,9 @@ pub const RECORD_EXTENSION: &str = "trace";
 ///
 /// Readers accept three flavours (see [`Flavor`]): the seed's plain six fields, the upstream
 /// crate's records with `seq`/`layer`/`stage`, and ours with `format_version` and friends.
-/// Unknown fields are ignored so newer minor additions stay readable.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Unknown fields are ignored so newer minor additions stay readable. `Default` is for struct
+/// update syntax only: its empty `blake3` does not validate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TraceRecord {
     /// Tensor identifier as given by the engine (unsanitized).
     pub name: String,
@@ -78,7 +79,7 @@ pub struct TraceRecord {
 ///
 /// `min`, `max`, `mean` and `std` are `null` when no element is finite. `std` is the population
 /// standard deviation (divide by the count of finite values).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Smallest finite value.
     pub min: Option<f64>,
@@ -250,46 +251,38 @@ impl TraceRecord {
         json_str(out, &self.dtype);
         out.extend_from_slice(b",\"blake3\":");
         json_str(out, &self.blake3);
-        out.extend_from_slice(b",\"rms\":");
-        json_number(out, self.rms);
-        out.extend_from_slice(b",\"num_elements\":");
-        json_number(out, self.num_elements);
-        let optional = |out: &mut Vec<u8>, key: &[u8], value: Option<u64>| {
-            if let Some(v) = value {
-                out.extend_from_slice(key);
-                json_number(out, v);
-            }
-        };
-        optional(out, b",\"seq\":", self.seq);
+        field(out, b",\"rms\":", self.rms);
+        field(out, b",\"num_elements\":", self.num_elements);
+        // `skip_serializing_if = "Option::is_none"` fields: absent, not null.
+        if let Some(v) = self.seq {
+            field(out, b",\"seq\":", v);
+        }
         if let Some(v) = self.layer {
-            out.extend_from_slice(b",\"layer\":");
-            json_number(out, v);
+            field(out, b",\"layer\":", v);
         }
         if let Some(v) = &self.stage {
             out.extend_from_slice(b",\"stage\":");
             json_str(out, v);
         }
-        optional(
-            out,
-            b",\"format_version\":",
-            self.format_version.map(u64::from),
-        );
-        optional(out, b",\"index\":", self.index);
-        optional(out, b",\"occurrence\":", self.occurrence);
-        optional(out, b",\"rank\":", self.rank.map(u64::from));
+        if let Some(v) = self.format_version {
+            field(out, b",\"format_version\":", v);
+        }
+        if let Some(v) = self.index {
+            field(out, b",\"index\":", v);
+        }
+        if let Some(v) = self.occurrence {
+            field(out, b",\"occurrence\":", v);
+        }
+        if let Some(v) = self.rank {
+            field(out, b",\"rank\":", v);
+        }
         if let Some(s) = &self.stats {
-            out.extend_from_slice(b",\"stats\":{\"min\":");
-            json_number(out, s.min);
-            out.extend_from_slice(b",\"max\":");
-            json_number(out, s.max);
-            out.extend_from_slice(b",\"mean\":");
-            json_number(out, s.mean);
-            out.extend_from_slice(b",\"std\":");
-            json_number(out, s.std);
-            out.extend_from_slice(b",\"nan_count\":");
-            json_number(out, s.nan_count);
-            out.extend_from_slice(b",\"inf_count\":");
-            json_number(out, s.inf_count);
+            field(out, b",\"stats\":{\"min\":", s.min);
+            field(out, b",\"max\":", s.max);
+            field(out, b",\"mean\":", s.mean);
+            field(out, b",\"std\":", s.std);
+            field(out, b",\"nan_count\":", s.nan_count);
+            field(out, b",\"inf_count\":", s.inf_count);
             out.push(b'}');
         }
         if let Some(v) = &self.values {
@@ -315,6 +308,12 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 /// A number (or `null`) exactly as serde_json spells it.
 fn json_number(out: &mut Vec<u8>, v: impl Serialize) {
     serde_json::to_writer(out, &v).expect("writing to a Vec cannot fail");
+}
+
+/// `key` (the separator, the quoted name and the colon) and a number.
+fn field(out: &mut Vec<u8>, key: &[u8], v: impl Serialize) {
+    out.extend_from_slice(key);
+    json_number(out, v);
 }
 
 impl ManifestEntry {
