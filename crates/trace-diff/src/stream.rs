@@ -113,6 +113,9 @@ fn read_run(
 }
 
 /// What became of a record of A looking for its partner in B.
+// Returned once per record and matched at once: boxing the partner would cost an allocation
+// per record for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Found {
     Partner(RunRecord),
     Missing,
