@@ -221,6 +221,62 @@ impl BSide {
     }
 }
 
+/// Bytes read from the start of a log to estimate its line length.
+const ESTIMATE_SAMPLE: usize = 64 * 1024;
+
+/// How many records a trace directory holds, as [`estimate_records`] judged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordEstimate {
+    /// The number of records (lines of the log).
+    pub records: u64,
+    /// Whether the log was read whole (small logs), so `records` is its exact line count.
+    pub exact: bool,
+    /// The log the estimate comes from: `records.jsonl` or `manifest.jsonl`.
+    pub log: &'static str,
+}
+
+/// Estimates the records of the trace directory `dir` cheaply, without parsing it: the lines of
+/// its packed log (`records.jsonl`), else of its `manifest.jsonl`, counted in the first 64 KiB
+/// and scaled by the file's size (one line per record in both). `None` when the directory has
+/// neither log or it cannot be read (the diff itself then says why).
+pub fn estimate_records(dir: &Path) -> Option<RecordEstimate> {
+    use std::io::Read;
+
+    let (log, path) = [
+        (
+            trace_core::record::PACKED_LOG,
+            dir.join(trace_core::record::PACKED_LOG),
+        ),
+        (
+            trace_core::record::MANIFEST_FILE,
+            dir.join(trace_core::record::MANIFEST_FILE),
+        ),
+    ]
+    .into_iter()
+    .find(|(_, path)| path.is_file())?;
+    let file = std::fs::File::open(&path).ok()?;
+    let size = file.metadata().ok()?.len();
+    let mut sample = Vec::with_capacity(ESTIMATE_SAMPLE);
+    file.take(ESTIMATE_SAMPLE as u64)
+        .read_to_end(&mut sample)
+        .ok()?;
+    let newlines = sample.iter().filter(|&&b| b == b'\n').count() as u64;
+    let exact = sample.len() as u64 >= size;
+    let records = if exact {
+        // A last line without a newline is a record too (or a torn one).
+        newlines + u64::from(sample.last().is_some_and(|&b| b != b'\n'))
+    } else {
+        // At least one line per sample's worth of bytes, even if no line ended in it.
+        let sample_len = sample.len().max(1) as u64;
+        (u128::from(size) * u128::from(newlines.max(1)) / u128::from(sample_len)) as u64
+    };
+    Some(RecordEstimate {
+        records,
+        exact,
+        log,
+    })
+}
+
 /// What is known of the first divergence so far.
 struct First {
     pair: Pair,
@@ -452,6 +508,47 @@ fn compare(
             window_misses,
             pairs_kept,
             layers_dropped,
+            reason: None,
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_logs_are_counted_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(estimate_records(d), None, "no log");
+        std::fs::write(d.join("x.trace"), "{}").unwrap();
+        assert_eq!(estimate_records(d), None, "a seed directory has no log");
+        std::fs::write(d.join("manifest.jsonl"), "{}\n{}\n").unwrap();
+        let manifest = estimate_records(d).unwrap();
+        assert_eq!((manifest.records, manifest.exact), (2, true));
+        assert_eq!(manifest.log, "manifest.jsonl");
+        // The packed log wins; a torn last line (no newline) counts.
+        std::fs::write(d.join("records.jsonl"), "{}\n{}\n{\"na").unwrap();
+        let packed = estimate_records(d).unwrap();
+        assert_eq!((packed.records, packed.exact), (3, true));
+        assert_eq!(packed.log, "records.jsonl");
+    }
+
+    #[test]
+    fn large_logs_are_estimated_from_their_size() {
+        let dir = tempfile::tempdir().unwrap();
+        // 50,000 lines of 90 to 129 bytes, cycling: about 5.5 MB.
+        let log: String = (0..50_000)
+            .map(|i| format!("{{\"name\":\"{}\"}}\n", "x".repeat(80 + i % 40)))
+            .collect();
+        std::fs::write(dir.path().join("records.jsonl"), &log).unwrap();
+        let e = estimate_records(dir.path()).unwrap();
+        assert!(!e.exact);
+        assert!(
+            (49_000..=51_000).contains(&e.records),
+            "estimated {} of 50,000",
+            e.records
+        );
+    }
 }
