@@ -1,7 +1,8 @@
 //! The streaming diff: two runs compared in A's execution order with memory flat in run length.
 //!
 //! Both runs are read a chunk at a time ([`RunStream`]: packed logs and clean manifests stream,
-//! chunks parsed in parallel; other directories are read whole). A's records are taken in order;
+//! chunks parsed in parallel; other directories are read whole), each on its own thread a few
+//! chunks ahead of the comparison, which runs on the caller's thread. A's records are taken in order;
 //! each looks for its partner among the B records read so far and not yet matched, reading B on
 //! until the partner turns up, B ends, or `window` unmatched B records are held. So pairs come
 //! out exactly in A's order, as in [`crate::diff_dirs`], and every figure of the report is
@@ -16,6 +17,9 @@
 //! `streamed.window_misses`, with a warning); a B record matched by two A records (a name
 //! mapping that collapses names) is matched once, the second A record showing as missing. No
 //! baseline (calibrated diffs read whole).
+//!
+//! [`estimate_records`] sizes a run without reading it, for the command line's
+//! `--stream=auto`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
