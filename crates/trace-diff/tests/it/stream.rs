@@ -322,3 +322,98 @@ fn stream_mode_is_checked() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("streamed: --stream given"));
     drop(tmp);
 }
+
+#[test]
+fn streamed_reports_equal_in_memory_ones_with_divergences_missing_and_ignored_records() {
+    let fault = Fault {
+        seq: 1,
+        layer: 1,
+        index: 0,
+        delta: 0.5,
+    };
+    let (tmp, a, b) = two_runs(
+        Spec::new(Prec::F32).values().fault(fault),
+        Spec::new(Prec::F64).values(),
+    );
+    // B's blk0/out has no partner (ignored in A), nor has A's embed (ignored in B).
+    let rules_text = "ignore_a = ['blk0/out']\nignore_b = ['embed']\n";
+    let rules_file = tmp.path().join("rules.toml");
+    fs::write(&rules_file, rules_text).unwrap();
+    for (a, b) in both_layouts(tmp.path(), &a, &b) {
+        let options = DiffOptions {
+            rules: Rules::from_toml(rules_text, &rules_file).unwrap(),
+            ..DiffOptions::default()
+        };
+        let full = diff_dirs(&a, &b, &options).unwrap();
+        let c = &full.counts;
+        assert!(
+            c.diverged > 0 && c.missing_in_a > 0 && c.missing_in_b > 0,
+            "{c:?}"
+        );
+        assert!(full.a.ignored > 0 && full.b.ignored > 0);
+        let (stream, pairs) = streamed(&a, &b, &options, &StreamOptions::default());
+        assert_same(&full, &stream, &pairs);
+        // The command line's JSON reports too, streamed by `auto` with a threshold of 1.
+        let rules = rules_file.to_str().unwrap();
+        let json = |args: &[&str]| {
+            let (code, out, err) = trace_diff(
+                &a,
+                &b,
+                &[&["--format", "json", "--rules", rules], args].concat(),
+            );
+            assert_eq!(code, Some(1), "{err}");
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()
+        };
+        let mut streamed_json = json(&["--stream-threshold", "1"]);
+        let s = streamed_json.as_object_mut().unwrap().remove("streamed");
+        assert_eq!(s.unwrap()["window_misses"], 0);
+        assert_eq!(streamed_json, json(&["--stream=never"]));
+    }
+}
+
+#[test]
+fn partners_out_of_order_in_b_are_found_within_the_window() {
+    let fault = Fault {
+        seq: 1,
+        layer: 2,
+        index: 1,
+        delta: 0.5,
+    };
+    let (tmp, a, b) = two_runs(
+        Spec::new(Prec::F32).values().fault(fault),
+        Spec::new(Prec::F32).values(),
+    );
+    let (pa, pb) = (tmp.path().join("packed_a"), tmp.path().join("reordered_b"));
+    to_packed(&a, &pa);
+    // B written packed with each step's records in reverse order (indexes renumbered, so it is
+    // a valid log whose order differs from A's everywhere but at the middle of each step).
+    let run = Run::open(&b).unwrap();
+    fs::create_dir_all(&pb).unwrap();
+    let mut steps: Vec<Vec<trace_core::run::RunRecord>> = Vec::new();
+    for r in run.records() {
+        match steps.last_mut() {
+            Some(step) if step[0].record.seq == r.record.seq => step.push(r.clone()),
+            _ => steps.push(vec![r.clone()]),
+        }
+    }
+    let mut log = fs::File::create(pb.join("records.jsonl")).unwrap();
+    for (index, r) in steps
+        .into_iter()
+        .flat_map(|s| s.into_iter().rev())
+        .enumerate()
+    {
+        let mut record = r.record.clone();
+        record.index = Some(index as u64);
+        writeln!(log, "{}", serde_json::to_string(&record).unwrap()).unwrap();
+        if let Some(v) = &r.values {
+            fs::copy(b.join(v), pb.join(v)).unwrap();
+        }
+    }
+    drop(log);
+    let options = DiffOptions::default();
+    let full = diff_dirs(&pa, &pb, &options).unwrap();
+    assert_eq!(full.outcome, Outcome::Diverged);
+    assert_eq!(full.counts.missing_in_a + full.counts.missing_in_b, 0);
+    let (stream, pairs) = streamed(&pa, &pb, &options, &StreamOptions::default());
+    assert_same(&full, &stream, &pairs);
+}
