@@ -11,8 +11,8 @@ use clap::{Parser, ValueEnum};
 
 use crate::render::{self, TextOptions};
 use crate::{
-    diff_dirs_calibrated, diff_dirs_streaming, diff_paths, DiffOptions, Rules, StreamOptions,
-    DEFAULT_MAX_RATIO,
+    diff_dirs_calibrated, diff_dirs_streaming, diff_paths, estimate_records, DiffOptions, Rules,
+    StreamOptions, DEFAULT_MAX_RATIO,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,16 +94,46 @@ pub struct Args {
     /// When to color the text report.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
-    /// Streaming diff for runs of millions of records: memory flat in run length, the JSON
-    /// report written as pairs are compared; the text report lists the first non-agreeing
-    /// pairs only. Not with --baseline, --html or --junit (they need every pair at once).
-    #[arg(long, conflicts_with_all = ["baseline", "html", "junit"])]
-    pub stream: bool,
-    /// With --stream: the most unmatched records of B held while a record of A looks for its
-    /// partner (a partner further on is reported missing, with a warning).
-    #[arg(long, value_name = "N", requires = "stream", default_value_t = 65536)]
+    /// When to use the streaming diff (for runs of millions of records: memory flat in run
+    /// length, the JSON report written as pairs are compared, the text report listing the first
+    /// non-agreeing pairs only). `auto`: when either run holds at least --stream-threshold
+    /// records (estimated from the size of its records.jsonl or manifest.jsonl) and neither
+    /// --baseline, --html nor --junit is given (they need every pair at once). `--stream` alone
+    /// means `always`, which refuses those three options.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = StreamMode::Auto,
+        default_missing_value = "always"
+    )]
+    pub stream: StreamMode,
+    /// With --stream=auto: the number of records (in either run) from which the diff streams.
+    #[arg(long, value_name = "RECORDS", default_value_t = DEFAULT_STREAM_THRESHOLD)]
+    pub stream_threshold: u64,
+    /// When the diff streams: the most unmatched records of B held while a record of A looks
+    /// for its partner (a partner further on is reported missing, with a warning).
+    #[arg(long, value_name = "N", default_value_t = 65536)]
     pub window: usize,
 }
+
+/// Whether the diff streams (`--stream`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StreamMode {
+    /// Stream when a run is large (see `--stream-threshold`) and no option needs every pair.
+    Auto,
+    /// Always stream (plain `--stream`).
+    Always,
+    /// Never stream: the in-memory diff, whatever the size of the runs.
+    Never,
+}
+
+/// `--stream-threshold`'s default: the in-memory diff holds about 2.5 KB per record (a
+/// 1 M-record run took 2.5 GB), so 200,000 records cost it about 500 MB, while the streaming
+/// diff stays near 14 MB at any length (docs/FORMAT.md, "Streaming diff").
+pub const DEFAULT_STREAM_THRESHOLD: u64 = 200_000;
 
 /// Parses a `--max-ratio` value: a finite number above 0 (every front end that takes the flag
 /// uses this).
@@ -135,8 +165,8 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
         allow_missing: args.allow_missing,
         max_ratio: args.max_ratio,
     };
-    if args.stream {
-        return run_streaming(args, &options);
+    if let Some(reason) = stream_reason(args)? {
+        return run_streaming(args, &options, reason);
     }
     let report = match &args.baseline {
         Some(c) => {
@@ -191,8 +221,65 @@ fn print_text(args: &Args, report: &crate::Report) -> io::Result<()> {
     out.flush()
 }
 
-/// `--stream`: the JSON report goes out pair by pair; the text report is printed at the end.
-fn run_streaming(args: &Args, options: &DiffOptions) -> anyhow::Result<u8> {
+/// Whether the diff streams, and why (`None`: the in-memory diff). An error for
+/// `--stream=always` with an option that needs every pair.
+pub fn stream_reason(args: &Args) -> anyhow::Result<Option<String>> {
+    let needs_all = [
+        ("--baseline", args.baseline.is_some()),
+        ("--html", args.html.is_some()),
+        ("--junit", args.junit.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(flag, given)| given.then_some(flag));
+    match args.stream {
+        StreamMode::Never => Ok(None),
+        StreamMode::Always => match needs_all {
+            Some(flag) => anyhow::bail!(
+                "--stream does not combine with {flag}, which needs every pair at once; \
+                 leave --stream out (or give --stream=never) for the in-memory diff"
+            ),
+            None => Ok(Some("--stream given".to_owned())),
+        },
+        StreamMode::Auto => {
+            if needs_all.is_some()
+                || crate::shard::is_multi_rank(&args.dir_a)
+                || crate::shard::is_multi_rank(&args.dir_b)
+            {
+                return Ok(None);
+            }
+            let largest = [("A", &args.dir_a), ("B", &args.dir_b)]
+                .into_iter()
+                .filter_map(|(side, dir)| estimate_records(dir).map(|e| (side, e)))
+                // The larger run; A on a tie.
+                .reduce(|best, e| {
+                    if e.1.records > best.1.records {
+                        e
+                    } else {
+                        best
+                    }
+                });
+            Ok(largest
+                .filter(|(_, e)| e.records >= args.stream_threshold)
+                .map(|(side, e)| {
+                    format!(
+                        "--stream=auto: run {side} holds {}{} records ({}), at least --stream-threshold {}",
+                        if e.exact { "" } else { "about " },
+                        e.records,
+                        if e.exact {
+                            format!("lines of its {}", e.log)
+                        } else {
+                            format!("estimated from the size of its {}", e.log)
+                        },
+                        args.stream_threshold
+                    )
+                }))
+        }
+    }
+}
+
+/// The streaming diff: the JSON report goes out pair by pair; the text report is printed at
+/// the end. `reason` says why the diff streams, in the report.
+fn run_streaming(args: &Args, options: &DiffOptions, reason: String) -> anyhow::Result<u8> {
     let bounds = StreamOptions {
         window: args.window.max(1),
         keep_pairs: if args.max_rows == 0 {
@@ -217,15 +304,25 @@ fn run_streaming(args: &Args, options: &DiffOptions) -> anyhow::Result<u8> {
             if let Some(e) = io_error {
                 return Err(e.into());
             }
+            let report = with_reason(report, reason);
             json.finish(&report)?;
             report
         }
         Format::Text => {
             let report =
                 diff_dirs_streaming(&args.dir_a, &args.dir_b, options, &bounds, &mut |_| Ok(()))?;
+            let report = with_reason(report, reason);
             print_text(args, &report)?;
             report
         }
     };
     Ok(report.outcome.exit_code())
+}
+
+/// The streamed report with the reason it streamed.
+fn with_reason(mut report: crate::Report, reason: String) -> crate::Report {
+    if let Some(s) = &mut report.streamed {
+        s.reason = Some(reason);
+    }
+    report
 }

@@ -1128,7 +1128,9 @@ impl LayerProfile {
         }
         let group = self.out.back_mut().expect("pushed above");
         if let Some(e) = p.error {
-            group.output = p.display_name().to_owned();
+            // Reuses the group's buffer: this runs for every pair.
+            group.output.clear();
+            group.output.push_str(p.display_name());
             group.error = Some(e);
             group.max_error = Some(group.max_error.map_or(e, |m| m.max(e)));
             if let Some(cal) = &p.calibration {

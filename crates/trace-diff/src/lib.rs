@@ -77,6 +77,6 @@ pub use error::{Error, Result};
 pub use report::{Calibration, CalibrationStatus, Evidence, Outcome, Pair, Report, Verdict};
 pub use rules::{Rules, ShardSplit, Tolerance};
 pub use shard::diff_paths;
-pub use stream::{diff_dirs_streaming, StreamOptions};
+pub use stream::{diff_dirs_streaming, estimate_records, RecordEstimate, StreamOptions};
 #[doc(hidden)]
 pub use values::load as load_values;

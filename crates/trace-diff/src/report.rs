@@ -471,6 +471,10 @@ pub struct Streamed {
     /// Layer groups left out of [`Report::layers`], which keeps those nearest the first
     /// divergence (the latest before it and the first from it on).
     pub layers_dropped: u64,
+    /// Why the diff streamed, as the command line decided it (`--stream` given, or
+    /// `--stream=auto` finding a run at least `--stream-threshold` records long); `null` when
+    /// a program called [`crate::diff_dirs_streaming`] itself.
+    pub reason: Option<String>,
 }
 
 impl Report {

@@ -1,7 +1,8 @@
 //! The streaming diff: two runs compared in A's execution order with memory flat in run length.
 //!
 //! Both runs are read a chunk at a time ([`RunStream`]: packed logs and clean manifests stream,
-//! chunks parsed in parallel; other directories are read whole). A's records are taken in order;
+//! chunks parsed in parallel; other directories are read whole), each on its own thread a few
+//! chunks ahead of the comparison, which runs on the caller's thread. A's records are taken in order;
 //! each looks for its partner among the B records read so far and not yet matched, reading B on
 //! until the partner turns up, B ends, or `window` unmatched B records are held. So pairs come
 //! out exactly in A's order, as in [`crate::diff_dirs`], and every figure of the report is
@@ -16,9 +17,14 @@
 //! `streamed.window_misses`, with a warning); a B record matched by two A records (a name
 //! mapping that collapses names) is matched once, the second A record showing as missing. No
 //! baseline (calibrated diffs read whole).
+//!
+//! [`estimate_records`] sizes a run without reading it, for the command line's
+//! `--stream=auto`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread;
 
 use trace_core::run::{RunOptions, RunRecord, RunStream};
 
@@ -51,21 +57,97 @@ impl Default for StreamOptions {
     }
 }
 
-/// B's side: the stream and the records read but not matched yet, by key.
-struct BSide {
-    stream: RunStream,
-    pending: HashMap<(String, u64), (u64, RunRecord)>,
-    /// Position of the next B record in B's order (ignored records included).
-    next: u64,
-    ignored: u64,
+/// Chunks of one run read ahead by its reader thread. Two chunks in the channel and one being
+/// read: memory stays a few chunks per side.
+const READ_AHEAD: usize = 2;
+
+/// One run read on its own thread ([`read_run`]), its chunks taken in order.
+struct Chunks {
+    rx: Receiver<trace_core::Result<Vec<RunRecord>>>,
     done: bool,
 }
 
+impl Chunks {
+    /// The next chunk in capture order; `None` at the end.
+    fn next(&mut self) -> Result<Option<Vec<RunRecord>>> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.rx.recv() {
+            Ok(chunk) => Ok(Some(chunk?)),
+            // The reader thread has finished and sent everything.
+            Err(_) => {
+                self.done = true;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The reader thread of one run: opens it and sends its chunks until the end, the first
+/// error (sent too) or the receiver going away. Returns the stream when it was read to its
+/// end, for its order and problems.
+fn read_run(
+    dir: &Path,
+    options: RunOptions,
+    tx: SyncSender<trace_core::Result<Vec<RunRecord>>>,
+) -> Option<RunStream> {
+    let mut stream = match RunStream::open(dir, &options) {
+        Ok(s) => s,
+        Err(e) => {
+            // The receiver may be gone already: then nobody needs the error.
+            let _ = tx.send(Err(e));
+            return None;
+        }
+    };
+    loop {
+        match stream.next_chunk() {
+            Ok(Some(chunk)) => {
+                if tx.send(Ok(chunk)).is_err() {
+                    return None;
+                }
+            }
+            Ok(None) => return Some(stream),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return None;
+            }
+        }
+    }
+}
+
+/// What became of a record of A looking for its partner in B.
+// Returned once per record and matched at once: boxing the partner would cost an allocation
+// per record for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Found {
+    Partner(RunRecord),
+    Missing,
+    /// Not among the `window` unmatched records of B held: declared missing.
+    WindowMiss,
+}
+
+/// B's side: the chunks, and the records read but not matched yet.
+///
+/// The records of the last chunk read wait in `queue`, in B's order. A record of A looks in
+/// `held` first (only when it is not empty), then takes records off the front of the queue,
+/// moving each one that is not its partner into `held`. When both runs have the same order
+/// (the usual case) the partner is always at the front: nothing is hashed or cloned.
+struct BSide {
+    chunks: Chunks,
+    queue: VecDeque<(u64, RunRecord)>,
+    /// Unmatched records taken off the queue: by name, then occurrence, with their position.
+    held: HashMap<String, BTreeMap<u64, (u64, RunRecord)>>,
+    held_len: usize,
+    /// Position of the next B record in B's order (ignored records included).
+    next: u64,
+    ignored: u64,
+}
+
 impl BSide {
-    /// Reads the next chunk of B into `pending`; `false` at the end.
+    /// Reads the next chunk of B into `queue`; `false` at the end.
     fn read(&mut self, options: &DiffOptions) -> Result<bool> {
-        let Some(chunk) = self.stream.next_chunk()? else {
-            self.done = true;
+        let Some(chunk) = self.chunks.next()? else {
             return Ok(false);
         };
         for rb in chunk {
@@ -75,11 +157,128 @@ impl BSide {
                 self.ignored += 1;
                 continue;
             }
-            let key = (rb.record.name.clone(), rb.occurrence);
-            self.pending.insert(key, (position, rb));
+            self.queue.push_back((position, rb));
         }
         Ok(true)
     }
+
+    /// Takes the partner `(name, occurrence)` of a record of A (`name` mapped to B's names),
+    /// reading B on as long as fewer than `window` unmatched records are held.
+    fn take(
+        &mut self,
+        name: &str,
+        occurrence: u64,
+        window: usize,
+        options: &DiffOptions,
+    ) -> Result<Found> {
+        if self.held_len > 0 {
+            if let Some(by_occurrence) = self.held.get_mut(name) {
+                if let Some((_, rb)) = by_occurrence.remove(&occurrence) {
+                    if by_occurrence.is_empty() {
+                        self.held.remove(name);
+                    }
+                    self.held_len -= 1;
+                    return Ok(Found::Partner(rb));
+                }
+            }
+        }
+        loop {
+            while let Some((position, rb)) = self.queue.pop_front() {
+                if rb.occurrence == occurrence && rb.record.name == name {
+                    return Ok(Found::Partner(rb));
+                }
+                self.hold(position, rb);
+            }
+            if self.chunks.done {
+                return Ok(Found::Missing);
+            }
+            if self.held_len >= window {
+                return Ok(Found::WindowMiss);
+            }
+            if !self.read(options)? {
+                return Ok(Found::Missing);
+            }
+        }
+    }
+
+    fn hold(&mut self, position: u64, rb: RunRecord) {
+        let by_occurrence = match self.held.get_mut(&rb.record.name) {
+            Some(m) => m,
+            None => self.held.entry(rb.record.name.clone()).or_default(),
+        };
+        // Keys are unique within a run (RunStream skips repeated occurrences).
+        by_occurrence.insert(rb.occurrence, (position, rb));
+        self.held_len += 1;
+    }
+
+    /// Every unmatched record read so far, in B's order; `held` and `queue` are left empty.
+    fn drain_unmatched(&mut self) -> Vec<(u64, RunRecord)> {
+        let mut rest: Vec<(u64, RunRecord)> = self
+            .held
+            .drain()
+            .flat_map(|(_, m)| m.into_values())
+            .chain(self.queue.drain(..))
+            .collect();
+        self.held_len = 0;
+        rest.sort_by_key(|(p, _)| *p);
+        rest
+    }
+}
+
+/// Bytes read from the start of a log to estimate its line length.
+const ESTIMATE_SAMPLE: usize = 64 * 1024;
+
+/// How many records a trace directory holds, as [`estimate_records`] judged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordEstimate {
+    /// The number of records (lines of the log).
+    pub records: u64,
+    /// Whether the log was read whole (small logs), so `records` is its exact line count.
+    pub exact: bool,
+    /// The log the estimate comes from: `records.jsonl` or `manifest.jsonl`.
+    pub log: &'static str,
+}
+
+/// Estimates the records of the trace directory `dir` cheaply, without parsing it: the lines of
+/// its packed log (`records.jsonl`), else of its `manifest.jsonl`, counted in the first 64 KiB
+/// and scaled by the file's size (one line per record in both). `None` when the directory has
+/// neither log or it cannot be read (the diff itself then says why).
+pub fn estimate_records(dir: &Path) -> Option<RecordEstimate> {
+    use std::io::Read;
+
+    let (log, path) = [
+        (
+            trace_core::record::PACKED_LOG,
+            dir.join(trace_core::record::PACKED_LOG),
+        ),
+        (
+            trace_core::record::MANIFEST_FILE,
+            dir.join(trace_core::record::MANIFEST_FILE),
+        ),
+    ]
+    .into_iter()
+    .find(|(_, path)| path.is_file())?;
+    let file = std::fs::File::open(&path).ok()?;
+    let size = file.metadata().ok()?.len();
+    let mut sample = Vec::with_capacity(ESTIMATE_SAMPLE);
+    file.take(ESTIMATE_SAMPLE as u64)
+        .read_to_end(&mut sample)
+        .ok()?;
+    let newlines = sample.iter().filter(|&&b| b == b'\n').count() as u64;
+    let exact = sample.len() as u64 >= size;
+    let records = if exact {
+        // A last line without a newline is a record too (or a torn one).
+        newlines + u64::from(sample.last().is_some_and(|&b| b != b'\n'))
+    } else {
+        // At least one line per sample's worth of bytes, even if no line ended in it.
+        let sample_len = sample.len().max(1) as u64;
+        (u128::from(size) * u128::from(newlines.max(1)) / u128::from(sample_len)) as u64
+    };
+    Some(RecordEstimate {
+        records,
+        exact,
+        log,
+    })
 }
 
 /// What is known of the first divergence so far.
@@ -104,13 +303,50 @@ pub fn diff_dirs_streaming(
     let run_options = RunOptions {
         strict: options.strict,
     };
-    let mut sa = RunStream::open(a, &run_options)?;
+    thread::scope(|scope| {
+        let (tx_a, rx_a) = sync_channel(READ_AHEAD);
+        let (tx_b, rx_b) = sync_channel(READ_AHEAD);
+        let reader_a = scope.spawn(move || read_run(a, run_options, tx_a));
+        let reader_b = scope.spawn(move || read_run(b, run_options, tx_b));
+        let chunks = |rx| Chunks { rx, done: false };
+        // The receivers are dropped when `compare` returns, error or not, which stops readers
+        // blocked on a full channel before the scope joins them.
+        compare(
+            (a, chunks(rx_a), reader_a),
+            (b, chunks(rx_b), reader_b),
+            options,
+            bounds,
+            on_pair,
+        )
+    })
+}
+
+/// The stream a reader thread returns once it has sent every chunk.
+fn finished(reader: Reader<'_>) -> RunStream {
+    match reader.join() {
+        Ok(stream) => stream.expect("a run read to its end returns its stream"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// A reader thread ([`read_run`]).
+type Reader<'scope> = thread::ScopedJoinHandle<'scope, Option<RunStream>>;
+
+/// The comparison proper, on the chunks of both runs as their reader threads send them.
+fn compare(
+    (a, mut sa, reader_a): (&Path, Chunks, Reader<'_>),
+    (b, chunks_b, reader_b): (&Path, Chunks, Reader<'_>),
+    options: &DiffOptions,
+    bounds: &StreamOptions,
+    on_pair: &mut dyn FnMut(&Pair) -> Result<()>,
+) -> Result<Report> {
     let mut side_b = BSide {
-        stream: RunStream::open(b, &run_options)?,
-        pending: HashMap::new(),
+        chunks: chunks_b,
+        queue: VecDeque::new(),
+        held: HashMap::new(),
+        held_len: 0,
         next: 0,
         ignored: 0,
-        done: false,
     };
     let window = bounds.window.max(1);
     let mut warnings: Vec<Warning> = Vec::new();
@@ -125,38 +361,30 @@ pub fn diff_dirs_streaming(
     let mut counts = Counts::default();
     let mut layers = LayerProfile::bounded(bounds.layers);
     let mut first: Option<First> = None;
+    // The name of the last agreeing pair before the first divergence, in a reused buffer.
     let mut last_agreeing: Option<String> = None;
     let (mut a_records, mut ignored_a, mut position, mut window_misses) = (0u64, 0u64, 0u64, 0u64);
 
-    while let Some(chunk) = sa.next_chunk()? {
+    while let Some(chunk) = sa.next()? {
         for ra in chunk {
             a_records += 1;
             if options.rules.ignores_a(&ra.record.name) {
                 ignored_a += 1;
                 continue;
             }
-            let mapped = options.rules.map_name(&ra.record.name).into_owned();
-            let key = (mapped, ra.occurrence);
-            let partner = loop {
-                if let Some((_, rb)) = side_b.pending.remove(&key) {
-                    break Some(rb);
-                }
-                if side_b.done {
-                    break None;
-                }
-                if side_b.pending.len() >= window {
-                    window_misses += 1;
-                    break None;
-                }
-                side_b.read(options)?;
-            };
+            let mapped = options.rules.map_name(&ra.record.name);
+            let partner = side_b.take(&mapped, ra.occurrence, window, options)?;
             let pair = match partner {
-                None => {
+                Found::Missing | Found::WindowMiss => {
+                    if matches!(partner, Found::WindowMiss) {
+                        window_misses += 1;
+                    }
                     counts.missing_in_b += 1;
-                    let reason = format!("no record {:?} (occurrence {}) in B", key.0, key.1);
+                    let reason =
+                        format!("no record {mapped:?} (occurrence {}) in B", ra.occurrence);
                     unmatched(position, "a", &ra, Some(reason))
                 }
-                Some(rb) => {
+                Found::Partner(rb) => {
                     let pair =
                         compare_pair(position, (a, &ra), (b, &rb), None, options, &mut warnings)?;
                     counts.compared += 1;
@@ -184,7 +412,9 @@ pub fn diff_dirs_streaming(
                 }
                 None => {
                     if matches!(pair.verdict, Verdict::Identical | Verdict::WithinTolerance) {
-                        last_agreeing = Some(pair.display_name().to_owned());
+                        let name = last_agreeing.get_or_insert_with(String::new);
+                        name.clear();
+                        name.push_str(pair.display_name());
                     }
                 }
                 Some(f) => {
@@ -206,23 +436,24 @@ pub fn diff_dirs_streaming(
         }
     }
 
-    // What is left of B has no partner: the pending records in B's order, then the rest.
-    let mut rest: Vec<(u64, RunRecord)> = side_b.pending.drain().map(|(_, v)| v).collect();
+    // What is left of B has no partner: the unmatched records in B's order, then the rest.
+    let mut rest = side_b.drain_unmatched();
     loop {
-        rest.sort_by_key(|(p, _)| *p);
         for (j, rb) in rest.drain(..) {
             counts.missing_in_a += 1;
             let pair = unmatched(j, "b", &rb, None);
             keep(&pair, &mut kept);
             on_pair(&pair)?;
         }
-        if side_b.done || !side_b.read(options)? {
+        if !side_b.read(options)? {
             break;
         }
-        rest = side_b.pending.drain().map(|(_, v)| v).collect();
+        rest.extend(side_b.queue.drain(..));
     }
 
-    for (side, stream) in [("a", &mut sa), ("b", &mut side_b.stream)] {
+    let mut sa = finished(reader_a);
+    let mut sb = finished(reader_b);
+    for (side, stream) in [("a", &mut sa), ("b", &mut sb)] {
         let problems = stream.take_problems();
         run_warnings(side, &problems, stream.order(), stream.dir(), &mut warnings);
     }
@@ -258,7 +489,7 @@ pub fn diff_dirs_streaming(
         records,
         ignored,
     };
-    let b_info = info(&side_b.stream, side_b.next, side_b.ignored);
+    let b_info = info(&sb, side_b.next, side_b.ignored);
     let layers_dropped = layers.dropped();
     kept.sort_by_key(|p| (p.only_in == Some("b"), p.position));
     let pairs_kept = kept.len() as u64;
@@ -281,6 +512,47 @@ pub fn diff_dirs_streaming(
             window_misses,
             pairs_kept,
             layers_dropped,
+            reason: None,
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_logs_are_counted_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(estimate_records(d), None, "no log");
+        std::fs::write(d.join("x.trace"), "{}").unwrap();
+        assert_eq!(estimate_records(d), None, "a seed directory has no log");
+        std::fs::write(d.join("manifest.jsonl"), "{}\n{}\n").unwrap();
+        let manifest = estimate_records(d).unwrap();
+        assert_eq!((manifest.records, manifest.exact), (2, true));
+        assert_eq!(manifest.log, "manifest.jsonl");
+        // The packed log wins; a torn last line (no newline) counts.
+        std::fs::write(d.join("records.jsonl"), "{}\n{}\n{\"na").unwrap();
+        let packed = estimate_records(d).unwrap();
+        assert_eq!((packed.records, packed.exact), (3, true));
+        assert_eq!(packed.log, "records.jsonl");
+    }
+
+    #[test]
+    fn large_logs_are_estimated_from_their_size() {
+        let dir = tempfile::tempdir().unwrap();
+        // 50,000 lines of 90 to 129 bytes, cycling: about 5.5 MB.
+        let log: String = (0..50_000)
+            .map(|i| format!("{{\"name\":\"{}\"}}\n", "x".repeat(80 + i % 40)))
+            .collect();
+        std::fs::write(dir.path().join("records.jsonl"), &log).unwrap();
+        let e = estimate_records(dir.path()).unwrap();
+        assert!(!e.exact);
+        assert!(
+            (49_000..=51_000).contains(&e.records),
+            "estimated {} of 50,000",
+            e.records
+        );
+    }
 }

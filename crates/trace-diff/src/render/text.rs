@@ -105,6 +105,14 @@ pub fn text(report: &Report, options: &TextOptions) -> String {
     if let Some(rules) = &report.rules {
         let _ = writeln!(out, "rules: {rules}");
     }
+    if let Some(s) = &report.streamed {
+        let why = s.reason.as_deref().unwrap_or("streaming diff");
+        let _ = writeln!(
+            out,
+            "streamed: {why}; window {} ({} misses), {} non-agreeing pairs kept, {} layer groups left out",
+            s.window, s.window_misses, s.pairs_kept, s.layers_dropped
+        );
+    }
     if let Some(ranks) = &report.ranks {
         let world =
             |w: Option<u32>| w.map_or("single process".to_owned(), |n| format!("{n} ranks"));
