@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) if trace_diff::cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tensor-trace: error: {e:#}");
+            eprintln!("tensor-trace: error: {}", trace_diff::cli::one_line(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }

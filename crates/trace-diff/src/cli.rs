@@ -2,9 +2,8 @@
 //! two are one implementation: [`Args`] is the clap definition, [`run`] does the work and returns
 //! the exit code (0 agree, 1 diverged or incomplete; errors are `Err`, which callers turn into 2).
 
-use std::fs;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
@@ -152,6 +151,46 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// An error and its causes on one line, `context: cause: cause`, each said once: a library
+/// error that already prints its source (`list DIR: No such file or directory`) is not followed
+/// by that source again.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+/// Runs `fill` on a temporary file beside `path`, then renames it into place: `path` is either
+/// what it was before or complete, never half-written (reports, exports).
+pub fn write_atomic<T>(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::NamedTempFile::new_in(parent)
+        .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
+    let mut out = io::BufWriter::new(tmp);
+    let value = fill(&mut out).with_context(|| format!("writing {}", path.display()))?;
+    let tmp = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming the finished file to {}", path.display()))?;
+    Ok(value)
+}
+
 /// Runs a comparison as the command line asked; `Ok` carries the exit code (0 or 1).
 pub fn run(args: &Args) -> anyhow::Result<u8> {
     let rules = match &args.rules {
@@ -185,12 +224,16 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
     };
 
     if let Some(path) = &args.junit {
-        fs::write(path, render::junit(&report))
-            .with_context(|| format!("cannot write --junit {}", path.display()))?;
+        write_atomic(path, |out| {
+            Ok(out.write_all(render::junit(&report).as_bytes())?)
+        })
+        .context("cannot write --junit")?;
     }
     if let Some(path) = &args.html {
-        fs::write(path, render::html(&report))
-            .with_context(|| format!("cannot write --html {}", path.display()))?;
+        write_atomic(path, |out| {
+            Ok(out.write_all(render::html(&report).as_bytes())?)
+        })
+        .context("cannot write --html")?;
     }
     match args.format {
         Format::Json => {

@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use trace_diff::cli::{is_broken_pipe, run, Args};
+use trace_diff::cli::{is_broken_pipe, one_line, run, Args};
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("trace-diff: error: {e:#}");
+            eprintln!("trace-diff: error: {}", one_line(&e));
             ExitCode::from(2)
         }
     }

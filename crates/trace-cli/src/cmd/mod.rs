@@ -13,15 +13,15 @@ pub mod stats;
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use trace_core::config::NameFilter;
 use trace_core::record::RecordError;
 use trace_core::run::{Run, RunOptions, RunOrder, RunRecord, RunStream};
 
 /// Opens a run, printing read problems as warnings (they never pass silently).
 pub fn open_run(dir: &Path, strict: bool) -> Result<Run> {
-    let run = Run::open_with(dir, &RunOptions { strict })
-        .with_context(|| format!("reading trace directory {}", dir.display()))?;
+    // trace-core's errors name the directory or the file already.
+    let run = Run::open_with(dir, &RunOptions { strict })?;
     warn_about(dir, run.problems(), run.order());
     Ok(run)
 }
@@ -29,8 +29,7 @@ pub fn open_run(dir: &Path, strict: bool) -> Result<Run> {
 /// Opens a run to read a chunk at a time (memory flat in run length); once it is read,
 /// [`warn_about`] its problems.
 pub fn open_stream(dir: &Path, strict: bool) -> Result<RunStream> {
-    RunStream::open(dir, &RunOptions { strict })
-        .with_context(|| format!("reading trace directory {}", dir.display()))
+    Ok(RunStream::open(dir, &RunOptions { strict })?)
 }
 
 /// Prints a run's read problems, and an unknown execution order, as warnings.

@@ -35,11 +35,20 @@ fn a_files_layout_run_exports_as_the_packed_log_of_the_same_run() {
     assert_eq!(export(&[packed.to_str().unwrap()]), expected);
 
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sub/run.jsonl");
+    let out = tmp.path().join("run.jsonl");
     export(&[files.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(fs::read(&out).unwrap(), expected);
-    let leftovers: Vec<_> = fs::read_dir(out.parent().unwrap()).unwrap().collect();
+    let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "only the output file: {leftovers:?}");
+    // A missing directory is an error naming it, not created behind the user's back.
+    tensor_trace()
+        .arg("export")
+        .arg(&files)
+        .arg("-o")
+        .arg(tmp.path().join("no/such/dir/run.jsonl"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no/such/dir"));
 }
 
 #[test]
