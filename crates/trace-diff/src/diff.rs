@@ -206,14 +206,7 @@ fn diff(a: &Run, b: &Run, baseline: Option<&Run>, options: &DiffOptions) -> Resu
             options,
             &mut warnings,
         )?;
-        counts.compared += 1;
-        match pair.verdict {
-            Verdict::Identical => counts.identical += 1,
-            Verdict::WithinTolerance => counts.within_tolerance += 1,
-            Verdict::Diverged => counts.diverged += 1,
-            Verdict::Incompatible => counts.incompatible += 1,
-            Verdict::Missing => {}
-        }
+        counts.count_compared(pair.verdict);
         pairs.push(pair);
     }
     let a_pairs = pairs.len();

@@ -176,6 +176,20 @@ pub struct Counts {
     pub missing_in_a: u64,
 }
 
+impl Counts {
+    /// Counts a matched pair by its verdict (missing records are counted where they are found).
+    pub fn count_compared(&mut self, verdict: Verdict) {
+        self.compared += 1;
+        match verdict {
+            Verdict::Identical => self.identical += 1,
+            Verdict::WithinTolerance => self.within_tolerance += 1,
+            Verdict::Diverged => self.diverged += 1,
+            Verdict::Incompatible => self.incompatible += 1,
+            Verdict::Missing => {}
+        }
+    }
+}
+
 /// Deltas of the recorded statistics (B is the reference); `null` where a side lacks the value.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StatsDelta {

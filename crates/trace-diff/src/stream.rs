@@ -387,14 +387,7 @@ fn compare(
                 Found::Partner(rb) => {
                     let pair =
                         compare_pair(position, (a, &ra), (b, &rb), None, options, &mut warnings)?;
-                    counts.compared += 1;
-                    match pair.verdict {
-                        Verdict::Identical => counts.identical += 1,
-                        Verdict::WithinTolerance => counts.within_tolerance += 1,
-                        Verdict::Diverged => counts.diverged += 1,
-                        Verdict::Incompatible => counts.incompatible += 1,
-                        Verdict::Missing => {}
-                    }
+                    counts.count_compared(pair.verdict);
                     pair
                 }
             };
