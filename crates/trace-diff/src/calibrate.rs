@@ -263,22 +263,12 @@ mod tests {
             blake3: "0".repeat(64),
             rms,
             num_elements: 4,
-            seq: None,
-            layer: None,
-            stage: None,
-            format_version: None,
-            index: None,
-            occurrence: None,
-            rank: None,
             stats: mean.map(|m| Stats {
-                min: None,
-                max: None,
                 mean: Some(m),
                 std,
-                nan_count: 0,
-                inf_count: 0,
+                ..Stats::default()
             }),
-            values: None,
+            ..TraceRecord::default()
         }
     }
 

@@ -1174,15 +1174,8 @@ mod tests {
             blake3: hash.into(),
             rms,
             num_elements: 4,
-            seq: None,
-            layer: None,
-            stage: None,
-            format_version: None,
-            index: None,
-            occurrence: None,
-            rank: None,
             stats,
-            values: None,
+            ..TraceRecord::default()
         }
     }
 
