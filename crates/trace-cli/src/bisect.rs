@@ -46,9 +46,10 @@ pub trait Compare {
 /// The plain diff, or trace-diff's calibrated verdicts when a baseline ran.
 impl Compare for DiffOptions {
     fn compare(&self, a: &Path, b: &Path, c: Option<&Path>) -> trace_diff::Result<Report> {
+        let comparison = trace_diff::Comparison::new(a, b).options(self);
         match c {
-            Some(c) => trace_diff::diff_dirs_calibrated(a, b, c, self),
-            None => trace_diff::diff_dirs(a, b, self),
+            Some(c) => comparison.baseline(c).run(),
+            None => comparison.run(),
         }
     }
 }

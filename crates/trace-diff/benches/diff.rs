@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use trace_core::{Context, TensorView, Tracer};
-use trace_diff::{diff_dirs, DiffOptions, Outcome};
+use trace_diff::{Comparison, DiffOptions, Outcome};
 
 const RECORDS: usize = 10_000;
 const LAYERS: usize = 30;
@@ -74,7 +74,7 @@ fn bench(c: &mut Criterion) {
     let cpu_start = cpu_seconds();
     let start = Instant::now();
     for _ in 0..rounds {
-        let report = diff_dirs(&a, &b, &options).unwrap();
+        let report = Comparison::new(&a, &b).options(&options).run().unwrap();
         assert_eq!(report.outcome, Outcome::Agree);
         assert_eq!(report.counts.compared, RECORDS as u64);
     }
@@ -101,7 +101,10 @@ fn bench(c: &mut Criterion) {
     );
     let read = start.elapsed();
     let start = Instant::now();
-    let report = trace_diff::diff_runs(&run_a, &run_b, &options).unwrap();
+    let report = Comparison::new(&run_a, &run_b)
+        .options(&options)
+        .run()
+        .unwrap();
     let judge = start.elapsed();
     println!(
         "trace-diff: reading both directories {:.1} ms, matching and judging {:.1} ms ({} pairs)",
@@ -114,7 +117,7 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(RECORDS as u64));
     group.bench_function("10k_records", |bench| {
-        bench.iter(|| diff_dirs(&a, &b, &options).unwrap())
+        bench.iter(|| Comparison::new(&a, &b).options(&options).run().unwrap())
     });
     group.finish();
 }

@@ -9,10 +9,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
 use crate::render::{self, TextOptions};
-use crate::{
-    diff_dirs_calibrated, diff_dirs_streaming, diff_paths, estimate_records, DiffOptions, Rules,
-    StreamOptions, DEFAULT_MAX_RATIO,
-};
+use crate::{Comparison, DiffOptions, Rules, StreamOptions, Streaming, DEFAULT_MAX_RATIO};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 /// Report format on stdout.
@@ -204,24 +201,50 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
         allow_missing: args.allow_missing,
         max_ratio: args.max_ratio,
     };
-    if let Some(reason) = stream_reason(args)? {
-        return run_streaming(args, &options, reason);
+    let streaming = streaming(args)?;
+    let bounds = StreamOptions {
+        window: args.window.max(1),
+        keep_pairs: if args.max_rows == 0 {
+            StreamOptions::default().keep_pairs
+        } else {
+            args.max_rows
+        },
+        ..StreamOptions::default()
+    };
+    let mut comparison = Comparison::new(&args.dir_a, &args.dir_b)
+        .options(&options)
+        .streaming(streaming)
+        .stream_bounds(bounds);
+    if let Some(c) = &args.baseline {
+        comparison = comparison.baseline(c);
     }
-    let report = match &args.baseline {
-        Some(c) => {
-            for dir in [&args.dir_a, &args.dir_b, c] {
-                if crate::shard::is_multi_rank(dir) {
-                    anyhow::bail!(
-                        "{} is a multi-rank run (rank-N directories): --baseline does not take \
-                         multi-rank runs; compare without --baseline, or one rank directory at a time",
-                        dir.display()
-                    );
+    // A streamed JSON report goes out pair by pair, begun with the first pair.
+    let mut json: Option<render::JsonStream<io::BufWriter<io::StdoutLock<'static>>>> = None;
+    let mut io_error: Option<io::Error> = None;
+    let mut report = comparison.run_with(&mut |p| {
+        if args.format != Format::Json || io_error.is_some() {
+            return Ok(());
+        }
+        if json.is_none() {
+            match begin_json() {
+                Ok(j) => json = Some(j),
+                Err(e) => {
+                    io_error = Some(e);
+                    return Ok(());
                 }
             }
-            diff_dirs_calibrated(&args.dir_a, &args.dir_b, c, &options)?
         }
-        None => diff_paths(&args.dir_a, &args.dir_b, &options)?,
-    };
+        io_error = json.as_mut().and_then(|j| j.pair(p).err());
+        Ok(())
+    })?;
+    if let Some(e) = io_error {
+        return Err(e.into());
+    }
+    if let Some(s) = &mut report.streamed {
+        if streaming == Streaming::Always {
+            s.reason = Some("--stream given".to_owned());
+        }
+    }
 
     if let Some(path) = &args.junit {
         write_atomic(path, |out| {
@@ -236,14 +259,28 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
         .context("cannot write --html")?;
     }
     match args.format {
+        Format::Json if report.streamed.is_some() => {
+            let json = match json {
+                Some(j) => j,
+                None => begin_json()?,
+            };
+            json.finish(&report)?;
+        }
         Format::Json => {
-            let mut out = io::stdout().lock();
-            out.write_all(render::json(&report).as_bytes())?;
+            // Written as it is serialized: the report of a long run is never one string.
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            serde_json::to_writer_pretty(&mut out, &report).map_err(io::Error::other)?;
+            out.write_all(b"\n")?;
             out.flush()?;
         }
         Format::Text => print_text(args, &report)?,
     }
     Ok(report.outcome.exit_code())
+}
+
+/// The opening of a streamed JSON report on stdout.
+fn begin_json() -> io::Result<render::JsonStream<io::BufWriter<io::StdoutLock<'static>>>> {
+    render::JsonStream::begin(io::BufWriter::new(io::stdout().lock()))
 }
 
 /// Prints the text report to stdout in `args`' colors.
@@ -264,9 +301,10 @@ fn print_text(args: &Args, report: &crate::Report) -> io::Result<()> {
     out.flush()
 }
 
-/// Whether the diff streams, and why (`None`: the in-memory diff). An error for
-/// `--stream=always` with an option that needs every pair.
-pub fn stream_reason(args: &Args) -> anyhow::Result<Option<String>> {
+/// When the comparison streams, from `--stream`: an error for `--stream=always` with an option
+/// that needs every pair, and never for `auto` with one of them (the comparison itself then
+/// decides from the size of the runs).
+fn streaming(args: &Args) -> anyhow::Result<Streaming> {
     let needs_all = [
         ("--baseline", args.baseline.is_some()),
         ("--html", args.html.is_some()),
@@ -274,98 +312,15 @@ pub fn stream_reason(args: &Args) -> anyhow::Result<Option<String>> {
     ]
     .into_iter()
     .find_map(|(flag, given)| given.then_some(flag));
-    match args.stream {
-        StreamMode::Never => Ok(None),
-        StreamMode::Always => match needs_all {
-            Some(flag) => anyhow::bail!(
-                "--stream does not combine with {flag}, which needs every pair at once; \
-                 leave --stream out (or give --stream=never) for the in-memory diff"
-            ),
-            None => Ok(Some("--stream given".to_owned())),
-        },
-        StreamMode::Auto => {
-            if needs_all.is_some()
-                || crate::shard::is_multi_rank(&args.dir_a)
-                || crate::shard::is_multi_rank(&args.dir_b)
-            {
-                return Ok(None);
-            }
-            let largest = [("A", &args.dir_a), ("B", &args.dir_b)]
-                .into_iter()
-                .filter_map(|(side, dir)| estimate_records(dir).map(|e| (side, e)))
-                // The larger run; A on a tie.
-                .reduce(|best, e| {
-                    if e.1.records > best.1.records {
-                        e
-                    } else {
-                        best
-                    }
-                });
-            Ok(largest
-                .filter(|(_, e)| e.records >= args.stream_threshold)
-                .map(|(side, e)| {
-                    format!(
-                        "--stream=auto: run {side} holds {}{} records ({}), at least --stream-threshold {}",
-                        if e.exact { "" } else { "about " },
-                        e.records,
-                        if e.exact {
-                            format!("lines of its {}", e.log)
-                        } else {
-                            format!("estimated from the size of its {}", e.log)
-                        },
-                        args.stream_threshold
-                    )
-                }))
-        }
+    match (args.stream, needs_all) {
+        (StreamMode::Never, _) | (StreamMode::Auto, Some(_)) => Ok(Streaming::Never),
+        (StreamMode::Always, Some(flag)) => anyhow::bail!(
+            "--stream does not combine with {flag}, which needs every pair at once; \
+             leave --stream out (or give --stream=never) for the in-memory diff"
+        ),
+        (StreamMode::Always, None) => Ok(Streaming::Always),
+        (StreamMode::Auto, None) => Ok(Streaming::Auto {
+            threshold: args.stream_threshold,
+        }),
     }
-}
-
-/// The streaming diff: the JSON report goes out pair by pair; the text report is printed at
-/// the end. `reason` says why the diff streams, in the report.
-fn run_streaming(args: &Args, options: &DiffOptions, reason: String) -> anyhow::Result<u8> {
-    let bounds = StreamOptions {
-        window: args.window.max(1),
-        keep_pairs: if args.max_rows == 0 {
-            StreamOptions::default().keep_pairs
-        } else {
-            args.max_rows
-        },
-        ..StreamOptions::default()
-    };
-    let report = match args.format {
-        Format::Json => {
-            let out = io::BufWriter::new(io::stdout().lock());
-            let mut json = render::JsonStream::begin(out)?;
-            let mut io_error = None;
-            let report =
-                diff_dirs_streaming(&args.dir_a, &args.dir_b, options, &bounds, &mut |p| {
-                    if io_error.is_none() {
-                        io_error = json.pair(p).err();
-                    }
-                    Ok(())
-                })?;
-            if let Some(e) = io_error {
-                return Err(e.into());
-            }
-            let report = with_reason(report, reason);
-            json.finish(&report)?;
-            report
-        }
-        Format::Text => {
-            let report =
-                diff_dirs_streaming(&args.dir_a, &args.dir_b, options, &bounds, &mut |_| Ok(()))?;
-            let report = with_reason(report, reason);
-            print_text(args, &report)?;
-            report
-        }
-    };
-    Ok(report.outcome.exit_code())
-}
-
-/// The streamed report with the reason it streamed.
-fn with_reason(mut report: crate::Report, reason: String) -> crate::Report {
-    if let Some(s) = &mut report.streamed {
-        s.reason = Some(reason);
-    }
-    report
 }

@@ -47,6 +47,21 @@ pub enum Error {
         /// What is wrong and what was expected.
         problem: String,
     },
+    /// A baseline was given with a multi-rank run, which a calibrated diff does not take.
+    #[error(
+        "{path} is a multi-rank run (rank-N directories): --baseline does not take multi-rank \
+         runs; compare without --baseline, or one rank directory at a time"
+    )]
+    BaselineRanks {
+        /// The multi-rank run directory.
+        path: PathBuf,
+    },
+    /// The comparison was asked to stream where it cannot (see [`crate::Streaming::Always`]).
+    #[error("cannot stream the comparison: {problem}")]
+    Streaming {
+        /// Why.
+        problem: String,
+    },
     /// A `.npy` values file could not be used (strict mode; otherwise a warning).
     #[error("{path}: {problem}")]
     Values {

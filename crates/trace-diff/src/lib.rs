@@ -58,25 +58,33 @@
 //! ```
 #![deny(missing_docs)]
 
+mod baseline;
 pub mod calibrate;
+#[cfg(feature = "cli")]
 pub mod cli;
+mod compare;
 mod diff;
 mod error;
+mod format;
 pub mod metrics;
+mod options;
+mod outcome;
+mod pair;
 pub mod render;
 pub mod report;
 pub mod rules;
 pub mod shard;
 mod stream;
+mod tolerance;
 pub mod transform;
 mod values;
 
 pub use calibrate::DEFAULT_MAX_RATIO;
-pub use diff::{diff_dirs, diff_dirs_calibrated, diff_runs, diff_runs_calibrated, DiffOptions};
+pub use compare::{Comparison, Input};
 pub use error::{Error, Result};
+pub use options::{DiffOptions, StreamOptions, Streaming};
 pub use report::{Calibration, CalibrationStatus, Evidence, Outcome, Pair, Report, Verdict};
 pub use rules::{Rules, ShardSplit, Tolerance};
-pub use shard::diff_paths;
-pub use stream::{diff_dirs_streaming, estimate_records, RecordEstimate, StreamOptions};
+pub use stream::{estimate_records, RecordEstimate};
 #[doc(hidden)]
 pub use values::load as load_values;

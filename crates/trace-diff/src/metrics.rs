@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::report::finite_or_null;
+use crate::format::finite_or_null;
 use crate::rules::Tolerance;
 
 /// Metrics computed when both sides saved raw values.

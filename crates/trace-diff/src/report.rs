@@ -4,8 +4,10 @@
 //! documented in `docs/FORMAT.md` and versioned by [`SCHEMA_VERSION`]. Adding a field is a
 //! compatible change; renaming or removing one bumps the version.
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
+use trace_core::run::RunRecord;
 
+use crate::format::opt_finite_or_null;
 use crate::metrics::{LogitMetrics, ValueMetrics};
 use crate::rules::Tolerance;
 
@@ -14,41 +16,6 @@ pub const SCHEMA: &str = "tensor-trace-diff";
 
 /// Version of the JSON report schema (`schema_version` field).
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// Serializes a non-finite float as `null` (JSON has no NaN or infinity).
-pub(crate) fn finite_or_null<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-    if v.is_finite() {
-        s.serialize_f64(*v)
-    } else {
-        s.serialize_none()
-    }
-}
-
-/// A value for humans: up to 6 significant digits, scientific outside `[1e-3, 1e5)`.
-pub(crate) fn num(v: f64) -> String {
-    let a = v.abs();
-    if v == 0.0 || !v.is_finite() {
-        return v.to_string();
-    }
-    if !(1e-3..1e5).contains(&a) {
-        return format!("{v:.5e}");
-    }
-    let decimals = (5 - a.log10().floor() as i32).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        &s
-    };
-    s.to_owned()
-}
-
-fn opt_finite_or_null<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => finite_or_null(v, s),
-        None => s.serialize_none(),
-    }
-}
 
 /// The judgement on one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -289,6 +256,47 @@ pub struct Pair {
 }
 
 impl Pair {
+    /// A record without a partner, from side `side` (`a` or `b`) at `position` in its order.
+    pub(crate) fn unmatched(
+        position: u64,
+        side: &'static str,
+        r: &RunRecord,
+        reason: Option<String>,
+    ) -> Pair {
+        let rec = &r.record;
+        // `[a, b]` with the record's value on its own side.
+        fn sided<T>(side: &str, v: T) -> [Option<T>; 2] {
+            match side {
+                "a" => [Some(v), None],
+                _ => [None, Some(v)],
+            }
+        }
+        let [name_a, name_b] = sided(side, rec.name.clone());
+        Pair {
+            position,
+            only_in: Some(side),
+            name_a,
+            name_b,
+            occurrence: r.occurrence,
+            index: rec.index,
+            seq: rec.seq,
+            layer: rec.layer,
+            stage: rec.stage.clone(),
+            verdict: Verdict::Missing,
+            evidence: Evidence::None,
+            reason,
+            shape: sided(side, rec.shape.clone()),
+            dtype: sided(side, rec.dtype.clone()),
+            file: sided(side, r.file.clone()),
+            tolerance: None,
+            stats: None,
+            values: None,
+            logits: None,
+            error: None,
+            calibration: None,
+        }
+    }
+
     /// The name to show: A's name, else B's.
     pub fn display_name(&self) -> &str {
         self.name_a
@@ -462,14 +470,53 @@ pub struct Report {
     pub warnings: Vec<Warning>,
     /// The baseline run and the ratio statistics (calibrated diffs); `null` otherwise.
     pub calibration: Option<CalibrationSummary>,
-    /// Multi-rank runs (see [`crate::shard`]): how the ranks were compared and which rank(s)
+    /// Multi-rank runs (see the `shard` module): how the ranks were compared and which rank(s)
     /// the first divergence is on. Absent when neither side is a multi-rank run.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ranks: Option<crate::shard::RanksReport>,
+    pub ranks: Option<RanksReport>,
     /// Streaming diffs only (absent otherwise): `pairs` then holds only the first non-agreeing
     /// pairs (the JSON report streams every pair instead).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub streamed: Option<Streamed>,
+}
+
+/// How the ranks of a multi-rank comparison were handled, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RanksReport {
+    /// `rank-by-rank` (equal world sizes) or `reassembled` (one side was reassembled).
+    pub mode: &'static str,
+    /// World size of side A (`null`: a single-process run).
+    pub world_size_a: Option<u32>,
+    /// World size of side B.
+    pub world_size_b: Option<u32>,
+    /// Rank-by-rank: each rank's outcome and first divergence.
+    pub per_rank: Vec<RankOutcome>,
+    /// The rank(s) whose record disagrees at the first divergence (empty when none diverges or
+    /// when it cannot be told; see `attribution`).
+    pub first_divergence_ranks: Vec<u32>,
+    /// How the ranks at the first divergence were found, or why they could not be.
+    pub attribution: Option<String>,
+    /// Reassembled: records concatenated from values.
+    pub reassembled_values: u64,
+    /// Reassembled: records merged from statistics only (hash unknown, judged on stats).
+    pub merged_stats: u64,
+    /// Reassembled: partial sums added from values.
+    pub summed: u64,
+    /// Reassembled: replicated records.
+    pub replicated: u64,
+    /// Reassembled: records left out because they cannot be merged (named in the warnings).
+    pub not_mergeable: u64,
+}
+
+/// One rank of a rank-by-rank comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankOutcome {
+    /// The rank.
+    pub rank: u32,
+    /// Its outcome.
+    pub outcome: Outcome,
+    /// Its first diverging record (side A's name) and that record's position.
+    pub first_divergence: Option<(String, u64)>,
 }
 
 /// How a streaming diff ([`crate::diff_dirs_streaming`]) bounded its memory.
@@ -503,22 +550,5 @@ impl Report {
                 .iter()
                 .find(|p| p.position == f.pair && p.only_in != Some("b")),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn human_numbers() {
-        let check = |v: f64, expected: &str| assert_eq!(num(v), expected);
-        check(0.5540952682495117, "0.554095");
-        check(1.5, "1.5");
-        check(3.0, "3");
-        check(-12345.678, "-12345.7");
-        check(1e-7, "1.00000e-7");
-        check(0.0, "0");
-        check(f64::NAN, "NaN");
     }
 }

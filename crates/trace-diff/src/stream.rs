@@ -5,7 +5,7 @@
 //! chunks ahead of the comparison, which runs on the caller's thread. A's records are taken in order;
 //! each looks for its partner among the B records read so far and not yet matched, reading B on
 //! until the partner turns up, B ends, or `window` unmatched B records are held. So pairs come
-//! out exactly in A's order, as in [`crate::diff_dirs`], and every figure of the report is
+//! out exactly in A's order, as in the in-memory diff, and every figure of the report is
 //! computed on the fly: counts, the first divergence with the last agreeing record before it,
 //! the divergences and largest error after it, and the layer profile. Pairs go to a callback
 //! (the JSON report streams them) and only the first `keep_pairs` non-agreeing pairs are kept in
@@ -28,34 +28,13 @@ use std::thread;
 
 use trace_core::run::{RunOptions, RunRecord, RunStream};
 
-use crate::diff::{compare_pair, run_warnings, unmatched, DiffOptions, LayerProfile};
+use crate::baseline::Rec;
 use crate::error::Result;
-use crate::report::{
-    Counts, FirstDivergence, Outcome, Pair, Report, RunInfo, Streamed, Verdict, Warning, SCHEMA,
-    SCHEMA_VERSION,
-};
-
-/// Bounds of a streaming diff.
-#[derive(Debug, Clone, Copy)]
-pub struct StreamOptions {
-    /// Most unmatched B records held while A looks for a partner.
-    pub window: usize,
-    /// Non-agreeing pairs kept in [`Report::pairs`] (the first ones in A's order, then B's).
-    pub keep_pairs: usize,
-    /// Layer groups kept in [`Report::layers`] on each side of the first divergence (the last
-    /// ones before it, the first ones from it on).
-    pub layers: usize,
-}
-
-impl Default for StreamOptions {
-    fn default() -> Self {
-        StreamOptions {
-            window: 1 << 16,
-            keep_pairs: 1000,
-            layers: 2048,
-        }
-    }
-}
+use crate::options::{DiffOptions, StreamOptions};
+use crate::outcome::{run_warnings, Ending, LayerProfile, Tally};
+use crate::pair::compare_pair;
+use crate::report::{Pair, Report, RunInfo, Streamed, Verdict, Warning};
+use crate::values::Dir;
 
 /// Chunks of one run read ahead by its reader thread. Two chunks in the channel and one being
 /// read: memory stays a few chunks per side.
@@ -145,6 +124,17 @@ struct BSide {
 }
 
 impl BSide {
+    fn new(chunks: Chunks) -> Self {
+        BSide {
+            chunks,
+            queue: VecDeque::new(),
+            held: HashMap::new(),
+            held_len: 0,
+            next: 0,
+            ignored: 0,
+        }
+    }
+
     /// Reads the next chunk of B into `queue`; `false` at the end.
     fn read(&mut self, options: &DiffOptions) -> Result<bool> {
         let Some(chunk) = self.chunks.next()? else {
@@ -281,19 +271,11 @@ pub fn estimate_records(dir: &Path) -> Option<RecordEstimate> {
     })
 }
 
-/// What is known of the first divergence so far.
-struct First {
-    pair: Pair,
-    last_agreeing: Option<String>,
-    diverged_after: u64,
-    max_error_after: Option<f64>,
-}
-
-/// Compares the trace directories `a` (under test) and `b` (reference) as
-/// [`crate::diff_dirs`] does, with memory flat in run length (see the module docs). Every pair
-/// is handed to `on_pair` in report order (A's records in A's order, then those only in B in
-/// B's order); the returned report keeps only the first non-agreeing pairs.
-pub fn diff_dirs_streaming(
+/// Compares the trace directories `a` (under test) and `b` (reference) as the in-memory diff
+/// does, with memory flat in run length (see the module docs). Every pair is handed to
+/// `on_pair` in report order (A's records in A's order, then those only in B in B's order);
+/// the returned report keeps only the first non-agreeing pairs.
+pub(crate) fn diff_dirs_streaming(
     a: &Path,
     b: &Path,
     options: &DiffOptions,
@@ -332,6 +314,36 @@ fn finished(reader: Reader<'_>) -> RunStream {
 /// A reader thread ([`read_run`]).
 type Reader<'scope> = thread::ScopedJoinHandle<'scope, Option<RunStream>>;
 
+/// The pairs a streaming report keeps: the first `limit` that do not agree, and the first
+/// divergence whatever its place.
+struct Kept {
+    pairs: Vec<Pair>,
+    limit: usize,
+    first: Option<Pair>,
+}
+
+impl Kept {
+    fn offer(&mut self, p: &Pair) {
+        if self.pairs.len() < self.limit
+            && !matches!(p.verdict, Verdict::Identical | Verdict::WithinTolerance)
+        {
+            self.pairs.push(p.clone());
+        }
+    }
+
+    /// The kept pairs in report order (A's, then those only in B).
+    fn finish(mut self) -> Vec<Pair> {
+        if let Some(f) = self.first {
+            if !self.pairs.iter().any(|p| p.position == f.position) {
+                self.pairs.push(f);
+            }
+        }
+        self.pairs
+            .sort_by_key(|p| (p.only_in == Some("b"), p.position));
+        self.pairs
+    }
+}
+
 /// The comparison proper, on the chunks of both runs as their reader threads send them.
 fn compare(
     (a, mut sa, reader_a): (&Path, Chunks, Reader<'_>),
@@ -340,31 +352,17 @@ fn compare(
     bounds: &StreamOptions,
     on_pair: &mut dyn FnMut(&Pair) -> Result<()>,
 ) -> Result<Report> {
-    let mut side_b = BSide {
-        chunks: chunks_b,
-        queue: VecDeque::new(),
-        held: HashMap::new(),
-        held_len: 0,
-        next: 0,
-        ignored: 0,
-    };
+    let mut side_b = BSide::new(chunks_b);
+    let (values_a, values_b) = (Dir(a), Dir(b));
     let window = bounds.window.max(1);
     let mut warnings: Vec<Warning> = Vec::new();
-    let mut kept: Vec<Pair> = Vec::new();
-    let keep = |p: &Pair, kept: &mut Vec<Pair>| {
-        if kept.len() < bounds.keep_pairs
-            && !matches!(p.verdict, Verdict::Identical | Verdict::WithinTolerance)
-        {
-            kept.push(p.clone());
-        }
+    let mut kept = Kept {
+        pairs: Vec::new(),
+        limit: bounds.keep_pairs,
+        first: None,
     };
-    let mut counts = Counts::default();
-    let mut layers = LayerProfile::bounded(bounds.layers);
-    let mut first: Option<First> = None;
-    // The name of the last agreeing pair before the first divergence, in a reused buffer.
-    let mut last_agreeing: Option<String> = None;
+    let mut tally = Tally::new(LayerProfile::bounded(bounds.layers));
     let (mut a_records, mut ignored_a, mut position, mut window_misses) = (0u64, 0u64, 0u64, 0u64);
-
     while let Some(chunk) = sa.next()? {
         for ra in chunk {
             a_records += 1;
@@ -373,59 +371,31 @@ fn compare(
                 continue;
             }
             let mapped = options.rules.map_name(&ra.record.name);
-            let partner = side_b.take(&mapped, ra.occurrence, window, options)?;
-            let pair = match partner {
-                Found::Missing | Found::WindowMiss => {
-                    if matches!(partner, Found::WindowMiss) {
-                        window_misses += 1;
-                    }
-                    counts.missing_in_b += 1;
+            let pair = match side_b.take(&mapped, ra.occurrence, window, options)? {
+                found @ (Found::Missing | Found::WindowMiss) => {
+                    window_misses += u64::from(matches!(found, Found::WindowMiss));
                     let reason =
                         format!("no record {mapped:?} (occurrence {}) in B", ra.occurrence);
-                    unmatched(position, "a", &ra, Some(reason))
+                    Pair::unmatched(position, "a", &ra, Some(reason))
                 }
                 Found::Partner(rb) => {
-                    let pair =
-                        compare_pair(position, (a, &ra), (b, &rb), None, options, &mut warnings)?;
-                    counts.count_compared(pair.verdict);
-                    pair
+                    let ra = Rec {
+                        source: &values_a,
+                        r: &ra,
+                    };
+                    let rb = Rec {
+                        source: &values_b,
+                        r: &rb,
+                    };
+                    compare_pair(position, ra, rb, None, options, &mut warnings)?
                 }
             };
             position += 1;
-            layers.push(&pair);
-            match &mut first {
-                None if pair.verdict.is_divergence() => {
-                    layers.diverged();
-                    first = Some(First {
-                        pair: pair.clone(),
-                        last_agreeing: last_agreeing.take(),
-                        diverged_after: 0,
-                        max_error_after: pair.error,
-                    });
-                }
-                None => {
-                    if matches!(pair.verdict, Verdict::Identical | Verdict::WithinTolerance) {
-                        let name = last_agreeing.get_or_insert_with(String::new);
-                        name.clear();
-                        name.push_str(pair.display_name());
-                    }
-                }
-                Some(f) => {
-                    if pair.verdict.is_divergence() {
-                        f.diverged_after += 1;
-                    }
-                    if let Some(e) = pair.error {
-                        f.max_error_after = Some(f.max_error_after.map_or(e, |m| m.max(e)));
-                    }
-                }
+            if tally.push(&pair) {
+                kept.first = Some(pair.clone());
             }
-            keep(&pair, &mut kept);
+            kept.offer(&pair);
             on_pair(&pair)?;
-        }
-    }
-    if let Some(f) = &first {
-        if !kept.iter().any(|p| p.position == f.pair.position) {
-            kept.push(f.pair.clone());
         }
     }
 
@@ -433,9 +403,9 @@ fn compare(
     let mut rest = side_b.drain_unmatched();
     loop {
         for (j, rb) in rest.drain(..) {
-            counts.missing_in_a += 1;
-            let pair = unmatched(j, "b", &rb, None);
-            keep(&pair, &mut kept);
+            tally.only_in_b();
+            let pair = Pair::unmatched(j, "b", &rb, None);
+            kept.offer(&pair);
             on_pair(&pair)?;
         }
         if !side_b.read(options)? {
@@ -458,23 +428,6 @@ fn compare(
             ),
         });
     }
-
-    let first_divergence = first.map(|f| FirstDivergence {
-        pair: f.pair.position,
-        name: f.pair.display_name().to_owned(),
-        last_agreeing: f.last_agreeing,
-        diverged_after: f.diverged_after,
-        max_error_after: f.max_error_after,
-        execution_order_known: sa.order().is_execution_order(),
-    });
-    let missing = counts.missing_in_a + counts.missing_in_b;
-    let outcome = if counts.diverged + counts.incompatible > 0 {
-        Outcome::Diverged
-    } else if missing > 0 && !options.allow_missing {
-        Outcome::Incomplete
-    } else {
-        Outcome::Agree
-    };
     let info = |stream: &RunStream, records: u64, ignored: u64| RunInfo {
         dir: stream.dir().display().to_string(),
         order: stream.order().name(),
@@ -482,32 +435,23 @@ fn compare(
         records,
         ignored,
     };
-    let b_info = info(&sb, side_b.next, side_b.ignored);
-    let layers_dropped = layers.dropped();
-    kept.sort_by_key(|p| (p.only_in == Some("b"), p.position));
-    let pairs_kept = kept.len() as u64;
-    Ok(Report {
-        schema: SCHEMA,
-        schema_version: SCHEMA_VERSION,
-        outcome,
+    let pairs = kept.finish();
+    let streamed = Streamed {
+        window: window as u64,
+        window_misses,
+        pairs_kept: pairs.len() as u64,
+        layers_dropped: tally.layers_dropped(),
+        reason: None,
+    };
+    let end = Ending {
         a: info(&sa, a_records, ignored_a),
-        b: b_info,
-        rules: options.rules.source().map(|p| p.display().to_string()),
-        counts,
-        first_divergence,
-        pairs: kept,
-        layers: layers.finish(),
+        b: info(&sb, side_b.next, side_b.ignored),
+        pairs,
         warnings,
         calibration: None,
-        ranks: None,
-        streamed: Some(Streamed {
-            window: window as u64,
-            window_misses,
-            pairs_kept,
-            layers_dropped,
-            reason: None,
-        }),
-    })
+        streamed: Some(streamed),
+    };
+    Ok(tally.finish(end, options))
 }
 
 #[cfg(test)]

@@ -1,8 +1,64 @@
-//! Raw values: reading a record's `.npy` file, one pair at a time.
+//! Raw values: reading a record's `.npy` file, one pair at a time, from wherever a side's
+//! values come from ([`ValueSource`]).
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use trace_core::run::{Run, RunRecord};
+
+use crate::error::{Error, Result};
+use crate::report::Warning;
+
+/// Where one side's raw values come from: the `.npy` files of a run directory, or (for a
+/// multi-rank run reassembled in memory) the ranks' files combined.
+pub(crate) trait ValueSource {
+    /// The values of `r` as f64, `None` when it has none; `Err` names the file and what is
+    /// wrong with it.
+    fn values(&self, r: &RunRecord) -> Option<Result<Vec<f64>, (PathBuf, String)>>;
+}
+
+/// The `.npy` files of a run directory, named by the records relative to it.
+pub(crate) struct Dir<'a>(pub(crate) &'a Path);
+
+impl ValueSource for Dir<'_> {
+    fn values(&self, r: &RunRecord) -> Option<Result<Vec<f64>, (PathBuf, String)>> {
+        let path = self.0.join(r.values.as_ref()?);
+        Some(load(&path, &r.record.shape).map_err(|problem| (path, problem)))
+    }
+}
+
+impl ValueSource for Run {
+    fn values(&self, r: &RunRecord) -> Option<Result<Vec<f64>, (PathBuf, String)>> {
+        Dir(self.dir()).values(r)
+    }
+}
+
+/// Loads one side's values; a problem is a warning (or an error in strict mode).
+pub(crate) fn load_or_warn(
+    source: &dyn ValueSource,
+    r: &RunRecord,
+    side: &'static str,
+    strict: bool,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<Vec<f64>>> {
+    match source.values(r) {
+        None => Ok(None),
+        Some(Ok(v)) => Ok(Some(v)),
+        Some(Err((path, problem))) if strict => Err(Error::Values { path, problem }),
+        Some(Err((path, problem))) => {
+            warnings.push(Warning {
+                side: Some(side),
+                message: format!(
+                    "{}: {problem}; record {:?} judged without values",
+                    path.display(),
+                    r.record.name
+                ),
+            });
+            Ok(None)
+        }
+    }
+}
 
 /// Reads a little-endian `f4` or `f8` C-order `.npy` whose shape must equal `shape`.
 ///

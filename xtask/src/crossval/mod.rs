@@ -84,7 +84,7 @@ pub fn select_model(args: &[String]) -> Result<(Model, Vec<String>)> {
 pub struct Judge {
     /// Calibrated verdicts (the default): the reference also runs in the engine's precision
     /// (side C, the baseline) and a record agrees when the engine's error is at most
-    /// `max_ratio` times the baseline's (`trace_diff::diff_runs_calibrated`). Off: dtype
+    /// `max_ratio` times the baseline's (`trace_diff::Comparison::baseline`). Off: dtype
     /// tolerances (`--no-baseline`).
     pub baseline: bool,
     /// The largest ratio of the engine's error to the baseline's that agrees.
@@ -157,9 +157,10 @@ impl Judge {
             max_ratio: self.max_ratio,
             ..Default::default()
         };
+        let comparison = trace_diff::Comparison::new(a, b).options(&options);
         match baseline {
-            Some(c) => trace_diff::diff_runs_calibrated(a, b, c, &options),
-            None => trace_diff::diff_runs(a, b, &options),
+            Some(c) => comparison.baseline(c).run(),
+            None => comparison.run(),
         }
         .context("compare the traces")
     }

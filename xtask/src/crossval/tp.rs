@@ -3,7 +3,7 @@
 //! `python/tp_reference.py` runs a Llama-style block as N torch.distributed processes (gloo, on
 //! this machine) traced per rank into `OUT/tp/rank-{r}`, and the same block with the same
 //! weights in one process into `OUT/ref`; it writes the block's `[[shard]]` rules to
-//! `OUT/rules.toml`. The two runs are then compared with `trace_diff::diff_paths`, which
+//! `OUT/rules.toml`. The two runs are then compared with a `trace_diff::Comparison`, which
 //! reassembles the ranks by those rules and names, at the first divergence, the rank(s) whose
 //! record disagrees. `--bug` plants one of the classic tensor-parallel mistakes. Needs the venv's
 //! torch package set (installed on first use, about 4.2 GB).
@@ -162,13 +162,16 @@ pub fn diff(out: &Path) -> Result<Report> {
         rules: Rules::load(&rules_path)?,
         ..DiffOptions::default()
     };
-    trace_diff::diff_paths(&out.join("tp"), &out.join("ref"), &options).with_context(|| {
-        format!(
-            "diff {} with {}",
-            out.join("tp").display(),
-            out.join("ref").display()
-        )
-    })
+    trace_diff::Comparison::new(&out.join("tp"), &out.join("ref"))
+        .options(&options)
+        .run()
+        .with_context(|| {
+            format!(
+                "diff {} with {}",
+                out.join("tp").display(),
+                out.join("ref").display()
+            )
+        })
 }
 
 #[cfg(test)]

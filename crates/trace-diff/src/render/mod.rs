@@ -16,6 +16,8 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+// The number formats live in `crate::format`, shared with the comparison's notes.
+pub(crate) use crate::format::{ratio_text, sci};
 use crate::report::{
     CalibrationSummary, Counts, FirstDivergence, LayerError, Outcome, Pair, Report, RunInfo,
     Streamed, Warning, SCHEMA, SCHEMA_VERSION,
@@ -99,25 +101,6 @@ pub fn json(report: &Report) -> String {
     s
 }
 
-/// A float in short scientific notation, `-` when absent, `inf` when infinite.
-pub(crate) fn sci(v: Option<f64>) -> String {
-    match v {
-        None => "-".to_owned(),
-        Some(0.0) => "0".to_owned(),
-        Some(v) if v.is_infinite() => if v > 0.0 { "inf" } else { "-inf" }.to_owned(),
-        Some(v) if v.is_nan() => "nan".to_owned(),
-        Some(v) => format!("{v:.3e}"),
-    }
-}
-
-/// A ratio for humans: 3 decimals between 0.01 and 1e5, else like [`sci`].
-pub(crate) fn ratio_text(r: Option<f64>) -> String {
-    match r {
-        Some(r) if r.is_finite() && (0.01..1e5).contains(&r) => format!("{r:.3}"),
-        other => sci(other),
-    }
-}
-
 /// Where a pair sits: `step 0, layer 3, stage q_proj, index 57`.
 pub(crate) fn context(p: &crate::Pair) -> String {
     let mut parts = Vec::new();
@@ -163,11 +146,6 @@ mod tests {
 
     #[test]
     fn formats() {
-        let check = |v, expected: &str| assert_eq!(sci(v), expected);
-        check(None, "-");
-        check(Some(0.0), "0");
-        check(Some(f64::INFINITY), "inf");
-        check(Some(0.000123456), "1.235e-4");
         assert_eq!(
             escape("<a & \"b\">\u{1}"),
             "&lt;a &amp; &quot;b&quot;&gt;\\u{1}"

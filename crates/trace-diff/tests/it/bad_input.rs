@@ -4,7 +4,9 @@
 use std::fs;
 use std::path::Path;
 
-use trace_diff::{diff_dirs, DiffOptions};
+use trace_diff::DiffOptions;
+
+use crate::common::diff_dirs;
 
 use crate::common::{copy_dir, write_run, Prec, Spec};
 

@@ -12,7 +12,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use trace_diff::{diff_dirs_calibrated, render, DiffOptions};
+use trace_diff::{render, DiffOptions};
+
+use crate::common::diff_dirs_calibrated;
 
 use crate::common::{three_runs, Fault, Prec, Spec};
 

@@ -6,11 +6,13 @@ use std::path::Path;
 use trace_core::{Context, TensorView, Tracer};
 use trace_diff::render::{self, TextOptions};
 use trace_diff::{
-    diff_dirs, diff_dirs_calibrated, CalibrationStatus, DiffOptions, Evidence, Outcome, Report,
-    Rules, Verdict, DEFAULT_MAX_RATIO,
+    CalibrationStatus, DiffOptions, Evidence, Outcome, Report, Rules, Verdict, DEFAULT_MAX_RATIO,
 };
 
-use crate::common::{copy_dir, data, redact, three_runs, Fault, Prec, Spec, LAYERS, STEPS};
+use crate::common::{
+    copy_dir, data, diff_dirs, diff_dirs_calibrated, redact, three_runs, Fault, Prec, Spec, LAYERS,
+    STEPS,
+};
 
 const RECORDS: u64 = STEPS * (2 + 2 * LAYERS as u64);
 

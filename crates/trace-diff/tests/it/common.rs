@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use half::bf16;
 use trace_core::{Context, TensorView, Tracer};
+use trace_diff::{Comparison, DiffOptions, Pair, Report, StreamOptions, Streaming};
 
 /// Hidden width, vocabulary, layers and steps of the toy model.
 pub const DIM: usize = 8;
@@ -229,4 +230,34 @@ pub fn write_f32_npy(path: &Path, shape: &[usize], values: &[f32]) {
         .unwrap();
     writer.extend(values.iter().copied()).unwrap();
     writer.finish().unwrap();
+}
+
+/// The in-memory comparison of two run directories, as the tests call it.
+pub fn diff_dirs(a: &Path, b: &Path, options: &DiffOptions) -> trace_diff::Result<Report> {
+    Comparison::new(a, b).options(options).run()
+}
+
+/// The comparison of `a` with `b` calibrated by the baseline `c`.
+pub fn diff_dirs_calibrated(
+    a: &Path,
+    b: &Path,
+    c: &Path,
+    options: &DiffOptions,
+) -> trace_diff::Result<Report> {
+    Comparison::new(a, b).baseline(c).options(options).run()
+}
+
+/// The streaming comparison, every pair handed to `on_pair`.
+pub fn diff_dirs_streaming(
+    a: &Path,
+    b: &Path,
+    options: &DiffOptions,
+    bounds: &StreamOptions,
+    on_pair: &mut dyn FnMut(&Pair) -> trace_diff::Result<()>,
+) -> trace_diff::Result<Report> {
+    Comparison::new(a, b)
+        .options(options)
+        .streaming(Streaming::Always)
+        .stream_bounds(*bounds)
+        .run_with(on_pair)
 }

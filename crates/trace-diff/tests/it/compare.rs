@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use trace_diff::{diff_dirs, DiffOptions, Evidence, Outcome, Report, Rules, Verdict};
+use trace_diff::{DiffOptions, Evidence, Outcome, Report, Rules, Verdict};
+
+use crate::common::diff_dirs;
 
 use crate::common::{two_runs, Fault, Prec, Spec, LAYERS, STEPS};
 

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use trace_core::{Context, TensorView, Tracer};
-use trace_diff::{diff_dirs, diff_dirs_calibrated, DiffOptions, Evidence, Outcome, Rules, Verdict};
+use trace_diff::{DiffOptions, Evidence, Outcome, Rules, Verdict};
+
+use crate::common::{diff_dirs, diff_dirs_calibrated};
 
 /// A record: name, shape, F32 values.
 type Rec = (&'static str, Vec<usize>, Vec<f32>);

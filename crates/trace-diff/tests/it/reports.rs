@@ -1,7 +1,9 @@
 //! Renderers: snapshots of text and JSON, the HTML page and JUnit XML parsed and checked.
 
 use trace_diff::render::{self, TextOptions};
-use trace_diff::{diff_dirs, DiffOptions, Report};
+use trace_diff::{DiffOptions, Report};
+
+use crate::common::diff_dirs;
 
 use crate::common::{data, redact, two_runs, Fault, Prec, Spec};
 

@@ -1,6 +1,8 @@
 //! Seed-format and upstream-format directories, written by hand under `tests/data/`.
 
-use trace_diff::{diff_dirs, DiffOptions, Evidence, Outcome, Verdict};
+use trace_diff::{DiffOptions, Evidence, Outcome, Verdict};
+
+use crate::common::diff_dirs;
 
 use crate::common::{data, two_runs, Prec, Spec};
 

@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use trace_core::run::Run;
-use trace_diff::{
-    diff_dirs, diff_dirs_streaming, DiffOptions, Outcome, Pair, Report, Rules, StreamOptions,
-};
+use trace_diff::{DiffOptions, Outcome, Pair, Report, Rules, StreamOptions};
 
-use crate::common::{two_runs, Fault, Prec, Spec};
+use crate::common::{diff_dirs, diff_dirs_streaming, two_runs, Fault, Prec, Spec};
 
 /// Rewrites the per-file run `src` as a packed directory `dst` (same records, same values).
 fn to_packed(src: &Path, dst: &Path) {

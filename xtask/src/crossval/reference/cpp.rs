@@ -205,7 +205,7 @@ mod tests {
 
         // Rust reference (A) against C++ (B): every record identical.
         let records = ((steps + 1) * (2 + layers * 16 + 3)) as u64;
-        let report = trace_diff::diff_dirs(&reference, &cpp, &Default::default()).unwrap();
+        let report = trace_diff::Comparison::new(&reference, &cpp).run().unwrap();
         let c = &report.counts;
         assert_eq!(
             (c.compared, c.identical, c.missing_in_a, c.missing_in_b),
@@ -227,8 +227,9 @@ mod tests {
         }
 
         // candle (A) against C++ (B): what `--reference cpp` reports.
-        let report =
-            trace_diff::diff_dirs(&dir.path().join("candle"), &cpp, &Default::default()).unwrap();
+        let report = trace_diff::Comparison::new(&dir.path().join("candle"), &cpp)
+            .run()
+            .unwrap();
         assert_eq!(report.outcome, trace_diff::Outcome::Agree);
         assert_eq!(
             (report.counts.compared, report.counts.missing_in_b),

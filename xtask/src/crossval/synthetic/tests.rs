@@ -536,7 +536,9 @@ fn llama_cpp_reference_agrees_and_localizes_every_bug() {
         run_reference(&o, &inputs, Precision::F32, &again).unwrap(),
         reference_tokens
     );
-    let report = trace_diff::diff_dirs(&reference_dir, &again, &Default::default()).unwrap();
+    let report = trace_diff::Comparison::new(&reference_dir, &again)
+        .run()
+        .unwrap();
     assert_eq!(
         report.counts.identical,
         report.counts.compared,

@@ -1,0 +1,286 @@
+//! A matched pair judged against its baseline record: the calibrated verdict (see
+//! [`crate::calibrate`] for the formulas).
+
+use trace_core::record::TraceRecord;
+
+use crate::calibrate::{
+    floor_for, nonfinite_counts, ratio, stats_error, top1_unexcused, value_errors,
+};
+use crate::error::Result;
+use crate::format::{ratio_text, sci};
+use crate::options::DiffOptions;
+use crate::report::{Calibration, CalibrationStatus, Evidence, Pair, Verdict, Warning};
+use crate::values::{load_or_warn, ValueSource};
+
+/// One side's record and where its values come from.
+#[derive(Clone, Copy)]
+pub(crate) struct Rec<'a> {
+    /// Where the record's values are read from.
+    pub(crate) source: &'a dyn ValueSource,
+    /// The record.
+    pub(crate) r: &'a trace_core::run::RunRecord,
+}
+
+/// What the calibration of one pair starts from: the baseline record (if any) and the values
+/// of A and B already loaded.
+pub(crate) struct Third<'a> {
+    pub(crate) baseline: Option<Rec<'a>>,
+    pub(crate) loaded: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+/// `e_A`, `e_C`, the evidence they rest on and what no ratio can excuse.
+struct Errors {
+    evidence: Evidence,
+    e_a: Option<f64>,
+    e_c: Option<f64>,
+    nonfinite_unexcused: u64,
+    /// Logits rows whose top-1 token A changes and the baseline keeps, and the first of them.
+    top1_unexcused: (u64, Option<u64>),
+}
+
+/// Judges a matched, compatible pair against its baseline record: replaces the tolerance
+/// verdict by the calibrated one when the ratio can be measured, else marks the pair.
+pub(crate) fn calibrate(
+    pair: &mut Pair,
+    a: Rec<'_>,
+    b: Rec<'_>,
+    third: Third<'_>,
+    options: &DiffOptions,
+    warnings: &mut Vec<Warning>,
+    notes: &mut Vec<String>,
+) -> Result<Calibration> {
+    let mut cal = Calibration {
+        status: CalibrationStatus::Missing,
+        evidence: None,
+        e_a: None,
+        e_c: None,
+        floor: None,
+        ratio: None,
+        nonfinite_unexcused: 0,
+        baseline_file: None,
+    };
+    let Some(c) = third.baseline else {
+        notes.push("no record in the baseline: judged by tolerance, not calibrated".to_owned());
+        return Ok(cal);
+    };
+    cal.baseline_file = Some(c.r.file.clone());
+    let (ra, rb, rc) = (&a.r.record, &b.r.record, &c.r.record);
+    cal.status = CalibrationStatus::Unusable;
+    if rc.num_elements != rb.num_elements {
+        notes.push(format!(
+            "the baseline record has {} elements, B's {}: judged by tolerance, not calibrated",
+            rc.num_elements, rb.num_elements
+        ));
+        return Ok(cal);
+    }
+    let floor = floor_for(&ra.dtype, &rc.dtype);
+    cal.floor = Some(floor);
+    let identical = pair.verdict == Verdict::Identical;
+    // Notes of the calibration itself, placed after its summary.
+    let mut own = Vec::new();
+    let errors = if identical && rc.blake3.eq_ignore_ascii_case(&rb.blake3) {
+        Errors {
+            evidence: Evidence::Hash,
+            e_a: Some(0.0),
+            e_c: Some(0.0),
+            nonfinite_unexcused: 0,
+            top1_unexcused: (0, None),
+        }
+    } else {
+        let from_values = value_triple(a, b, c, identical, third.loaded, options, warnings)?;
+        match from_values {
+            Some(e) => e,
+            None => {
+                if options.use_values && a.r.values.is_some() && b.r.values.is_some() {
+                    own.push("the baseline has no usable values".to_owned());
+                }
+                stats_errors(ra, rb, rc, identical)
+            }
+        }
+    };
+    let (Some(e_a), Some(e_c)) = (errors.e_a, errors.e_c) else {
+        notes.push(
+            "no statistic common to A, B and the baseline: judged by tolerance, not calibrated"
+                .to_owned(),
+        );
+        return Ok(cal);
+    };
+    cal.e_a = Some(e_a);
+    cal.e_c = Some(e_c);
+    if !e_c.is_finite() {
+        notes.push(
+            "the baseline's error is not finite (B is all zeros where the baseline is not): judged by tolerance, not calibrated"
+                .to_owned(),
+        );
+        return Ok(cal);
+    }
+    let r = ratio(e_a, e_c, floor);
+    cal.status = CalibrationStatus::Calibrated;
+    cal.evidence = Some(errors.evidence);
+    cal.ratio = Some(r);
+    cal.nonfinite_unexcused = errors.nonfinite_unexcused;
+    if identical {
+        return Ok(cal);
+    }
+    let k = options.max_ratio;
+    let mut failures = Vec::new();
+    if errors.nonfinite_unexcused > 0 {
+        failures.push(format!(
+            "{} NaN/Inf {} in A but not in B, and the baseline does not share them",
+            errors.nonfinite_unexcused,
+            if errors.evidence == Evidence::Values {
+                "elements"
+            } else {
+                "counted"
+            }
+        ));
+    }
+    if let (n @ 1.., first) = errors.top1_unexcused {
+        failures.push(format!(
+            "top-1 token differs from B's in {n} rows where the baseline's agrees (first row {})",
+            first.unwrap_or(0)
+        ));
+    }
+    let within = r <= k;
+    let tolerance_verdict = pair.verdict;
+    pair.verdict = if within && failures.is_empty() {
+        Verdict::WithinTolerance
+    } else {
+        Verdict::Diverged
+    };
+    let tolerance_notes = std::mem::take(notes);
+    notes.push(format!(
+        "calibrated on {}: ratio {} {} {k} (e_A {}, e_C {}, floor {})",
+        errors.evidence.name(),
+        ratio_text(Some(r)),
+        if within { "<=" } else { ">" },
+        sci(Some(e_a)),
+        sci(Some(e_c)),
+        sci(Some(floor))
+    ));
+    notes.extend(failures);
+    notes.extend(own);
+    if tolerance_verdict != pair.verdict {
+        let why = if tolerance_notes.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", tolerance_notes.join("; "))
+        };
+        notes.push(format!(
+            "the tolerance alone: {}{why}",
+            tolerance_verdict.name()
+        ));
+    } else {
+        notes.extend(tolerance_notes);
+    }
+    Ok(cal)
+}
+
+/// The errors from raw values, when all three runs have them (and values are wanted); `None`
+/// otherwise, or when a file cannot be used (a warning says why).
+fn value_triple(
+    a: Rec<'_>,
+    b: Rec<'_>,
+    c: Rec<'_>,
+    identical: bool,
+    loaded: Option<(Vec<f64>, Vec<f64>)>,
+    options: &DiffOptions,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<Errors>> {
+    let needs_a = !identical;
+    if !(options.use_values
+        && b.r.values.is_some()
+        && c.r.values.is_some()
+        && (a.r.values.is_some() || !needs_a))
+    {
+        return Ok(None);
+    }
+    let Some(vc) = load_or_warn(c.source, c.r, "c", options.strict, warnings)?
+        .and_then(|v| in_a_layout(options, &a.r.record, &c.r.record, v))
+    else {
+        return Ok(None);
+    };
+    let (va, vb) = match loaded {
+        Some(ab) => ab,
+        None => {
+            let Some(vb) = load_or_warn(b.source, b.r, "b", options.strict, warnings)?
+                .and_then(|v| in_a_layout(options, &a.r.record, &b.r.record, v))
+            else {
+                return Ok(None);
+            };
+            // Identical to B: A's values are B's.
+            let va = if needs_a {
+                match load_or_warn(a.source, a.r, "a", options.strict, warnings)? {
+                    Some(va) => va,
+                    None => return Ok(None),
+                }
+            } else {
+                vb.clone()
+            };
+            (va, vb)
+        }
+    };
+    let e = value_errors(&va, &vb, &vc);
+    let b_name = &b.r.record.name;
+    let top1 = if options.rules.is_logits(b_name) {
+        let vocab = b.r.record.shape.last().copied().unwrap_or(1);
+        top1_unexcused(&va, &vb, &vc, vocab)
+    } else {
+        (0, None)
+    };
+    Ok(Some(Errors {
+        evidence: Evidence::Values,
+        e_a: Some(e.e_a),
+        e_c: Some(e.e_c),
+        nonfinite_unexcused: e.nonfinite_unexcused,
+        top1_unexcused: top1,
+    }))
+}
+
+/// Values of B or the baseline (record `r`) in A's layout, by the pair's `b_layout` (crate::transform);
+/// `None` when the layout does not fit `r`'s shape.
+fn in_a_layout(
+    options: &DiffOptions,
+    a: &TraceRecord,
+    r: &TraceRecord,
+    v: Vec<f64>,
+) -> Option<Vec<f64>> {
+    match options.rules.layout(&a.name) {
+        None => Some(v),
+        Some(l) => l.plan(&r.shape, &a.shape).ok()?.apply(&v),
+    }
+}
+
+/// The errors from recorded statistics (`rms` alone for seed records).
+fn stats_errors(a: &TraceRecord, b: &TraceRecord, c: &TraceRecord, identical: bool) -> Errors {
+    let all_stats = a.stats.is_some() && b.stats.is_some() && c.stats.is_some();
+    // NaN/Inf counts of A that differ from B's are excused when the baseline has A's counts.
+    let nonfinite_unexcused = match (
+        nonfinite_counts(a),
+        nonfinite_counts(b),
+        nonfinite_counts(c),
+    ) {
+        (Some(x), Some(y), Some(z)) if x != y && x != z => x.0.abs_diff(y.0) + x.1.abs_diff(y.1),
+        _ => 0,
+    };
+    let exact_c = c.blake3.eq_ignore_ascii_case(&b.blake3);
+    Errors {
+        evidence: if all_stats {
+            Evidence::Stats
+        } else {
+            Evidence::Rms
+        },
+        e_a: if identical {
+            Some(0.0)
+        } else {
+            stats_error(a, b)
+        },
+        e_c: if exact_c {
+            Some(0.0)
+        } else {
+            stats_error(c, b)
+        },
+        nonfinite_unexcused,
+        top1_unexcused: (0, None),
+    }
+}

@@ -1,0 +1,223 @@
+//! One matched pair judged: the layout hook, the tolerance judgement and, with a baseline, the
+//! calibrated one. Shared by the in-memory and the streaming diff.
+
+use trace_core::record::TraceRecord;
+
+use crate::baseline::{calibrate, Rec, Third};
+use crate::error::Result;
+use crate::options::DiffOptions;
+use crate::report::{AppliedTolerance, Evidence, Pair, Verdict, Warning};
+use crate::rules::Tolerance;
+use crate::tolerance::{judge_stats, judge_values, stats_delta};
+use crate::transform::Plan;
+use crate::values::load_or_warn;
+
+/// A matched pair's baseline record: `None` when the diff is not calibrated, `Some(None)` when
+/// the baseline has no such record.
+pub(crate) type BaselineRecord<'a> = Option<Option<Rec<'a>>>;
+
+/// Judges the record `a` of A against its partner `b` of B (and its baseline record).
+pub(crate) fn compare_pair(
+    position: u64,
+    a: Rec<'_>,
+    b: Rec<'_>,
+    baseline: BaselineRecord<'_>,
+    options: &DiffOptions,
+    warnings: &mut Vec<Warning>,
+) -> Result<Pair> {
+    let (ra, rb) = (&a.r.record, &b.r.record);
+    let (tol, source) = options.rules.tolerance(&rb.name, &ra.dtype, &rb.dtype);
+    let mut notes: Vec<String> = Vec::new();
+    let view = BView::new(options, ra, rb, &mut notes);
+    if ra.shape != view.shape && ra.num_elements == view.len {
+        notes.push(format!(
+            "shapes differ ({:?} vs {:?}): compared element by element in C order",
+            ra.shape, view.shape
+        ));
+    }
+    let mut pair = matched(position, a, b, &tol, source);
+    let loaded = judge(&mut pair, a, b, &view, &tol, options, warnings, &mut notes)?;
+    if let Some(base) = baseline {
+        if pair.verdict != Verdict::Incompatible {
+            let third = Third {
+                baseline: base,
+                loaded,
+            };
+            let cal = calibrate(&mut pair, a, b, third, options, warnings, &mut notes)?;
+            pair.calibration = Some(cal);
+        }
+    }
+    if !notes.is_empty() {
+        pair.reason = Some(notes.join("; "));
+    }
+    Ok(pair)
+}
+
+/// B as the comparison sees it: through the layout hook (crate::transform) when the pair's
+/// `[[map]]` entry has a `b_layout`, which brings B's values into A's layout, so B's shape and
+/// element count are the transformed ones.
+struct BView {
+    plan: Option<Plan>,
+    /// A `b_layout` applies but does not fit B's shape.
+    failed: bool,
+    shape: Vec<usize>,
+    len: u64,
+}
+
+impl BView {
+    fn new(
+        options: &DiffOptions,
+        ra: &TraceRecord,
+        rb: &TraceRecord,
+        notes: &mut Vec<String>,
+    ) -> Self {
+        let Some(layout) = options.rules.layout(&ra.name) else {
+            return BView {
+                plan: None,
+                failed: false,
+                shape: rb.shape.clone(),
+                len: rb.num_elements,
+            };
+        };
+        match layout.plan(&rb.shape, &ra.shape) {
+            Ok(p) => {
+                notes.push(format!(
+                    "B's values in A's layout (b_layout): {:?} -> {:?}{}",
+                    rb.shape,
+                    p.shape,
+                    if p.keeps_every_element() {
+                        ""
+                    } else {
+                        ", elements dropped"
+                    }
+                ));
+                BView {
+                    shape: p.shape.clone(),
+                    len: p.len() as u64,
+                    plan: Some(p),
+                    failed: false,
+                }
+            }
+            Err(e) => {
+                notes.push(e);
+                BView {
+                    plan: None,
+                    failed: true,
+                    shape: rb.shape.clone(),
+                    len: rb.num_elements,
+                }
+            }
+        }
+    }
+
+    /// Whether the layout drops elements of B (then only raw values can judge the pair).
+    fn drops(&self) -> bool {
+        self.plan.as_ref().is_some_and(|p| !p.keeps_every_element())
+    }
+}
+
+/// The pair before any judgement: identical by hash.
+fn matched(position: u64, a: Rec<'_>, b: Rec<'_>, tol: &Tolerance, source: String) -> Pair {
+    let (ra, rb) = (&a.r.record, &b.r.record);
+    Pair {
+        position,
+        only_in: None,
+        name_a: Some(ra.name.clone()),
+        name_b: Some(rb.name.clone()),
+        occurrence: a.r.occurrence,
+        index: ra.index,
+        seq: ra.seq,
+        layer: ra.layer,
+        stage: ra.stage.clone(),
+        verdict: Verdict::Identical,
+        evidence: Evidence::Hash,
+        reason: None,
+        shape: [Some(ra.shape.clone()), Some(rb.shape.clone())],
+        dtype: [Some(ra.dtype.clone()), Some(rb.dtype.clone())],
+        file: [Some(a.r.file.clone()), Some(b.r.file.clone())],
+        tolerance: Some(AppliedTolerance {
+            atol: tol.atol,
+            rtol: tol.rtol,
+            source,
+        }),
+        stats: Some(stats_delta(ra, rb)),
+        values: None,
+        logits: None,
+        error: Some(0.0),
+        calibration: None,
+    }
+}
+
+/// The tolerance judgement: incompatible, identical, on values or on statistics. Returns the
+/// values of A and B when they were loaded, for the calibration.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    pair: &mut Pair,
+    a: Rec<'_>,
+    b: Rec<'_>,
+    view: &BView,
+    tol: &Tolerance,
+    options: &DiffOptions,
+    warnings: &mut Vec<Warning>,
+    notes: &mut Vec<String>,
+) -> Result<Option<(Vec<f64>, Vec<f64>)>> {
+    let (ra, rb) = (&a.r.record, &b.r.record);
+    if view.failed || ra.num_elements != view.len {
+        incompatible(pair);
+        notes.insert(
+            0,
+            format!(
+                "element counts differ: {} {:?} vs {} {:?}",
+                ra.num_elements, ra.shape, view.len, view.shape
+            ),
+        );
+        return Ok(None);
+    }
+    if view.plan.is_none() && ra.blake3.eq_ignore_ascii_case(&rb.blake3) {
+        // Bit-identical canonical F32 values: nothing more to learn.
+        return Ok(None);
+    }
+    let both = options.use_values && a.r.values.is_some() && b.r.values.is_some();
+    let va = if both {
+        load_or_warn(a.source, a.r, "a", options.strict, warnings)?
+    } else {
+        None
+    };
+    let vb = match va {
+        Some(_) => load_or_warn(b.source, b.r, "b", options.strict, warnings)?.and_then(|v| {
+            match &view.plan {
+                Some(p) => p.apply(&v),
+                None => Some(v),
+            }
+        }),
+        None => None,
+    };
+    match (va, vb) {
+        (Some(va), Some(vb)) => {
+            judge_values(pair, &va, &vb, &view.shape, tol, options, &rb.name, notes);
+            return Ok(Some((va, vb)));
+        }
+        _ if view.drops() => {
+            incompatible(pair);
+            notes.push(
+                "b_layout drops elements of B: judged on raw values only, and they are not on \
+                 both sides"
+                    .to_owned(),
+            );
+        }
+        _ => {
+            if options.use_values && a.r.values.is_some() != b.r.values.is_some() {
+                let side = if a.r.values.is_some() { "A" } else { "B" };
+                notes.push(format!("values saved on side {side} only"));
+            }
+            judge_stats(pair, ra, rb, tol, notes);
+        }
+    }
+    Ok(None)
+}
+
+fn incompatible(pair: &mut Pair) {
+    pair.verdict = Verdict::Incompatible;
+    pair.evidence = Evidence::Shape;
+    pair.error = None;
+}

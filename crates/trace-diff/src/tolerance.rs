@@ -1,0 +1,313 @@
+//! The tolerance judgement of a matched pair: element-wise on raw values, else on recorded
+//! statistics.
+
+use trace_core::record::TraceRecord;
+
+use crate::format::num;
+use crate::metrics::{compare_logits, compare_values};
+use crate::options::DiffOptions;
+use crate::report::{Evidence, Pair, StatsDelta, Verdict};
+use crate::rules::Tolerance;
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn judge_values(
+    pair: &mut Pair,
+    va: &[f64],
+    vb: &[f64],
+    shape: &[usize],
+    tol: &Tolerance,
+    options: &DiffOptions,
+    b_name: &str,
+    notes: &mut Vec<String>,
+) {
+    let m = compare_values(va, vb, shape, tol);
+    pair.evidence = Evidence::Values;
+    pair.error = Some(m.rel_l2);
+    pair.verdict = if m.failed == 0 {
+        Verdict::WithinTolerance
+    } else {
+        Verdict::Diverged
+    };
+    if m.failed > 0 {
+        let first = m.first_failed_at.clone().unwrap_or_default();
+        notes.insert(
+            0,
+            format!(
+                "{} of {} elements outside tolerance (first at {:?}); max |a-b| = {:.3e} at {:?} (a = {}, b = {})",
+                m.failed,
+                m.elements,
+                first,
+                m.max_abs,
+                m.max_abs_at,
+                num(m.a_at_max),
+                num(m.b_at_max)
+            ),
+        );
+        if m.nonfinite_mismatches > 0 {
+            notes.push(format!(
+                "{} elements are NaN or Inf on one side only",
+                m.nonfinite_mismatches
+            ));
+        }
+    }
+    if options.rules.is_logits(b_name) {
+        if let Some(l) = compare_logits(va, vb, shape, options.rules.top_k()) {
+            if l.top1_agree < l.rows {
+                pair.verdict = Verdict::Diverged;
+                notes.push(format!(
+                    "top-1 token differs in {} of {} rows (first row {})",
+                    l.rows - l.top1_agree,
+                    l.rows,
+                    l.first_top1_mismatch.unwrap_or(0)
+                ));
+            }
+            pair.logits = Some(l);
+        }
+    }
+    pair.values = Some(m);
+}
+
+fn abs_delta(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some((a? - b?).abs())
+}
+
+pub(crate) fn stats_delta(a: &TraceRecord, b: &TraceRecord) -> StatsDelta {
+    let mut d = StatsDelta {
+        rms_a: a.rms,
+        rms_b: b.rms,
+        rms: abs_delta(a.rms, b.rms),
+        ..StatsDelta::default()
+    };
+    if let (Some(sa), Some(sb)) = (&a.stats, &b.stats) {
+        d.mean = abs_delta(sa.mean, sb.mean);
+        d.std = abs_delta(sa.std, sb.std);
+        d.min = abs_delta(sa.min, sb.min);
+        d.max = abs_delta(sa.max, sb.max);
+        d.nan_count = Some([sa.nan_count, sb.nan_count]);
+        d.inf_count = Some([sa.inf_count, sb.inf_count]);
+    }
+    d
+}
+
+/// Judges on recorded statistics: `|x_a - x_b| <= atol + rtol * rms_b` for rms, mean and std, a
+/// necessary condition of every element passing (see `docs/FORMAT.md`).
+pub(crate) fn judge_stats(
+    pair: &mut Pair,
+    a: &TraceRecord,
+    b: &TraceRecord,
+    tol: &Tolerance,
+    notes: &mut Vec<String>,
+) {
+    let scale = b.rms.unwrap_or(0.0).abs();
+    let bound = tol.atol + tol.rtol * scale;
+    let mut fields = vec![("rms", a.rms, b.rms)];
+    pair.evidence = Evidence::Rms;
+    let mut failures = Vec::new();
+    if let (Some(sa), Some(sb)) = (&a.stats, &b.stats) {
+        pair.evidence = Evidence::Stats;
+        fields.push(("mean", sa.mean, sb.mean));
+        fields.push(("std", sa.std, sb.std));
+        if sa.nan_count != sb.nan_count || sa.inf_count != sb.inf_count {
+            failures.push(format!(
+                "NaN/Inf counts differ (a: {} NaN, {} Inf; b: {} NaN, {} Inf)",
+                sa.nan_count, sa.inf_count, sb.nan_count, sb.inf_count
+            ));
+        }
+    }
+    let mut any_defined = false;
+    for (field, x, y) in fields {
+        match (x, y) {
+            (Some(x), Some(y)) => {
+                any_defined = true;
+                let d = (x - y).abs();
+                if d.is_nan() || d > bound {
+                    failures.push(format!(
+                        "{field} differs by {d:.3e} > {bound:.3e} (a = {}, b = {})",
+                        num(x),
+                        num(y)
+                    ));
+                }
+            }
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => failures.push(format!(
+                "{field} is defined on one side only (non-finite or empty values on the other)"
+            )),
+        }
+    }
+    pair.error = match (a.rms, b.rms) {
+        (Some(x), Some(y)) if y != 0.0 => Some((x - y).abs() / y.abs()),
+        (Some(x), Some(y)) if x == y => Some(0.0),
+        _ => None,
+    };
+    if !any_defined && failures.is_empty() {
+        pair.evidence = Evidence::HashOnly;
+        pair.verdict = Verdict::Diverged;
+        notes.insert(
+            0,
+            "hashes differ and neither side has values, statistics or a finite rms".to_owned(),
+        );
+        return;
+    }
+    if failures.is_empty() {
+        pair.verdict = Verdict::WithinTolerance;
+    } else {
+        pair.verdict = Verdict::Diverged;
+        notes.splice(0..0, failures);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use trace_core::run::RunRecord;
+    use trace_core::Stats;
+
+    use super::*;
+
+    const H1: &str = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+    const H2: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn record(hash: &str, rms: Option<f64>, stats: Option<Stats>) -> TraceRecord {
+        TraceRecord {
+            name: "x".into(),
+            shape: vec![4],
+            dtype: "F32".into(),
+            blake3: hash.into(),
+            rms,
+            num_elements: 4,
+            stats,
+            ..TraceRecord::default()
+        }
+    }
+
+    fn stats(mean: f64, std: f64, nan: u64) -> Stats {
+        Stats {
+            min: Some(-1.0),
+            max: Some(1.0),
+            mean: Some(mean),
+            std: Some(std),
+            nan_count: nan,
+            inf_count: 0,
+        }
+    }
+
+    fn check(a: TraceRecord, b: TraceRecord, verdict: Verdict, evidence: Evidence) {
+        let mut pair = Pair::unmatched(
+            0,
+            "a",
+            &RunRecord {
+                file: "f".into(),
+                record: a.clone(),
+                occurrence: 0,
+                values: None,
+            },
+            None,
+        );
+        let mut notes = Vec::new();
+        judge_stats(&mut pair, &a, &b, &Tolerance::new(1e-5, 1e-4), &mut notes);
+        assert_eq!(
+            (pair.verdict, pair.evidence),
+            (verdict, evidence),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn stats_judgement() {
+        use Evidence::{HashOnly, Rms, Stats};
+        use Verdict::{Diverged, WithinTolerance};
+        check(
+            record(H1, Some(1.0), None),
+            record(H2, Some(1.0 + 5e-5), None),
+            WithinTolerance,
+            Rms,
+        );
+        check(
+            record(H1, Some(1.0), None),
+            record(H2, Some(1.01), None),
+            Diverged,
+            Rms,
+        );
+        check(
+            record(H1, None, None),
+            record(H2, Some(1.0), None),
+            Diverged,
+            Rms,
+        );
+        check(
+            record(H1, None, None),
+            record(H2, None, None),
+            Diverged,
+            HashOnly,
+        );
+        let s = |m, sd, n| Some(stats(m, sd, n));
+        check(
+            record(H1, Some(1.0), s(0.0, 1.0, 0)),
+            record(H2, Some(1.0), s(1e-6, 1.0, 0)),
+            WithinTolerance,
+            Stats,
+        );
+        check(
+            record(H1, Some(1.0), s(0.0, 1.0, 0)),
+            record(H2, Some(1.0), s(0.1, 1.0, 0)),
+            Diverged,
+            Stats,
+        );
+        check(
+            record(H1, None, s(0.0, 1.0, 1)),
+            record(H2, None, s(0.0, 1.0, 0)),
+            Diverged,
+            Stats,
+        );
+        check(
+            record(H1, None, s(0.0, 1.0, 1)),
+            record(H2, None, s(0.0, 1.0, 1)),
+            WithinTolerance,
+            Stats,
+        );
+    }
+
+    /// Naive f64 statistics of `v`, as trace-core records them.
+    fn stats_of(v: &[f64]) -> (f64, Stats) {
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+        let rms = (v.iter().map(|x| x * x).sum::<f64>() / n).sqrt();
+        let stats = Stats {
+            min: v.iter().copied().reduce(f64::min),
+            max: v.iter().copied().reduce(f64::max),
+            mean: Some(mean),
+            std: Some(var.sqrt()),
+            nan_count: 0,
+            inf_count: 0,
+        };
+        (rms, stats)
+    }
+
+    proptest::proptest! {
+        /// The stats test is a necessary condition of the element-wise one: when every element
+        /// passes, the stats pass too, so stats never report a divergence that values would not.
+        #[test]
+        fn stats_never_contradict_values(
+            b in proptest::collection::vec(-100.0f64..100.0, 1..64),
+            shares in proptest::collection::vec(-0.99f64..0.99, 64),
+            atol in 0.0f64..1e-2,
+            rtol in 0.0f64..1e-1,
+        ) {
+            let tol = Tolerance::new(atol, rtol);
+            let a: Vec<f64> = b
+                .iter()
+                .zip(&shares)
+                .map(|(&y, &s)| y + s * atol.max(rtol * y.abs()))
+                .collect();
+            let m = crate::metrics::compare_values(&a, &b, &[b.len()], &tol);
+            proptest::prop_assert_eq!(m.failed, 0);
+            let (rms_a, sa) = stats_of(&a);
+            let (rms_b, sb) = stats_of(&b);
+            let (ra, rb) = (record(H1, Some(rms_a), Some(sa)), record(H2, Some(rms_b), Some(sb)));
+            let mut pair = Pair::unmatched(0, "a", &RunRecord { file: "f".into(), record: ra.clone(), occurrence: 0, values: None }, None);
+            let mut notes = Vec::new();
+            judge_stats(&mut pair, &ra, &rb, &tol, &mut notes);
+            proptest::prop_assert_eq!(pair.verdict, Verdict::WithinTolerance, "{:?}", notes);
+        }
+    }
+}
