@@ -111,7 +111,8 @@ impl<'a> Comparison<'a> {
         self
     }
 
-    /// When to stream ([`Streaming::Never`] by default): see [`crate::stream`]'s differences.
+    /// When to stream ([`Streaming::Never`] by default): a streaming comparison holds a
+    /// few chunks of each run, not the runs, and reports what it bounded (`streamed`).
     pub fn streaming(mut self, streaming: Streaming) -> Self {
         self.streaming = streaming;
         self

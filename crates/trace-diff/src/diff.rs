@@ -1,5 +1,5 @@
 //! The in-memory diff: both runs read whole, records matched by `(name, occurrence)` anywhere
-//! in B, each pair judged ([`crate::pair`]) and the report assembled ([`crate::outcome`]).
+//! in B, each pair judged (`pair`) and the report assembled (`outcome`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -172,6 +172,8 @@ pub(crate) fn diff_sides(
         pairs.push(pair);
     }
     let a_pairs = pairs.len();
+    // Exactly the room needed: a pushed pair beyond the capacity would double it.
+    pairs.reserve_exact(b_index.used.iter().filter(|&&used| !used).count());
     for (j, rb) in b.records.iter().enumerate() {
         if !b_index.used[j] {
             tally.only_in_b();

@@ -3,11 +3,20 @@
 //! Compares two trace directories and names the first record, in execution order, where the run
 //! under test (side **A**) parts from the reference (side **B**).
 //!
+//! ## One front door
+//!
+//! Every comparison is a [`Comparison`]: the runs A and B (directories, or runs already read),
+//! an optional baseline C, the [`DiffOptions`] (rules, strictness, values, missing records, the
+//! largest ratio) and a [`Streaming`] policy. The `trace-diff` binary, `tensor-trace diff` and
+//! `bisect` and the crossval all build one and [`Comparison::run`] it.
+//!
 //! ## Design
 //!
 //! 1. **Read** both directories with [`trace_core::run::Run`]: manifest order for our runs, a
 //!    documented guess for seed-format directories (with a warning that execution order is
-//!    unknown). Records are small and held; raw values are not.
+//!    unknown). Records are small and held; raw values are not. A directory of `rank-N` runs is
+//!    a multi-rank run ([`shard`]): compared rank by rank, or reassembled in memory into one
+//!    logical run by the `[[shard]]` rules.
 //! 2. **Match** records by `(name, occurrence)` after mapping A's names through the [`Rules`]
 //!    (regex captures), skipping ignored names; records without a partner are reported as
 //!    missing, never dropped.
@@ -18,22 +27,25 @@
 //!    loaded one pair at a time and dropped, so memory stays flat in run length.
 //!    With a third run, the **baseline** C (the reference run in A's precision), each pair is
 //!    judged instead by `ratio = e_A / max(e_C, floor)`, A's error against B over C's
-//!    ([`diff_runs_calibrated`], [`calibrate`]): no tolerance is chosen by anyone.
+//!    ([`Comparison::baseline`], [`calibrate`]): no tolerance is chosen by anyone.
 //! 4. **Locate**: the first diverged pair in A's order, what agreed before it, the error profile
-//!    along the run and each layer's amplification of the error it received.
+//!    along the run and each layer's amplification of the error it received. The in-memory
+//!    and the streaming comparison (runs of millions of records, [`Streaming`]) feed their
+//!    pairs to the same assembly, so their reports agree.
 //! 5. **Render** the same [`Report`] as text, JSON (stable, versioned schema), JUnit or one HTML
-//!    page ([`render`]). The `trace-diff` binary and `tensor-trace diff` only parse arguments
-//!    and pick a renderer.
+//!    page ([`render`]). The comparison never imports a renderer. The command line (`cli`, behind
+//!    the `cli` feature, so a library user pulls no clap) only parses arguments and picks a
+//!    renderer.
 //!
-//! Findings are never errors: [`diff_dirs`] returns `Err` only when input cannot be read (or,
-//! with [`DiffOptions::strict`], when it has any problem); tolerated problems are
+//! Findings are never errors: [`Comparison::run`] returns `Err` only when input cannot be read
+//! (or, with [`DiffOptions::strict`], when it has any problem); tolerated problems are
 //! [`Report::warnings`].
 //!
 //! ## Example
 //!
 //! ```
 //! use std::fs;
-//! use trace_diff::{diff_dirs, render, DiffOptions, Outcome, Verdict};
+//! use trace_diff::{render, Comparison, Outcome, Verdict};
 //!
 //! let tmp = tempfile::tempdir()?;
 //! let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
@@ -48,7 +60,7 @@
 //!         r#"{{"name":"out","shape":[4],"dtype":"F32","blake3":"{other}","rms":{rms},"num_elements":4}}"#))?;
 //! }
 //!
-//! let report = diff_dirs(&a, &b, &DiffOptions::default())?;
+//! let report = Comparison::new(&a, &b).run()?;
 //! assert_eq!(report.outcome, Outcome::Diverged);
 //! assert_eq!(report.first_divergence.as_ref().unwrap().name, "out");
 //! assert_eq!(report.pairs[1].verdict, Verdict::Diverged);

@@ -44,7 +44,7 @@ pub(crate) fn compare_pair(
                 loaded,
             };
             let cal = calibrate(&mut pair, a, b, third, options, warnings, &mut notes)?;
-            pair.calibration = Some(cal);
+            pair.calibration = Some(Box::new(cal));
         }
     }
     if !notes.is_empty() {

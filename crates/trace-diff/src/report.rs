@@ -206,6 +206,9 @@ impl AppliedTolerance {
 }
 
 /// One record of A with its partner in B (or its absence), or a record of B alone.
+///
+/// A report holds every pair, so a pair's size is most of a long diff's memory: the sections
+/// only some pairs have (`values`, `logits`, `calibration`) are boxed, eight bytes when absent.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Pair {
     /// Position in A's capture order (0-based); for B-only records, in B's.
@@ -243,16 +246,16 @@ pub struct Pair {
     /// Deltas of the recorded statistics (matched pairs).
     pub stats: Option<StatsDelta>,
     /// Element-wise metrics (when both sides have values).
-    pub values: Option<ValueMetrics>,
+    pub values: Option<Box<ValueMetrics>>,
     /// Logits metrics (values on both sides and the name matches a `logits` glob).
-    pub logits: Option<LogitMetrics>,
+    pub logits: Option<Box<LogitMetrics>>,
     /// The error profile scalar: relative L2 with values, else relative RMS delta
     /// (`|rms_a - rms_b| / rms_b`), 0 when identical; `null` when unknown.
     #[serde(serialize_with = "opt_finite_or_null")]
     pub error: Option<f64>,
     /// The judgement against the baseline run (calibrated diffs, matched pairs); `null`
     /// otherwise.
-    pub calibration: Option<Calibration>,
+    pub calibration: Option<Box<Calibration>>,
 }
 
 impl Pair {
@@ -519,7 +522,7 @@ pub struct RankOutcome {
     pub first_divergence: Option<(String, u64)>,
 }
 
-/// How a streaming diff ([`crate::diff_dirs_streaming`]) bounded its memory.
+/// How a streaming comparison ([`crate::Streaming`]) bounded its memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Streamed {
     /// Largest number of unmatched B records held while looking for a partner.
@@ -534,7 +537,7 @@ pub struct Streamed {
     pub layers_dropped: u64,
     /// Why the diff streamed, as the command line decided it (`--stream` given, or
     /// `--stream=auto` finding a run at least `--stream-threshold` records long); `null` when
-    /// a program called [`crate::diff_dirs_streaming`] itself.
+    /// a program asked for [`crate::Streaming::Always`] itself.
     pub reason: Option<String>,
 }
 

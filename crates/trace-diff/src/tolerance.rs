@@ -61,10 +61,10 @@ pub(crate) fn judge_values(
                     l.first_top1_mismatch.unwrap_or(0)
                 ));
             }
-            pair.logits = Some(l);
+            pair.logits = Some(Box::new(l));
         }
     }
-    pair.values = Some(m);
+    pair.values = Some(Box::new(m));
 }
 
 fn abs_delta(a: Option<f64>, b: Option<f64>) -> Option<f64> {
