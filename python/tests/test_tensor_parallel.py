@@ -5,7 +5,7 @@ block's `[[shard]]` rules.
 
 A clean run agrees; each planted bug is found at the record where it happens, with the rank(s)
 named. Skipped when torch is not installed; trace-diff comes from `$TRACE_DIFF` or
-`cargo run -p trace-diff` (the repository's own build).
+`cargo run -p trace-diff --features cli` (the repository's own build).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def trace_diff(*args: str) -> subprocess.CompletedProcess:
         cargo = shutil.which("cargo")
         if cargo is None:
             pytest.skip("neither $TRACE_DIFF nor cargo is available to run trace-diff")
-        cmd = [cargo, "run", "--quiet", "-p", "trace-diff", "--"]
+        cmd = [cargo, "run", "--quiet", "-p", "trace-diff", "--features", "cli", "--"]
     return subprocess.run(
         cmd + list(args), cwd=REPO, capture_output=True, text=True, timeout=600
     )

@@ -372,12 +372,14 @@ fn run_records(root: &Path) -> Result<()> {
         ]),
     )?;
     run_step(
-        "build (cargo build --release -p trace-diff --bin trace-diff)",
+        "build (cargo build --release -p trace-diff --features cli --bin trace-diff)",
         cargo().args([
             "build",
             "--release",
             "-p",
             "trace-diff",
+            "--features",
+            "cli",
             "--bin",
             "trace-diff",
         ]),

@@ -126,9 +126,9 @@ pub enum StreamMode {
     Never,
 }
 
-/// `--stream-threshold`'s default: the in-memory diff holds about 2.5 KB per record (a
-/// 1 M-record run took 2.5 GB), so 200,000 records cost it about 500 MB, while the streaming
-/// diff stays near 14 MB at any length (docs/FORMAT.md, "Streaming diff").
+/// `--stream-threshold`'s default: the in-memory diff holds about 2.3 KB per record pair (228 MB
+/// peak for two 100,000-record runs, 2026-12-07), so 200,000 records cost it about 460 MB, while
+/// the streaming diff stays near 14 MB at any length (docs/FORMAT.md, "Streaming diff").
 pub const DEFAULT_STREAM_THRESHOLD: u64 = 200_000;
 
 /// Parses a `--max-ratio` value: a finite number above 0 (every front end that takes the flag
