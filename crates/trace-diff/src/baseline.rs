@@ -119,10 +119,39 @@ pub(crate) fn calibrate(
     cal.evidence = Some(errors.evidence);
     cal.ratio = Some(r);
     cal.nonfinite_unexcused = errors.nonfinite_unexcused;
-    if identical {
-        return Ok(cal);
+    if !identical {
+        let measured = Measured {
+            errors: &errors,
+            e_a,
+            e_c,
+            floor,
+            ratio: r,
+        };
+        judge_ratio(pair, &measured, own, options.max_ratio, notes);
     }
-    let k = options.max_ratio;
+    Ok(cal)
+}
+
+/// What the calibration of a pair measured.
+struct Measured<'e> {
+    errors: &'e Errors,
+    e_a: f64,
+    e_c: f64,
+    floor: f64,
+    ratio: f64,
+}
+
+/// The calibrated verdict of a pair that is not identical, with its notes first (the
+/// tolerance's notes kept after them, or summed up when the tolerance alone judged otherwise).
+fn judge_ratio(
+    pair: &mut Pair,
+    m: &Measured<'_>,
+    own: Vec<String>,
+    k: f64,
+    notes: &mut Vec<String>,
+) {
+    let errors = m.errors;
+    let r = m.ratio;
     let mut failures = Vec::new();
     if errors.nonfinite_unexcused > 0 {
         failures.push(format!(
@@ -154,9 +183,9 @@ pub(crate) fn calibrate(
         errors.evidence.name(),
         ratio_text(Some(r)),
         if within { "<=" } else { ">" },
-        sci(Some(e_a)),
-        sci(Some(e_c)),
-        sci(Some(floor))
+        sci(Some(m.e_a)),
+        sci(Some(m.e_c)),
+        sci(Some(m.floor))
     ));
     notes.extend(failures);
     notes.extend(own);
@@ -173,7 +202,6 @@ pub(crate) fn calibrate(
     } else {
         notes.extend(tolerance_notes);
     }
-    Ok(cal)
 }
 
 /// The errors from raw values, when all three runs have them (and values are wanted); `None`
