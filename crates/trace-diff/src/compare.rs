@@ -274,3 +274,65 @@ fn auto_reason(a: &Path, b: &Path, threshold: u64) -> Option<String> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name)
+    }
+
+    #[test]
+    fn runs_already_read_compare_as_their_directories() {
+        let (a, b) = (data("seed_a"), data("seed_b"));
+        let from_dirs = Comparison::new(&a, &b).run().unwrap();
+        let (run_a, run_b) = (Run::open(&a).unwrap(), Run::open(&b).unwrap());
+        let from_runs = Comparison::new(&run_a, &run_b).run().unwrap();
+        assert_eq!(from_runs, from_dirs);
+        // Mixed: one directory, one run.
+        assert_eq!(Comparison::new(&a, &run_b).run().unwrap(), from_dirs);
+    }
+
+    #[test]
+    fn streaming_where_it_cannot_is_an_error() {
+        let (a, b) = (data("seed_a"), data("seed_b"));
+        let run_b = Run::open(&b).unwrap();
+        for comparison in [
+            Comparison::new(&a, &b).baseline(&b),
+            Comparison::new(&a, &run_b),
+        ] {
+            let e = comparison.streaming(Streaming::Always).run().unwrap_err();
+            assert!(matches!(e, Error::Streaming { .. }), "{e}");
+        }
+        // `Auto` falls back to the in-memory comparison instead.
+        let auto = Streaming::Auto { threshold: 0 };
+        let report = Comparison::new(&a, &b)
+            .baseline(&b)
+            .streaming(auto)
+            .run()
+            .unwrap();
+        assert!(report.streamed.is_none() && report.calibration.is_some());
+    }
+
+    #[test]
+    fn auto_streams_from_the_threshold_and_says_why() {
+        let tmp = tempfile::tempdir().unwrap();
+        for side in ["a", "b"] {
+            let dir = tmp.path().join(side);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("manifest.jsonl"), "{}\n{}\n{}\n").unwrap();
+        }
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        assert_eq!(auto_reason(&a, &b, 4), None);
+        assert_eq!(
+            auto_reason(&a, &b, 3).as_deref(),
+            Some(
+                "--stream=auto: run A holds 3 records (lines of its manifest.jsonl), at least \
+                 --stream-threshold 3"
+            )
+        );
+    }
+}
