@@ -6,7 +6,9 @@
 
 mod html;
 mod junit;
+mod map;
 mod text;
+mod text_map;
 
 pub use html::html;
 pub use junit::junit;
