@@ -5,6 +5,7 @@
 //! `NO_COLOR` is set).
 
 mod html;
+mod html_map;
 mod junit;
 mod map;
 mod text;

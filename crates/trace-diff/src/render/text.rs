@@ -411,6 +411,13 @@ fn calibration_columns(p: &Pair) -> String {
     }
 }
 
+/// The lines of [`write_pair_detail`] without color or indentation (the HTML map's detail).
+pub(super) fn pair_detail_lines(p: &Pair, report: &Report) -> Vec<String> {
+    let mut s = String::new();
+    write_pair_detail(&mut s, p, &Styles::new(false), report);
+    s.lines().map(|l| l.trim().to_owned()).collect()
+}
+
 fn write_pair_detail(out: &mut String, p: &Pair, st: &Styles, report: &Report) {
     if p.name_b.as_deref() != p.name_a.as_deref() {
         let _ = writeln!(out, "  B name: {}", p.name_b.as_deref().unwrap_or("-"));

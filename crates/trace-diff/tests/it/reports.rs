@@ -148,7 +148,14 @@ fn html_report_structure() {
         .descendants()
         .any(|n| n.text().is_some_and(|t| t.contains("blk1/q"))));
 
-    let svg = elements(&doc, "svg").next().expect("an inline svg plot");
+    let profile = doc
+        .descendants()
+        .find(|n| n.attribute("id") == Some("profile"))
+        .unwrap();
+    let svg = profile
+        .descendants()
+        .find(|n| n.has_tag_name("svg"))
+        .expect("an inline svg plot");
     assert!(svg.descendants().any(|n| n.tag_name().name() == "polyline"));
     let circles = svg
         .descendants()
@@ -232,7 +239,11 @@ fn html_profile_points_stay_inside_the_plot_when_a_has_unmatched_records() {
         },
     )
     .unwrap();
-    let svg = doc.descendants().find(|n| n.has_tag_name("svg")).unwrap();
+    let profile = doc
+        .descendants()
+        .find(|n| n.attribute("id") == Some("profile"))
+        .unwrap();
+    let svg = profile.descendants().find(|n| n.has_tag_name("svg")).unwrap();
     let width: f64 = svg.attribute("width").unwrap().parse().unwrap();
     let xs: Vec<f64> = svg
         .descendants()
