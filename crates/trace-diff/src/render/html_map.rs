@@ -26,6 +26,7 @@ const GROWTH_H: f64 = 60.0;
 pub(super) const STYLE: &str = "
 #map select { font: inherit; }
 .map-pass h3 { font-size: 1em; margin: 1em 0 0.3em; }
+#map svg { display: block; }
 svg.map rect.cell { cursor: pointer; }
 #map-detail { border: 1px solid #ccc; padding: 0.5em 1em; margin-top: 1em; max-width: 70em; }
 #map-detail pre { white-space: pre-wrap; margin: 0.3em 0; }
@@ -229,7 +230,12 @@ fn cell_rect(
         r#"<rect class="{class}" data-p="{}" x="{x:.1}" y="{y:.1}" width="{CELL}" height="{CELL}" fill="{fill}"{stroke}><title>{}
 {}{more}</title></rect>"#,
         cell.pair,
-        escape(&format!("#{} {} ({})", p.position, p.display_name(), context(p))),
+        escape(&format!(
+            "#{} {} ({})",
+            p.position,
+            p.display_name(),
+            context(p)
+        )),
         escape(&numbers(p)),
     );
 }
@@ -314,7 +320,7 @@ fn legend(out: &mut String, scale: Scale) {
     const BAR_W: f64 = 300.0;
     let _ = writeln!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="map-legend" width="860" height="50" viewBox="0 0 860 50">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="map-legend" width="980" height="52" viewBox="0 0 980 52">"#
     );
     for i in 0..STEPS {
         let t = (i as f64 + 0.5) / STEPS as f64;
@@ -326,28 +332,30 @@ fn legend(out: &mut String, scale: Scale) {
             color(scale, t)
         );
     }
+    // Decade ticks, at most 7 labelled; K's label goes under the others.
     let tick = |out: &mut String, t: f64, label: &str, strong: bool| {
         let x = 10.0 + BAR_W * t;
-        let (stroke, width) = if strong { ("#000", 2) } else { ("#555", 1) };
+        let (stroke, width, y) = if strong {
+            ("#000", 2, 46)
+        } else {
+            ("#555", 1, 34)
+        };
         let _ = write!(
             out,
-            r#"<line x1="{x:.1}" x2="{x:.1}" y1="2" y2="22" stroke="{stroke}" stroke-width="{width}"/><text x="{x:.1}" y="34" text-anchor="middle">{}</text>"#,
+            r#"<line x1="{x:.1}" x2="{x:.1}" y1="2" y2="22" stroke="{stroke}" stroke-width="{width}"/><text x="{x:.1}" y="{y}" text-anchor="middle">{}</text>"#,
             escape(label)
         );
     };
-    match scale {
-        Scale::Error { lo, hi } => {
-            let every = ((hi - lo) / 6).max(1);
-            for d in (lo..=hi).step_by(every as usize) {
-                tick(out, scale.position(10f64.powi(d)), &format!("1e{d}"), false);
-            }
-        }
-        Scale::Ratio { k, span } => {
-            for d in -span..=span {
-                tick(out, scale.position(10f64.powi(d)), &format!("1e{d}"), false);
-            }
-            tick(out, scale.position(k), &format!("K={k}"), true);
-        }
+    let (lo, hi) = match scale {
+        Scale::Error { lo, hi } => (lo, hi),
+        Scale::Ratio { span, .. } => (-span, span),
+    };
+    let every = ((hi - lo) as usize).div_ceil(6).max(1);
+    for d in (lo..=hi).filter(|d| d.rem_euclid(every as i32) == 0) {
+        tick(out, scale.position(10f64.powi(d)), &format!("1e{d}"), false);
+    }
+    if let Scale::Ratio { k, .. } = scale {
+        tick(out, scale.position(k), &format!("K = {k}"), true);
     }
     let swatches: [(&str, &str, &str); 6] = [
         ("#d9f0d3", r##"stroke="none""##, "identical"),
@@ -366,7 +374,7 @@ fn legend(out: &mut String, scale: Scale) {
         ("none", r##"stroke="#ddd""##, "no record"),
     ];
     for (i, (fill, stroke, label)) in swatches.iter().enumerate() {
-        let x = 340.0 + 86.0 * i as f64;
+        let x = 340.0 + 104.0 * i as f64;
         let _ = write!(
             out,
             r#"<rect x="{x}" y="4" width="{CELL}" height="{CELL}" fill="{fill}" {stroke}/><text x="{}" y="15">{label}</text>"#,
@@ -422,13 +430,8 @@ fn details_json(report: &Report, map: &Map) -> String {
         if cell.shade == Shade::Identical {
             continue;
         }
-        let mut lines = vec![format!(
-            "#{} {} ({})",
-            p.position,
-            p.display_name(),
-            context(p)
-        )];
-        lines.extend(pair_detail_lines(p, report));
+        // The panel's heading is the cell's hover title, which names the record.
+        let mut lines = pair_detail_lines(p, report);
         if let Some(m) = &p.values {
             lines.push(format!(
                 "worst element {:?}: A {} B {} (|a-b| {})",

@@ -536,3 +536,213 @@ fn growth(report: &Report, seq: Option<u64>) -> Vec<Growth> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Counts, Evidence, Outcome, RunInfo};
+
+    /// A matched pair of A's record `name` at `position`, with its context and error.
+    fn pair(position: u64, name: &str, seq: u64, layer: i64, error: f64) -> Pair {
+        Pair {
+            position,
+            only_in: None,
+            name_a: Some(name.to_owned()),
+            name_b: Some(name.to_owned()),
+            occurrence: seq,
+            index: Some(position),
+            seq: Some(seq),
+            layer: Some(layer),
+            stage: Some(name.rsplit('/').next().unwrap().to_owned()),
+            verdict: if error == 0.0 {
+                Verdict::Identical
+            } else if error > 1e-3 {
+                Verdict::Diverged
+            } else {
+                Verdict::WithinTolerance
+            },
+            evidence: Evidence::Values,
+            reason: None,
+            shape: [None, None],
+            dtype: [None, None],
+            file: [None, None],
+            tolerance: None,
+            stats: None,
+            values: None,
+            logits: None,
+            error: Some(error),
+            calibration: None,
+        }
+    }
+
+    fn report(pairs: Vec<Pair>) -> Report {
+        let run = RunInfo {
+            dir: "d".into(),
+            order: "manifest",
+            execution_order_known: true,
+            records: pairs.len() as u64,
+            ignored: 0,
+        };
+        Report {
+            schema: crate::report::SCHEMA,
+            schema_version: crate::report::SCHEMA_VERSION,
+            outcome: Outcome::Agree,
+            a: run.clone(),
+            b: run,
+            rules: None,
+            counts: Counts::default(),
+            first_divergence: None,
+            pairs,
+            layers: Vec::new(),
+            warnings: Vec::new(),
+            calibration: None,
+            ranks: None,
+            streamed: None,
+        }
+    }
+
+    fn row_names(map: &Map) -> Vec<&str> {
+        map.rows.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// The records of one pass of a decoder with `layers` layers, stages in `stages`.
+    fn decoder_pass(seq: u64, layers: i64, stages: &[&str], start: u64) -> Vec<Pair> {
+        let mut out = vec![pair(start, "embed", seq, -1, 0.0)];
+        for l in 0..layers {
+            for st in stages {
+                let at = start + out.len() as u64;
+                out.push(pair(at, &format!("blk{l}/{st}"), seq, l, 1e-7));
+            }
+        }
+        let at = start + out.len() as u64;
+        out.push(pair(at, "logits", seq, -1, 2e-6));
+        out
+    }
+
+    #[test]
+    fn rows_follow_the_view_not_the_capture_order() {
+        // The engine records v before q: the map still lists q first, as the view does, and
+        // maps the engine's `ffn_gate` to the view's `gate`.
+        let r = report(decoder_pass(0, 2, &["v", "q", "ffn_gate", "l_out"], 0));
+        let map = Map::build(&r, &View::builtin()).unwrap();
+        assert_eq!(map.view.as_deref(), Some("decoder points"));
+        assert_eq!(
+            row_names(&map),
+            ["embed", "q", "v", "gate", "l_out", "logits"]
+        );
+        assert_eq!(map.layers, [0, 1]);
+        assert_eq!(map.passes.len(), 1);
+        // Every pair is a cell: 2 outside the layers and 4 points in each of 2 layers.
+        assert_eq!(map.passes[0].cells.len(), 10);
+        let logits = map.passes[0].cells[&(5, 0)];
+        assert_eq!(r.pairs[logits.pair].display_name(), "logits");
+        assert_eq!(logits.shade, Shade::Value(2e-6));
+        let q1 = map.passes[0].cells[&(1, 2)];
+        assert_eq!(r.pairs[q1.pair].display_name(), "blk1/q");
+        assert_eq!(map.passes[0].cells[&(0, 0)].shade, Shade::Identical);
+    }
+
+    #[test]
+    fn unknown_stages_become_rows_in_order_of_appearance() {
+        let r = report(decoder_pass(0, 1, &["q", "mystery", "l_out", "extra"], 0));
+        let map = Map::build(&r, &View::builtin()).unwrap();
+        assert_eq!(
+            row_names(&map),
+            ["embed", "q", "l_out", "mystery", "extra", "logits"]
+        );
+        // No view knows any stage: rows by stage name, in order of first appearance.
+        let mut pairs = decoder_pass(0, 2, &["self_attn", "mlp"], 0);
+        for p in &mut pairs {
+            if p.layer == Some(-1) {
+                p.stage = Some(format!("model_{}", p.display_name()));
+            }
+        }
+        let map = Map::build(&report(pairs), &View::builtin()).unwrap();
+        assert_eq!(map.view, None);
+        assert_eq!(
+            row_names(&map),
+            ["model_embed", "self_attn", "mlp", "model_logits"]
+        );
+        assert_eq!(map.rows[3].section, Section::After);
+    }
+
+    #[test]
+    fn the_encoder_view_wins_on_minilm_records() {
+        let mut pairs = vec![
+            pair(0, "tokens", 0, -1, 0.0),
+            pair(1, "embeddings", 0, -1, 1e-7),
+        ];
+        for l in 0..2 {
+            for st in ["attn_out", "ffn_out"] {
+                let at = pairs.len() as u64;
+                pairs.push(pair(at, &format!("layer{l}/{st}"), 0, l, 1e-6));
+            }
+        }
+        pairs.push(pair(6, "pooled", 0, -1, 1e-6));
+        let map = Map::build(&report(pairs), &View::builtin()).unwrap();
+        assert_eq!(map.view.as_deref(), Some("encoder points"));
+        assert_eq!(
+            row_names(&map),
+            ["tokens", "embeddings", "attn_out", "ffn_out", "pooled"]
+        );
+    }
+
+    #[test]
+    fn one_map_per_pass_and_the_worst_record_of_a_point() {
+        let mut pairs = decoder_pass(0, 1, &["q"], 0);
+        pairs.extend(decoder_pass(1, 1, &["q"], 3));
+        // A second `blk0/q` in step 1 (an engine recording a point twice), the worse one.
+        let mut again = pair(6, "blk0/q", 1, 0, 5e-2);
+        again.occurrence = 2;
+        pairs.push(again);
+        let mut r = report(pairs);
+        r.first_divergence = Some(crate::report::FirstDivergence {
+            pair: 6,
+            name: "blk0/q".into(),
+            last_agreeing: None,
+            diverged_after: 0,
+            max_error_after: None,
+            execution_order_known: true,
+        });
+        let map = Map::build(&r, &View::builtin()).unwrap();
+        assert_eq!(
+            map.passes.iter().map(|p| p.seq).collect::<Vec<_>>(),
+            [Some(0), Some(1)]
+        );
+        let cell = map.passes[1].cells[&(1, 1)];
+        assert_eq!((cell.pair, cell.count), (6, 2));
+        assert_eq!(map.first_divergence_pass(&r), Some(1));
+        assert_eq!(map.cell_of(&map.passes[1], 6), Some((1, 1)));
+        assert_eq!(map.cell_of(&map.passes[1], 4), None);
+    }
+
+    #[test]
+    fn no_map_without_layers() {
+        let r = report(vec![
+            pair(0, "embed", 0, -1, 0.0),
+            pair(1, "out", 0, -1, 1e-3),
+        ]);
+        assert_eq!(Map::build(&r, &View::builtin()), None);
+    }
+
+    #[test]
+    fn missing_records_and_scales() {
+        let mut pairs = decoder_pass(0, 1, &["q"], 0);
+        pairs[1].only_in = Some("a");
+        pairs[1].verdict = Verdict::Missing;
+        pairs[1].error = None;
+        let r = report(pairs);
+        let map = Map::build(&r, &View::builtin()).unwrap();
+        assert_eq!(map.passes[0].cells[&(1, 1)].shade, Shade::Missing);
+        // Errors 2e-6 only: three decades at least, ending at the largest error's.
+        assert_eq!(map.scale, Scale::Error { lo: -8, hi: -5 });
+        let s = Scale::Error { lo: -8, hi: -2 };
+        assert_eq!(s.position(1e-8), 0.0);
+        assert_eq!(s.position(1e-5), 0.5);
+        assert_eq!(s.position(1.0), 1.0);
+        let s = Scale::Ratio { k: 10.0, span: 2 };
+        assert_eq!(s.position(1.0), 0.5);
+        assert_eq!(s.position(f64::INFINITY), 1.0);
+        assert_eq!(s.position(0.0), 0.0);
+    }
+}

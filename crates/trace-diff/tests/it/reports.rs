@@ -243,7 +243,10 @@ fn html_profile_points_stay_inside_the_plot_when_a_has_unmatched_records() {
         .descendants()
         .find(|n| n.attribute("id") == Some("profile"))
         .unwrap();
-    let svg = profile.descendants().find(|n| n.has_tag_name("svg")).unwrap();
+    let svg = profile
+        .descendants()
+        .find(|n| n.has_tag_name("svg"))
+        .unwrap();
     let width: f64 = svg.attribute("width").unwrap().parse().unwrap();
     let xs: Vec<f64> = svg
         .descendants()
