@@ -3,15 +3,16 @@
 //! a detail panel a click on a cell fills.
 //!
 //! Hovering a cell shows its numbers (an SVG `<title>`, no script needed). Clicking one shows
-//! the record's detail, taken from a JSON object embedded once (`#map-details`, pair index to
-//! lines) rather than repeated in the markup; bit-identical pairs have no entry.
+//! the record's detail: its verdict, numbers and reason from its row of the records table, and
+//! what the table lacks (files, shapes, element-wise metrics, statistics) from a JSON object
+//! embedded once (`#map-details`, pair index to lines); bit-identical pairs have no entry.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::map::{Cell, Map, Pass, Scale, Section, Shade};
-use super::text::pair_detail_lines;
-use super::{context, escape, ratio_text, sci};
+use super::text::measure_lines;
+use super::{escape, ratio_text, sci};
 use crate::report::{CalibrationStatus, Report};
 
 /// Side of a cell, in pixels (cells are 1 pixel apart).
@@ -45,11 +46,25 @@ pub(super) const SCRIPT: &str = "
   show();
   var details = JSON.parse(document.getElementById('map-details').textContent);
   var panel = document.getElementById('map-detail');
+  var table = document.getElementById('records-table');
+  var heads = Array.prototype.map.call(table.tHead.rows[0].cells, function (c) {
+    return c.textContent;
+  });
+  // The verdict, numbers and reason come from the record's row of the records table.
   var open = function (cell) {
     var i = cell.getAttribute('data-p');
-    panel.querySelector('h3').textContent = cell.querySelector('title').textContent.split('\\n')[0];
-    panel.querySelector('pre').textContent =
-      (details[i] || ['identical: the same hash on both sides, nothing more to show']).join('\\n');
+    var row = document.getElementById('pair-' + i);
+    var v = function (h) {
+      var k = heads.indexOf(h);
+      return k < 0 ? '' : row.cells[k].textContent;
+    };
+    var lines = ['verdict: ' + v('verdict') + ' on ' + v('evidence') + ' evidence, error ' + v('error')
+      + (heads.indexOf('ratio') < 0 ? '' : ', e_A ' + v('e_A') + ', e_C ' + v('e_C') + ', ratio '
+        + v('ratio') + ' (' + v('calibration') + ')')];
+    if (v('reason')) { lines.push(v('reason')); }
+    panel.querySelector('h3').textContent = '#' + v('#') + ' ' + v('name') + ' (step ' + v('step')
+      + ', layer ' + v('layer') + ', stage ' + v('stage') + ')';
+    panel.querySelector('pre').textContent = lines.concat(details[i] || []).join('\\n');
     panel.setAttribute('data-p', i);
     panel.hidden = false;
   };
@@ -221,28 +236,26 @@ fn cell_rect(
         ("cell", extra)
     };
     let more = if cell.count > 1 {
-        format!("\n{} records at this point: the worst is shown", cell.count)
+        format!(" ({} records here, the worst shown)", cell.count)
     } else {
         String::new()
     };
     let _ = writeln!(
         out,
-        r#"<rect class="{class}" data-p="{}" x="{x:.1}" y="{y:.1}" width="{CELL}" height="{CELL}" fill="{fill}"{stroke}><title>{}
-{}{more}</title></rect>"#,
+        r#"<rect class="{class}" data-p="{}" x="{x:.1}" y="{y:.1}" width="{CELL}" height="{CELL}" fill="{fill}"{stroke}><title>{}</title></rect>"#,
         cell.pair,
         escape(&format!(
-            "#{} {} ({})",
+            "#{} {}: {}{more}",
             p.position,
             p.display_name(),
-            context(p)
+            numbers(p)
         )),
-        escape(&numbers(p)),
     );
 }
 
 /// A pair's verdict and numbers in one line, for the hover text.
 fn numbers(p: &crate::Pair) -> String {
-    let mut s = format!("{} on {} evidence", p.verdict.name(), p.evidence.name());
+    let mut s = p.verdict.name().to_owned();
     if let Some(e) = p.error {
         let _ = write!(s, ", error {}", sci(Some(e)));
     }
@@ -260,13 +273,7 @@ fn numbers(p: &crate::Pair) -> String {
         );
     }
     if let Some(m) = &p.values {
-        let _ = write!(
-            s,
-            ", max |a-b| {}, {} of {} elements outside tolerance",
-            sci(Some(m.max_abs)),
-            m.failed,
-            m.elements
-        );
+        let _ = write!(s, ", max |a-b| {}", sci(Some(m.max_abs)));
     }
     s
 }
@@ -430,17 +437,11 @@ fn details_json(report: &Report, map: &Map) -> String {
         if cell.shade == Shade::Identical {
             continue;
         }
-        // The panel's heading is the cell's hover title, which names the record.
-        let mut lines = pair_detail_lines(p, report);
-        if let Some(m) = &p.values {
-            lines.push(format!(
-                "worst element {:?}: A {} B {} (|a-b| {})",
-                m.max_abs_at,
-                crate::report::num(m.a_at_max),
-                crate::report::num(m.b_at_max),
-                sci(Some(m.max_abs))
-            ));
+        let mut lines = Vec::new();
+        if let [Some(fa), Some(fb)] = &p.file {
+            lines.push(format!("files: A {fa}, B {fb}"));
         }
+        lines.extend(measure_lines(p));
         if cell.count > 1 {
             lines.push(format!(
                 "{} records share this point; the worst is shown",

@@ -411,10 +411,11 @@ fn calibration_columns(p: &Pair) -> String {
     }
 }
 
-/// The lines of [`write_pair_detail`] without color or indentation (the HTML map's detail).
-pub(super) fn pair_detail_lines(p: &Pair, report: &Report) -> Vec<String> {
+/// The lines of [`write_measures`] without indentation (the HTML map's detail, which takes the
+/// verdict and the reason from the records table).
+pub(super) fn measure_lines(p: &Pair) -> Vec<String> {
     let mut s = String::new();
-    write_pair_detail(&mut s, p, &Styles::new(false), report);
+    write_measures(&mut s, p);
     s.lines().map(|l| l.trim().to_owned()).collect()
 }
 
@@ -446,7 +447,11 @@ fn write_pair_detail(out: &mut String, p: &Pair, st: &Styles, report: &Report) {
     if let Some(reason) = &p.reason {
         let _ = writeln!(out, "  {reason}");
     }
+    write_measures(out, p);
+}
 
+/// The shapes and what was measured: element-wise metrics, logits metrics, statistics.
+fn write_measures(out: &mut String, p: &Pair) {
     if let [Some(sa), Some(sb)] = &p.shape {
         let dt = match &p.dtype {
             [Some(a), Some(b)] => format!(", dtype {a} vs {b}"),

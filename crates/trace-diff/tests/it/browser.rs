@@ -130,7 +130,7 @@ fn html_report_sorts_and_plots_in_headless_chromium() {
         "{result}"
     );
     assert!(
-        result.contains("growth bars; detail opened for #3 blk1/q (step 0, layer 1, stage q,"),
+        result.contains("growth bars; detail opened for #3 blk1/q (step 0, layer 1, stage q)"),
         "{result}"
     );
 

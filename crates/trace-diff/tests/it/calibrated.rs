@@ -484,7 +484,14 @@ fn html_report_plots_both_errors_with_a_legend() {
         },
     )
     .unwrap();
-    let svg = doc.descendants().find(|n| n.has_tag_name("svg")).unwrap();
+    let profile = doc
+        .descendants()
+        .find(|n| n.attribute("id") == Some("profile"))
+        .unwrap();
+    let svg = profile
+        .descendants()
+        .find(|n| n.has_tag_name("svg"))
+        .unwrap();
     let lines: Vec<_> = svg
         .descendants()
         .filter(|n| n.has_tag_name("polyline"))
@@ -499,6 +506,25 @@ fn html_report_plots_both_errors_with_a_legend() {
         .filter_map(|n| n.text())
         .collect();
     assert_eq!(legend, ["engine: e_A (A vs B)", "baseline: e_C (C vs B)"]);
+    // The legend sits under the plot area, off the data.
+    let attr = |n: roxmltree::Node, a: &str| -> f64 { n.attribute(a).unwrap().parse().unwrap() };
+    let frame = svg.descendants().find(|n| n.has_tag_name("rect")).unwrap();
+    let bottom = attr(frame, "y") + attr(frame, "height");
+    for g in svg
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("legend"))
+    {
+        for n in g
+            .descendants()
+            .filter(|n| n.is_element() && n.has_attribute("y1"))
+        {
+            assert!(
+                attr(n, "y1") > bottom,
+                "legend line at {} over the plot (bottom {bottom})",
+                attr(n, "y1")
+            );
+        }
+    }
     let heads: Vec<_> = doc
         .descendants()
         .find(|n| n.attribute("id") == Some("records-table"))
