@@ -507,7 +507,8 @@ fn html_report_plots_both_errors_with_a_legend() {
         .collect();
     assert_eq!(legend, ["engine: e_A (A vs B)", "baseline: e_C (C vs B)"]);
     // The legend sits under the plot area, off the data.
-    let attr = |n: roxmltree::Node, a: &str| -> f64 { n.attribute(a).unwrap().parse().unwrap() };
+    let attr =
+        |n: roxmltree::Node<'_, '_>, a: &str| -> f64 { n.attribute(a).unwrap().parse().unwrap() };
     let frame = svg.descendants().find(|n| n.has_tag_name("rect")).unwrap();
     let bottom = attr(frame, "y") + attr(frame, "height");
     for g in svg
