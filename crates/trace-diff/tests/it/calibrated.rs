@@ -10,7 +10,9 @@ use trace_diff::{
     Rules, Verdict, DEFAULT_MAX_RATIO,
 };
 
-use crate::common::{copy_dir, data, redact, three_runs, Fault, Prec, Spec, LAYERS, STEPS};
+use crate::common::{
+    copy_dir, data, profile_plot, redact, three_runs, Fault, Prec, Spec, LAYERS, STEPS,
+};
 
 const RECORDS: u64 = STEPS * (2 + 2 * LAYERS as u64);
 
@@ -484,14 +486,7 @@ fn html_report_plots_both_errors_with_a_legend() {
         },
     )
     .unwrap();
-    let profile = doc
-        .descendants()
-        .find(|n| n.attribute("id") == Some("profile"))
-        .unwrap();
-    let svg = profile
-        .descendants()
-        .find(|n| n.has_tag_name("svg"))
-        .unwrap();
+    let svg = profile_plot(&doc);
     let lines: Vec<_> = svg
         .descendants()
         .filter(|n| n.has_tag_name("polyline"))

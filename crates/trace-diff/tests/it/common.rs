@@ -230,3 +230,13 @@ pub fn write_f32_npy(path: &Path, shape: &[usize], values: &[f32]) {
     writer.extend(values.iter().copied()).unwrap();
     writer.finish().unwrap();
 }
+
+/// The error profile's plot in a parsed HTML report (the `<svg>` of `#profile`).
+pub fn profile_plot<'a, 'i>(doc: &'a roxmltree::Document<'i>) -> roxmltree::Node<'a, 'i> {
+    doc.descendants()
+        .find(|n| n.attribute("id") == Some("profile"))
+        .expect("a #profile section")
+        .descendants()
+        .find(|n| n.has_tag_name("svg"))
+        .expect("an inline svg plot")
+}

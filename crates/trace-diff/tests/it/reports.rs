@@ -3,7 +3,7 @@
 use trace_diff::render::{self, TextOptions};
 use trace_diff::{diff_dirs, DiffOptions, Report};
 
-use crate::common::{data, redact, two_runs, Fault, Prec, Spec};
+use crate::common::{data, profile_plot, redact, two_runs, Fault, Prec, Spec};
 
 fn seed_report() -> Report {
     // The fixture paths are absolute: redact the crate directory.
@@ -148,14 +148,7 @@ fn html_report_structure() {
         .descendants()
         .any(|n| n.text().is_some_and(|t| t.contains("blk1/q"))));
 
-    let profile = doc
-        .descendants()
-        .find(|n| n.attribute("id") == Some("profile"))
-        .unwrap();
-    let svg = profile
-        .descendants()
-        .find(|n| n.has_tag_name("svg"))
-        .expect("an inline svg plot");
+    let svg = profile_plot(&doc);
     assert!(svg.descendants().any(|n| n.tag_name().name() == "polyline"));
     let circles = svg
         .descendants()
@@ -239,14 +232,7 @@ fn html_profile_points_stay_inside_the_plot_when_a_has_unmatched_records() {
         },
     )
     .unwrap();
-    let profile = doc
-        .descendants()
-        .find(|n| n.attribute("id") == Some("profile"))
-        .unwrap();
-    let svg = profile
-        .descendants()
-        .find(|n| n.has_tag_name("svg"))
-        .unwrap();
+    let svg = profile_plot(&doc);
     let width: f64 = svg.attribute("width").unwrap().parse().unwrap();
     let xs: Vec<f64> = svg
         .descendants()
