@@ -112,7 +112,7 @@ pub(super) fn map_section(out: &mut String, report: &Report, map: &Map) {
         let _ = write!(
             out,
             r#"<option value="{i}"{selected}>{}</option>"#,
-            escape(&pass.title())
+            escape(&map.title(pass))
         );
     }
     let _ = writeln!(out, "</select></label></p>");
@@ -121,7 +121,7 @@ pub(super) fn map_section(out: &mut String, report: &Report, map: &Map) {
         let _ = writeln!(
             out,
             r#"<div class="map-pass" data-pass="{i}"><h3>{}</h3>"#,
-            escape(&pass.title())
+            escape(&map.title(pass))
         );
         grid(out, report, map, pass, first_pair);
         growth(out, map, pass);

@@ -247,17 +247,6 @@ pub(crate) struct Pass {
     pub growth: Vec<Growth>,
 }
 
-impl Pass {
-    /// "prefill (step 0)", "decode step 3", or "records without a step".
-    pub fn title(&self) -> String {
-        match self.seq {
-            Some(0) => "prefill (step 0)".to_owned(),
-            Some(s) => format!("decode step {s}"),
-            None => "records without a step".to_owned(),
-        }
-    }
-}
-
 /// The maps of a report, one per pass, on one scale.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Map {
@@ -337,6 +326,17 @@ impl Map {
             passes,
             scale,
         })
+    }
+
+    /// "prefill (step 0)", "decode step 3", "records without a step"; "step 0" when it is the
+    /// only pass (an encoder has no prefill).
+    pub fn title(&self, pass: &Pass) -> String {
+        match pass.seq {
+            Some(0) if self.passes.len() == 1 => "step 0".to_owned(),
+            Some(0) => "prefill (step 0)".to_owned(),
+            Some(s) => format!("decode step {s}"),
+            None => "records without a step".to_owned(),
+        }
     }
 
     /// The index into [`Map::passes`] of the pass holding the first divergence, if any.
@@ -632,6 +632,7 @@ mod tests {
         );
         assert_eq!(map.layers, [0, 1]);
         assert_eq!(map.passes.len(), 1);
+        assert_eq!(map.title(&map.passes[0]), "step 0");
         // Every pair is a cell: 2 outside the layers and 4 points in each of 2 layers.
         assert_eq!(map.passes[0].cells.len(), 10);
         let logits = map.passes[0].cells[&(5, 0)];
@@ -709,6 +710,8 @@ mod tests {
             map.passes.iter().map(|p| p.seq).collect::<Vec<_>>(),
             [Some(0), Some(1)]
         );
+        let titles: Vec<String> = map.passes.iter().map(|p| map.title(p)).collect();
+        assert_eq!(titles, ["prefill (step 0)", "decode step 1"]);
         let cell = map.passes[1].cells[&(1, 1)];
         assert_eq!((cell.pair, cell.count), (6, 2));
         assert_eq!(map.first_divergence_pass(&r), Some(1));

@@ -75,7 +75,7 @@ pub(super) fn error_map(out: &mut String, report: &Report, map: &Map, st: &Style
         let _ = writeln!(
             out,
             "\n{b}error map{b:#}, {}, {} (rows: points in execution order; columns: layers, first the records outside them):",
-            pass.title(),
+            map.title(pass),
             map.view.as_deref().unwrap_or("rows by stage name"),
         );
         let first_pair = report
