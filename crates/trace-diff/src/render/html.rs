@@ -1,5 +1,6 @@
 //! One self-contained HTML page: summary, first divergence, the layer-by-point error map
-//! (`html_map.rs`), error-profile plot (inline SVG), sortable table. No external assets; the markup is also well-formed XML so tools can parse it.
+//! (`html_map.rs`), error-profile plot (inline SVG), sortable table. No external assets; the
+//! markup is also well-formed XML so tools can parse it.
 //!
 //! Opened with the fragment `#selftest`, the page tests itself in the browser (a header click
 //! sorts the records table; the plot holds its lines; the error map holds its cells and a click
