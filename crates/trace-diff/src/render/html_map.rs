@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::map::{Cell, Map, Pass, Scale, Section, Shade};
+use super::map::{streamed_note, Cell, Map, Pass, Scale, Section, Shade};
 use super::text::measure_lines;
 use super::{escape, ratio_text, sci};
 use crate::report::{CalibrationStatus, Report};
@@ -101,6 +101,9 @@ pub(super) fn map_section(out: &mut String, report: &Report, map: &Map) {
             Scale::Ratio { .. } => "ratio",
         }
     );
+    if let Some(note) = streamed_note(report) {
+        let _ = writeln!(out, r#"<p class="warning">{}</p>"#, escape(&note));
+    }
     legend(out, map.scale);
     let _ = write!(out, r#"<p><label>pass <select id="map-pass">"#);
     for (i, pass) in map.passes.iter().enumerate() {

@@ -354,6 +354,15 @@ impl Map {
     }
 }
 
+/// What a map of a streaming diff's report lacks: it keeps only the first non-agreeing pairs.
+pub(crate) fn streamed_note(report: &Report) -> Option<String> {
+    let s = report.streamed.as_ref()?;
+    Some(format!(
+        "streamed: the report keeps only the first {} non-agreeing records, so the map shows those alone",
+        s.pairs_kept
+    ))
+}
+
 /// Each pair's section: a record outside any layer is before the layers when it comes before
 /// the first layered record of its pass in A's order (B-only records count as before).
 fn sections(report: &Report, keys: &[Key]) -> Vec<Section> {

@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use anstyle::Style;
 
-use super::map::{Cell, Map, Pass, Scale, Section, Shade};
+use super::map::{streamed_note, Cell, Map, Pass, Scale, Section, Shade};
 use super::text::Styles;
 use crate::report::{Report, Verdict};
 
@@ -92,6 +92,9 @@ pub(super) fn error_map(out: &mut String, report: &Report, map: &Map, st: &Style
     }
     for line in legend(map.scale).lines() {
         let _ = writeln!(out, "  {d}{line}{d:#}", d = st.dim);
+    }
+    if let Some(note) = streamed_note(report) {
+        let _ = writeln!(out, "  {y}{note}{y:#}", y = st.yellow);
     }
 }
 

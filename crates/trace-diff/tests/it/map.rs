@@ -1,7 +1,7 @@
 //! The layer-by-point error map: snapshots of the text map, its presence in the HTML page.
 
 use trace_diff::render::{self, TextOptions};
-use trace_diff::{diff_dirs, DiffOptions, Report};
+use trace_diff::{diff_dirs, diff_dirs_streaming, DiffOptions, Report, StreamOptions};
 
 use crate::common::{two_runs, Fault, Prec, Spec};
 
@@ -98,4 +98,33 @@ fn colored_text_map_keeps_its_characters() {
     assert!(colored.contains("\x1b["));
     assert_eq!(stripped, render::text(&r, &TextOptions::default()));
     assert!(stripped.contains("[1]"), "{stripped}");
+}
+
+/// A streaming diff keeps only the first non-agreeing pairs: its map draws those and says so.
+#[test]
+fn streamed_map_says_what_it_lacks() {
+    let fault = Fault {
+        seq: 0,
+        layer: 1,
+        index: 0,
+        delta: 0.5,
+    };
+    let (_tmp, a, b) = two_runs(
+        Spec::new(Prec::F32).values().fault(fault),
+        Spec::new(Prec::F64).values(),
+    );
+    let bounds = StreamOptions {
+        keep_pairs: 2,
+        ..StreamOptions::default()
+    };
+    let r = diff_dirs_streaming(&a, &b, &DiffOptions::default(), &bounds, &mut |_| Ok(())).unwrap();
+    assert_eq!(r.pairs.len(), 2);
+    let text = text_maps(&r);
+    assert!(text.contains("[1]"), "{text}");
+    let note = "streamed: the report keeps only the first 2 non-agreeing records, so the map shows those alone";
+    assert!(
+        render::text(&r, &TextOptions::default()).contains(note),
+        "{text}"
+    );
+    assert!(render::html(&r).contains(note));
 }
