@@ -164,6 +164,9 @@ fn block(
         let line = line(&cells, marked);
         let _ = writeln!(out, "  {:<width$}{}", row.name, line.trim_end());
     }
+    if pass.growth.iter().all(|g| g.factor.is_none()) {
+        return;
+    }
     let growth: Vec<(char, Style)> = columns
         .iter()
         .map(|&c| {
