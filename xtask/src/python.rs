@@ -143,7 +143,10 @@ pub fn ensure_venv(extras: &[Extra]) -> Result<PathBuf> {
     let key = package_key(&root)?;
     let stamp = venv.join(STAMP);
     let installed = fs::read(&stamp).is_ok_and(|s| s == key)
-        && check(&python, "import tensor_trace._native, numpy, blake3, pytest");
+        && check(
+            &python,
+            "import tensor_trace._native, numpy, blake3, pytest",
+        );
     if !installed {
         if !check(&python, "import maturin") {
             run_step(
@@ -224,7 +227,11 @@ fn venv_bin(venv: &Path) -> PathBuf {
 }
 
 fn venv_python(venv: &Path) -> PathBuf {
-    venv_bin(venv).join(if cfg!(windows) { "python.exe" } else { "python" })
+    venv_bin(venv).join(if cfg!(windows) {
+        "python.exe"
+    } else {
+        "python"
+    })
 }
 
 /// `PATH` with `dir` first: maturin's PEP 517 hook runs the `maturin` binary from `PATH`.

@@ -644,11 +644,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("invalid RANK=\"5\": expected a rank below the world size 2 (WORLD_SIZE)"),
+            e.starts_with(
+                "invalid RANK=\"5\": expected a rank below the world size 2 (WORLD_SIZE)"
+            ),
             "{e}"
         );
-        let e = env(&[(ENV_DIR, "d"), ("RANK", "-1")]).unwrap_err().to_string();
-        assert!(e.starts_with("invalid RANK=\"-1\": expected a non-negative"), "{e}");
+        let e = env(&[(ENV_DIR, "d"), ("RANK", "-1")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid RANK=\"-1\": expected a non-negative"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -656,7 +663,11 @@ mod tests {
         let f = NameFilter::from_globs(&["blk{0,1}/q", "!*k"], "include", "x").unwrap();
         assert!(f.matches("blk1/q") && !f.matches("blk2/q") && !f.matches("blk0/k"));
         let e = NameFilter::from_globs(&["blk["], "include", "blk[").unwrap_err();
-        assert!(e.to_string().starts_with("invalid include=\"blk[\": bad glob"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("invalid include=\"blk[\": bad glob"),
+            "{e}"
+        );
     }
 
     #[test]

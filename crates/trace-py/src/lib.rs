@@ -81,7 +81,9 @@ fn to_py(py: Python<'_>, failure: Failure) -> PyErr {
         }) => raise("ConfigError", (setting, Some((value, problem)))),
         Failure::Core(other) => raise("TraceError", (other.to_string(), None)),
         Failure::Ffi(e) => PyValueError::new_err(e.to_string()),
-        Failure::Panic(message) => raise("TraceError", (format!("internal panic: {message}"), None)),
+        Failure::Panic(message) => {
+            raise("TraceError", (format!("internal panic: {message}"), None))
+        }
     }
 }
 
