@@ -210,6 +210,27 @@ pub fn run_tests() -> Result<()> {
     )
 }
 
+/// `cargo xtask bench python`: the Python package's benchmarks, each printing ratios measured in
+/// one run: `dump_trace` of 16M float32 values against trace-core's Rust capture of the same
+/// bytes, and `trace_module` on a MiniLM-shaped BERT against the untraced forward (one torch
+/// thread).
+pub fn run_benches() -> Result<()> {
+    let python = ensure_venv(&[Extra::Torch])?;
+    let root = project_root();
+    run_step(
+        "bench python dump_trace (python/tests/bench_dump_trace.py)",
+        Command::new(&python)
+            .arg("python/tests/bench_dump_trace.py")
+            .current_dir(&root),
+    )?;
+    run_step(
+        "bench python trace_module (python/tests/bench_trace_module.py --threads 1)",
+        Command::new(&python)
+            .args(["python/tests/bench_trace_module.py", "--threads", "1"])
+            .current_dir(&root),
+    )
+}
+
 fn pip(python: &Path) -> Command {
     let mut cmd = Command::new(python);
     cmd.args([

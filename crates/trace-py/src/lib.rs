@@ -337,6 +337,24 @@ fn rank_dir_name(rank: u32) -> String {
     trace_core::ranks::rank_dir_name(rank)
 }
 
+/// Seconds trace-core's Rust `Tracer::record` takes to capture `n` float32 values at `data`
+/// into a new tracer on `dir`, with no Python in the loop: the baseline of
+/// `python/tests/bench_dump_trace.py` (never called by the package itself).
+#[pyfunction]
+fn _rust_record_seconds(py: Python<'_>, dir: PathBuf, data: usize, n: usize) -> PyResult<f64> {
+    detached(py, move || {
+        let tracer = trace_core::Tracer::builder().dir(dir).build()?;
+        // SAFETY: the benchmark passes the address of a live, aligned float32 array of `n`
+        // values that it keeps referenced during the call.
+        let values = unsafe { std::slice::from_raw_parts(data as *const f32, n) };
+        let shape = [n];
+        let view = trace_core::TensorView::new(&shape, values).map_err(trace_core::Error::from)?;
+        let start = std::time::Instant::now();
+        tracer.record("x", &Context::default(), view)?;
+        Ok(start.elapsed().as_secs_f64())
+    })
+}
+
 /// Panics inside the extension, for the test that a panic becomes a `TraceError`.
 #[pyfunction]
 fn _panic(py: Python<'_>, message: String) -> PyResult<()> {
@@ -352,6 +370,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sanitize, m)?)?;
     m.add_function(wrap_pyfunction!(rank_dir_name, m)?)?;
     m.add_function(wrap_pyfunction!(_panic, m)?)?;
+    m.add_function(wrap_pyfunction!(_rust_record_seconds, m)?)?;
     m.add("FORMAT_VERSION", trace_core::FORMAT_VERSION)?;
     use trace_core::config as c;
     for (name, variable) in [
