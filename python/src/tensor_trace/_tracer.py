@@ -72,7 +72,8 @@ def as_trace_input(array: Any) -> Tuple[str, np.ndarray]:
         array = t.numpy()
     arr = np.asarray(array)
     dt = arr.dtype
-    if dt.name == "bfloat16" and dt.itemsize == 2:  # ml_dtypes (JAX, TensorFlow)
+    # `dt.type.__name__`, not `dt.name`: numpy computes `name` in Python, per call.
+    if dt.type.__name__ == "bfloat16" and dt.itemsize == 2:  # ml_dtypes (JAX, TensorFlow)
         return "BF16", arr.view(np.uint16)
     name = _DTYPES.get((dt.kind, dt.itemsize))
     if name is None:
