@@ -630,6 +630,36 @@ mod tests {
     }
 
     #[test]
+    fn the_rust_entry_points_check_and_walk_like_tt_record() {
+        let col_major = [1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0];
+        let dense = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let data = col_major.as_ptr().cast::<u8>();
+        // SAFETY: the strides address the six elements of `col_major`.
+        let f = unsafe { fingerprint_strided(DType::F32, data, &[2, 3], Some(&[1, 2])) }.unwrap();
+        assert_eq!(f, fingerprint(Data::F32(&dense)));
+        let tracer = Tracer::builder().filter("!skipped").build().unwrap();
+        let ctx = Context::default().seq(1);
+        // SAFETY: as above.
+        let kept =
+            unsafe { record_strided(&tracer, "x", &ctx, DType::F32, data, &[2, 3], Some(&[1, 2])) };
+        // SAFETY: as above.
+        let skipped =
+            unsafe { record_strided(&tracer, "skipped", &ctx, DType::F32, data, &[2, 3], None) };
+        assert!(kept.unwrap() && !skipped.unwrap());
+        let r = tracer.records().pop().unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.seq, r.shape),
+            ("x", Some(1), vec![2, 3])
+        );
+        // SAFETY: NULL is checked before anything is read.
+        let e = unsafe { fingerprint_strided(DType::F32, std::ptr::null(), &[2], None) };
+        assert!(e.unwrap_err().to_string().contains("`data` is NULL"));
+        // SAFETY: an empty tensor reads nothing.
+        let empty = unsafe { fingerprint_strided(DType::BF16, std::ptr::null(), &[0, 3], None) };
+        assert_eq!(empty.unwrap().num_elements, 0);
+    }
+
+    #[test]
     fn dtype_codes_follow_dtype_all() {
         for (i, (code, dtype)) in DTYPE_CODES.iter().enumerate() {
             assert_eq!((*code, *dtype), (i as i32, DType::ALL[i]));
