@@ -9,7 +9,8 @@ import blake3
 import numpy as np
 import pytest
 
-from tensor_trace import ConfigError, Tracer
+import tensor_trace
+from tensor_trace import ConfigError, Tracer, dump_trace
 from conftest import read_manifest, read_records
 
 
@@ -140,11 +141,12 @@ def test_packed_append_after_a_line_cut_short_by_a_crash(trace_dir):
 def test_layout_is_checked(clean_env, trace_dir):
     with pytest.raises(ConfigError, match="layout.*expected `files` or `packed`"):
         Tracer(trace_dir, layout="tar")
-    from tensor_trace._config import ENV_LAYOUT, Config
 
     clean_env.setenv("TENSOR_TRACE_DIR", str(trace_dir))
-    clean_env.setenv(ENV_LAYOUT, "Packed")
-    assert Config.from_env().layout == "packed"
-    clean_env.setenv(ENV_LAYOUT, "zip")
+    clean_env.setenv("TENSOR_TRACE_LAYOUT", "Packed")
+    dump_trace("a", [1.0])
+    assert (trace_dir / "records.jsonl").exists()
+    tensor_trace._reset()
+    clean_env.setenv("TENSOR_TRACE_LAYOUT", "zip")
     with pytest.raises(ConfigError, match="TENSOR_TRACE_LAYOUT"):
-        Config.from_env()
+        dump_trace("a", [1.0])

@@ -244,13 +244,16 @@ pub fn run(args: &[String]) -> Result<()> {
             "--report-only" => report_only = true,
             other if filter.is_none() && !other.starts_with('-') => filter = Some(other),
             other => anyhow::bail!(
-                "unknown argument {other:?}; usage: cargo xtask bench [BENCH|records] [--report-only]"
+                "unknown argument {other:?}; usage: cargo xtask bench [BENCH|records|python] [--report-only]"
             ),
         }
     }
     let root = project_root();
     if filter == Some("records") {
         return run_records(&root);
+    }
+    if filter == Some("python") {
+        return crate::python::run_benches();
     }
     if !report_only {
         for (package, bench) in BENCHES {

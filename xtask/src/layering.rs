@@ -10,6 +10,8 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
     ("trace-diff", &["trace-core"]),
     ("trace-candle", &["trace-core"]),
     ("trace-ffi", &["trace-core"]),
+    // The Python extension reuses the C ABI's checked, strided capture (`record_strided`).
+    ("trace-py", &["trace-core", "trace-ffi"]),
     ("reference-engine", &["trace-core"]),
     ("minilm", &["trace-core", "trace-candle"]),
 ];
@@ -23,6 +25,7 @@ const FORBIDDEN_EXTERNAL: &[(&str, &[&str])] = &[
     ("trace-diff", &["candle-core"]),
     ("reference-engine", &["candle-core"]),
     ("trace-ffi", &["candle-core", "clap"]),
+    ("trace-py", &["candle-core", "clap"]),
 ];
 
 /// Violations of the layering in `metadata` (the JSON of `cargo metadata --no-deps`).

@@ -22,6 +22,7 @@ cargo xtask <command> [args]
 commands:
   ci         fmt check, clippy -D warnings, all tests (nextest when installed), doc tests
   bench      run the criterion benchmarks and print the ratio table
+             (`bench python`: the Python package's dump_trace and trace_module ratios)
   crossval   two engines, one model: the first divergence, plus event/Jidoka checks
              (`cargo xtask crossval --help`; `--tp N`: a tensor-parallel engine on N
              torch.distributed processes against one process, `cargo xtask crossval --tp --help`)

@@ -1,9 +1,11 @@
 //! The project's Python venv under `target/python-venv`, and `cargo xtask ci`'s Python step.
 //!
 //! [`ensure_venv`] makes the venv once with `python3 -m venv` and installs `python[test]`
-//! (numpy, blake3, pytest from PyPI) plus the [`Extra`] package sets a task asks for. Each
-//! install is remembered in a stamp file inside the venv and runs again only when its
-//! requirements changed or an import fails, so a warm call costs one `python -c` import check.
+//! (numpy, blake3, pytest from PyPI; the package's native extension built by maturin from
+//! `crates/trace-py`) plus the [`Extra`] package sets a task asks for. Each install is
+//! remembered in a stamp file inside the venv and runs again only when its requirements (for
+//! the package: `pyproject.toml` and the sources of the extension) changed or an import fails,
+//! so a warm call costs hashing those sources and one `python -c` import check.
 //! `cargo xtask ci` (the MiniLM crossval test, then the Python step) and `cargo xtask crossval
 //! --model minilm` share the one venv.
 
@@ -17,8 +19,21 @@ use crate::{project_root, run_step};
 
 /// Where the venv lives (gitignored with the rest of `target/`).
 const VENV: &str = "target/python-venv";
-/// Holds the `pyproject.toml` the venv was installed from.
+/// Holds the key of the package install: `pyproject.toml` and a hash of the extension's sources.
 const STAMP: &str = ".tensor-trace-pyproject";
+/// The build backend, pinned; installed into the venv so the package builds without fetching
+/// it again for every build (`pip install --no-build-isolation`).
+const MATURIN: &str = "maturin==1.16.0";
+/// What the native extension is built from: a change to any file under these re-installs it.
+const EXTENSION_SOURCES: &[&str] = &[
+    "Cargo.toml",
+    "Cargo.lock",
+    "crates/trace-py",
+    "crates/trace-ffi/src",
+    "crates/trace-ffi/Cargo.toml",
+    "crates/trace-core/src",
+    "crates/trace-core/Cargo.toml",
+];
 
 /// A package set installed into the venv on top of `python[test]`, on demand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,18 +140,29 @@ pub fn ensure_venv(extras: &[Extra]) -> Result<PathBuf> {
                 .current_dir(&root),
         )?;
     }
-    let pyproject_path = root.join("python/pyproject.toml");
-    let pyproject =
-        fs::read(&pyproject_path).with_context(|| format!("read {}", pyproject_path.display()))?;
+    let key = package_key(&root)?;
     let stamp = venv.join(STAMP);
-    let installed = fs::read(&stamp).is_ok_and(|s| s == pyproject)
-        && check(&python, "import tensor_trace, numpy, blake3, pytest");
+    let installed = fs::read(&stamp).is_ok_and(|s| s == key)
+        && check(
+            &python,
+            "import tensor_trace._native, numpy, blake3, pytest",
+        );
     if !installed {
+        if !check(&python, "import maturin") {
+            run_step(
+                &format!("python install (pip install {MATURIN})"),
+                pip(&python).arg(MATURIN).current_dir(&root),
+            )?;
+        }
+        // maturin runs `cargo build --release` of crates/trace-py into target/ (incremental).
         run_step(
-            "python install (pip install -e python[test])",
-            pip(&python).args(["-e", "python[test]"]).current_dir(&root),
+            "python install (pip install --no-build-isolation -e python[test])",
+            pip(&python)
+                .args(["--no-build-isolation", "-e", "python[test]"])
+                .env("PATH", path_with(&venv_bin(&venv))?)
+                .current_dir(&root),
         )?;
-        fs::write(&stamp, &pyproject).with_context(|| format!("write {}", stamp.display()))?;
+        fs::write(&stamp, &key).with_context(|| format!("write {}", stamp.display()))?;
     }
     for &extra in extras {
         let requirements = extra.requirements().join("\n");
@@ -184,6 +210,27 @@ pub fn run_tests() -> Result<()> {
     )
 }
 
+/// `cargo xtask bench python`: the Python package's benchmarks, each printing ratios measured in
+/// one run: `dump_trace` of 16M float32 values against trace-core's Rust capture of the same
+/// bytes, and `trace_module` on a MiniLM-shaped BERT against the untraced forward (one torch
+/// thread).
+pub fn run_benches() -> Result<()> {
+    let python = ensure_venv(&[Extra::Torch])?;
+    let root = project_root();
+    run_step(
+        "bench python dump_trace (python/tests/bench_dump_trace.py)",
+        Command::new(&python)
+            .arg("python/tests/bench_dump_trace.py")
+            .current_dir(&root),
+    )?;
+    run_step(
+        "bench python trace_module (python/tests/bench_trace_module.py --threads 1)",
+        Command::new(&python)
+            .args(["python/tests/bench_trace_module.py", "--threads", "1"])
+            .current_dir(&root),
+    )
+}
+
 fn pip(python: &Path) -> Command {
     let mut cmd = Command::new(python);
     cmd.args([
@@ -196,12 +243,59 @@ fn pip(python: &Path) -> Command {
     cmd
 }
 
+fn venv_bin(venv: &Path) -> PathBuf {
+    venv.join(if cfg!(windows) { "Scripts" } else { "bin" })
+}
+
 fn venv_python(venv: &Path) -> PathBuf {
-    if cfg!(windows) {
-        venv.join("Scripts").join("python.exe")
+    venv_bin(venv).join(if cfg!(windows) {
+        "python.exe"
     } else {
-        venv.join("bin").join("python")
+        "python"
+    })
+}
+
+/// `PATH` with `dir` first: maturin's PEP 517 hook runs the `maturin` binary from `PATH`.
+fn path_with(dir: &Path) -> Result<std::ffi::OsString> {
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&rest));
+    std::env::join_paths(dirs).context("join PATH")
+}
+
+/// The install key: `pyproject.toml`, then one line with a hash of every file of
+/// [`EXTENSION_SOURCES`] (paths and contents, in sorted order).
+fn package_key(root: &Path) -> Result<Vec<u8>> {
+    use std::hash::{Hash, Hasher};
+    let pyproject_path = root.join("python/pyproject.toml");
+    let mut key =
+        fs::read(&pyproject_path).with_context(|| format!("read {}", pyproject_path.display()))?;
+    let mut files = Vec::new();
+    for source in EXTENSION_SOURCES {
+        collect_files(&root.join(source), &mut files)?;
     }
+    files.sort();
+    // SipHash with fixed keys: stable for one toolchain, which is all a cache key needs (a new
+    // toolchain at worst rebuilds once).
+    let mut hasher = std::hash::DefaultHasher::new();
+    for file in &files {
+        file.strip_prefix(root).unwrap_or(file).hash(&mut hasher);
+        fs::read(file)
+            .with_context(|| format!("read {}", file.display()))?
+            .hash(&mut hasher);
+    }
+    key.extend(format!("\n# extension sources {:016x}\n", hasher.finish()).bytes());
+    Ok(key)
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if path.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    for entry in fs::read_dir(path).with_context(|| format!("read {}", path.display()))? {
+        collect_files(&entry?.path(), out)?;
+    }
+    Ok(())
 }
 
 /// Whether `statement` runs without error in the venv (catches a half-finished install).
