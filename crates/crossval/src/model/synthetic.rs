@@ -1,78 +1,168 @@
-//! `cargo xtask crossval` on the synthetic model: two engines, one model, the first divergence.
+//! The synthetic model: a deterministic seeded Llama-style model and the candle engine of
+//! `trace_candle::engine` (possibly with a planted bug), compared with a reference of the
+//! registry (default the f64 reference engine).
 //!
-//! Writes a deterministic seeded model and a prompt under the output directory, runs the candle
-//! engine (`trace_candle::engine`, possibly with a planted bug) in-process and the chosen
-//! reference (`--reference`, default the f64 reference engine), each traced with raw values into
-//! its own directory, and compares the two with `trace_diff` under the reference's rules. The candle engine's pipeline events (trace-core's
-//! `InferenceTracer`: spans per step, Jidoka checks) are saved next to the traces as
-//! `candle-events.json` and checked against the event contracts. Exit code 0 when the engines
+//! [`SyntheticHarness`] writes the model and a prompt under the output directory and runs the
+//! candle engine in-process, traced with raw values into its own directory. Its pipeline events
+//! (`InferenceTracer`: spans per step, Jidoka checks) are saved next to the traces as
+//! [`EVENTS_FILE`] and checked against the event contracts. The run passes when the engines
 //! agree within tolerance and the event history is clean (no Jidoka error, no contract
-//! violation), 1 otherwise, 2 on an error.
+//! violation). [`side`] is the engine as the program `crossval-side candle`, for `--bisect`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use trace_candle::engine::{Bug, Llama, Traces};
 use trace_core::events::{ContractViolation, InferenceTracer, TraceConfig};
 
-use super::reference::{self, Job, Model, Precision, Reference, Task};
-use super::{fresh_tracer, number, open_run, Judge, Progress};
-
-pub use reference_engine::seeded::Size;
+use super::{Harness, Sides, Verdict};
+use crate::exec::{fresh_tracer, Progress};
+use crate::options::{Options, Size};
+use crate::task::{Model, Precision, Task};
 
 #[cfg(test)]
 mod tests;
 
-/// Settings of one cross-validation run.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Options {
-    /// Where the model, the prompt and both trace directories go.
-    pub out: PathBuf,
-    /// Transformer layers.
-    pub layers: usize,
-    /// Decode steps after the prefill.
-    pub steps: usize,
-    /// Seed of the weights.
-    pub seed: u64,
-    /// Model width preset.
-    pub size: Size,
-    /// The prompt, tokenized byte by byte.
-    pub prompt: String,
-    /// A bug to plant in the candle engine.
-    pub inject: Option<Bug>,
-    /// Print the JSON report instead of the text one.
-    pub json: bool,
-    /// The reference the candle engine is compared with.
-    pub reference: &'static dyn Reference,
-    /// The candle engine's precision: F32 (default) or BF16.
-    pub precision: Precision,
-    /// Calibrated verdicts or tolerances.
-    pub judge: Judge,
-    /// `Some(window)`: run through trace-cli's bisect instead (hash-only, then values for the
-    /// first divergence and the `window` records before it).
-    pub bisect: Option<usize>,
-    /// No progress lines (tests).
-    pub quiet: bool,
+/// The synthetic model's [`Harness`].
+pub struct SyntheticHarness;
+
+/// The `--help` description of `--model synthetic`.
+pub const ABOUT: &str = "\
+Writes a seeded Llama-style model and a prompt, runs the candle engine and the f64 reference
+engine on it, each traced into its own directory, and reports the first divergence. The candle
+engine's pipeline events go to OUT/candle-events.json and are checked (Jidoka, contracts).
+Exit code: 0 the engines agree within tolerance and the events are clean, 1 they diverge or
+the events hold an error or a contract violation, 2 error.";
+
+/// The `--inject` lines of `--help`.
+pub fn inject_help() -> String {
+    let mut s = String::new();
+    for bug in Bug::ALL {
+        let _ = writeln!(s, "  {:<22}  {}", bug.name(), bug.description());
+    }
+    s
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            out: crate::project_root().join("target").join("crossval"),
-            layers: 2,
-            steps: 4,
-            seed: 42,
-            size: Size::Tiny,
-            prompt: "The quick brown fox".to_owned(),
-            inject: None,
-            json: false,
-            reference: Model::Synthetic.default_reference(),
-            precision: Precision::F32,
-            judge: Judge::default(),
-            bisect: None,
-            quiet: false,
+/// The `--size` line of `--help`: each size with its dimensions.
+pub fn size_help() -> String {
+    format!(
+        "model size: {} (default tiny)",
+        Size::ALL
+            .map(|z| format!("{} ({})", z.name(), describe(z)))
+            .join(", ")
+    )
+}
+
+impl Harness for SyntheticHarness {
+    type Inputs = Inputs;
+    type Engine = CandleRun;
+    type Outcome = Outcome;
+
+    fn model(&self) -> Model {
+        Model::Synthetic
+    }
+
+    fn prepare(&self, o: &Options, progress: &Progress) -> Result<Inputs> {
+        let s = &o.synthetic;
+        let (e, heads, kv, f) = s.size.dims();
+        progress.stage(&format!(
+            "model: {} layers, hidden {e}, {heads} heads ({kv} kv), mlp {f}, seed {} -> {}",
+            s.layers,
+            s.seed,
+            o.out.join("model").display()
+        ));
+        let inputs = write_inputs(o)?;
+        if let Some(bug) = s.inject {
+            if bug.decode_only() && s.steps == 0 {
+                eprintln!(
+                    "crossval: warning: {bug} only shows in decode steps and --steps is 0: the \
+                     engines will agree"
+                );
+            }
         }
+        Ok(inputs)
+    }
+
+    fn run_engine(
+        &self,
+        o: &Options,
+        inputs: &Inputs,
+        dir: &Path,
+        progress: &Progress,
+    ) -> Result<CandleRun> {
+        let s = &o.synthetic;
+        progress.stage(&format!(
+            "candle engine ({}){}: {} prompt tokens + {} decode steps -> {} (events: {EVENTS_FILE})",
+            s.precision.name(),
+            s.inject
+                .map(|b| format!(" (injected: {b})"))
+                .unwrap_or_default(),
+            s.prompt.len(),
+            s.steps,
+            dir.display()
+        ));
+        run_candle(o, inputs, dir)
+    }
+
+    fn task<'a>(&self, o: &'a Options, inputs: &'a Inputs) -> Result<Task<'a>> {
+        Ok(Task::Generate {
+            model_dir: &inputs.model_dir,
+            prompt: &o.synthetic.prompt,
+            prompt_file: &inputs.prompt_file,
+            steps: o.synthetic.steps,
+        })
+    }
+
+    fn engine_command(&self, o: &Options, inputs: &Inputs) -> Result<Command> {
+        let s = &o.synthetic;
+        let mut side = vec![
+            "candle".to_owned(),
+            inputs.model_dir.display().to_string(),
+            inputs.prompt_file.display().to_string(),
+            s.steps.to_string(),
+            "--precision".to_owned(),
+            s.precision.name().to_owned(),
+        ];
+        if let Some(bug) = s.inject {
+            side.extend(["--inject".to_owned(), bug.name().to_owned()]);
+        }
+        crate::side::command(&side)
+    }
+
+    fn conclude(
+        &self,
+        _o: &Options,
+        report: trace_diff::Report,
+        candle: CandleRun,
+        reference_tokens: Vec<u32>,
+        _sides: &Sides,
+    ) -> Result<Outcome> {
+        Ok(Outcome {
+            report,
+            candle_tokens: candle.tokens,
+            reference_tokens,
+            events: candle.events,
+        })
+    }
+}
+
+impl Verdict for Outcome {
+    fn report(&self) -> &trace_diff::Report {
+        &self.report
+    }
+
+    fn passed(&self) -> bool {
+        Outcome::passed(self)
+    }
+
+    fn render(&self, o: &Options) -> String {
+        render(o, self)
+    }
+
+    fn note(&self) -> Option<String> {
+        Some(self.events.summary())
     }
 }
 
@@ -156,268 +246,9 @@ impl Outcome {
     }
 }
 
-/// The help text, with the sizes and the bugs `--inject` knows.
-pub fn help() -> String {
-    let d = Options::default();
-    let mut s = format!(
-        "\
-cargo xtask crossval [options]
-
-Writes a seeded Llama-style model and a prompt, runs the candle engine and the f64 reference
-engine on it, each traced into its own directory, and reports the first divergence. The candle
-engine's pipeline events go to OUT/candle-events.json and are checked (Jidoka, contracts).
-Exit code: 0 the engines agree within tolerance and the events are clean, 1 they diverge or
-the events hold an error or a contract violation, 2 error.
-
-options:
-  --layers N        transformer layers (default {layers})
-  --steps N         decode steps after the prefill (default {steps})
-  --seed N          seed of the weights (default {seed})
-  --size NAME       model size: {sizes} (default {size})
-  --prompt TEXT     prompt, one token per byte (default {prompt:?})
-  --out DIR         output directory (default target/crossval)
-  --inject NAME     plant a bug in the candle engine (list below)
-  --dtype NAME      the candle engine's precision: f32 (default) or bf16
-{judge}  --bisect          hash-only runs, then raw values for the first divergence and the
-                    --window N (default 4) records before it only (tensor-trace bisect),
-                    runs in OUT/bisect; the exit code is bisect's (the events are not checked)
-  --json            print the report as JSON
-  --reference NAME  the reference (list below); its traces go to OUT/NAME
-  --model NAME      synthetic (default: the model above) or minilm (all-MiniLM-L6-v2;
-                    `cargo xtask crossval --model minilm --help`)
-  -h, --help        this text
-
---reference NAME:
-{references}
---inject NAME:
-",
-        layers = d.layers,
-        steps = d.steps,
-        seed = d.seed,
-        size = d.size.name(),
-        sizes = Size::ALL
-            .map(|z| format!("{} ({})", z.name(), describe(z)))
-            .join(", "),
-        prompt = d.prompt,
-        references = reference::help(Model::Synthetic),
-        judge = Judge::help(),
-    );
-    for bug in Bug::ALL {
-        let _ = writeln!(s, "  {:<22}  {}", bug.name(), bug.description());
-    }
-    s
-}
-
 fn describe(size: Size) -> String {
     let (e, h, kv, f) = size.dims();
     format!("hidden {e}, {h} heads, {kv} kv heads, mlp {f}")
-}
-
-/// Parses the arguments after `crossval`; `Ok(None)` means help was asked for.
-pub fn parse(args: &[String]) -> Result<Option<Options>> {
-    let mut o = Options::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{flag} needs a value (see --help)"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--layers" => o.layers = number(flag, value()?)?,
-            "--steps" => o.steps = number(flag, value()?)?,
-            "--seed" => o.seed = number(flag, value()?)?,
-            "--size" => {
-                let v = value()?;
-                o.size = Size::parse(v).with_context(|| {
-                    format!(
-                        "--size {v:?}: expected one of {}",
-                        Size::ALL.map(Size::name).join(", ")
-                    )
-                })?;
-            }
-            "--prompt" => o.prompt = value()?.clone(),
-            "--out" => o.out = PathBuf::from(value()?),
-            "--inject" => o.inject = Some(value()?.parse().context("--inject")?),
-            "--json" => o.json = true,
-            "--dtype" => {
-                let v = value()?;
-                o.precision = match v.as_str() {
-                    "f32" => Precision::F32,
-                    "bf16" => Precision::Bf16,
-                    _ => bail!("--dtype {v:?}: expected f32 or bf16"),
-                }
-            }
-            "--no-baseline" | "--max-ratio" => {
-                o.judge.parse_flag(flag, || value().cloned())?;
-            }
-            "--bisect" => o.bisect = Some(o.bisect.unwrap_or(trace_cli::bisect::DEFAULT_WINDOW)),
-            "--window" => o.bisect = Some(number(flag, value()?)?),
-            "--reference" => {
-                o.reference = reference::find(value()?, Model::Synthetic).context("--reference")?
-            }
-            other => bail!("unknown option {other:?} (see --help)"),
-        }
-    }
-    if o.bisect.is_some() && !o.reference.bisects() {
-        bail!(
-            "--bisect cannot use --reference {}: records its rules crop (attention over a padded \
-             KV cache, every row's logits) need raw values, which bisect's first pass does not \
-             save; run without --bisect",
-            o.reference.name()
-        );
-    }
-    if !o.reference.calibrates() {
-        o.judge.baseline = false;
-    }
-    if !o.reference.computes_in(o.precision) && o.judge.baseline {
-        bail!(
-            "--reference {} cannot compute in {} for the baseline (use --no-baseline)",
-            o.reference.name(),
-            o.precision.name()
-        );
-    }
-    if o.layers == 0 {
-        bail!("--layers 0: the model needs at least one layer");
-    }
-    if o.prompt.is_empty() {
-        bail!("--prompt \"\": the prompt needs at least one byte");
-    }
-    Ok(Some(o))
-}
-
-/// `cargo xtask crossval [--model synthetic] ARGS`: whether the run passed.
-pub fn main(args: &[String]) -> Result<bool> {
-    let Some(options) = parse(args)? else {
-        print!("{}", help());
-        return Ok(true);
-    };
-    if options.bisect.is_some() {
-        return super::bisect::report(options.json, || bisect(&options));
-    }
-    let outcome = run(&options)?;
-    print!("{}", render(&options, &outcome)?);
-    if options.json {
-        // stdout holds the JSON report only.
-        eprintln!("{}", outcome.events.summary());
-    }
-    Ok(outcome.passed())
-}
-
-/// Runs the whole cross-validation and returns what the diff found.
-pub fn run(o: &Options) -> Result<Outcome> {
-    let progress = Progress::new(o.quiet);
-    let (e, heads, kv, f) = o.size.dims();
-    progress.stage(&format!(
-        "model: {} layers, hidden {e}, {heads} heads ({kv} kv), mlp {f}, seed {} -> {}",
-        o.layers,
-        o.seed,
-        o.out.join("model").display()
-    ));
-    let files = write_inputs(o)?;
-    if let Some(bug) = o.inject {
-        if bug.decode_only() && o.steps == 0 {
-            eprintln!(
-                "crossval: warning: {bug} only shows in decode steps and --steps is 0: the \
-                 engines will agree"
-            );
-        }
-    }
-
-    progress.stage(&format!(
-        "candle engine ({}){}: {} prompt tokens + {} decode steps -> {} (events: {EVENTS_FILE})",
-        o.precision.name(),
-        o.inject
-            .map(|b| format!(" (injected: {b})"))
-            .unwrap_or_default(),
-        o.prompt.len(),
-        o.steps,
-        o.out.join("candle").display()
-    ));
-    let candle = run_candle(o, &files)?;
-
-    let reference_dir = o.out.join(o.reference.name());
-    progress.stage(&format!(
-        "reference {} ({}): {} -> {}",
-        o.reference.name(),
-        if o.reference.computes_in(Precision::F64) {
-            "f64"
-        } else {
-            "its own precision"
-        },
-        o.reference.about(),
-        reference_dir.display()
-    ));
-    let reference_tokens = run_reference(o, &files, Precision::F64, &reference_dir)?;
-    let baseline_dir = Judge::baseline_dir(&o.out, o.reference.name(), o.precision);
-    if o.judge.baseline {
-        progress.stage(&format!(
-            "baseline: reference {} in the engine's precision ({}) -> {}",
-            o.reference.name(),
-            o.precision.name(),
-            baseline_dir.display()
-        ));
-        run_reference(o, &files, o.precision, &baseline_dir)?;
-    }
-
-    progress.stage(&format!(
-        "trace-diff: candle (A) against {} (B), {}",
-        o.reference.name(),
-        o.judge.describe()
-    ));
-    compare(
-        o,
-        candle,
-        reference_tokens,
-        &reference_dir,
-        o.judge.baseline.then_some(baseline_dir.as_path()),
-    )
-}
-
-/// Bisects the candle engine (as `xtask crossval-side candle`) against the reference's program,
-/// in `o.out/bisect`.
-pub fn bisect(o: &Options) -> Result<trace_cli::bisect::Bisection> {
-    let inputs = write_inputs(o)?;
-    let mut side = vec![
-        "candle".to_owned(),
-        inputs.model_dir.display().to_string(),
-        inputs.prompt_file.display().to_string(),
-        o.steps.to_string(),
-        "--precision".to_owned(),
-        o.precision.name().to_owned(),
-    ];
-    if let Some(bug) = o.inject {
-        side.extend(["--inject".to_owned(), bug.name().to_owned()]);
-    }
-    let a = super::side::command(&side)?;
-    let reference = |precision| {
-        o.reference.command(&Job {
-            task: Task::Generate {
-                model_dir: &inputs.model_dir,
-                prompt: &o.prompt,
-                prompt_file: &inputs.prompt_file,
-                steps: o.steps,
-            },
-            precision,
-            trace_dir: &o.out,
-            quiet: o.quiet,
-        })
-    };
-    let b = reference(Precision::F64)?;
-    let c = o
-        .judge
-        .baseline
-        .then(|| reference(o.precision))
-        .transpose()?;
-    super::bisect::run(
-        &a,
-        &b,
-        c.as_ref(),
-        &o.out.join("bisect"),
-        o.bisect.unwrap_or(trace_cli::bisect::DEFAULT_WINDOW),
-        o.reference.rules(Model::Synthetic)?,
-        &o.judge,
-    )
 }
 
 /// The model directory and the prompt file both engines read.
@@ -431,10 +262,17 @@ pub struct Inputs {
 
 /// Writes the seeded model and the prompt under `o.out`.
 pub fn write_inputs(o: &Options) -> Result<Inputs> {
+    let s = &o.synthetic;
+    if s.layers == 0 {
+        bail!("--layers 0: the model needs at least one layer");
+    }
+    if s.prompt.is_empty() {
+        bail!("--prompt \"\": the prompt needs at least one byte");
+    }
     let model_dir = o.out.join("model");
-    reference_engine::seeded::write(&model_dir, o.size, o.layers, o.seed)?;
+    reference_engine::seeded::write(&model_dir, s.size, s.layers, s.seed)?;
     let prompt_file = o.out.join("prompt.txt");
-    std::fs::write(&prompt_file, &o.prompt)
+    std::fs::write(&prompt_file, &s.prompt)
         .with_context(|| format!("write {}", prompt_file.display()))?;
     Ok(Inputs {
         model_dir,
@@ -452,25 +290,25 @@ pub struct CandleRun {
     pub events: Events,
 }
 
-/// Runs the candle engine (with `o.inject` planted), traced into `o.out/candle`, its events
-/// saved to `o.out/`[`EVENTS_FILE`] and checked.
-pub fn run_candle(o: &Options, inputs: &Inputs) -> Result<CandleRun> {
-    let candle_dir = o.out.join("candle");
+/// Runs the candle engine (with the planted bug), traced into `candle_dir`, its events saved
+/// to `o.out/`[`EVENTS_FILE`] and checked.
+pub fn run_candle(o: &Options, inputs: &Inputs, candle_dir: &Path) -> Result<CandleRun> {
+    let s = &o.synthetic;
     let events_path = o.out.join(EVENTS_FILE);
     let tokens = {
-        let tracer = fresh_tracer(&candle_dir)?;
+        let tracer = fresh_tracer(candle_dir)?;
         let events = InferenceTracer::new(TraceConfig::enabled());
-        let dtype = match o.precision {
+        let dtype = match s.precision {
             Precision::Bf16 => candle_core::DType::BF16,
             _ => candle_core::DType::F32,
         };
-        let engine = Llama::load_with(&inputs.model_dir, o.inject, dtype)
+        let engine = Llama::load_with(&inputs.model_dir, s.inject, dtype)
             .context("load the candle engine")?;
         let traces = Traces {
             tensors: Some(&tracer),
             events: Some(&events),
         };
-        let generation = engine.generate_text(&o.prompt, o.steps, traces);
+        let generation = engine.generate_text(&s.prompt, s.steps, traces);
         // The history is saved even when the run failed: its ExecutionFailed events say where.
         std::fs::write(&events_path, events.to_json())
             .with_context(|| format!("write {}", events_path.display()))?;
@@ -491,55 +329,10 @@ pub fn run_candle(o: &Options, inputs: &Inputs) -> Result<CandleRun> {
     })
 }
 
-/// Runs `o.reference` in `precision`, traced into `trace_dir`; returns its tokens.
-pub fn run_reference(
-    o: &Options,
-    inputs: &Inputs,
-    precision: Precision,
-    trace_dir: &Path,
-) -> Result<Vec<u32>> {
-    o.reference
-        .run(&Job {
-            precision,
-            task: Task::Generate {
-                model_dir: &inputs.model_dir,
-                prompt: &o.prompt,
-                prompt_file: &inputs.prompt_file,
-                steps: o.steps,
-            },
-            trace_dir,
-            quiet: o.quiet,
-        })
-        .with_context(|| format!("run the {} reference", o.reference.name()))
-}
-
-/// Diffs `o.out/candle` (A) with the reference's traces in `reference_dir` (B) under the
-/// reference's rules, calibrated by the baseline's traces in `baseline_dir` (C) when given.
-pub fn compare(
-    o: &Options,
-    candle: CandleRun,
-    reference_tokens: Vec<u32>,
-    reference_dir: &Path,
-    baseline_dir: Option<&Path>,
-) -> Result<Outcome> {
-    let a = open_run(&o.out.join("candle"))?;
-    let b = open_run(reference_dir)?;
-    let c = baseline_dir.map(open_run).transpose()?;
-    let report = o
-        .judge
-        .diff(&a, &b, c.as_ref(), o.reference.rules(Model::Synthetic)?)?;
-    Ok(Outcome {
-        report,
-        candle_tokens: candle.tokens,
-        reference_tokens,
-        events: candle.events,
-    })
-}
-
 /// The report as the command prints it: trace-diff's rendering plus the generated text.
-pub fn render(o: &Options, outcome: &Outcome) -> Result<String> {
+pub fn render(o: &Options, outcome: &Outcome) -> String {
     if o.json {
-        return Ok(trace_diff::render::json(&outcome.report));
+        return trace_diff::render::json(&outcome.report);
     }
     let mut s = trace_diff::render::text(&outcome.report, &Default::default());
     let _ = writeln!(
@@ -558,5 +351,51 @@ pub fn render(o: &Options, outcome: &Outcome) -> Result<String> {
         (false, _) => "crossval: the engines diverge (see the first divergence above)",
     };
     let _ = writeln!(s, "{verdict}");
-    Ok(s)
+    s
+}
+
+/// `crossval-side candle`: the candle engine as a program, traced through the environment.
+#[derive(clap::Args, Debug)]
+pub struct SideArgs {
+    /// `config.json` and `model.safetensors`.
+    model_dir: PathBuf,
+    /// The prompt, one token per byte.
+    prompt_file: PathBuf,
+    /// Decode steps after the prefill.
+    steps: usize,
+    /// The precision it computes in: f32 or bf16.
+    #[arg(long, value_parser = crate::side::precision, default_value = "f32")]
+    precision: Precision,
+    /// A bug to plant.
+    #[arg(long, value_parser = parse_bug)]
+    inject: Option<Bug>,
+}
+
+fn parse_bug(v: &str) -> Result<Bug, String> {
+    v.parse().map_err(|e| format!("{e}"))
+}
+
+/// Runs `crossval-side candle`; prints the generated tokens.
+pub fn side(args: &SideArgs) -> Result<()> {
+    let dtype = match args.precision {
+        Precision::F32 => candle_core::DType::F32,
+        Precision::Bf16 => candle_core::DType::BF16,
+        Precision::F64 => bail!("--precision f64: the candle engine runs in f32 or bf16"),
+    };
+    let tracer = trace_core::global().context("tracing settings")?;
+    let prompt = crate::side::read_prompt(&args.prompt_file)?;
+    let engine =
+        Llama::load_with(&args.model_dir, args.inject, dtype).context("load the candle engine")?;
+    let traces = Traces {
+        tensors: tracer,
+        events: None,
+    };
+    let generation = engine
+        .generate_text(&prompt, args.steps, traces)
+        .context("run the candle engine")?;
+    crate::side::print_tokens(&generation.tokens);
+    if let Some(t) = tracer {
+        t.flush()?;
+    }
+    Ok(())
 }

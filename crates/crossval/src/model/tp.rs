@@ -1,21 +1,27 @@
-//! `cargo xtask crossval --tp N`: a tensor-parallel engine against a single-process reference.
+//! `--tp N` (`--model tp`): a tensor-parallel engine against a single-process reference.
 //!
 //! `python/tp_reference.py` runs a Llama-style block as N torch.distributed processes (gloo, on
 //! this machine) traced per rank into `OUT/tp/rank-{r}`, and the same block with the same
 //! weights in one process into `OUT/ref`; it writes the block's `[[shard]]` rules to
-//! `OUT/rules.toml`. The two runs are then compared with `trace_diff::diff_paths`, which
-//! reassembles the ranks by those rules and names, at the first divergence, the rank(s) whose
-//! record disagrees. `--bug` plants one of the classic tensor-parallel mistakes. Needs the venv's
-//! torch package set (installed on first use, about 4.2 GB).
+//! `OUT/rules.toml`. The one program computes both sides, so this model brings its own
+//! reference ([`Harness::own_reference`]) instead of taking one of the registry. The driver
+//! compares the two runs, reassembling the ranks by those rules and naming, at the first
+//! divergence, the rank(s) whose record disagrees. `--bug` plants one of the classic
+//! tensor-parallel mistakes. Needs the venv's torch package set (installed on first use, about
+//! 4.2 GB).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use trace_diff::render::{self, TextOptions};
-use trace_diff::{DiffOptions, Outcome, Report, Rules};
+use trace_diff::{Outcome, Report, Rules};
 
-use crate::python::{self, Extra};
+use super::{Harness, Sides, Verdict};
+use crate::exec::{clear_trace_env, run_program, Progress};
+use crate::options::{Options, TensorParallel};
+use crate::task::{Model, Task};
+use crate::venv::{self as python, Extra};
 
 /// The planted bugs `python/tp_reference.py --bug` knows, with what each should be found as:
 /// the first diverging record and the ranks named.
@@ -25,150 +31,132 @@ pub const BUGS: &[(&str, &str, &[u32])] = &[
     ("gather-order", "logits", &[0, 1]),
 ];
 
-/// `crossval --tp` settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Options {
-    /// Number of processes.
-    pub world_size: u32,
-    /// A planted bug (a name of [`BUGS`]), or none.
-    pub bug: Option<String>,
-    /// Where the runs go (emptied first).
-    pub out: PathBuf,
-    /// Print the JSON report instead of text.
-    pub json: bool,
-    /// Seconds the N processes may take before they are killed.
-    pub timeout: u32,
+/// The `--help` description of `--tp N`.
+pub const ABOUT: &str = "\
+A tensor-parallel Llama-style block on N torch.distributed processes (gloo, loopback), traced
+per rank, against the same block in one process (python/tp_reference.py); the ranks are
+reassembled by the block's [[shard]] rules (DIR/rules.toml) and the first divergence names its
+rank(s). N: 2 or 4.
+Exit: 0 agree, 1 diverged, 2 error. Installs the torch package set into target/python-venv on
+first use.";
+
+/// The world sizes the block splits evenly over (its 4 heads and its widths).
+pub const WORLD_SIZES: [u32; 2] = [2, 4];
+
+/// The tensor-parallel run's [`Harness`].
+pub struct TensorParallelHarness;
+
+/// What the tensor-parallel run found: the diff of the ranks with the single process.
+#[derive(Debug)]
+pub struct TpOutcome {
+    /// The comparison of the reassembled ranks (A) with the single process (B).
+    pub report: Report,
 }
 
-/// The help text.
-pub fn help() -> String {
-    format!(
-        "cargo xtask crossval --tp N [--bug NAME] [--out DIR] [--json] [--timeout SECONDS]\n\n\
-         A tensor-parallel Llama-style block on N torch.distributed processes (gloo, loopback), \
-         traced per rank, against the same block in one process (python/tp_reference.py); the \
-         ranks are reassembled by the block's [[shard]] rules (DIR/rules.toml) and the first \
-         divergence names its rank(s). N: 2 or 4.\n\n\
-         --bug NAME    plant a bug: {}\n\
-         --out DIR     where the runs go (default target/crossval-tp; emptied first)\n\
-         --json        print the JSON report\n\
-         --timeout S   kill the processes after S seconds (default 180)\n\n\
-         Exit: 0 agree, 1 diverged, 2 error. Installs the torch package set into \
-         target/python-venv on first use.",
-        BUGS.iter().map(|b| b.0).collect::<Vec<_>>().join(", ")
-    )
-}
+impl Harness for TensorParallelHarness {
+    type Inputs = std::path::PathBuf;
+    type Engine = ();
+    type Outcome = TpOutcome;
 
-/// Parses `crossval` arguments holding `--tp`; `None` for `--help`.
-pub fn parse(args: &[String]) -> Result<Option<Options>> {
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        return Ok(None);
+    fn model(&self) -> Model {
+        Model::TensorParallel
     }
-    let mut o = Options {
-        world_size: 0,
-        bug: None,
-        out: crate::project_root().join("target/crossval-tp"),
-        json: false,
-        timeout: 180,
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .with_context(|| format!("{flag} needs a value (see --tp --help)"))
-        };
-        match flag {
-            "--tp" => o.world_size = super::number("--tp", &value()?)?,
-            "--bug" => {
-                let v = value()?;
-                if !BUGS.iter().any(|b| b.0 == v) {
-                    bail!(
-                        "--bug {v:?}: expected one of {}",
-                        BUGS.iter().map(|b| b.0).collect::<Vec<_>>().join(", ")
-                    );
-                }
-                o.bug = Some(v);
-            }
-            "--out" => o.out = PathBuf::from(value()?),
-            "--json" => o.json = true,
-            "--timeout" => o.timeout = super::number("--timeout", &value()?)?,
-            other => bail!("{other:?}: not a flag of crossval --tp (see --tp --help)"),
+
+    /// Installs torch and empties `o.out`; returns the venv's python.
+    fn prepare(&self, o: &Options, _progress: &Progress) -> Result<std::path::PathBuf> {
+        check(&o.tp)?;
+        let python = python::ensure_venv(&[Extra::Torch]).context("install torch into the venv")?;
+        if o.out.exists() {
+            std::fs::remove_dir_all(&o.out)
+                .with_context(|| format!("clear {}", o.out.display()))?;
         }
+        Ok(python)
     }
-    if !matches!(o.world_size, 2 | 4) {
+
+    fn engine_dir(&self) -> &'static str {
+        "tp"
+    }
+
+    /// Runs both sides: the N ranks into `dir` (`OUT/tp`), the single process into `OUT/ref`.
+    fn run_engine(
+        &self,
+        o: &Options,
+        python: &std::path::PathBuf,
+        _dir: &Path,
+        _progress: &Progress,
+    ) -> Result<()> {
+        let t = &o.tp;
+        let mut cmd = Command::new(python);
+        cmd.arg(crate::workspace::project_root().join("python/tp_reference.py"))
+            .arg(&o.out)
+            .args(["--world-size", &t.world_size.to_string()])
+            .args(["--bug", t.bug.as_deref().unwrap_or("none")])
+            .args(["--timeout", &t.timeout.to_string()]);
+        clear_trace_env(&mut cmd);
+        run_program("python/tp_reference.py", &mut cmd)?;
+        Ok(())
+    }
+
+    fn task<'a>(&self, _o: &'a Options, _inputs: &'a std::path::PathBuf) -> Result<Task<'a>> {
+        bail!("the tensor-parallel run computes its own reference")
+    }
+
+    fn own_reference(&self, o: &Options) -> Result<Option<(&'static str, Rules)>> {
+        Ok(Some(("ref", Rules::load(&o.out.join("rules.toml"))?)))
+    }
+
+    fn conclude(
+        &self,
+        _o: &Options,
+        report: Report,
+        _engine: (),
+        _reference_tokens: Vec<u32>,
+        _sides: &Sides,
+    ) -> Result<TpOutcome> {
+        Ok(TpOutcome { report })
+    }
+}
+
+impl Verdict for TpOutcome {
+    fn report(&self) -> &Report {
+        &self.report
+    }
+
+    fn passed(&self) -> bool {
+        self.report.outcome == Outcome::Agree
+    }
+
+    fn render(&self, o: &Options) -> String {
+        if o.json {
+            return render::json(&self.report);
+        }
+        let options = TextOptions {
+            color: false,
+            ..TextOptions::default()
+        };
+        render::text(&self.report, &options)
+    }
+}
+
+/// Checks the world size and the bug name.
+pub fn check(t: &TensorParallel) -> Result<()> {
+    if !WORLD_SIZES.contains(&t.world_size) {
         bail!(
             "--tp {}: expected 2 or 4 (the block's 4 heads and widths split evenly)",
-            o.world_size
+            t.world_size
         );
     }
-    Ok(Some(o))
-}
-
-/// The entry point: prints the report; `Ok(true)` when the runs agree.
-pub fn main(args: &[String]) -> Result<bool> {
-    let Some(o) = parse(args)? else {
-        println!("{}", help());
-        return Ok(true);
-    };
-    let report = run(&o)?;
-    if o.json {
-        print!("{}", render::json(&report));
-    } else {
-        print!(
-            "{}",
-            render::text(
-                &report,
-                &TextOptions {
-                    color: false,
-                    ..TextOptions::default()
-                }
-            )
-        );
-    }
-    Ok(report.outcome == Outcome::Agree)
-}
-
-/// Runs both sides into `o.out` and diffs them.
-pub fn run(o: &Options) -> Result<Report> {
-    let python = python::ensure_venv(&[Extra::Torch]).context("install torch into the venv")?;
-    if o.out.exists() {
-        std::fs::remove_dir_all(&o.out).with_context(|| format!("clear {}", o.out.display()))?;
-    }
-    let mut cmd = Command::new(python);
-    cmd.arg(crate::project_root().join("python/tp_reference.py"))
-        .arg(&o.out)
-        .args(["--world-size", &o.world_size.to_string()])
-        .args(["--bug", o.bug.as_deref().unwrap_or("none")])
-        .args(["--timeout", &o.timeout.to_string()]);
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        if name.starts_with("TENSOR_TRACE_") || name == "BITNET_TRACE_DIR" {
-            cmd.env_remove(&key);
+    if let Some(bug) = &t.bug {
+        if !BUGS.iter().any(|b| b.0 == bug) {
+            bail!("--bug {bug:?}: expected one of {}", bug_names());
         }
     }
-    super::run_program("python/tp_reference.py", &mut cmd)?;
-    diff(&o.out)
+    Ok(())
 }
 
-/// Diffs `out/tp` with `out/ref` under `out/rules.toml`.
-pub fn diff(out: &Path) -> Result<Report> {
-    let rules_path = out.join("rules.toml");
-    let options = DiffOptions {
-        rules: Rules::load(&rules_path)?,
-        ..DiffOptions::default()
-    };
-    trace_diff::diff_paths(&out.join("tp"), &out.join("ref"), &options).with_context(|| {
-        format!(
-            "diff {} with {}",
-            out.join("tp").display(),
-            out.join("ref").display()
-        )
-    })
+/// The `--bug` values, for messages and `--help`.
+pub fn bug_names() -> String {
+    BUGS.iter().map(|b| b.0).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

@@ -117,7 +117,7 @@ impl CppEngine {
         trace_dir: &Path,
     ) -> Result<Vec<u32>> {
         let mut cmd = self.command(model_dir, prompt_file, steps, precision);
-        crate::crossval::trace_into(&mut cmd, trace_dir)?;
+        crate::exec::trace_into(&mut cmd, trace_dir)?;
         let out = cmd
             .output()
             .with_context(|| format!("cannot run {}", self.exe.display()))?;
