@@ -130,12 +130,22 @@ pub fn parse(args: &[String]) -> Result<Parsed> {
         Model::MiniLm => {
             o.minilm.max_tokens = a.max_tokens;
             if a.max_tokens.is_some_and(|n| n < 2) {
-                bail!("--max-tokens {}: expected an integer >= 2", a.max_tokens.unwrap_or(0));
+                bail!(
+                    "--max-tokens {}: expected an integer >= 2",
+                    a.max_tokens.unwrap_or(0)
+                );
             }
-            o.minilm.inject = a.inject.as_deref().map(str::parse).transpose().context("--inject")?;
+            o.minilm.inject = a
+                .inject
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .context("--inject")?;
         }
         Model::TensorParallel => {
-            o.tp.world_size = a.tp.flatten().context("--tp needs a value (see --tp --help)")?;
+            o.tp.world_size =
+                a.tp.flatten()
+                    .context("--tp needs a value (see --tp --help)")?;
             o.tp.bug = a.bug.clone();
             o.tp.timeout = a.timeout.unwrap_or(o.tp.timeout);
             tp::check(&o.tp)?;
@@ -166,12 +176,12 @@ fn model(a: &Args) -> Result<Model> {
     }
 }
 
-/// The argument ids given on the command line (not defaults).
+/// The flags given on the command line (not defaults; not clap's group of all flags).
 fn given(matches: &ArgMatches) -> Vec<String> {
-    matches
-        .ids()
-        .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
-        .map(|id| id.as_str().to_owned())
+    Args::command()
+        .get_arguments()
+        .map(|a| a.get_id().as_str().to_owned())
+        .filter(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
         .collect()
 }
 
@@ -209,7 +219,12 @@ fn apply_synthetic(a: &Args, o: &mut Options) -> Result<()> {
     if let Some(prompt) = &a.prompt {
         s.prompt = prompt.clone();
     }
-    s.inject = a.inject.as_deref().map(str::parse).transpose().context("--inject")?;
+    s.inject = a
+        .inject
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .context("--inject")?;
     if let Some(v) = &a.dtype {
         s.precision = match v.as_str() {
             "f32" => Precision::F32,
@@ -288,4 +303,237 @@ pub fn help(model: Model) -> String {
         .after_help(after)
         .render_help()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn options(list: &[&str]) -> Options {
+        match parse(&args(list)).unwrap() {
+            Parsed::Run(o) => *o,
+            Parsed::Help(h) => panic!("{list:?} asked for help:\n{h}"),
+        }
+    }
+
+    fn error(list: &[&str]) -> String {
+        format!("{:#}", parse(&args(list)).unwrap_err())
+    }
+
+    fn help_of(list: &[&str]) -> String {
+        match parse(&args(list)).unwrap() {
+            Parsed::Help(h) => h,
+            Parsed::Run(o) => panic!("{list:?} asked for a run: {o:?}"),
+        }
+    }
+
+    fn reference_name(o: &Options) -> &'static str {
+        o.reference.map_or("none", |r| r.name())
+    }
+
+    #[test]
+    fn model_selection() {
+        let check = |input: &[&str], model: Model| {
+            assert_eq!(options(input).model, model, "{input:?}");
+        };
+        check(&[], Model::Synthetic);
+        check(&["--steps", "2"], Model::Synthetic);
+        check(&["--model", "minilm", "--json"], Model::MiniLm);
+        check(&["--json", "--model=minilm"], Model::MiniLm);
+        check(&["--tp", "2"], Model::TensorParallel);
+        check(&["--model", "tp", "--tp=4"], Model::TensorParallel);
+        assert!(error(&["--model", "bert"]).contains("expected one of synthetic, minilm, tp"));
+        assert!(error(&["--model"]).contains("a value is required"));
+    }
+
+    #[test]
+    fn synthetic_flags() {
+        let o = options(&[
+            "--layers",
+            "3",
+            "--steps=1",
+            "--seed",
+            "9",
+            "--size",
+            "small",
+            "--inject",
+            "rmsnorm-eps",
+            "--out",
+            "/tmp/x",
+            "--prompt",
+            "abc",
+            "--json",
+            "--reference=cpp",
+        ]);
+        let s = &o.synthetic;
+        assert_eq!((s.layers, s.steps, s.seed, s.size), (3, 1, 9, Size::Small));
+        assert_eq!(reference_name(&o), "cpp");
+        assert_eq!(s.inject, Some(trace_candle::engine::Bug::RmsNormEps));
+        assert_eq!(
+            (o.out.to_str(), s.prompt.as_str(), o.json),
+            (Some("/tmp/x"), "abc", true)
+        );
+        assert_eq!(options(&[]), Options::new(Model::Synthetic));
+        assert_eq!(options(&["--bisect"]).bisect, Some(4));
+        assert_eq!(options(&["--window=2"]).bisect, Some(2));
+        assert_eq!(options(&["--max-ratio", "3.5"]).judge.max_ratio, 3.5);
+        assert!(help_of(&["--help"]).contains("--layers"));
+    }
+
+    #[test]
+    fn rejects_bad_flags() {
+        assert!(error(&["--inject", "nope"]).contains("rope-off-by-one"));
+        assert!(error(&["--size", "huge"]).contains("tiny, small, base"));
+        assert!(error(&["--layers"]).contains("a value is required"));
+        assert!(error(&["--layers", "x"]).contains("non-negative integer"));
+        assert!(error(&["--layers", "0"]).contains("at least one layer"));
+        assert!(error(&["--frobnicate"]).contains("unexpected argument '--frobnicate'"));
+        assert!(error(&["--reference", "numpy"]).contains("cannot run the synthetic model"));
+        assert!(error(&["--max-ratio", "0"]).contains("expected a finite number > 0"));
+        assert!(error(&["--dtype", "f16"]).contains("expected f32 or bf16"));
+    }
+
+    /// llama.cpp cannot be calibrated (F32 only): choosing it turns the baseline off, with or
+    /// without `--no-baseline`, and with either engine precision; nor can it bisect.
+    #[test]
+    fn capabilities_are_enforced() {
+        for extra in [&[][..], &["--no-baseline"], &["--dtype", "bf16"]] {
+            let mut a = vec!["--reference", "llama.cpp"];
+            a.extend(extra);
+            let o = options(&a);
+            assert_eq!(reference_name(&o), "llama.cpp");
+            assert!(!o.judge.baseline, "{extra:?}");
+        }
+        assert!(options(&["--reference", "rust"]).judge.baseline);
+        assert!(error(&["--reference", "llama.cpp", "--bisect"]).contains("--bisect cannot use"));
+        // The same checks for the other model: numpy has no bf16, but MiniLM runs in f32.
+        assert!(options(&["--model", "minilm"]).judge.baseline);
+    }
+
+    #[test]
+    fn minilm_flags() {
+        let o = options(&[
+            "--model",
+            "minilm",
+            "--inject",
+            "gelu-tanh",
+            "--max-tokens",
+            "64",
+            "--reference",
+            "torch",
+            "--json",
+        ]);
+        assert_eq!(o.minilm.inject, Some(::minilm::Bug::GeluTanh));
+        assert_eq!(o.minilm.max_tokens, Some(64));
+        assert_eq!(reference_name(&o), "torch");
+        assert!(o.json);
+        let d = options(&["--model", "minilm"]);
+        assert_eq!((d.minilm.max_tokens, reference_name(&d)), (None, "numpy"));
+        assert!(d.out.ends_with("target/crossval-minilm"));
+        let e = error(&["--model", "minilm", "--inject", "gelu"]);
+        assert!(e.contains("expected one of attn-mask-padding"), "{e}");
+        assert!(error(&["--model", "minilm", "--max-tokens", "1"]).contains(">= 2"));
+        let e = error(&["--model", "minilm", "--layers", "2"]);
+        assert!(e.contains("--layers: not a flag of --model minilm"), "{e}");
+        let e = error(&["--model", "minilm", "--reference", "cpp"]);
+        assert!(e.contains("cannot run the minilm model"), "{e}");
+    }
+
+    #[test]
+    fn tp_flags() {
+        let o = options(&[
+            "--tp",
+            "2",
+            "--bug=gather-order",
+            "--json",
+            "--timeout",
+            "9",
+        ]);
+        assert_eq!(
+            (o.tp.world_size, o.tp.bug.as_deref(), o.json, o.tp.timeout),
+            (2, Some("gather-order"), true, 9)
+        );
+        assert!(o.reference.is_none());
+        assert!(o.out.ends_with("target/crossval-tp"));
+        help_of(&["--tp", "2", "--help"]);
+        help_of(&["--tp", "--help"]);
+        for (bad, msg) in [
+            (&["--tp", "3"][..], "expected 2 or 4"),
+            (
+                &["--tp", "2", "--bug", "typo"],
+                "expected one of wrong-slice",
+            ),
+            (
+                &["--tp", "2", "--model", "minilm"],
+                "--tp: not a flag of --model minilm",
+            ),
+            (
+                &["--tp", "2", "--reference", "torch"],
+                "--reference: not a flag of --model tp",
+            ),
+            (
+                &["--tp", "2", "--bisect"],
+                "--bisect: not a flag of --model tp",
+            ),
+            (&["--tp"], "--tp needs a value"),
+            (&["--model", "tp"], "--tp needs a value"),
+            (
+                &["--bug", "wrong-slice"],
+                "--bug: not a flag of --model synthetic",
+            ),
+        ] {
+            let e = error(bad);
+            assert!(e.contains(msg), "{bad:?}: {e}");
+        }
+    }
+
+    /// Each model's help lists its own flags, bugs and references, and not the others'.
+    #[test]
+    fn help_shows_the_models_own_flags() {
+        let h = help_of(&["--help"]);
+        for name in [
+            "rust",
+            "cpp",
+            "torch",
+            "llama.cpp",
+            "--layers",
+            "--dtype",
+            "--bisect",
+        ] {
+            assert!(h.contains(name), "{name}: {h}");
+        }
+        for bug in trace_candle::engine::Bug::ALL {
+            assert!(
+                h.contains(bug.name()) && h.contains(bug.description()),
+                "{h}"
+            );
+        }
+        for size in Size::ALL {
+            assert!(h.contains(size.name()), "{h}");
+        }
+        assert!(
+            !h.contains("--max-tokens") && !h.contains("--timeout"),
+            "{h}"
+        );
+
+        let h = help_of(&["--model", "minilm", "--help"]);
+        for bug in ::minilm::Bug::ALL {
+            assert!(h.contains(bug.name()), "{bug} missing from --help");
+        }
+        assert!(
+            h.contains("numpy") && h.contains("torch") && h.contains("--max-tokens"),
+            "{h}"
+        );
+        assert!(!h.contains("--layers"), "{h}");
+
+        let h = help_of(&["--tp", "--help"]);
+        for (bug, _, _) in tp::BUGS {
+            assert!(h.contains(bug), "{h}");
+        }
+        assert!(h.contains("--timeout") && !h.contains("--reference"), "{h}");
+    }
 }

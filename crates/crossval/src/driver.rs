@@ -59,9 +59,10 @@ pub fn run<H: Harness>(h: &H, o: &Options) -> Result<H::Outcome> {
     let sides = Sides {
         engine: engine_dir,
         reference: o.out.join(reference.name()),
-        baseline: o.judge.baseline.then(|| {
-            Judge::baseline_dir(&o.out, reference.name(), o.engine_precision())
-        }),
+        baseline: o
+            .judge
+            .baseline
+            .then(|| Judge::baseline_dir(&o.out, reference.name(), o.engine_precision())),
     };
     let reference_tokens = run_references(h, o, &inputs, &sides, &progress)?;
     progress.stage(&format!(

@@ -65,7 +65,10 @@ fn exe() -> Result<PathBuf> {
         .output()
         .context("cannot run cargo")?;
     if !out.status.success() {
-        bail!("cargo build -p crossval --bin {BIN} failed ({})", out.status);
+        bail!(
+            "cargo build -p crossval --bin {BIN} failed ({})",
+            out.status
+        );
     }
     String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -15,7 +15,6 @@ use anyhow::{Context, Result};
 
 use crate::workspace::{project_root, run_step};
 
-
 /// Where the venv lives (gitignored with the rest of `target/`).
 const VENV: &str = "target/python-venv";
 /// Holds the `pyproject.toml` the venv was installed from.

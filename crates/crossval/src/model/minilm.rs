@@ -479,46 +479,38 @@ mod tests {
     use std::io::Write as _;
 
     use super::*;
+    use crate::judge::Judge;
+    use crate::model::Sides;
+    use crate::reference::{self, Reference};
+    use crate::task::{Job, Precision};
 
-    #[test]
-    fn parse_flags() {
-        let args = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-        let o = parse(&args(&[
-            "--inject",
-            "gelu-tanh",
-            "--max-tokens",
-            "64",
-            "--reference",
-            "torch",
-            "--json",
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(o.inject, Some(Bug::GeluTanh));
-        assert_eq!(o.max_tokens, Some(64));
-        assert_eq!(o.reference.name(), "torch");
-        assert!(o.json);
-        assert_eq!(parse(&args(&["--help"])).unwrap(), None);
-        let d = parse(&args(&[])).unwrap().unwrap();
-        assert_eq!((d.max_tokens, d.reference.name()), (None, "numpy"));
-        let e = parse(&args(&["--inject", "gelu"])).unwrap_err();
-        assert!(format!("{e:#}").contains("expected one of attn-mask-padding"));
-        assert!(parse(&args(&["--max-tokens", "1"])).is_err());
-        assert!(parse(&args(&["--layers", "2"])).is_err());
-        let e = parse(&args(&["--reference", "cpp"])).unwrap_err();
-        assert!(
-            format!("{e:#}").contains("cannot run the minilm model"),
-            "{e:#}"
-        );
+    /// The reference alone, on [`SENTENCES`] in `precision`, traced into `trace_dir`.
+    fn run_reference(
+        reference: &dyn Reference,
+        inputs: &Inputs,
+        precision: Precision,
+        trace_dir: &Path,
+    ) -> Result<()> {
+        let task = Task::Embed {
+            model_dir: &inputs.model_dir,
+            sentences_file: &inputs.sentences_file,
+            max_tokens: None,
+        };
+        reference.run(&Job {
+            task,
+            precision,
+            trace_dir,
+            quiet: true,
+        })?;
+        Ok(())
     }
 
-    #[test]
-    fn help_lists_every_bug_and_reference() {
-        let h = help();
-        for bug in Bug::ALL {
-            assert!(h.contains(bug.name()), "{bug} missing from --help");
+    fn options(reference: &'static dyn Reference) -> Options {
+        Options {
+            quiet: true,
+            reference: Some(reference),
+            ..Options::new(Model::MiniLm)
         }
-        assert!(h.contains("numpy") && h.contains("torch"), "{h}");
     }
 
     #[test]
@@ -541,46 +533,41 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let model_dir = tmp.path().join("model");
         extract(&python, &model_dir).unwrap();
-        let sentences_file = write_sentences(tmp.path()).unwrap();
+        let inputs = Inputs {
+            sentences_file: write_sentences(tmp.path()).unwrap(),
+            model_dir: model_dir.clone(),
+        };
         let reference_dir = tmp.path().join(reference.name());
         let baseline_dir = tmp.path().join("baseline");
         for (precision, dir) in [
             (Precision::F64, &reference_dir),
             (Precision::F32, &baseline_dir),
         ] {
-            run_reference(
-                reference,
-                &model_dir,
-                &sentences_file,
-                None,
-                precision,
-                dir,
-                true,
-            )
-            .unwrap();
+            run_reference(reference, &inputs, precision, dir).unwrap();
         }
-        let judge = Judge::default();
+        let o = options(reference);
         let compare = |candle_dir: &Path, tokens| {
-            compare(
-                candle_dir,
-                &reference_dir,
-                Some(&baseline_dir),
-                reference,
-                &judge,
-                tokens,
-            )
-            .unwrap()
+            let sides = Sides {
+                engine: candle_dir.to_path_buf(),
+                reference: reference_dir.clone(),
+                baseline: Some(baseline_dir.clone()),
+            };
+            let (a, b) = (
+                open_run(candle_dir).unwrap(),
+                open_run(&reference_dir).unwrap(),
+            );
+            let c = open_run(&baseline_dir).unwrap();
+            let rules = reference.rules(Model::MiniLm).unwrap();
+            let report = o.judge.diff(&a, &b, Some(&c), rules).unwrap();
+            MiniLmHarness
+                .conclude(&o, report, tokens, Vec::new(), &sides)
+                .unwrap()
         };
 
         let mut encoder = load_encoder(&model_dir, None, None).unwrap();
         let candle_dir = tmp.path().join("candle");
         let tokens = run_candle(&encoder, &candle_dir).unwrap();
         let outcome = compare(&candle_dir, tokens);
-        let o = Options {
-            quiet: true,
-            reference,
-            ..Default::default()
-        };
         let text = render(&o, &outcome);
         assert!(outcome.passed(), "{text}");
         assert!(outcome.tokens_identical(), "{text}");
@@ -634,14 +621,16 @@ mod tests {
     #[test]
     fn minilm_bisect_finds_the_bug_on_values() {
         let dir = tempfile::tempdir().unwrap();
-        let o = Options {
+        let mut o = Options {
             out: dir.path().to_path_buf(),
+            bisect: Some(2),
+            ..options(reference::find("numpy", Model::MiniLm).unwrap())
+        };
+        o.minilm = crate::options::MiniLm {
             max_tokens: Some(64),
             inject: Some(Bug::GeluTanh),
-            bisect: Some(2),
-            quiet: true,
-            ..Options::default()
         };
+        let bisect = |o: &Options| crate::driver::bisect(&MiniLmHarness, o);
         let found = bisect(&o).unwrap();
         // With dtype tolerances instead, the statistics see it later and the window widens.
         let tolerances = bisect(&Options {
@@ -653,7 +642,7 @@ mod tests {
             ..o.clone()
         })
         .unwrap();
-        let widened = crate::crossval::bisect::render(&tolerances);
+        let widened = crate::bisect::render(&tolerances);
         assert!(tolerances.passes.len() > 2, "{widened}");
         assert_eq!(
             tolerances
@@ -664,7 +653,7 @@ mod tests {
             Bug::GeluTanh.expected().name,
             "{widened}"
         );
-        let text = crate::crossval::bisect::render(&found);
+        let text = crate::bisect::render(&found);
         assert_eq!(
             found.outcome,
             trace_cli::bisect::BisectOutcome::Diverged,

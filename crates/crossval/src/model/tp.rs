@@ -163,61 +163,33 @@ pub fn bug_names() -> String {
 mod tests {
     use super::*;
 
-    fn args(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn parse_flags() {
-        let o = parse(&args(&["--tp", "2", "--bug=gather-order", "--json"]))
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (o.world_size, o.bug.as_deref(), o.json),
-            (2, Some("gather-order"), true)
-        );
-        assert!(parse(&args(&["--tp", "2", "--help"])).unwrap().is_none());
-        assert!(parse(&args(&["--tp", "--help"])).unwrap().is_none());
-        for (bad, msg) in [
-            (&["--tp", "3"][..], "expected 2 or 4"),
-            (
-                &["--tp", "2", "--bug", "typo"],
-                "expected one of wrong-slice",
-            ),
-            (
-                &["--tp", "2", "--model", "minilm"],
-                "not a flag of crossval --tp",
-            ),
-            (&["--tp"], "--tp needs a value"),
-        ] {
-            let e = format!("{:#}", parse(&args(bad)).unwrap_err());
-            assert!(e.contains(msg), "{bad:?}: {e}");
-        }
-    }
-
     /// End to end, as `cargo xtask crossval --tp 2 [--bug B]` runs it: the clean run agrees and
     /// each planted bug is found at its record with its rank(s).
     #[test]
     fn tp_crossval_clean_and_bugs() {
         let tmp = tempfile::tempdir().unwrap();
-        let o = Options {
+        let mut o = Options::new(Model::TensorParallel);
+        o.out = tmp.path().join("clean");
+        o.quiet = true;
+        o.tp = TensorParallel {
             world_size: 2,
             bug: None,
-            out: tmp.path().join("clean"),
-            json: false,
             timeout: 300,
         };
-        let report = run(&o).unwrap();
+        let run = |o: &Options| {
+            crate::driver::run(&TensorParallelHarness, o)
+                .unwrap()
+                .report
+        };
+        let report = run(&o);
         let text = render::text(&report, &TextOptions::default());
         assert_eq!(report.outcome, Outcome::Agree, "{text}");
         assert_eq!(report.ranks.as_ref().unwrap().world_size_a, Some(2));
         for &(bug, record, ranks) in BUGS {
-            let o = Options {
-                bug: Some(bug.to_owned()),
-                out: tmp.path().join(bug),
-                ..o.clone()
-            };
-            let report = run(&o).unwrap();
+            let mut o = o.clone();
+            o.tp.bug = Some(bug.to_owned());
+            o.out = tmp.path().join(bug);
+            let report = run(&o);
             let text = render::text(&report, &TextOptions::default());
             assert_eq!(report.outcome, Outcome::Diverged, "{bug}: {text}");
             assert_eq!(

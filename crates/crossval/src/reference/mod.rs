@@ -10,9 +10,9 @@
 //! ours (`--bisect` needs one) has it next to it (`rust.rs`, run through `crate::side`). Adding a
 //! reference is one new module here and one line in [`REFERENCES`].
 
-mod cpp;
+pub(crate) mod cpp;
 mod llamacpp;
-mod native;
+pub(crate) mod native;
 mod numpy;
 pub mod rust;
 mod torch;
