@@ -24,13 +24,13 @@ pub struct Args {
     /// this text (with --model NAME or --tp: that model's flags)
     #[arg(short, long)]
     help: bool,
-    /// synthetic (default: a seeded Llama-style model), minilm (all-MiniLM-L6-v2) or tp (the
-    /// tensor-parallel block, as --tp N)
-    #[arg(long, value_name = "NAME")]
+    /// synthetic (default: a seeded Llama-style model), minilm
+    /// (all-MiniLM-L6-v2) or tp (a tensor-parallel block, as --tp N)
+    #[arg(long, value_name = "NAME", verbatim_doc_comment)]
     model: Option<String>,
-    /// output directory (default target/crossval, target/crossval-minilm or
-    /// target/crossval-tp; --tp empties it first)
-    #[arg(long, value_name = "DIR")]
+    /// output directory (default target/crossval, target/crossval-minilm
+    /// or target/crossval-tp; --tp empties it first)
+    #[arg(long, value_name = "DIR", verbatim_doc_comment)]
     out: Option<PathBuf>,
     /// print the report as JSON
     #[arg(long)]
@@ -45,15 +45,16 @@ pub struct Args {
     /// judge by dtype tolerances instead of calibrated verdicts
     #[arg(long)]
     no_baseline: bool,
-    /// calibrated verdicts: the largest ratio of the engine's error to the baseline's that
-    /// agrees
-    #[arg(long, value_name = "K", value_parser = trace_diff::cli::parse_max_ratio,
+    /// calibrated verdicts: the largest ratio of the engine's error to
+    /// the baseline's that agrees
+    #[arg(long, value_name = "K", value_parser = trace_diff::cli::parse_max_ratio, verbatim_doc_comment,
           default_value_t = trace_diff::calibrate::DEFAULT_MAX_RATIO)]
     max_ratio: f64,
-    /// hash-only runs, then raw values for the first divergence and the --window N records
-    /// before it only (tensor-trace bisect), runs in OUT/bisect; the exit code is bisect's (the
-    /// model's own checks, events or cosines, are not made)
-    #[arg(long)]
+    /// hash-only runs, then raw values for the first divergence and the
+    /// --window N records before it only (tensor-trace bisect), runs in
+    /// OUT/bisect; the exit code is bisect's (the model's own checks,
+    /// events or cosines, are not made)
+    #[arg(long, verbatim_doc_comment)]
     bisect: bool,
     /// --bisect's window (default 4; implies --bisect)
     #[arg(long, value_name = "N", value_parser = count::<usize>)]
@@ -78,8 +79,10 @@ pub struct Args {
     #[arg(long, value_name = "NAME", help_heading = "--model synthetic")]
     dtype: Option<String>,
 
-    /// truncation length (default: the model's max_seq_length, as sentence-transformers)
-    #[arg(long, value_name = "N", value_parser = count::<usize>, help_heading = "--model minilm")]
+    /// truncation length (default: the model's max_seq_length, as
+    /// sentence-transformers)
+    #[arg(long, value_name = "N", value_parser = count::<usize>, help_heading = "--model minilm",
+          verbatim_doc_comment)]
     max_tokens: Option<usize>,
 
     /// number of torch.distributed processes: 2 or 4 (selects --model tp)

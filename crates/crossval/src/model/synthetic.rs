@@ -47,12 +47,10 @@ pub fn inject_help() -> String {
 
 /// The `--size` line of `--help`: each size with its dimensions.
 pub fn size_help() -> String {
-    format!(
-        "model size: {} (default tiny)",
-        Size::ALL
-            .map(|z| format!("{} ({})", z.name(), describe(z)))
-            .join(", ")
-    )
+    let sizes: Vec<String> = Size::ALL
+        .map(|z| format!("{} ({})", z.name(), describe(z)))
+        .into();
+    format!("model size (default tiny):\n{}", sizes.join(",\n"))
 }
 
 impl Harness for SyntheticHarness {
