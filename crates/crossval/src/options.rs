@@ -85,7 +85,7 @@ pub struct MiniLm {
 pub struct TensorParallel {
     /// Number of processes.
     pub world_size: u32,
-    /// A planted bug (a name of `crate::model::tp::BUGS`), or none.
+    /// A planted bug (`--bug`: a name `python/tp_reference.py` knows), or none.
     pub bug: Option<String>,
     /// Seconds the N processes may take before they are killed.
     pub timeout: u32,
