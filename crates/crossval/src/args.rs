@@ -268,6 +268,13 @@ fn help_command(model: Model) -> &'static str {
     }
 }
 
+/// The `--inject NAME` lines: each bug's name and description.
+fn bug_lines(bugs: &[(&str, &str)]) -> String {
+    bugs.iter()
+        .map(|(name, description)| format!("  {name:<22}  {description}\n"))
+        .collect()
+}
+
 /// The help text of `model`: its description, its flags only, and the lists its flags refer to.
 pub fn help(model: Model) -> String {
     let mut cmd = Args::command();
@@ -282,9 +289,13 @@ pub fn help(model: Model) -> String {
     let (about, lists) = match model {
         Model::Synthetic => {
             cmd = cmd.mut_arg("size", |a| a.help(synthetic::size_help()));
-            (synthetic::ABOUT.to_owned(), synthetic::inject_help())
+            let bugs = trace_candle::engine::Bug::ALL.map(|b| (b.name(), b.description()));
+            (synthetic::ABOUT.to_owned(), bug_lines(&bugs))
         }
-        Model::MiniLm => (minilm::about(), minilm::inject_help()),
+        Model::MiniLm => {
+            let bugs = ::minilm::Bug::ALL.map(|b| (b.name(), b.description()));
+            (minilm::about(), bug_lines(&bugs))
+        }
         Model::TensorParallel => (tp::ABOUT.to_owned(), String::new()),
     };
     let mut after = String::new();

@@ -121,15 +121,6 @@ impl Outcome {
     }
 }
 
-/// The `--inject` lines of `--model minilm`, for `cargo xtask crossval --help`.
-pub fn inject_help() -> String {
-    let mut s = String::new();
-    for bug in Bug::ALL {
-        let _ = writeln!(s, "  {:<22}  {}", bug.name(), bug.description());
-    }
-    s
-}
-
 /// The model files and the sentences file both engines read.
 #[derive(Clone, Debug)]
 pub struct Inputs {

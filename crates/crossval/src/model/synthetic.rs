@@ -36,15 +36,6 @@ engine's pipeline events go to OUT/candle-events.json and are checked (Jidoka, c
 Exit code: 0 the engines agree within tolerance and the events are clean, 1 they diverge or
 the events hold an error or a contract violation, 2 error.";
 
-/// The `--inject` lines of `--help`.
-pub fn inject_help() -> String {
-    let mut s = String::new();
-    for bug in Bug::ALL {
-        let _ = writeln!(s, "  {:<22}  {}", bug.name(), bug.description());
-    }
-    s
-}
-
 /// The `--size` line of `--help`: each size with its dimensions.
 pub fn size_help() -> String {
     let sizes: Vec<String> = Size::ALL
