@@ -209,10 +209,6 @@ impl Harness for MiniLmHarness {
 }
 
 impl Verdict for Outcome {
-    fn report(&self) -> &Report {
-        &self.report
-    }
-
     fn passed(&self) -> bool {
         Outcome::passed(self)
     }

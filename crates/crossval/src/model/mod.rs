@@ -86,9 +86,6 @@ pub trait Harness: Sync {
 
 /// What a run found, as the command reports it.
 pub trait Verdict {
-    /// The comparison of the engine (A) with the reference (B).
-    fn report(&self) -> &Report;
-
     /// Whether the run passes (exit code 0).
     fn passed(&self) -> bool;
 

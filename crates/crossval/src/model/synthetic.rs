@@ -138,10 +138,6 @@ impl Harness for SyntheticHarness {
 }
 
 impl Verdict for Outcome {
-    fn report(&self) -> &trace_diff::Report {
-        &self.report
-    }
-
     fn passed(&self) -> bool {
         Outcome::passed(self)
     }

@@ -118,10 +118,6 @@ impl Harness for TensorParallelHarness {
 }
 
 impl Verdict for TpOutcome {
-    fn report(&self) -> &Report {
-        &self.report
-    }
-
     fn passed(&self) -> bool {
         self.report.outcome == Outcome::Agree
     }
