@@ -68,7 +68,7 @@ pub fn compile(
 /// How to build the C++ engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuildOptions {
-    /// Build `libtrace_ffi.a` with `--release` (default: the profile xtask itself was built
+    /// Build `libtrace_ffi.a` with `--release` (default: the profile this crate was built
     /// with, whose artifacts are most likely already there).
     pub release: bool,
     /// Hide cargo's and the compiler's warnings (errors are still reported, in the `Err`).
