@@ -1,8 +1,9 @@
 //! The workspace's layering, checked against `cargo metadata` (run by `cargo xtask ci` as a test).
 //!
 //! trace-core depends on no workspace crate and no tensor or CLI library; the adapters and the
-//! diff depend on trace-core only (so the diff never needs candle); only the top (trace-cli,
-//! xtask) may depend on everything.
+//! diff depend on trace-core only (so the diff never needs candle); the crossval product
+//! (crates/crossval) sits on the engines, the diff and trace-cli's bisect; xtask, automation
+//! only, reaches the crossval through its one entry (`crossval::main`) and its venv.
 
 /// Workspace crates each crate may depend on (normal and build dependencies).
 const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
@@ -14,6 +15,18 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
     ("trace-py", &["trace-core", "trace-ffi"]),
     ("reference-engine", &["trace-core"]),
     ("minilm", &["trace-core", "trace-candle"]),
+    (
+        "crossval",
+        &[
+            "trace-core",
+            "trace-candle",
+            "trace-diff",
+            "trace-cli",
+            "reference-engine",
+            "minilm",
+        ],
+    ),
+    ("xtask", &["crossval"]),
 ];
 
 /// External crates a crate must never depend on (normal dependencies).

@@ -37,7 +37,7 @@ pub fn compile(
     let n = BUILDS.fetch_add(1, Ordering::Relaxed);
     let name = exe.file_name().unwrap_or_default().to_string_lossy();
     let tmp = exe.with_file_name(format!("{name}.{}.{n}.tmp", std::process::id()));
-    let root = crate::project_root();
+    let root = crate::workspace::project_root();
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_owned());
     let mut cmd = Command::new(&cxx);
     cmd.arg("-I")
@@ -68,7 +68,7 @@ pub fn compile(
 /// How to build the C++ engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuildOptions {
-    /// Build `libtrace_ffi.a` with `--release` (default: the profile xtask itself was built
+    /// Build `libtrace_ffi.a` with `--release` (default: the profile this crate was built
     /// with, whose artifacts are most likely already there).
     pub release: bool,
     /// Hide cargo's and the compiler's warnings (errors are still reported, in the `Err`).
@@ -89,7 +89,7 @@ impl Default for BuildOptions {
 
 /// `cargo build -p trace-ffi --lib`; returns the `libtrace_ffi.a` cargo reports.
 pub fn build_staticlib(o: &BuildOptions) -> Result<PathBuf> {
-    let mut cmd = crate::cargo();
+    let mut cmd = crate::workspace::cargo();
     cmd.args([
         "build",
         "-p",

@@ -5,11 +5,11 @@
 
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use trace_diff::Rules;
 
 use super::{Job, Model, Precision, Reference, Task};
-use crate::python::{self, Extra};
+use crate::venv::{self as python, Extra};
 
 /// The transformers reference.
 pub struct Torch;
@@ -33,8 +33,8 @@ impl Reference for Torch {
          forward hooks"
     }
 
-    fn runs(&self, _model: Model) -> bool {
-        true
+    fn runs(&self, model: Model) -> bool {
+        matches!(model, Model::Synthetic | Model::MiniLm)
     }
 
     fn computes_in(&self, _precision: Precision) -> bool {
@@ -45,6 +45,7 @@ impl Reference for Torch {
         let preset = match model {
             Model::Synthetic => "hf-llama",
             Model::MiniLm => "hf-bert",
+            Model::TensorParallel => bail!("the torch reference runs no tensor-parallel model"),
         };
         Rules::preset(preset)
             .with_context(|| format!("trace-diff ships no preset {preset:?}"))?
@@ -54,7 +55,7 @@ impl Reference for Torch {
     fn command(&self, job: &Job<'_>) -> Result<Command> {
         let python = python::ensure_venv(&[Extra::Torch])?;
         let mut cmd = Command::new(python);
-        cmd.arg(crate::project_root().join("python/torch_reference.py"));
+        cmd.arg(crate::workspace::project_root().join("python/torch_reference.py"));
         match job.task {
             Task::Generate {
                 model_dir,
@@ -82,7 +83,7 @@ impl Reference for Torch {
             // No network: the model is the local directory, never the Hub.
             .env("HF_HUB_OFFLINE", "1")
             .env("TRANSFORMERS_OFFLINE", "1")
-            .current_dir(crate::project_root());
+            .current_dir(crate::workspace::project_root());
         Ok(cmd)
     }
 }

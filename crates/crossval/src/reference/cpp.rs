@@ -117,7 +117,7 @@ impl CppEngine {
         trace_dir: &Path,
     ) -> Result<Vec<u32>> {
         let mut cmd = self.command(model_dir, prompt_file, steps, precision);
-        crate::crossval::trace_into(&mut cmd, trace_dir)?;
+        crate::exec::trace_into(&mut cmd, trace_dir)?;
         let out = cmd
             .output()
             .with_context(|| format!("cannot run {}", self.exe.display()))?;
@@ -141,130 +141,5 @@ impl CppEngine {
             trace_dir.display()
         );
         Ok(tokens)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! The C++ engine against the Rust reference (bit for bit) and against candle (within
-    //! tolerance), on models the crossval writes. The engine is built once per test binary.
-
-    use std::collections::BTreeSet;
-    use std::sync::OnceLock;
-
-    use super::*;
-    use crate::crossval::synthetic::{self, Size};
-
-    fn engine() -> &'static CppEngine {
-        static ENGINE: OnceLock<CppEngine> = OnceLock::new();
-        ENGINE.get_or_init(|| {
-            CppEngine::build(&BuildOptions {
-                quiet: true,
-                strict: true,
-                ..BuildOptions::default()
-            })
-            .expect("building the C++ reference engine")
-        })
-    }
-
-    fn file_names(dir: &Path) -> BTreeSet<String> {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect()
-    }
-
-    /// Runs the crossval (candle and the Rust reference) and the C++ engine on the same model,
-    /// then checks that the C++ traces equal the Rust reference's byte for byte and that candle
-    /// agrees with them within tolerance.
-    fn check(size: Size, layers: usize, steps: usize, prompt: &str) {
-        let dir = tempfile::tempdir().unwrap();
-        let o = synthetic::Options {
-            out: dir.path().to_path_buf(),
-            layers,
-            steps,
-            seed: 11,
-            size,
-            prompt: prompt.to_owned(),
-            quiet: true,
-            ..synthetic::Options::default()
-        };
-        let outcome = synthetic::run(&o).unwrap();
-        assert!(outcome.agree(), "candle and the Rust reference disagree");
-        let (reference, cpp) = (dir.path().join("rust"), dir.path().join("cpp"));
-        let tokens = engine()
-            .run(
-                &dir.path().join("model"),
-                &dir.path().join("prompt.txt"),
-                steps,
-                Precision::F64,
-                &cpp,
-            )
-            .unwrap();
-        assert_eq!(tokens, outcome.reference_tokens);
-
-        // Rust reference (A) against C++ (B): every record identical.
-        let records = ((steps + 1) * (2 + layers * 16 + 3)) as u64;
-        let report = trace_diff::diff_dirs(&reference, &cpp, &Default::default()).unwrap();
-        let c = &report.counts;
-        assert_eq!(
-            (c.compared, c.identical, c.missing_in_a, c.missing_in_b),
-            (records, records, 0, 0),
-            "{}",
-            trace_diff::render::text(&report, &Default::default())
-        );
-        // Stronger: the same files with the same bytes (records, manifest, raw values).
-        let names = file_names(&reference);
-        assert_eq!(names, file_names(&cpp));
-        for name in &names {
-            let (a, b) = (reference.join(name), cpp.join(name));
-            assert!(
-                std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
-                "{} and {} differ",
-                a.display(),
-                b.display()
-            );
-        }
-
-        // candle (A) against C++ (B): what `--reference cpp` reports.
-        let report =
-            trace_diff::diff_dirs(&dir.path().join("candle"), &cpp, &Default::default()).unwrap();
-        assert_eq!(report.outcome, trace_diff::Outcome::Agree);
-        assert_eq!(
-            (report.counts.compared, report.counts.missing_in_b),
-            (records, 0)
-        );
-    }
-
-    #[test]
-    fn cpp_engine_equals_the_rust_reference_on_the_tiny_model() {
-        check(Size::Tiny, 2, 2, "Hi there");
-    }
-
-    #[test]
-    fn cpp_engine_equals_the_rust_reference_with_wider_groups_and_utf8() {
-        // 8 query heads over 2 key/value heads; multi-byte UTF-8 gives tokens above 127.
-        check(Size::Small, 1, 1, "naïve café");
-    }
-
-    #[test]
-    fn cpp_engine_reports_a_missing_model() {
-        let dir = tempfile::tempdir().unwrap();
-        let prompt = dir.path().join("prompt.txt");
-        std::fs::write(&prompt, "hi").unwrap();
-        let err = engine()
-            .run(
-                &dir.path().join("nope"),
-                &prompt,
-                1,
-                Precision::F64,
-                &dir.path().join("cpp"),
-            )
-            .unwrap_err();
-        let msg = format!("{err:#}");
-        assert!(
-            msg.contains("cannot read") && msg.contains("nope/config.json"),
-            "{msg}"
-        );
     }
 }

@@ -4,29 +4,74 @@
 //! temporary directory: well under a second each, even in a debug build.
 
 use super::*;
-use crate::crossval::reference::{self, Model, Precision};
-use crate::crossval::Judge;
+use crate::exec::open_run;
+use crate::judge::Judge;
+use crate::reference;
+use crate::task::Job;
 
 fn options(dir: &Path, inject: Option<Bug>) -> Options {
-    Options {
-        out: dir.to_path_buf(),
+    let mut o = Options::new(Model::Synthetic);
+    o.out = dir.to_path_buf();
+    o.quiet = true;
+    o.synthetic = crate::options::Synthetic {
         layers: 2,
         steps: 2,
         seed: 7,
         size: Size::Tiny,
         prompt: "Hi there".to_owned(),
         inject,
-        json: false,
-        reference: Model::Synthetic.default_reference(),
         precision: Precision::F32,
-        judge: Judge::default(),
-        bisect: None,
-        quiet: true,
-    }
+    };
+    o
 }
 
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
+fn run(o: &Options) -> Result<Outcome> {
+    crate::driver::run(&SyntheticHarness, o)
+}
+
+fn bisect(o: &Options) -> Result<trace_cli::bisect::Bisection> {
+    crate::driver::bisect(&SyntheticHarness, o)
+}
+
+/// The reference of `o` alone, in `precision`, traced into `trace_dir`.
+fn run_reference(
+    o: &Options,
+    inputs: &Inputs,
+    precision: Precision,
+    trace_dir: &Path,
+) -> Result<Vec<u32>> {
+    o.reference.unwrap().run(&Job {
+        task: SyntheticHarness.task(o, inputs)?,
+        precision,
+        trace_dir,
+        quiet: true,
+    })
+}
+
+/// The diff of `o.out/candle` with the reference's traces, and the verdict, as the driver makes
+/// them.
+fn compare(
+    o: &Options,
+    candle: CandleRun,
+    reference_tokens: Vec<u32>,
+    reference_dir: &Path,
+    baseline_dir: Option<&Path>,
+) -> Result<Outcome> {
+    let sides = Sides {
+        engine: o.out.join("candle"),
+        reference: reference_dir.to_path_buf(),
+        baseline: baseline_dir.map(Path::to_path_buf),
+    };
+    let a = open_run(&sides.engine)?;
+    let b = open_run(reference_dir)?;
+    let c = baseline_dir.map(open_run).transpose()?;
+    let rules = o.reference.unwrap().rules(Model::Synthetic)?;
+    let report = o.judge.diff(&a, &b, c.as_ref(), rules)?;
+    SyntheticHarness.conclude(o, report, candle, reference_tokens, &sides)
+}
+
+fn run_candle(o: &Options, inputs: &Inputs) -> Result<CandleRun> {
+    super::run_candle(o, inputs, &o.out.join("candle"))
 }
 
 #[test]
@@ -34,11 +79,7 @@ fn clean_run_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let o = options(dir.path(), None);
     let outcome = run(&o).unwrap();
-    assert!(
-        outcome.agree(),
-        "{}",
-        render(&o, &outcome).unwrap_or_default()
-    );
+    assert!(outcome.agree(), "{}", render(&o, &outcome));
     assert!(outcome.report.first_divergence.is_none());
     assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
     assert_eq!(outcome.candle_tokens.len(), 3);
@@ -53,7 +94,7 @@ fn clean_run_agrees() {
     assert!(dir.path().join("candle/manifest.jsonl").exists());
     assert!(dir.path().join("rust/blk0_q.trace").exists());
     assert!(dir.path().join("model/model.safetensors").exists());
-    check_clean_events(&outcome, o.layers, o.steps);
+    check_clean_events(&outcome, o.synthetic.layers, o.synthetic.steps);
     assert!(outcome.passed());
     // A second run into the same directory replaces the traces instead of appending to them.
     let again = run(&o).unwrap();
@@ -143,13 +184,13 @@ fn check(bug: Bug) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let o = options(dir.path(), Some(bug));
     let outcome = run(&o).unwrap();
-    let text = render(&o, &outcome).unwrap_or_default();
+    let text = render(&o, &outcome);
     assert!(!outcome.agree(), "{bug}: the engines agree\n{text}");
     let pair = outcome
         .report
         .first_divergence_pair()
         .unwrap_or_else(|| panic!("{bug}: no first divergence\n{text}"));
-    let expected = bug.expected(o.layers);
+    let expected = bug.expected(o.synthetic.layers);
     assert_eq!(
         (pair.display_name(), pair.layer, pair.seq),
         (
@@ -242,89 +283,6 @@ fn every_bug_has_a_test() {
 }
 
 #[test]
-fn parses_flags() {
-    let o = parse(&args(&[
-        "--layers",
-        "3",
-        "--steps",
-        "1",
-        "--seed",
-        "9",
-        "--size",
-        "small",
-        "--inject",
-        "rmsnorm-eps",
-        "--out",
-        "/tmp/x",
-        "--prompt",
-        "abc",
-        "--json",
-        "--reference",
-        "cpp",
-    ]))
-    .unwrap()
-    .unwrap();
-    assert_eq!((o.layers, o.steps, o.seed, o.size), (3, 1, 9, Size::Small));
-    assert_eq!(o.reference.name(), "cpp");
-    assert_eq!(o.inject, Some(Bug::RmsNormEps));
-    assert_eq!(
-        (o.out.to_str(), o.prompt.as_str(), o.json),
-        (Some("/tmp/x"), "abc", true)
-    );
-    assert_eq!(parse(&[]).unwrap().unwrap(), Options::default());
-    assert!(parse(&args(&["--help"])).unwrap().is_none());
-}
-
-#[test]
-fn rejects_bad_flags() {
-    let err = |a: &[&str]| format!("{:#}", parse(&args(a)).unwrap_err());
-    assert!(err(&["--inject", "nope"]).contains("rope-off-by-one"));
-    assert!(err(&["--size", "huge"]).contains("tiny, small, base"));
-    assert!(err(&["--layers"]).contains("needs a value"));
-    assert!(err(&["--layers", "-1"]).contains("non-negative integer"));
-    assert!(err(&["--layers", "0"]).contains("at least one layer"));
-    assert!(err(&["--frobnicate"]).contains("unknown option"));
-    assert!(err(&["--reference", "numpy"]).contains("cannot run the synthetic model"));
-}
-
-/// llama.cpp cannot be calibrated (F32 only): choosing it turns the baseline off, with or
-/// without `--no-baseline`, and with either engine precision.
-#[test]
-fn llama_cpp_implies_no_baseline() {
-    for extra in [&[][..], &["--no-baseline"], &["--dtype", "bf16"]] {
-        let mut a = args(&["--reference", "llama.cpp"]);
-        a.extend(args(extra));
-        let o = parse(&a).unwrap().unwrap();
-        assert_eq!(o.reference.name(), "llama.cpp");
-        assert!(!o.judge.baseline, "{extra:?}");
-    }
-    assert!(
-        parse(&args(&["--reference", "rust"]))
-            .unwrap()
-            .unwrap()
-            .judge
-            .baseline
-    );
-}
-
-#[test]
-fn help_lists_every_bug_size_and_reference() {
-    let h = help();
-    for name in ["rust", "cpp", "torch", "llama.cpp"] {
-        assert!(h.contains(name), "{h}");
-    }
-    for bug in Bug::ALL {
-        assert!(
-            h.contains(bug.name()) && h.contains(bug.description()),
-            "{h}"
-        );
-    }
-    for size in Size::ALL {
-        assert!(h.contains(size.name()), "{h}");
-    }
-}
-
-#[test]
 fn refuses_to_clear_a_foreign_directory() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("candle")).unwrap();
@@ -342,7 +300,7 @@ fn refuses_to_clear_a_foreign_directory() {
 fn transformers_reference_agrees_and_localizes_every_bug() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = Options {
-        reference: reference::find("torch", Model::Synthetic).unwrap(),
+        reference: Some(reference::find("torch", Model::Synthetic).unwrap()),
         ..options(dir.path(), None)
     };
     let inputs = write_inputs(&o).unwrap();
@@ -360,7 +318,7 @@ fn transformers_reference_agrees_and_localizes_every_bug() {
         Some(&baseline_dir),
     )
     .unwrap();
-    let text = render(&o, &outcome).unwrap();
+    let text = render(&o, &outcome);
     assert!(outcome.passed(), "{text}");
     assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
     let c = &outcome.report.counts;
@@ -370,7 +328,7 @@ fn transformers_reference_agrees_and_localizes_every_bug() {
     assert_eq!(c.compared, 3 * (2 + 2 * 16 + 2), "{text}");
 
     for bug in Bug::ALL {
-        o.inject = Some(bug);
+        o.synthetic.inject = Some(bug);
         let candle = run_candle(&o, &inputs).unwrap();
         let outcome = compare(
             &o,
@@ -380,12 +338,12 @@ fn transformers_reference_agrees_and_localizes_every_bug() {
             Some(&baseline_dir),
         )
         .unwrap();
-        let text = render(&o, &outcome).unwrap();
+        let text = render(&o, &outcome);
         let pair = outcome
             .report
             .first_divergence_pair()
             .unwrap_or_else(|| panic!("{bug}: no first divergence\n{text}"));
-        let expected = bug.expected(o.layers);
+        let expected = bug.expected(o.synthetic.layers);
         assert_eq!(
             (pair.display_name(), pair.layer, pair.seq),
             (
@@ -404,12 +362,10 @@ fn transformers_reference_agrees_and_localizes_every_bug() {
 #[test]
 fn bf16_engine_passes_calibrated_and_fails_tolerances() {
     let dir = tempfile::tempdir().unwrap();
-    let o = Options {
-        precision: Precision::Bf16,
-        ..options(dir.path(), None)
-    };
+    let mut o = options(dir.path(), None);
+    o.synthetic.precision = Precision::Bf16;
     let outcome = run(&o).unwrap();
-    let text = render(&o, &outcome).unwrap();
+    let text = render(&o, &outcome);
     assert!(outcome.passed(), "{text}");
     assert!(dir.path().join("rust-bf16/manifest.jsonl").exists());
     let calibration = outcome.report.calibration.as_ref().unwrap();
@@ -428,12 +384,10 @@ fn bf16_engine_passes_calibrated_and_fails_tolerances() {
         "a BF16 engine passed the dtype tolerances against an f64 reference"
     );
 
-    let buggy = Options {
-        inject: Some(Bug::MlpTransposedWeight),
-        ..o
-    };
+    let mut buggy = o;
+    buggy.synthetic.inject = Some(Bug::MlpTransposedWeight);
     let outcome = run(&buggy).unwrap();
-    let text = render(&buggy, &outcome).unwrap();
+    let text = render(&buggy, &outcome);
     let pair = outcome.report.first_divergence_pair().unwrap();
     assert_eq!(
         (pair.display_name(), pair.layer),
@@ -459,7 +413,7 @@ fn bisect_finds_the_full_runs_first_divergence_with_exact_metrics() {
         ..options(&dir.path().join("bisected"), Some(bug))
     };
     let found = bisect(&o).unwrap();
-    let text = crate::crossval::bisect::render(&found);
+    let text = crate::bisect::render(&found);
     assert_eq!(found.outcome, BisectOutcome::Diverged, "{text}");
     assert!(found.nondeterministic.is_none(), "{text}");
     let first = found.report.first_divergence_pair().unwrap();
@@ -507,7 +461,7 @@ fn bisect_finds_the_full_runs_first_divergence_with_exact_metrics() {
 fn llama_cpp_reference_agrees_and_localizes_every_bug() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = Options {
-        reference: reference::find("llama.cpp", Model::Synthetic).unwrap(),
+        reference: Some(reference::find("llama.cpp", Model::Synthetic).unwrap()),
         judge: Judge {
             baseline: false,
             ..Judge::default()
@@ -520,7 +474,7 @@ fn llama_cpp_reference_agrees_and_localizes_every_bug() {
 
     let candle = run_candle(&o, &inputs).unwrap();
     let outcome = compare(&o, candle, reference_tokens.clone(), &reference_dir, None).unwrap();
-    let text = render(&o, &outcome).unwrap();
+    let text = render(&o, &outcome);
     assert!(outcome.passed(), "{text}");
     assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
     let c = &outcome.report.counts;
@@ -545,15 +499,15 @@ fn llama_cpp_reference_agrees_and_localizes_every_bug() {
     );
 
     for bug in Bug::ALL {
-        o.inject = Some(bug);
+        o.synthetic.inject = Some(bug);
         let candle = run_candle(&o, &inputs).unwrap();
         let outcome = compare(&o, candle, reference_tokens.clone(), &reference_dir, None).unwrap();
-        let text = render(&o, &outcome).unwrap();
+        let text = render(&o, &outcome);
         let pair = outcome
             .report
             .first_divergence_pair()
             .unwrap_or_else(|| panic!("{bug}: no first divergence\n{text}"));
-        let expected = bug.expected(o.layers);
+        let expected = bug.expected(o.synthetic.layers);
         assert_eq!(
             (pair.display_name(), pair.layer, pair.seq),
             (
@@ -562,6 +516,131 @@ fn llama_cpp_reference_agrees_and_localizes_every_bug() {
                 Some(expected.seq)
             ),
             "{bug}: wrong first divergence against llama.cpp\n{text}"
+        );
+    }
+}
+
+/// The C++ engine (`--reference cpp`) against the Rust reference (bit for bit) and against
+/// candle (within tolerance), on models the crossval writes. The engine is built once per test
+/// binary.
+mod cpp {
+
+    use std::collections::BTreeSet;
+    use std::sync::OnceLock;
+
+    use super::*;
+    use crate::reference::cpp::CppEngine;
+    use crate::reference::native::BuildOptions;
+
+    fn engine() -> &'static CppEngine {
+        static ENGINE: OnceLock<CppEngine> = OnceLock::new();
+        ENGINE.get_or_init(|| {
+            CppEngine::build(&BuildOptions {
+                quiet: true,
+                strict: true,
+                ..BuildOptions::default()
+            })
+            .expect("building the C++ reference engine")
+        })
+    }
+
+    fn file_names(dir: &Path) -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+
+    /// Runs the crossval (candle and the Rust reference) and the C++ engine on the same model,
+    /// then checks that the C++ traces equal the Rust reference's byte for byte and that candle
+    /// agrees with them within tolerance.
+    fn check(size: Size, layers: usize, steps: usize, prompt: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = options(dir.path(), None);
+        o.synthetic = crate::options::Synthetic {
+            layers,
+            steps,
+            seed: 11,
+            size,
+            prompt: prompt.to_owned(),
+            ..o.synthetic
+        };
+        let outcome = run(&o).unwrap();
+        assert!(outcome.agree(), "candle and the Rust reference disagree");
+        let (reference, cpp) = (dir.path().join("rust"), dir.path().join("cpp"));
+        let tokens = engine()
+            .run(
+                &dir.path().join("model"),
+                &dir.path().join("prompt.txt"),
+                steps,
+                Precision::F64,
+                &cpp,
+            )
+            .unwrap();
+        assert_eq!(tokens, outcome.reference_tokens);
+
+        // Rust reference (A) against C++ (B): every record identical.
+        let records = ((steps + 1) * (2 + layers * 16 + 3)) as u64;
+        let report = trace_diff::diff_dirs(&reference, &cpp, &Default::default()).unwrap();
+        let c = &report.counts;
+        assert_eq!(
+            (c.compared, c.identical, c.missing_in_a, c.missing_in_b),
+            (records, records, 0, 0),
+            "{}",
+            trace_diff::render::text(&report, &Default::default())
+        );
+        // Stronger: the same files with the same bytes (records, manifest, raw values).
+        let names = file_names(&reference);
+        assert_eq!(names, file_names(&cpp));
+        for name in &names {
+            let (a, b) = (reference.join(name), cpp.join(name));
+            assert!(
+                std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+                "{} and {} differ",
+                a.display(),
+                b.display()
+            );
+        }
+
+        // candle (A) against C++ (B): what `--reference cpp` reports.
+        let report =
+            trace_diff::diff_dirs(&dir.path().join("candle"), &cpp, &Default::default()).unwrap();
+        assert_eq!(report.outcome, trace_diff::Outcome::Agree);
+        assert_eq!(
+            (report.counts.compared, report.counts.missing_in_b),
+            (records, 0)
+        );
+    }
+
+    #[test]
+    fn cpp_engine_equals_the_rust_reference_on_the_tiny_model() {
+        check(Size::Tiny, 2, 2, "Hi there");
+    }
+
+    #[test]
+    fn cpp_engine_equals_the_rust_reference_with_wider_groups_and_utf8() {
+        // 8 query heads over 2 key/value heads; multi-byte UTF-8 gives tokens above 127.
+        check(Size::Small, 1, 1, "naïve café");
+    }
+
+    #[test]
+    fn cpp_engine_reports_a_missing_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let prompt = dir.path().join("prompt.txt");
+        std::fs::write(&prompt, "hi").unwrap();
+        let err = engine()
+            .run(
+                &dir.path().join("nope"),
+                &prompt,
+                1,
+                Precision::F64,
+                &dir.path().join("cpp"),
+            )
+            .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("cannot read") && msg.contains("nope/config.json"),
+            "{msg}"
         );
     }
 }

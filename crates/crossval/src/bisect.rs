@@ -3,7 +3,7 @@
 //! window around the first divergence only. Exact metrics where they matter without saving every
 //! tensor, and a determinism check of both sides on the way.
 //!
-//! The candle side runs as `xtask crossval-side` (see `side.rs`), the reference as its
+//! The candle side runs as `crossval-side` (see `side.rs`), the reference as its
 //! `Reference::command` in f64 and, for calibrated verdicts (the default), again in the engine's
 //! precision as the baseline, bisected alongside B.
 
@@ -15,7 +15,7 @@ use trace_cli::bisect::{BisectOptions, Bisection};
 use trace_cli::engine::EngineCommand;
 use trace_diff::{DiffOptions, Rules};
 
-use super::Judge;
+use crate::judge::Judge;
 
 /// Bisects the candle command `a` against the reference command `b` (calibrated by the baseline
 /// command `c` when given) under `rules`, the runs in `out` (emptied of an earlier bisection

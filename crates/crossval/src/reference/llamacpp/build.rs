@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::python::{self, Extra};
+use crate::venv::{self as python, Extra};
 
 /// The pinned `llama-cpp-python` release whose `vendor/llama.cpp` is built.
 pub const VERSION: &str = "0.3.36";
@@ -65,7 +65,7 @@ impl Built {
 
 /// `target/llama.cpp-VERSION`.
 pub fn root() -> PathBuf {
-    crate::project_root()
+    crate::workspace::project_root()
         .join("target")
         .join(format!("llama.cpp-{VERSION}"))
 }
@@ -171,7 +171,7 @@ fn fetch(python: &Path, root: &Path) -> Result<PathBuf> {
     .with_context(|| format!("write {}", requirements.display()))?;
     // --no-binary for this package only: the sdist, not a wheel (`:all:` would also build
     // CMake from source for the metadata step).
-    crate::run_step(
+    crate::workspace::run_step(
         &format!("llama.cpp: pip download llama-cpp-python=={VERSION} (sdist, sha256 checked)"),
         Command::new(python)
             .args([
@@ -200,7 +200,7 @@ fn fetch(python: &Path, root: &Path) -> Result<PathBuf> {
 /// Runs a build step; its output is shown unless `quiet` (then only on failure).
 fn step(quiet: bool, what: &str, cmd: &mut Command) -> Result<()> {
     if !quiet {
-        return crate::run_step(what, cmd);
+        return crate::workspace::run_step(what, cmd);
     }
     let out = cmd
         .stdin(Stdio::null())

@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{bail, Result};
 
 use super::{Job, Model, Precision, Reference, Task};
-use crate::python::{self, Extra};
+use crate::venv::{self as python, Extra};
 
 /// The numpy MiniLM reference.
 pub struct Numpy;
@@ -39,12 +39,12 @@ impl Reference for Numpy {
         };
         let python = python::ensure_venv(&[Extra::MiniLm])?;
         let mut cmd = Command::new(python);
-        cmd.arg(crate::project_root().join("python/minilm_reference.py"))
+        cmd.arg(crate::workspace::project_root().join("python/minilm_reference.py"))
             .arg("embed")
             .arg(model_dir)
             .arg(sentences_file)
             .args(["--dtype", dtype(job.precision)?])
-            .current_dir(crate::project_root());
+            .current_dir(crate::workspace::project_root());
         if let Some(n) = max_tokens {
             cmd.arg("--max-tokens").arg(n.to_string());
         }
