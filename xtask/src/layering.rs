@@ -1,14 +1,16 @@
 //! The workspace's layering, checked against `cargo metadata` (run by `cargo xtask ci` as a test).
 //!
-//! trace-core depends on no workspace crate and no tensor or CLI library; the adapters and the
-//! diff depend on trace-core only (so the diff never needs candle); only the top (trace-cli,
-//! xtask) may depend on everything.
+//! trace-core depends on no workspace crate and no tensor or CLI library; trace-events sits on
+//! trace-core only; the adapters and the diff depend on trace-core (and trace-candle on
+//! trace-events), so the diff never needs candle; only the top (trace-cli, xtask) may depend on
+//! everything.
 
 /// Workspace crates each crate may depend on (normal and build dependencies).
 const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
     ("trace-core", &[]),
+    ("trace-events", &["trace-core"]),
     ("trace-diff", &["trace-core"]),
-    ("trace-candle", &["trace-core"]),
+    ("trace-candle", &["trace-core", "trace-events"]),
     ("trace-ffi", &["trace-core"]),
     ("reference-engine", &["trace-core"]),
     ("minilm", &["trace-core", "trace-candle"]),
@@ -18,6 +20,10 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
 const FORBIDDEN_EXTERNAL: &[(&str, &[&str])] = &[
     (
         "trace-core",
+        &["candle-core", "clap", "anstream", "owo-colors", "anyhow"],
+    ),
+    (
+        "trace-events",
         &["candle-core", "clap", "anstream", "owo-colors", "anyhow"],
     ),
     ("trace-diff", &["candle-core"]),

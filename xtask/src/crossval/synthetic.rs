@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use trace_candle::engine::{Bug, Llama, Traces};
-use trace_core::events::{ContractViolation, InferenceTracer, TraceConfig};
+use trace_events::{ContractViolation, InferenceTracer, TraceConfig};
 
 use super::reference::{self, Job, Model, Precision, Reference, Task};
 use super::{fresh_tracer, number, open_run, Judge, Progress};
@@ -98,7 +98,7 @@ pub struct Events {
     /// The saved JSON history.
     pub path: PathBuf,
     /// The history itself.
-    pub document: trace_core::events::TraceDocument,
+    pub document: trace_events::TraceDocument,
     /// Contract violations of the saved file (empty for a sound history).
     pub violations: Vec<ContractViolation>,
 }
@@ -479,12 +479,12 @@ pub fn run_candle(o: &Options, inputs: &Inputs) -> Result<CandleRun> {
         generation.tokens
     };
     // Read back from disk (what a user would check), once, then validated.
-    let document = trace_core::events::TraceDocument::read(&events_path)
+    let document = trace_events::TraceDocument::read(&events_path)
         .with_context(|| format!("read {}", events_path.display()))?;
     Ok(CandleRun {
         tokens,
         events: Events {
-            violations: trace_core::events::validate(&document),
+            violations: trace_events::validate(&document),
             document,
             path: events_path,
         },

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use trace_core::events::{
+use trace_events::{
     render, validate, validate_json, EventType, LoadError, Producer, Severity, StatsSummary,
     TraceDocument, TraceStep,
 };
@@ -295,7 +295,7 @@ fn realizar_layout_errors_name_the_field_and_value() {
 
 mod props {
     use proptest::prelude::*;
-    use trace_core::events::TraceDocument;
+    use trace_events::TraceDocument;
 
     use super::text;
 

@@ -297,7 +297,7 @@ pub fn validate_file(path: &Path) -> Result<Vec<ContractViolation>, LoadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{EventStats, ModelInfo, TraceDetails, TraceEvent, TraceStep};
+    use crate::{EventStats, ModelInfo, TraceDetails, TraceEvent, TraceStep};
 
     fn event(id: u64, event_type: EventType, step: TraceStep, link: Option<u64>) -> TraceEvent {
         TraceEvent {

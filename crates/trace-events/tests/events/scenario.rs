@@ -1,9 +1,9 @@
 //! A deterministic run exercising every step, check and failure path.
 
-use trace_core::events::{
+use trace_core::TensorView;
+use trace_events::{
     Exit, InferenceTracer, Kernel, ModelInfo, Site, TickClock, TraceConfig, TraceDetails, TraceStep,
 };
-use trace_core::TensorView;
 
 /// A tracer on the fixed tick clock, so every timestamp and duration is reproducible.
 pub fn tracer(config: TraceConfig) -> InferenceTracer {

@@ -1,10 +1,8 @@
 //! Any sequence of enter, exit, fail and drop yields a history that passes the contracts.
 
 use proptest::prelude::*;
-use trace_core::events::{
-    validate, Exit, Policy, Site, Span, TraceConfig, TraceDocument, TraceStep,
-};
 use trace_core::TensorView;
+use trace_events::{validate, Exit, Policy, Site, Span, TraceConfig, TraceDocument, TraceStep};
 
 use crate::scenario;
 

@@ -15,7 +15,7 @@ use super::schema::{
 };
 use super::step::TraceStep;
 use super::topk::{top_k_logits, top_k_probs};
-use crate::{fingerprint, Data, TensorView};
+use trace_core::{fingerprint, Data, TensorView};
 
 /// Where in the generation an event happened: iteration (0 = prefill, then one per decode step),
 /// layer, and an optional free-form name.
@@ -865,7 +865,7 @@ impl InferenceTracer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::TickClock;
+    use crate::TickClock;
 
     fn tracer(config: TraceConfig) -> InferenceTracer {
         InferenceTracer::with_clock(config, TickClock::fixed())

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use trace_core::events::{top_k_logits, Exit, InferenceTracer, Site, TraceStep};
+use trace_events::{top_k_logits, Exit, InferenceTracer, Site, TraceStep};
 
 /// Llama 3's vocabulary size.
 const VOCAB: usize = 128_256;

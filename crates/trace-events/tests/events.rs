@@ -1,4 +1,4 @@
-//! Integration tests of `trace_core::events`: golden renderings, hand-broken histories, the
+//! Integration tests of `trace_events`: golden renderings, hand-broken histories, the
 //! contract property and realizar's own histories.
 
 #[path = "events/scenario.rs"]

@@ -18,7 +18,7 @@ fn rank(a: &(u32, f32), b: &(u32, f32)) -> Ordering {
 /// The `k` highest finite logits as `(token_id, logit)`, highest first, ties by lower id.
 ///
 /// ```
-/// use trace_core::events::top_k_logits;
+/// use trace_events::top_k_logits;
 /// assert_eq!(top_k_logits(&[0.5, 2.0, f32::NAN, 2.0, -1.0], 3), vec![(1, 2.0), (3, 2.0), (0, 0.5)]);
 /// ```
 pub fn top_k_logits(logits: &[f32], k: usize) -> Vec<(u32, f32)> {

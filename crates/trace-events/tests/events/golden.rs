@@ -1,7 +1,7 @@
 //! Golden files for every renderer. The tick clock makes timestamps and durations
 //! deterministic, so nothing needs redacting.
 
-use trace_core::events::{validate, TraceDocument};
+use trace_events::{validate, TraceDocument};
 
 use crate::scenario;
 
@@ -30,7 +30,7 @@ fn text_golden() {
         insta::assert_snapshot!("history_text", t.format_text());
         insta::assert_snapshot!(
             "history_text_verbose",
-            trace_core::events::render::text(&t.document(), true)
+            trace_events::render::text(&t.document(), true)
         );
     });
 }

@@ -493,7 +493,7 @@ fn span_event(entry: &TraceEvent, ts: u64, closer: Option<&TraceEvent>, end: u64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Exit, InferenceTracer, Site, TickClock, TraceConfig};
+    use crate::{Exit, InferenceTracer, Site, TickClock, TraceConfig};
 
     #[test]
     fn layers_beyond_three_are_folded_unless_verbose() {

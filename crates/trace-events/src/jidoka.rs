@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::schema::Severity;
 use super::step::TraceStep;
-use crate::Data;
+use trace_core::Data;
 
 /// Where a non-finite value was first seen, relative to the step's own input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::step::TraceStep;
-use crate::Fingerprint;
+use trace_core::Fingerprint;
 
 /// Version of the event format (`format_version` field); bumped on incompatible changes.
 pub const EVENTS_FORMAT_VERSION: u32 = 1;

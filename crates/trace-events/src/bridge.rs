@@ -76,8 +76,8 @@ mod tests {
     use tracing::span::{Attributes, Id, Record};
     use tracing::{Event, Metadata, Subscriber};
 
-    use crate::events::{Exit, InferenceTracer, Site, TickClock, TraceConfig, TraceStep};
-    use crate::TensorView;
+    use crate::{Exit, InferenceTracer, Site, TickClock, TraceConfig, TraceStep};
+    use trace_core::TensorView;
 
     /// Counts spans and events: enough to see the bridge fire without a subscriber crate.
     #[derive(Default)]

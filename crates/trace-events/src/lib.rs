@@ -1,3 +1,5 @@
+//! # trace-events
+//!
 //! The pipeline event history: where in the inference state machine a run went wrong.
 //!
 //! Inference is modelled as realizar models it, after AWS Step Functions: steps
@@ -16,7 +18,7 @@
 //! # What this does better than the seed
 //!
 //! realizar's tracer was reported to print things that had not happened. Here:
-//! - **Stats are real.** They come from [`crate::fingerprint`], the capture path's one-pass
+//! - **Stats are real.** They come from [`trace_core::fingerprint`], the capture path's one-pass
 //!   statistics over the actual values (plus the blake3 hash that ties an event to a capture
 //!   record); an event without a tensor has `"stats": null`, never zeros.
 //! - **Timings are measured.** `duration_us` is the monotonic time between entry and exit
@@ -41,7 +43,7 @@
 //! # Example
 //!
 //! ```
-//! use trace_core::events::{
+//! use trace_events::{
 //!     validate, Exit, InferenceTracer, ModelInfo, Site, TraceConfig, TraceDocument, TraceStep,
 //! };
 //! use trace_core::TensorView;
@@ -76,6 +78,7 @@
 //! assert!(tracer.format_text().contains("NaN first appears in layer 0 ATTENTION output"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![deny(missing_docs)]
 
 mod bridge;
 mod clock;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use trace_core::events::{validate_file, LoadError};
+use trace_events::{validate_file, LoadError};
 
 fn path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
