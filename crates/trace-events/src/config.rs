@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::step::{parse_steps, TraceStep};
+use crate::Error;
 
 /// Environment variable holding the step list (`tokenize,sample`, `all`); setting it enables
 /// event tracing.
@@ -52,31 +53,19 @@ impl fmt::Display for Policy {
 }
 
 impl FromStr for Policy {
-    type Err = ConfigError;
+    type Err = Error;
 
     /// Parses `warn` or `stop`, case-insensitively.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         [Policy::Warn, Policy::Stop]
             .into_iter()
             .find(|p| p.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| ConfigError {
+            .ok_or_else(|| Error::Config {
                 setting: "policy",
                 value: s.to_owned(),
                 problem: "expected warn or stop".to_owned(),
             })
     }
-}
-
-/// An invalid event-tracing setting.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {setting}={value:?}: {problem}")]
-pub struct ConfigError {
-    /// The setting or environment variable, e.g. `TENSOR_TRACE_STEPS`.
-    pub setting: &'static str,
-    /// The value that was given.
-    pub value: String,
-    /// What is wrong and what was expected.
-    pub problem: String,
 }
 
 /// Event tracing configuration: the seed's four fields plus the Jidoka settings.
@@ -131,14 +120,14 @@ impl TraceConfig {
 
     /// Parses a step list such as `tokenize,sample` (the seed's `parse_steps`, but an unknown
     /// name is an error instead of being dropped). Empty or `all` means every step.
-    pub fn parse_steps(list: &str) -> Result<HashSet<TraceStep>, super::UnknownStep> {
+    pub fn parse_steps(list: &str) -> Result<HashSet<TraceStep>, Error> {
         parse_steps(list)
     }
 
     /// Sets the steps from a list such as `tokenize,sample` (see
     /// [`parse_steps`](super::parse_steps)); unknown names are an error listing the valid ones.
-    pub fn with_steps(mut self, list: &str) -> Result<Self, ConfigError> {
-        self.steps = parse_steps(list).map_err(|e| ConfigError {
+    pub fn with_steps(mut self, list: &str) -> Result<Self, Error> {
+        self.steps = parse_steps(list).map_err(|e| Error::Config {
             setting: "--trace",
             value: list.to_owned(),
             problem: e.to_string(),
@@ -148,26 +137,30 @@ impl TraceConfig {
 
     /// Reads [`STEPS_ENV`], [`POLICY_ENV`] and [`OUTPUT_ENV`]. Tracing is enabled when
     /// `TENSOR_TRACE_STEPS` is set (to a list, or `all`).
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Self, Error> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
 
     /// [`from_env`](Self::from_env) with the variables looked up through `var` (for tests and
     /// for engines that keep settings elsewhere).
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let mut config = TraceConfig::default();
         if let Some(list) = var(STEPS_ENV) {
             config.enabled = true;
-            config.steps = parse_steps(&list).map_err(|e| ConfigError {
+            config.steps = parse_steps(&list).map_err(|e| Error::Config {
                 setting: STEPS_ENV,
                 value: list.clone(),
                 problem: e.to_string(),
             })?;
         }
         if let Some(policy) = var(POLICY_ENV) {
-            config.policy = policy.parse().map_err(|e: ConfigError| ConfigError {
-                setting: POLICY_ENV,
-                ..e
+            config.policy = policy.parse().map_err(|e| match e {
+                Error::Config { value, problem, .. } => Error::Config {
+                    setting: POLICY_ENV,
+                    value,
+                    problem,
+                },
+                other => other,
             })?;
         }
         if let Some(path) = var(OUTPUT_ENV).filter(|p| !p.is_empty()) {

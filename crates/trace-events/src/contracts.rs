@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use super::schema::{EventType, LoadError, Producer, Severity, TraceDocument};
+use super::schema::{EventType, Producer, Severity, TraceDocument};
 use super::step::TraceStep;
+use crate::Error;
 
 /// A rule of the event contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -285,12 +286,12 @@ fn step_name(step: Option<super::TraceStep>) -> &'static str {
 }
 
 /// Parses a JSON history and validates it.
-pub fn validate_json(text: &str) -> Result<Vec<ContractViolation>, LoadError> {
+pub fn validate_json(text: &str) -> Result<Vec<ContractViolation>, Error> {
     Ok(validate(&TraceDocument::from_json(text)?))
 }
 
 /// Reads a JSON history file and validates it.
-pub fn validate_file(path: &Path) -> Result<Vec<ContractViolation>, LoadError> {
+pub fn validate_file(path: &Path) -> Result<Vec<ContractViolation>, Error> {
     Ok(validate(&TraceDocument::read(path)?))
 }
 

@@ -29,7 +29,7 @@
 //!   [`Span::exit`] (an early `?`, a panic) records `ExecutionFailed` with the reason. Nested
 //!   spans link to their parent (`parent_event_id`) and to their own entry, even when closed out
 //!   of order. realizar kept one "last entered" id, so nesting broke the links.
-//! - **Unknown step names are errors** ([`UnknownStep`]) listing the valid names; realizar
+//! - **Unknown step names are errors** ([`Error::UnknownStep`]) listing the valid names; realizar
 //!   dropped them silently and traced nothing.
 //! - **Top-k is a partial selection** ([`top_k_logits`]), O(V) instead of a full O(V log V) sort of
 //!   the vocabulary, with a numerically stable softmax and ties ordered by token id.
@@ -84,7 +84,10 @@ mod bridge;
 mod clock;
 mod config;
 mod contracts;
+mod error;
+mod float;
 mod jidoka;
+mod load;
 mod realizar;
 pub mod render;
 mod schema;
@@ -94,15 +97,16 @@ mod tracer;
 
 pub use clock::{rfc3339, Clock, SystemClock, TickClock};
 pub use config::{
-    ConfigError, Policy, TraceConfig, DEFAULT_GARBAGE_THRESHOLD, DEFAULT_TOP_K, OUTPUT_ENV,
-    POLICY_ENV, STEPS_ENV,
+    Policy, TraceConfig, DEFAULT_GARBAGE_THRESHOLD, DEFAULT_TOP_K, OUTPUT_ENV, POLICY_ENV,
+    STEPS_ENV,
 };
 pub use contracts::{validate, validate_file, validate_json, ContractViolation, Rule};
+pub use error::{Error, Result};
 pub use jidoka::{first_non_finite, garbage_share, is_suspicious_char, Origin, TraceError};
 pub use schema::{
-    EventStats, EventType, LoadError, ModelInfo, Producer, Severity, StatsSummary, TraceDetails,
+    EventStats, EventType, ModelInfo, Producer, Severity, StatsSummary, TraceDetails,
     TraceDocument, TraceEvent, EVENTS_FORMAT_VERSION, REALIZAR_VERSION,
 };
-pub use step::{parse_steps, valid_steps, TraceStep, UnknownStep};
+pub use step::{parse_steps, valid_steps, TraceStep};
 pub use topk::{top_k_logits, top_k_probs};
 pub use tracer::{Exit, InferenceTracer, Kernel, Site, Span};

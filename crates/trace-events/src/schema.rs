@@ -12,9 +12,7 @@
 //! [`producer`](TraceDocument::producer) is [`Producer::Realizar`], and what realizar does not
 //! write stays unknown (`None`) instead of being made up.
 
-use std::borrow::Cow;
 use std::fmt;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -272,16 +270,16 @@ impl EventStats {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StatsSummary {
     /// Smallest finite element; `+inf` when none is finite.
-    #[serde(with = "super::realizar::float")]
+    #[serde(with = "crate::float")]
     pub min: Option<f64>,
     /// Largest finite element; `-inf` when none is finite.
-    #[serde(with = "super::realizar::float")]
+    #[serde(with = "crate::float")]
     pub max: Option<f64>,
     /// Sum of the finite elements over the number of all elements.
-    #[serde(with = "super::realizar::float")]
+    #[serde(with = "crate::float")]
     pub mean: Option<f64>,
     /// Population standard deviation around `mean`, over all elements.
-    #[serde(with = "super::realizar::float")]
+    #[serde(with = "crate::float")]
     pub std: Option<f64>,
     /// Whether any element is NaN.
     pub has_nan: bool,
@@ -369,87 +367,12 @@ impl TraceDetails {
     }
 }
 
-/// A history file that could not be read or is not an event history.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoadError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Not JSON of the document shape (serde names the field, line and column).
-    #[error("not a valid event history: {0}")]
-    Parse(#[from] serde_json::Error),
-    /// No `format_version`, so read as realizar's `--trace-output` layout, and not that either.
-    #[error("not a valid event history (no `format_version`, so read as realizar's --trace-output layout): {0}")]
-    Realizar(serde_json::Error),
-    /// A realizar history whose `version` is not the `"1.0"` this reader knows.
-    #[error("realizar history `version` {found:?} is not supported, this reader knows {REALIZAR_VERSION:?}")]
-    RealizarVersion {
-        /// The `version` in the file.
-        found: String,
-    },
-    /// A format version this reader does not know.
-    #[error("event format_version {found} is not supported, this reader knows 1..={EVENTS_FORMAT_VERSION}")]
-    Version {
-        /// The version in the file.
-        found: u32,
-    },
-}
-
 impl TraceDocument {
     /// Pretty JSON with a trailing newline; [`from_json`](Self::from_json) reads it back equal.
     pub fn to_json(&self) -> String {
         let mut s = serde_json::to_string_pretty(self).expect("event histories always serialize");
         s.push('\n');
         s
-    }
-
-    /// Parses a history and checks its format version: ours (with `format_version`), or
-    /// realizar's `--trace-output` JSON (without), read as `docs/FORMAT.md` ("Reading realizar's
-    /// histories") describes: what realizar does not write stays `None`.
-    pub fn from_json(text: &str) -> Result<Self, LoadError> {
-        /// Only whether the key is there; every other key is skipped unparsed.
-        #[derive(Deserialize)]
-        struct Probe {
-            format_version: Option<serde::de::IgnoredAny>,
-        }
-        let probe: Probe = match serde_json::from_str(text) {
-            Ok(probe) => probe,
-            Err(e) => {
-                // realizar prints strings with Rust's `{:?}`, whose `\0` and `\u{..}` JSON lacks.
-                if let Cow::Owned(json) = super::realizar::rust_escapes_to_json(text) {
-                    let probe: Result<Probe, _> = serde_json::from_str(&json);
-                    if probe.is_ok_and(|p| p.format_version.is_none()) {
-                        return super::realizar::read(&json);
-                    }
-                }
-                return Err(e.into());
-            }
-        };
-        if probe.format_version.is_none() {
-            return super::realizar::read(text);
-        }
-        let doc: TraceDocument = serde_json::from_str(text)?;
-        if doc.format_version == 0 || doc.format_version > EVENTS_FORMAT_VERSION {
-            return Err(LoadError::Version {
-                found: doc.format_version,
-            });
-        }
-        Ok(doc)
-    }
-
-    /// Reads a history file.
-    pub fn read(path: &Path) -> Result<Self, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_json(&text)
     }
 
     /// The event with `id`.
@@ -476,24 +399,5 @@ mod tests {
         let out = serde_json::to_value(&event).unwrap();
         assert_eq!(out["type"], "TaskStateEntered");
         assert!(out.get("details").is_none() && out.get("hint").is_none());
-    }
-
-    #[test]
-    fn version_is_checked() {
-        let doc = TraceDocument {
-            version: REALIZAR_VERSION.into(),
-            format_version: 2,
-            producer: Producer::TensorTrace,
-            timestamp: String::new(),
-            model: ModelInfo::default(),
-            events: vec![],
-            error_count: 0,
-            warning_count: 0,
-        };
-        let err = TraceDocument::from_json(&doc.to_json()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "event format_version 2 is not supported, this reader knows 1..=1"
-        );
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::bridge;
 use super::clock::{rfc3339, Clock, SystemClock};
-use super::config::{ConfigError, Policy, TraceConfig};
+use super::config::{Policy, TraceConfig};
 use super::contracts::{validate, ContractViolation};
 use super::jidoka::{first_non_finite, garbage_share, Origin, TraceError};
 use super::render;
@@ -304,7 +304,7 @@ impl InferenceTracer {
 
     /// A tracer configured from `TENSOR_TRACE_STEPS` and friends (see
     /// [`TraceConfig::from_env`]).
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Self, crate::Error> {
         Ok(Self::new(TraceConfig::from_env()?))
     }
 

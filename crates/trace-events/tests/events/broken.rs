@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use trace_events::{validate_file, LoadError};
+use trace_events::{validate_file, Error};
 
 fn path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -82,7 +82,7 @@ fn each_broken_file_reports_its_violation() {
 #[test]
 fn unsupported_version_and_garbage_are_load_errors() {
     let err = validate_file(&path("broken/future_version.json")).unwrap_err();
-    assert!(matches!(err, LoadError::Version { found: 2 }), "{err}");
+    assert!(matches!(err, Error::Version { found: 2 }), "{err}");
     let err = validate_file(&path("broken/truncated.json")).unwrap_err();
     assert!(
         err.to_string()

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use trace_events::{
-    render, validate, validate_json, EventType, LoadError, Producer, Severity, StatsSummary,
+    render, validate, validate_json, Error, EventType, Producer, Severity, StatsSummary,
     TraceDocument, TraceStep,
 };
 
@@ -268,7 +268,7 @@ fn chrome_trace_times_come_from_the_wall_clock() {
 fn realizar_layout_errors_name_the_field_and_value() {
     let clean = text("clean.json");
     let err = TraceDocument::from_json(&clean.replacen("\"1.0\"", "\"2.0\"", 1)).unwrap_err();
-    assert!(matches!(err, LoadError::RealizarVersion { .. }), "{err}");
+    assert!(matches!(err, Error::RealizarVersion { .. }), "{err}");
     assert_eq!(
         err.to_string(),
         "realizar history `version` \"2.0\" is not supported, this reader knows \"1.0\""
