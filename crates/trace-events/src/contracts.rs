@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use super::schema::{EventType, Producer, Severity, TraceDocument};
+use super::schema::{EventType, Producer, Severity, TraceDocument, TraceEvent};
 use super::step::TraceStep;
 use crate::Error;
 
@@ -82,206 +82,216 @@ impl fmt::Display for ContractViolation {
 
 /// Checks every rule on `doc`; an empty list means the history is valid.
 pub fn validate(doc: &TraceDocument) -> Vec<ContractViolation> {
-    let mut out = Vec::new();
-    let mut report = |event_id: Option<u64>, rule: Rule, found: String| {
-        out.push(ContractViolation {
+    let mut checker = Checker::new(doc.producer);
+    for (index, e) in doc.events.iter().enumerate() {
+        checker.order(e);
+        checker.link(index, e);
+        checker.failure(e);
+        checker.stats(e);
+    }
+    checker.finish(doc)
+}
+
+/// The state of one pass over the events: what is open, what was seen, what was counted.
+struct Checker {
+    producer: Producer,
+    out: Vec<ContractViolation>,
+    /// Entries by id: (index in the event list, step, whether closed yet).
+    entries: HashMap<u64, (usize, Option<TraceStep>, bool)>,
+    kinds: HashMap<u64, EventType>,
+    prev_id: u64,
+    prev_elapsed: u64,
+    errors: u64,
+    warnings: u64,
+}
+
+impl Checker {
+    fn new(producer: Producer) -> Self {
+        Self {
+            producer,
+            out: Vec::new(),
+            entries: HashMap::new(),
+            kinds: HashMap::new(),
+            prev_id: 0,
+            prev_elapsed: 0,
+            errors: 0,
+            warnings: 0,
+        }
+    }
+
+    fn report(&mut self, event_id: Option<u64>, rule: Rule, found: String) {
+        self.out.push(ContractViolation {
             event_id,
             rule,
             found,
-        })
-    };
-    // Entries by id: (index in the event list, step, whether closed yet).
-    let mut entries: HashMap<u64, (usize, Option<super::TraceStep>, bool)> = HashMap::new();
-    let mut kinds: HashMap<u64, EventType> = HashMap::new();
-    let mut prev_id = 0u64;
-    let mut prev_elapsed = 0u64;
-    let (mut errors, mut warnings) = (0u64, 0u64);
+        });
+    }
 
-    for (index, e) in doc.events.iter().enumerate() {
+    /// [`Rule::IdsIncreasing`] and [`Rule::TimeOrder`].
+    fn order(&mut self, e: &TraceEvent) {
         let id = Some(e.id);
-        if e.id <= prev_id {
-            report(
-                id,
-                Rule::IdsIncreasing,
-                format!("id {} after id {prev_id}", e.id),
-            );
+        if e.id <= self.prev_id {
+            let found = format!("id {} after id {}", e.id, self.prev_id);
+            self.report(id, Rule::IdsIncreasing, found);
         }
-        prev_id = prev_id.max(e.id);
+        self.prev_id = self.prev_id.max(e.id);
         match e.elapsed_us {
-            Some(elapsed) if elapsed < prev_elapsed => report(
-                id,
-                Rule::TimeOrder,
-                format!("elapsed_us {elapsed} after {prev_elapsed}"),
-            ),
-            Some(elapsed) => prev_elapsed = elapsed,
-            None if doc.producer == Producer::TensorTrace => {
-                report(id, Rule::TimeOrder, "elapsed_us missing".to_owned())
+            Some(elapsed) if elapsed < self.prev_elapsed => {
+                let found = format!("elapsed_us {elapsed} after {}", self.prev_elapsed);
+                self.report(id, Rule::TimeOrder, found);
+            }
+            Some(elapsed) => self.prev_elapsed = elapsed,
+            None if self.producer == Producer::TensorTrace => {
+                self.report(id, Rule::TimeOrder, "elapsed_us missing".to_owned())
             }
             None => {}
         }
         if humantime::parse_rfc3339(&e.timestamp).is_err() {
-            report(
-                id,
-                Rule::TimeOrder,
-                format!("timestamp {:?} is not RFC 3339", e.timestamp),
-            );
+            let found = format!("timestamp {:?} is not RFC 3339", e.timestamp);
+            self.report(id, Rule::TimeOrder, found);
         }
+    }
 
+    /// [`Rule::ParentOpen`] for an entry, [`Rule::ExitLinksEntry`] for an exit or failure.
+    fn link(&mut self, index: usize, e: &TraceEvent) {
         match e.event_type {
             EventType::TaskStateEntered => {
                 if let Some(parent) = e.parent_event_id {
-                    match entries.get(&parent) {
-                        Some((_, _, false)) => {}
-                        Some((_, _, true)) => report(
-                            id,
-                            Rule::ParentOpen,
-                            format!("parent_event_id {parent} was already closed"),
-                        ),
-                        None => report(
-                            id,
-                            Rule::ParentOpen,
-                            format!("parent_event_id {parent} is not an earlier entry"),
-                        ),
-                    }
+                    self.parent(e.id, parent);
                 }
-                entries.insert(e.id, (index, e.step, false));
+                self.entries.insert(e.id, (index, e.step, false));
             }
-            EventType::TaskStateExited | EventType::ExecutionFailed => {
-                let is_exit = e.event_type == EventType::TaskStateExited;
-                let leaf = doc.producer == Producer::Realizar
-                    && matches!(
-                        e.step,
-                        Some(TraceStep::KernelLaunch | TraceStep::BrickProfile)
-                    );
-                match e.previous_event_id {
-                    None if is_exit && !leaf => report(
-                        id,
-                        Rule::ExitLinksEntry,
-                        "TaskStateExited without previous_event_id".to_owned(),
-                    ),
-                    None => {}
-                    Some(link) => match entries.get_mut(&link) {
-                        None => {
-                            let what = match kinds.get(&link) {
-                                Some(kind) => format!("is a {kind}, not an entry"),
-                                None => "names no earlier event".to_owned(),
-                            };
-                            report(
-                                id,
-                                Rule::ExitLinksEntry,
-                                format!("previous_event_id {link} {what}"),
-                            );
-                        }
-                        Some((_, _, true)) => report(
-                            id,
-                            Rule::ExitLinksEntry,
-                            format!("entry {link} was already closed"),
-                        ),
-                        Some((_, step, closed)) => {
-                            *closed = true;
-                            if *step != e.step {
-                                report(
-                                    id,
-                                    Rule::ExitLinksEntry,
-                                    format!(
-                                        "step {} closes entry {link} of step {}",
-                                        step_name(e.step),
-                                        step_name(*step)
-                                    ),
-                                );
-                            }
-                        }
-                    },
-                }
-            }
+            EventType::TaskStateExited | EventType::ExecutionFailed => self.exit(e),
         }
-        kinds.insert(e.id, e.event_type);
+        self.kinds.insert(e.id, e.event_type);
+    }
 
+    fn parent(&mut self, id: u64, parent: u64) {
+        let found = match self.entries.get(&parent) {
+            Some((_, _, false)) => return,
+            Some((_, _, true)) => format!("parent_event_id {parent} was already closed"),
+            None => format!("parent_event_id {parent} is not an earlier entry"),
+        };
+        self.report(Some(id), Rule::ParentOpen, found);
+    }
+
+    fn exit(&mut self, e: &TraceEvent) {
+        let is_exit = e.event_type == EventType::TaskStateExited;
+        let leaf = self.producer == Producer::Realizar
+            && matches!(
+                e.step,
+                Some(TraceStep::KernelLaunch | TraceStep::BrickProfile)
+            );
+        let Some(link) = e.previous_event_id else {
+            if is_exit && !leaf {
+                let found = "TaskStateExited without previous_event_id".to_owned();
+                self.report(Some(e.id), Rule::ExitLinksEntry, found);
+            }
+            return;
+        };
+        let found = match self.entries.get_mut(&link) {
+            None => {
+                let what = match self.kinds.get(&link) {
+                    Some(kind) => format!("is a {kind}, not an entry"),
+                    None => "names no earlier event".to_owned(),
+                };
+                format!("previous_event_id {link} {what}")
+            }
+            Some((_, _, true)) => format!("entry {link} was already closed"),
+            Some((_, step, closed)) => {
+                *closed = true;
+                if *step == e.step {
+                    return;
+                }
+                format!(
+                    "step {} closes entry {link} of step {}",
+                    step_name(e.step),
+                    step_name(*step)
+                )
+            }
+        };
+        self.report(Some(e.id), Rule::ExitLinksEntry, found);
+    }
+
+    /// [`Rule::FailureHasCause`], counting errors and warnings for [`Rule::CountsMatch`].
+    fn failure(&mut self, e: &TraceEvent) {
+        let id = Some(e.id);
         if e.event_type == EventType::ExecutionFailed
             && e.cause.as_deref().is_none_or(|c| c.trim().is_empty())
         {
-            report(
-                id,
-                Rule::FailureHasCause,
-                "ExecutionFailed without a cause".to_owned(),
-            );
+            let found = "ExecutionFailed without a cause".to_owned();
+            self.report(id, Rule::FailureHasCause, found);
         }
         match (&e.error, e.severity) {
-            (Some(_), Some(Severity::Error)) => errors += 1,
-            (Some(_), Some(Severity::Warning)) => warnings += 1,
-            (Some(_), None) => report(
+            (Some(_), Some(Severity::Error)) => self.errors += 1,
+            (Some(_), Some(Severity::Warning)) => self.warnings += 1,
+            (Some(_), None) => self.report(
                 id,
                 Rule::FailureHasCause,
                 "error without severity".to_owned(),
             ),
-            (None, Some(_)) => report(
+            (None, Some(_)) => self.report(
                 id,
                 Rule::FailureHasCause,
                 "severity without error".to_owned(),
             ),
             (None, None) => {}
         }
+    }
+
+    /// [`Rule::StatsConsistent`].
+    fn stats(&mut self, e: &TraceEvent) {
+        let id = Some(e.id);
         if let Some(s) = &e.stats {
             if s.has_nan != (s.nan_count > 0) || s.has_inf != (s.inf_count > 0) {
-                report(
-                    id,
-                    Rule::StatsConsistent,
-                    format!(
-                        "has_nan={} nan_count={} has_inf={} inf_count={}",
-                        s.has_nan, s.nan_count, s.has_inf, s.inf_count
-                    ),
+                let found = format!(
+                    "has_nan={} nan_count={} has_inf={} inf_count={}",
+                    s.has_nan, s.nan_count, s.has_inf, s.inf_count
                 );
+                self.report(id, Rule::StatsConsistent, found);
             }
         }
         if let Some(s) = &e.summary {
             if s.min == Some(f64::INFINITY) && !s.has_nan && !s.has_inf {
-                report(
-                    id,
-                    Rule::StatsConsistent,
-                    "min is \"Infinity\" (no finite element) but has_nan and has_inf are false"
-                        .to_owned(),
-                );
+                let found =
+                    "min is \"Infinity\" (no finite element) but has_nan and has_inf are false";
+                self.report(id, Rule::StatsConsistent, found.to_owned());
             }
         }
     }
 
-    let mut open: Vec<_> = entries
-        .iter()
-        .filter(|(_, (_, _, closed))| !closed)
-        .map(|(&id, &(index, step, _))| (index, id, step))
-        .collect();
-    open.sort_unstable();
-    for (_, id, step) in open {
-        report(
-            Some(id),
-            Rule::NoOpenEntry,
-            format!("entry of step {} is never exited", step_name(step)),
-        );
+    /// [`Rule::NoOpenEntry`] and [`Rule::CountsMatch`], after the last event.
+    fn finish(mut self, doc: &TraceDocument) -> Vec<ContractViolation> {
+        let mut open: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(_, (_, _, closed))| !closed)
+            .map(|(&id, &(index, step, _))| (index, id, step))
+            .collect();
+        open.sort_unstable();
+        for (_, id, step) in open {
+            let found = format!("entry of step {} is never exited", step_name(step));
+            self.report(Some(id), Rule::NoOpenEntry, found);
+        }
+        if doc.error_count != self.errors {
+            let found = format!(
+                "error_count is {} but {} events are errors",
+                doc.error_count, self.errors
+            );
+            self.report(None, Rule::CountsMatch, found);
+        }
+        if doc.warning_count != self.warnings {
+            let found = format!(
+                "warning_count is {} but {} events are warnings",
+                doc.warning_count, self.warnings
+            );
+            self.report(None, Rule::CountsMatch, found);
+        }
+        self.out
     }
-    if doc.error_count != errors {
-        report(
-            None,
-            Rule::CountsMatch,
-            format!(
-                "error_count is {} but {errors} events are errors",
-                doc.error_count
-            ),
-        );
-    }
-    if doc.warning_count != warnings {
-        report(
-            None,
-            Rule::CountsMatch,
-            format!(
-                "warning_count is {} but {warnings} events are warnings",
-                doc.warning_count
-            ),
-        );
-    }
-    out
 }
 
-fn step_name(step: Option<super::TraceStep>) -> &'static str {
+fn step_name(step: Option<TraceStep>) -> &'static str {
     step.map_or("null", |s| s.name())
 }
 
