@@ -6,8 +6,7 @@
 
 use std::path::PathBuf;
 
-use crate::EVENTS_FORMAT_VERSION;
-use crate::REALIZAR_VERSION;
+use crate::version::{EVENTS_FORMAT_VERSION, REALIZAR_VERSION};
 
 /// Everything that can go wrong while configuring event tracing or reading a history.
 #[derive(Debug, thiserror::Error)]

@@ -94,6 +94,7 @@ mod schema;
 mod step;
 mod topk;
 mod tracer;
+mod version;
 
 pub use clock::{rfc3339, Clock, SystemClock, TickClock};
 pub use config::{
@@ -105,8 +106,9 @@ pub use error::{Error, Result};
 pub use jidoka::{first_non_finite, garbage_share, is_suspicious_char, Origin, TraceError};
 pub use schema::{
     EventStats, EventType, ModelInfo, Producer, Severity, StatsSummary, TraceDetails,
-    TraceDocument, TraceEvent, EVENTS_FORMAT_VERSION, REALIZAR_VERSION,
+    TraceDocument, TraceEvent,
 };
 pub use step::{parse_steps, valid_steps, TraceStep};
 pub use topk::{top_k_logits, top_k_probs};
 pub use tracer::{Exit, InferenceTracer, Kernel, Site, Span};
+pub use version::{EVENTS_FORMAT_VERSION, REALIZAR_VERSION};

@@ -6,7 +6,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::realizar;
-use crate::schema::{TraceDocument, EVENTS_FORMAT_VERSION};
+use crate::schema::TraceDocument;
+use crate::version::EVENTS_FORMAT_VERSION;
 use crate::Error;
 
 impl TraceDocument {

@@ -31,10 +31,10 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::schema::{
-    EventType, ModelInfo, Producer, Severity, StatsSummary, TraceDetails, TraceDocument,
-    TraceEvent, EVENTS_FORMAT_VERSION, REALIZAR_VERSION,
+    EventType, ModelInfo, Producer, Severity, StatsSummary, TraceDetails, TraceDocument, TraceEvent,
 };
 use super::step::TraceStep;
+use crate::version::{EVENTS_FORMAT_VERSION, REALIZAR_VERSION};
 use crate::Error;
 
 /// realizar's top level, key for key.

@@ -19,12 +19,6 @@ use serde::{Deserialize, Serialize};
 use super::step::TraceStep;
 use trace_core::Fingerprint;
 
-/// Version of the event format (`format_version` field); bumped on incompatible changes.
-pub const EVENTS_FORMAT_VERSION: u32 = 1;
-
-/// The `version` string realizar readers check; kept constant for compatibility.
-pub const REALIZAR_VERSION: &str = "1.0";
-
 /// A whole run: model, events in order and counts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceDocument {

@@ -11,10 +11,10 @@ use super::jidoka::{first_non_finite, garbage_share, Origin, TraceError};
 use super::render;
 use super::schema::{
     EventStats, EventType, ModelInfo, Producer, Severity, TraceDetails, TraceDocument, TraceEvent,
-    EVENTS_FORMAT_VERSION, REALIZAR_VERSION,
 };
 use super::step::TraceStep;
 use super::topk::{top_k_logits, top_k_probs};
+use crate::version::{EVENTS_FORMAT_VERSION, REALIZAR_VERSION};
 use trace_core::{fingerprint, Data, TensorView};
 
 /// Where in the generation an event happened: iteration (0 = prefill, then one per decode step),
