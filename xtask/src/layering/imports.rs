@@ -136,57 +136,12 @@ fn lex(text: &str) -> Vec<Tok> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
+        if let Some(next) = skip_comment_or_literal(text, i) {
+            i = next;
+            continue;
+        }
         let c = b[i];
-        if c == b'/' && b.get(i + 1) == Some(&b'/') {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
-            }
-        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            let mut depth = 0;
-            while i < b.len() {
-                if b[i..].starts_with(b"/*") {
-                    depth += 1;
-                    i += 2;
-                } else if b[i..].starts_with(b"*/") {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-        } else if c == b'"' {
-            i = skip_string(b, i + 1);
-        } else if (c == b'r' || c == b'b') && raw_string_start(b, i).is_some() {
-            let (hashes, body) = raw_string_start(b, i).unwrap_or_default();
-            let close: Vec<u8> = std::iter::once(b'"')
-                .chain(std::iter::repeat_n(b'#', hashes))
-                .collect();
-            i = body;
-            while i < b.len() && !b[i..].starts_with(&close) {
-                i += 1;
-            }
-            i += close.len();
-        } else if c == b'\'' {
-            // A char literal ('a', '\n', '\u{1F600}') or a lifetime ('a).
-            if b.get(i + 1) == Some(&b'\\') {
-                i += 2;
-                while i < b.len() && b[i] != b'\'' {
-                    i += 1;
-                }
-                i += 1;
-            } else if let Some(len) = text[i + 1..].chars().next().map(char::len_utf8) {
-                if b.get(i + 1 + len) == Some(&b'\'') {
-                    i += len + 2;
-                } else {
-                    i += 1; // a lifetime: its name lexes as an identifier
-                }
-            } else {
-                i += 1;
-            }
-        } else if c.is_ascii_alphabetic() || c == b'_' {
+        if c.is_ascii_alphabetic() || c == b'_' {
             let start = i;
             while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
                 i += 1;
@@ -210,6 +165,68 @@ fn lex(text: &str) -> Vec<Tok> {
         }
     }
     out
+}
+
+/// When a comment, string or character literal starts at `i`: the index after it.
+fn skip_comment_or_literal(text: &str, i: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    let c = b[i];
+    if b[i..].starts_with(b"//") {
+        return Some(
+            b[i..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(b.len(), |n| i + n),
+        );
+    }
+    if b[i..].starts_with(b"/*") {
+        return Some(skip_block_comment(b, i));
+    }
+    if c == b'"' {
+        return Some(skip_string(b, i + 1));
+    }
+    if c == b'r' || c == b'b' {
+        let (hashes, body) = raw_string_start(b, i)?;
+        let close: Vec<u8> = std::iter::once(b'"')
+            .chain(std::iter::repeat_n(b'#', hashes))
+            .collect();
+        let end = (body..b.len()).find(|&j| b[j..].starts_with(&close));
+        return Some(end.map_or(b.len(), |e| e + close.len()));
+    }
+    if c != b'\'' {
+        return None;
+    }
+    // A char literal ('a', '\n', '\u{1F600}') or a lifetime ('a, lexed as an identifier).
+    if b.get(i + 1) == Some(&b'\\') {
+        let close = (i + 2..b.len()).find(|&j| b[j] == b'\'');
+        return Some(close.map_or(b.len(), |e| e + 1));
+    }
+    let len = text[i + 1..].chars().next().map_or(0, char::len_utf8);
+    Some(if b.get(i + 1 + len) == Some(&b'\'') {
+        i + len + 2
+    } else {
+        i + 1
+    })
+}
+
+/// Index after the (possibly nested) block comment starting at `i`.
+fn skip_block_comment(b: &[u8], mut i: usize) -> usize {
+    let mut depth = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"/*") {
+            depth += 1;
+            i += 2;
+        } else if b[i..].starts_with(b"*/") {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    i
 }
 
 /// Index after the closing quote of a string whose body starts at `i`.
@@ -325,84 +342,85 @@ impl Crate {
         let mut i = 0;
         while i < t.len() {
             let (module, _, dir) = stack.last().cloned().unwrap_or((top, 0, dir.to_owned()));
-            match &t[i] {
-                Tok::Punct('#') if is_cfg_test(t, i) => {
-                    i = skip_item(t, skip_attributes(t, i));
-                    continue;
+            let next = match &t[i] {
+                Tok::Punct('#') if is_cfg_test(t, i) => skip_item(t, skip_attributes(t, i)),
+                Tok::Punct('{') => {
+                    depth += 1;
+                    i + 1
                 }
-                Tok::Punct('{') => depth += 1,
                 Tok::Punct('}') => {
                     depth = depth.saturating_sub(1);
                     if stack.len() > 1 && stack.last().is_some_and(|s| s.1 > depth) {
                         stack.pop();
                     }
+                    i + 1
                 }
-                Tok::Ident(kw) if kw == "mod" => {
-                    if let Some(Tok::Ident(name)) = t.get(i + 1) {
-                        match t.get(i + 2) {
-                            Some(Tok::Punct(';')) => {
-                                let candidates = [
-                                    dir.join(format!("{name}.rs")),
-                                    dir.join(name).join("mod.rs"),
-                                ];
-                                if let Some(path) = candidates.iter().find(|p| p.is_file()) {
-                                    self.load(base, path, Some(module), name.clone());
-                                }
-                                i += 3;
-                                continue;
-                            }
-                            Some(Tok::Punct('{')) => {
-                                let id = self.module(file.to_owned(), Some(module), name.clone());
-                                depth += 1;
-                                stack.push((id, depth, dir.join(name)));
-                                i += 3;
-                                continue;
-                            }
-                            _ => {}
+                Tok::Ident(kw) if kw == "mod" => match (t.get(i + 1), t.get(i + 2)) {
+                    (Some(Tok::Ident(name)), Some(Tok::Punct(';'))) => {
+                        let candidates = [
+                            dir.join(format!("{name}.rs")),
+                            dir.join(name).join("mod.rs"),
+                        ];
+                        if let Some(path) = candidates.iter().find(|p| p.is_file()) {
+                            self.load(base, path, Some(module), name.clone());
                         }
+                        i + 3
                     }
-                }
-                Tok::Ident(kw) if kw == "use" => {
-                    // A `pub use` only re-exports: paths through it resolve to the file that
-                    // defines the name, so a facade `lib.rs` is no edge of its own.
-                    let reexport = i > 0 && is_public(t, i);
-                    let end = (i..t.len())
-                        .find(|&j| t[j] == Tok::Punct(';'))
-                        .unwrap_or(t.len());
-                    for (path, alias) in use_paths(&t[i + 1..end]) {
-                        if let Some(alias) = alias {
-                            self.modules[module]
-                                .reexports
-                                .insert(alias, (module, path.clone()));
-                        }
-                        if !reexport {
-                            self.reference(file, module, path);
-                        }
+                    (Some(Tok::Ident(name)), Some(Tok::Punct('{'))) => {
+                        let id = self.module(file.to_owned(), Some(module), name.clone());
+                        depth += 1;
+                        stack.push((id, depth, dir.join(name)));
+                        i + 3
                     }
-                    i = end + 1;
-                    continue;
+                    _ => i + 1,
+                },
+                Tok::Ident(kw) if kw == "use" => self.use_item(t, i, file, module),
+                Tok::Ident(_)
+                    if t.get(i + 1) == Some(&Tok::Path) && (i == 0 || t[i - 1] != Tok::Path) =>
+                {
+                    self.code_path(t, i, file, module)
                 }
-                Tok::Ident(first) if t.get(i + 1) == Some(&Tok::Path) => {
-                    let after_path = i > 0 && t[i - 1] == Tok::Path;
-                    if !after_path {
-                        let mut path = vec![first.clone()];
-                        let mut j = i + 1;
-                        while t.get(j) == Some(&Tok::Path) {
-                            match t.get(j + 1) {
-                                Some(Tok::Ident(seg)) => path.push(seg.clone()),
-                                _ => break,
-                            }
-                            j += 2;
-                        }
-                        self.reference(file, module, path);
-                        i = j;
-                        continue;
-                    }
-                }
-                _ => {}
-            }
-            i += 1;
+                _ => i + 1,
+            };
+            i = next;
         }
+    }
+
+    /// Records the `use` item at `i`; returns the index after it.
+    fn use_item(&mut self, t: &[Tok], i: usize, file: &str, module: usize) -> usize {
+        // A `pub use` only re-exports: paths through it resolve to the file that defines the
+        // name, so a facade `lib.rs` is no edge of its own.
+        let reexport = i > 0 && is_public(t, i);
+        let end = (i..t.len())
+            .find(|&j| t[j] == Tok::Punct(';'))
+            .unwrap_or(t.len());
+        for (path, alias) in use_paths(&t[i + 1..end]) {
+            if let Some(alias) = alias {
+                self.modules[module]
+                    .reexports
+                    .insert(alias, (module, path.clone()));
+            }
+            if !reexport {
+                self.reference(file, module, path);
+            }
+        }
+        end + 1
+    }
+
+    /// Records the path `a::b::c` starting at `i` in code; returns the index after it.
+    fn code_path(&mut self, t: &[Tok], i: usize, file: &str, module: usize) -> usize {
+        let mut path = Vec::new();
+        let mut j = i;
+        while let Some(Tok::Ident(seg)) = t.get(j) {
+            path.push(seg.clone());
+            if t.get(j + 1) != Some(&Tok::Path) {
+                j += 1;
+                break;
+            }
+            j += 2;
+        }
+        self.reference(file, module, path);
+        j
     }
 
     fn reference(&mut self, file: &str, module: usize, path: Vec<String>) {
