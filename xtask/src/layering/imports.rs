@@ -515,22 +515,7 @@ fn is_cfg_test(t: &[Tok], i: usize) -> bool {
 /// The index after the attributes starting at `i` (`#[..]` groups).
 fn skip_attributes(t: &[Tok], mut i: usize) -> usize {
     while t.get(i) == Some(&Tok::Punct('#')) && t.get(i + 1) == Some(&Tok::Punct('[')) {
-        let mut depth = 0;
-        i += 1;
-        while i < t.len() {
-            match t[i] {
-                Tok::Punct('[') => depth += 1,
-                Tok::Punct(']') => {
-                    depth -= 1;
-                    if depth == 0 {
-                        i += 1;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-            i += 1;
-        }
+        i = skip_group(t, i + 1, '[', ']');
     }
     i
 }
@@ -540,24 +525,26 @@ fn skip_item(t: &[Tok], mut i: usize) -> usize {
     while i < t.len() {
         match t[i] {
             Tok::Punct(';') => return i + 1,
-            Tok::Punct('{') => {
-                let mut depth = 0;
-                while i < t.len() {
-                    match t[i] {
-                        Tok::Punct('{') => depth += 1,
-                        Tok::Punct('}') => {
-                            depth -= 1;
-                            if depth == 0 {
-                                return i + 1;
-                            }
-                        }
-                        _ => {}
-                    }
-                    i += 1;
-                }
-            }
+            Tok::Punct('{') => return skip_group(t, i, '{', '}'),
             _ => i += 1,
         }
+    }
+    i
+}
+
+/// The index after the `close` that matches the `open` at `i`.
+fn skip_group(t: &[Tok], mut i: usize, open: char, close: char) -> usize {
+    let mut depth = 0;
+    while i < t.len() {
+        if t[i] == Tok::Punct(open) {
+            depth += 1;
+        } else if t[i] == Tok::Punct(close) {
+            depth -= 1;
+            if depth == 0 {
+                return i + 1;
+            }
+        }
+        i += 1;
     }
     i
 }
