@@ -16,7 +16,7 @@ use crate::{cargo, project_root, run_step};
 /// A benchmark target: package and bench name.
 const BENCHES: &[(&str, &str)] = &[
     ("trace-core", "capture"),
-    ("trace-core", "topk"),
+    ("trace-events", "topk"),
     ("trace-candle", "dump_trace"),
     ("trace-diff", "diff"),
 ];

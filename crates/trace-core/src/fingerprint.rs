@@ -21,7 +21,11 @@
 
 use rayon::prelude::*;
 
-use crate::{record::Stats, view::Data, DType, Error, Result};
+use crate::{
+    record::{Stats, TraceRecord},
+    view::Data,
+    DType, Error, Result,
+};
 
 /// Elements per statistics block: the unit of deterministic partial sums (16 KiB of F32).
 pub const STATS_BLOCK: usize = 4096;
@@ -43,6 +47,16 @@ pub struct Fingerprint {
     pub rms: Option<f64>,
     /// Statistics over the finite values.
     pub stats: Stats,
+}
+
+impl Fingerprint {
+    /// Stores the hash, RMS, element count and stats in `record`.
+    pub(crate) fn fill_record(&self, record: &mut TraceRecord) {
+        record.blake3 = self.blake3.to_hex().to_string();
+        record.rms = self.rms;
+        record.num_elements = self.num_elements;
+        record.stats = Some(self.stats);
+    }
 }
 
 /// Fingerprints `data` in one call (see [`Fingerprinter`] for streaming).

@@ -13,7 +13,7 @@
 //!   [`Tracer::builder`]. Strided or device data streams through [`Tracer::record_chunks`].
 //! - Fingerprints without files: [`fingerprint`] and [`Fingerprinter`].
 //! - The file format: [`record`] (and `docs/FORMAT.md`); reading a run back: [`run`].
-//! - Pipeline events and Jidoka checks: [`events`].
+//! - Pipeline events and Jidoka checks live in the `trace-events` crate, on top of this one.
 //!
 //! ```
 //! use trace_core::{fingerprint, Context, Data, TensorView, Tracer};
@@ -38,7 +38,6 @@ pub mod check;
 pub mod config;
 pub mod dtype;
 mod error;
-pub mod events;
 mod fingerprint;
 mod global;
 pub mod ranks;

@@ -176,7 +176,7 @@ impl Tracer {
         }
         let (f, values) = fp.finish_with_values();
         let mut record = self.new_record(name, ctx, dtype, shape);
-        fill_fingerprint(&mut record, &f);
+        f.fill_record(&mut record);
         match self.sink.as_ref() {
             Sink::Memory(sink) => sink.write(record, values),
             Sink::Dir(sink) => {
@@ -187,7 +187,7 @@ impl Tracer {
         Ok(true)
     }
 
-    /// A record of this tracer without its fingerprint (see [`fill_fingerprint`]).
+    /// A record of this tracer without its fingerprint (see `Fingerprint::fill_record`).
     fn new_record(
         &self,
         name: &str,
@@ -251,14 +251,6 @@ impl Tracer {
 /// Largest tensor (in elements) that a background writer fingerprints on its own thread; the
 /// caller then copies at most 256 KiB.
 pub const BACKGROUND_FINGERPRINT_MAX: usize = 64 * 1024;
-
-/// Stores a fingerprint's hash, RMS, element count and stats in `record`.
-pub(crate) fn fill_fingerprint(record: &mut TraceRecord, f: &crate::Fingerprint) {
-    record.blake3 = f.blake3.to_hex().to_string();
-    record.rms = f.rms;
-    record.num_elements = f.num_elements;
-    record.stats = Some(f.stats);
-}
 
 /// Settings for a [`Tracer`] without environment variables.
 #[derive(Debug, Default)]

@@ -14,7 +14,6 @@ use std::thread::JoinHandle;
 
 use crate::record::TraceRecord;
 use crate::sink::DirSink;
-use crate::tracer::fill_fingerprint;
 use crate::{Error, Result};
 
 enum Msg {
@@ -136,7 +135,7 @@ fn run(sink: DirSink, rx: Receiver<Msg>, failure: Arc<Mutex<Option<String>>>) {
             Msg::Capture(mut record, values, keep) => {
                 // The canonical F32 values fingerprint exactly like the original dtype.
                 let f = crate::fingerprint(crate::Data::F32(&values));
-                fill_fingerprint(&mut record, &f);
+                f.fill_record(&mut record);
                 if let Err(e) = sink.write(*record, keep.then_some(&values[..])) {
                     fail(e);
                 }

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use trace_candle::engine::{Bug, Llama, Traces};
-use trace_core::events::{ContractViolation, InferenceTracer, TraceConfig};
+use trace_events::{ContractViolation, InferenceTracer, TraceConfig};
 
 use super::{Harness, Sides, Verdict};
 use crate::exec::{fresh_tracer, Progress};
@@ -173,7 +173,7 @@ pub struct Events {
     /// The saved JSON history.
     pub path: PathBuf,
     /// The history itself.
-    pub document: trace_core::events::TraceDocument,
+    pub document: trace_events::TraceDocument,
     /// Contract violations of the saved file (empty for a sound history).
     pub violations: Vec<ContractViolation>,
 }
@@ -302,12 +302,12 @@ pub fn run_candle(o: &Options, inputs: &Inputs, candle_dir: &Path) -> Result<Can
         generation.tokens
     };
     // Read back from disk (what a user would check), once, then validated.
-    let document = trace_core::events::TraceDocument::read(&events_path)
+    let document = trace_events::TraceDocument::read(&events_path)
         .with_context(|| format!("read {}", events_path.display()))?;
     Ok(CandleRun {
         tokens,
         events: Events {
-            violations: trace_core::events::validate(&document),
+            violations: trace_events::validate(&document),
             document,
             path: events_path,
         },

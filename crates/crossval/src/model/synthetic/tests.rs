@@ -104,7 +104,7 @@ fn clean_run_agrees() {
 /// The clean run's event history: saved, sound, no Jidoka error, the expected spans.
 fn check_clean_events(outcome: &Outcome, layers: usize, steps: usize) {
     use std::collections::BTreeMap;
-    use trace_core::events::{EventType, TraceStep};
+    use trace_events::{EventType, TraceStep};
 
     let ev = &outcome.events;
     assert!(ev.path.exists());
@@ -236,7 +236,7 @@ fn finds_transposed_mlp_weight() {
 
 #[test]
 fn finds_nan_from_a_fully_masked_row() {
-    use trace_core::events::{EventType, TraceStep};
+    use trace_events::{EventType, TraceStep};
 
     let outcome = check(Bug::AttnMaskNan);
     let ev = &outcome.events;
