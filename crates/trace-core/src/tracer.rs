@@ -136,7 +136,8 @@ impl Tracer {
                 let mut values = vec![0f32; view.data().len()];
                 view.data().convert_into(&mut values);
                 let record = self.new_record(name, ctx, view.data().dtype(), view.shape());
-                writer.capture(record, values, self.config.may_keep_values(name))?;
+                let keep = self.config.may_keep_values(name);
+                writer.capture(record, values, keep, self.config.sketch)?;
                 return Ok(true);
             }
         }
@@ -158,7 +159,7 @@ impl Tracer {
         if !self.wants(name) {
             return Ok(false);
         }
-        let mut fp = Fingerprinter::new();
+        let mut fp = Fingerprinter::new().with_sketch(self.config.sketch)?;
         if self.config.may_keep_values(name) {
             fp = fp.keeping_values();
         }
@@ -211,6 +212,7 @@ impl Tracer {
             rank: self.config.rank,
             stats: None,
             values: None,
+            sketch: None,
         }
     }
 
@@ -258,6 +260,7 @@ pub(crate) fn fill_fingerprint(record: &mut TraceRecord, f: &crate::Fingerprint)
     record.rms = f.rms;
     record.num_elements = f.num_elements;
     record.stats = Some(f.stats);
+    record.sketch = f.sketch.clone().map(crate::record::Sketch::new);
 }
 
 /// Settings for a [`Tracer`] without environment variables.
@@ -272,6 +275,7 @@ pub struct TracerBuilder {
     rank: Option<u32>,
     world_size: Option<u32>,
     layout: Layout,
+    sketch: Option<usize>,
 }
 
 impl TracerBuilder {
@@ -337,6 +341,13 @@ impl TracerBuilder {
         self
     }
 
+    /// Buckets of the value sketch in every record (0 = none; default
+    /// [`DEFAULT_SKETCH_K`](crate::sketch::DEFAULT_SKETCH_K)), the setting `TENSOR_TRACE_SKETCH`.
+    pub fn sketch(mut self, k: usize) -> Self {
+        self.sketch = Some(k);
+        self
+    }
+
     /// Checks the settings and builds the tracer.
     pub fn build(self) -> Result<Tracer> {
         let filter = match &self.filter {
@@ -368,6 +379,10 @@ impl TracerBuilder {
             rank: self.rank,
             world_size: self.world_size,
             layout: self.layout,
+            sketch: match self.sketch {
+                Some(k) => crate::config::parse_sketch(&k.to_string(), "sketch")?,
+                None => crate::sketch::DEFAULT_SKETCH_K,
+            },
         })
     }
 }
