@@ -12,6 +12,7 @@
 | `TENSOR_TRACE_RANK` | process rank recorded in every record (else `RANK`, see `_ranks`) |
 | `TENSOR_TRACE_WORLD_SIZE` | number of processes (else `WORLD_SIZE`); above 1, rank r writes into `DIR/rank-{r}` |
 | `TENSOR_TRACE_LAYOUT` | `files` (default, one `.trace` per record) or `packed` (`records.jsonl`) |
+| `TENSOR_TRACE_SKETCH` | buckets of the value sketch: a power of two from 64 to 1024, default 256; `0` = none |
 
 Globs follow the `globset` crate's default syntax as trace-core uses it: `*` and `?` match any
 character including `/`, `[abc]`, `[a-z]`, `[!x]`/`[^x]` classes, `{a,b}` alternatives, `\\`
@@ -38,6 +39,8 @@ __all__ = [
     "ENV_LAYOUT",
     "LAYOUTS",
     "parse_layout",
+    "ENV_SKETCH",
+    "parse_sketch",
     "ConfigError",
     "TraceError",
     "NameFilter",
@@ -54,6 +57,7 @@ ENV_APPEND = "TENSOR_TRACE_APPEND"
 ENV_ASYNC = "TENSOR_TRACE_ASYNC"
 ENV_RANK = "TENSOR_TRACE_RANK"
 ENV_LAYOUT = "TENSOR_TRACE_LAYOUT"
+ENV_SKETCH = "TENSOR_TRACE_SKETCH"
 #: The directory layouts, as trace-core spells them.
 LAYOUTS = ("files", "packed")
 
@@ -396,6 +400,15 @@ def parse_layout(setting: str, v: str) -> str:
     return s
 
 
+def parse_sketch(setting: str, v: str) -> int:
+    """A sketch bucket count as trace-core's `parse_sketch` reads it (0 or `off` = none)."""
+    s = v.strip().lower()
+    k = 0 if s in ("off", "false", "no", "none") else (int(s) if s.isdigit() else -1)
+    if k != 0 and (k < 64 or k > 1024 or k & (k - 1)):
+        raise ConfigError(setting, v, "expected 0 (off) or a power of two from 64 to 1024")
+    return k
+
+
 @dataclass
 class Config:
     """Where and how records are written (trace-core's `Config`)."""
@@ -409,6 +422,7 @@ class Config:
     rank: Optional[int] = None
     world_size: Optional[int] = None
     layout: str = "files"
+    sketch: int = 256
 
     @classmethod
     def from_lookup(cls, get: Callable[[str], Optional[str]]) -> Optional["Config"]:
@@ -449,6 +463,9 @@ class Config:
         v = non_empty(ENV_LAYOUT)
         if v is not None:
             config.layout = parse_layout(ENV_LAYOUT, v)
+        v = non_empty(ENV_SKETCH)
+        if v is not None:
+            config.sketch = parse_sketch(ENV_SKETCH, v)
         return config
 
     @classmethod

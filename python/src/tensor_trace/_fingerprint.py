@@ -12,6 +12,10 @@ operation for operation, so the results are bit-identical, not merely close:
   d = x - shift, shift = the block's first finite value, and Σx²), lanes are added in order,
   and blocks are merged in order with Chan et al.'s formula. Non-finite values are counted and
   skipped. RMS is sqrt(Σx² / n) over all n elements, or None when n = 0 or a value is NaN/Inf.
+- Sketch (`crates/trace-core/src/sketch.rs`, docs/FORMAT.md): sketch blocks of k elements;
+  block b's rotation and signs are splitmix64 outputs b·W .. b·W+W-1 (W = 1 + k/64); element j
+  adds ±x (as f64, non-finite as 0) to bucket (j + rotation) mod k. Each statistics block's
+  partial sums from +0.0 over its sketch blocks in order; partials are added in block order.
 """
 
 from __future__ import annotations
@@ -23,7 +27,17 @@ from typing import Optional
 import blake3
 import numpy as np
 
-__all__ = ["STATS_BLOCK", "Fingerprint", "Stats", "canonical_f32", "fingerprint"]
+__all__ = [
+    "STATS_BLOCK",
+    "DEFAULT_SKETCH_K",
+    "SKETCH_SEED",
+    "Fingerprint",
+    "Stats",
+    "canonical_f32",
+    "fingerprint",
+    "sketch",
+    "sketch_json",
+]
 
 #: Elements per statistics block (trace-core's `STATS_BLOCK`).
 STATS_BLOCK = 4096
@@ -33,6 +47,11 @@ _ROWS = STATS_BLOCK // LANES
 #: Blocks processed per NumPy pass, to bound temporary memory (16 MiB of f64 per array).
 _BLOCKS_PER_PASS = 512
 _QUIET_BIT = np.uint32(0x0040_0000)
+#: Buckets of the default sketch (trace-core's `DEFAULT_SKETCH_K`).
+DEFAULT_SKETCH_K = 256
+#: Seed of the sketch's splitmix64 stream (trace-core's `SKETCH_SEED`).
+SKETCH_SEED = 1
+_GAMMA = np.uint64(0x9E37_79B9_7F4A_7C15)
 
 
 @dataclass(frozen=True)
@@ -287,3 +306,58 @@ def _zero_extreme(
         if best == 0.0:
             return float(vals[zeros[0]])
     return extreme
+
+
+def _splitmix(q: np.ndarray) -> np.ndarray:
+    """Outputs number `q` (uint64 array) of splitmix64 seeded with SKETCH_SEED (wrapping)."""
+    z = np.uint64(SKETCH_SEED) + (q + np.uint64(1)) * _GAMMA
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58_476D_1CE4_E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D0_49BB_1331_11EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def sketch(values: np.ndarray, k: int) -> np.ndarray:
+    """The value sketch (k float64 buckets) of canonical F32 values, bit-identical to
+    trace-core's. `k` is a power of two from 64 to 1024."""
+    if k & (k - 1) or not 64 <= k <= 1024:
+        raise ValueError(f"sketch k must be a power of two from 64 to 1024, got {k}")
+    flat = np.asarray(values, dtype="<f4", order="C").reshape(-1)
+    per = STATS_BLOCK // k
+    words = 1 + k // 64
+    total = np.zeros(k)
+    step = STATS_BLOCK * _BLOCKS_PER_PASS
+    buckets = np.arange(k, dtype=np.int64)
+    for start in range(0, flat.size, step):
+        chunk = flat[start : start + step]
+        nblocks = -(-chunk.size // STATS_BLOCK)
+        # Padding and non-finite values add ±0.0: a no-op on sums that start at +0.0.
+        x = np.zeros(nblocks * STATS_BLOCK)
+        x[: chunk.size] = np.where(np.isfinite(chunk), chunk, np.float32(0.0))
+        nsub = nblocks * per
+        base = (np.uint64(start // k) + np.arange(nsub, dtype=np.uint64)) * np.uint64(words)
+        rot = (_splitmix(base) & np.uint64(k - 1)).astype(np.int64)
+        sign_words = _splitmix(base[:, None] + np.uint64(1) + np.arange(k // 64, dtype=np.uint64))
+        # Bit j of word w is the sign of element 64·w + j (little-endian bytes, bits LSB first).
+        negative = np.unpackbits(sign_words.astype("<u8").view(np.uint8), axis=1, bitorder="little")
+        contrib = (1.0 - 2.0 * negative) * x.reshape(nsub, k)
+        # Bucket m of sketch block b holds element (m - rot_b) mod k.
+        source = (buckets[None, :] - rot[:, None]) & (k - 1)
+        by_bucket = np.take_along_axis(contrib, source, axis=1).reshape(nblocks, per, k)
+        partial = np.zeros((nblocks, k))
+        for t in range(per):  # sequential over the sketch blocks of each statistics block
+            partial += by_bucket[:, t, :]
+        for p in partial:  # statistics blocks in order
+            total += p
+    return total
+
+
+def sketch_json(buckets: np.ndarray) -> dict:
+    """The record's `sketch` object: base64 of the buckets as little-endian f64."""
+    import base64
+
+    data = np.asarray(buckets, dtype="<f8").tobytes()
+    return {
+        "k": int(buckets.size),
+        "seed": SKETCH_SEED,
+        "f64le": base64.b64encode(data).decode("ascii"),
+    }

@@ -137,6 +137,7 @@ class DirSink:
             for stem in candidate_stems(name, occurrence):
                 if npy is not None:
                     record["values"] = f"{stem}.npy"
+                _sketch_last(record)
                 if self._publish(stem, record, npy):
                     published = stem
                     break
@@ -175,6 +176,7 @@ class DirSink:
                     f"find a free file name for {os.path.join(self.dir, sanitize(name))}: "
                     "64 candidate names are taken"
                 )
+        _sketch_last(record)
         line = (compact(record) + "\n").encode("utf-8")
         try:
             # One unbuffered write: the line lands whole, or cut short only by a crash.
@@ -317,3 +319,9 @@ def _remove_quietly(path: str) -> None:
         os.remove(path)
     except OSError:
         pass
+
+
+def _sketch_last(record: dict) -> None:
+    """Moves `sketch` after `values` (trace-core's field order; `values` is added late)."""
+    if "sketch" in record:
+        record["sketch"] = record.pop("sketch")

@@ -15,9 +15,10 @@ from ._config import (
     TraceError,
     ValuesAt,
     parse_layout,
+    parse_sketch,
     parse_rank,
 )
-from ._fingerprint import canonical_f32, fingerprint
+from ._fingerprint import canonical_f32, fingerprint, sketch, sketch_json
 from ._ranks import from_settings, parse_world_size
 from ._sink import DirSink
 
@@ -125,8 +126,11 @@ class Tracer:
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
         layout: str = "files",
+        sketch: Optional[int] = None,
     ) -> None:
         config = Config(dir=os.fspath(dir), append=append, layout=parse_layout("layout", layout))
+        if sketch is not None:
+            config.sketch = parse_sketch("sketch", str(sketch))
         if filter is not None:
             config.filter = NameFilter.parse(filter, "filter")
         if values is not None:
@@ -223,6 +227,9 @@ class Tracer:
         if self.config.rank is not None:
             record["rank"] = self.config.rank
         record["stats"] = fp.stats.to_json()
+        if self.config.sketch:
+            # The sink moves it after `values`, trace-core's field order.
+            record["sketch"] = sketch_json(sketch(converted, self.config.sketch))
         # Values may be saved when the name passes the values filter or some of its occurrences
         # are selected (values_at); the sink decides, knowing the occurrence.
         may_keep = self.config.values.matches(name) or self.config.values_at.mentions(name)
