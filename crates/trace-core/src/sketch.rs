@@ -41,6 +41,17 @@ pub fn check_sketch_k(k: usize) -> std::result::Result<(), String> {
     }
 }
 
+/// The buckets a record of `n` elements gets under the setting `k`: `k`, or for a tensor of
+/// fewer elements the smallest power of two holding them (at least [`MIN_SKETCH_K`]). A tensor
+/// in one sketch block collides nowhere, so the smaller sketch is exact and the record smaller.
+pub fn buckets_for(k: usize, n: u64) -> usize {
+    if k == 0 {
+        return 0;
+    }
+    let fit = usize::try_from(n).map_or(k, |n| n.next_power_of_two());
+    fit.clamp(MIN_SKETCH_K, k)
+}
+
 /// Output number `q` (0-based) of the splitmix64 generator seeded with `seed`.
 fn splitmix(seed: u64, q: u64) -> u64 {
     let mut z = seed.wrapping_add(q.wrapping_add(1).wrapping_mul(GAMMA));
@@ -53,6 +64,7 @@ fn splitmix(seed: u64, q: u64) -> u64 {
 ///
 /// Block `b` uses words `b·W .. b·W + W` of the stream, `W = 1 + k/64`: the first word's low
 /// bits are the rotation, bit `j mod 64` of word `1 + j/64` the sign of element `j` (1 = minus).
+#[inline(always)]
 fn pattern(k: usize, b: u64, signs: &mut [u32]) -> usize {
     let words = 1 + k as u64 / 64;
     let base = b.wrapping_mul(words);
@@ -70,6 +82,25 @@ fn pattern(k: usize, b: u64, signs: &mut [u32]) -> usize {
 /// `first`) to `out` (`k` buckets, the caller zeroes it). `finite` says every value is finite;
 /// otherwise non-finite values are skipped.
 pub(crate) fn block_sketch(x: &[f32], first: u64, finite: bool, out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { block_sketch_avx2(x, first, finite, out) };
+        }
+    }
+    block_sketch_portable(x, first, finite, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn block_sketch_avx2(x: &[f32], first: u64, finite: bool, out: &mut [f64]) {
+    block_sketch_portable(x, first, finite, out)
+}
+
+/// The same operations in the same order on every CPU; written so the compiler vectorizes it.
+#[inline(always)]
+fn block_sketch_portable(x: &[f32], first: u64, finite: bool, out: &mut [f64]) {
     let k = out.len();
     let mut signs = [0u32; MAX_SKETCH_K];
     for (t, sub) in x.chunks(k).enumerate() {
@@ -100,6 +131,7 @@ fn add_signed(out: &mut [f64], x: &[f32], signs: &[u32]) {
 
 /// [`add_signed`] with non-finite values adding `+0.0`: a no-op, since a sum that starts at
 /// `+0.0` is never `-0.0`.
+#[inline(always)]
 fn add_signed_finite(out: &mut [f64], x: &[f32], signs: &[u32]) {
     for ((o, &v), &s) in out.iter_mut().zip(x).zip(signs) {
         let v = if v.is_finite() { v } else { 0.0 };
@@ -147,6 +179,19 @@ mod tests {
         for bad in [1, 32, 100, 2048] {
             assert!(check_sketch_k(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn small_tensors_get_small_exact_sketches() {
+        assert_eq!(buckets_for(256, 0), 64);
+        assert_eq!(buckets_for(256, 16), 64);
+        assert_eq!(buckets_for(256, 100), 128);
+        assert_eq!(buckets_for(256, 1 << 30), 256);
+        assert_eq!(buckets_for(0, 100), 0);
+        let y: Vec<f32> = (0..100).map(|i| i as f32 - 50.0).collect();
+        let exact: f64 = y.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        let s = reference_sketch(&y, buckets_for(256, 100));
+        assert_eq!(estimate_sq_distance(&s, &[0.0; 128]), exact);
     }
 
     #[test]

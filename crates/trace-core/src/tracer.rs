@@ -159,14 +159,15 @@ impl Tracer {
         if !self.wants(name) {
             return Ok(false);
         }
-        let mut fp = Fingerprinter::new().with_sketch(self.config.sketch)?;
+        let expected = shape_elements(shape).unwrap_or(u64::MAX);
+        let buckets = crate::sketch::buckets_for(self.config.sketch, expected);
+        let mut fp = Fingerprinter::new().with_sketch(buckets)?;
         if self.config.may_keep_values(name) {
             fp = fp.keeping_values();
         }
         // An empty first chunk of the declared dtype pins it, so a wrong chunk is an error.
         fp.update(Data::empty(dtype))?;
         feed(&mut fp)?;
-        let expected = shape_elements(shape).unwrap_or(u64::MAX);
         if fp.num_elements() != expected {
             return Err(Error::ElementCount {
                 name: name.to_owned(),

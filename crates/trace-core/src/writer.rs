@@ -142,8 +142,9 @@ fn run(sink: DirSink, rx: Receiver<Msg>, failure: Arc<Mutex<Option<String>>>) {
             }
             Msg::Capture(mut record, values, keep, sketch) => {
                 // The canonical F32 values fingerprint exactly like the original dtype.
+                let buckets = crate::sketch::buckets_for(sketch, values.len() as u64);
                 let f = crate::Fingerprinter::new()
-                    .with_sketch(sketch)
+                    .with_sketch(buckets)
                     .and_then(|mut fp| {
                         fp.update(crate::Data::F32(&values))?;
                         Ok(fp.finish())

@@ -35,6 +35,7 @@ __all__ = [
     "Stats",
     "canonical_f32",
     "fingerprint",
+    "buckets_for",
     "sketch",
     "sketch_json",
 ]
@@ -314,6 +315,15 @@ def _splitmix(q: np.ndarray) -> np.ndarray:
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58_476D_1CE4_E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D0_49BB_1331_11EB)
     return z ^ (z >> np.uint64(31))
+
+
+def buckets_for(k: int, n: int) -> int:
+    """Buckets a record of `n` elements gets under the setting `k` (trace-core's
+    `buckets_for`): `k`, or the smallest power of two holding `n`, at least 64."""
+    if k == 0:
+        return 0
+    fit = 1 << max(n - 1, 0).bit_length()
+    return min(max(fit, 64), k)
 
 
 def sketch(values: np.ndarray, k: int) -> np.ndarray:

@@ -18,7 +18,7 @@ from ._config import (
     parse_sketch,
     parse_rank,
 )
-from ._fingerprint import canonical_f32, fingerprint, sketch, sketch_json
+from ._fingerprint import buckets_for, canonical_f32, fingerprint, sketch, sketch_json
 from ._ranks import from_settings, parse_world_size
 from ._sink import DirSink
 
@@ -229,7 +229,8 @@ class Tracer:
         record["stats"] = fp.stats.to_json()
         if self.config.sketch:
             # The sink moves it after `values`, trace-core's field order.
-            record["sketch"] = sketch_json(sketch(converted, self.config.sketch))
+            k = buckets_for(self.config.sketch, converted.size)
+            record["sketch"] = sketch_json(sketch(converted, k))
         # Values may be saved when the name passes the values filter or some of its occurrences
         # are selected (values_at); the sink decides, knowing the occurrence.
         may_keep = self.config.values.matches(name) or self.config.values_at.mentions(name)
