@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import blake3
 import numpy as np
 import pytest
@@ -195,3 +197,54 @@ def test_finite_fast_path_matches_the_masked_path_bit_for_bit(case, n):
     masked = _masked_block_partials(x)
     assert len(fast) == -(-n // 4096)
     assert _bits(fast) == _bits(masked)
+
+
+def _naive_sketch(values, k):
+    """The sketch by its definition in docs/FORMAT.md, one element at a time."""
+    from tensor_trace._fingerprint import _splitmix
+
+    flat = np.asarray(values, dtype="<f4").reshape(-1)
+    words = 1 + k // 64
+    per = 4096 // k
+    total = np.zeros(k)
+    for start in range(0, flat.size, 4096):
+        partial = np.zeros(k)
+        for t, sub_start in enumerate(range(start, min(start + 4096, flat.size), k)):
+            b = start // 4096 * per + t
+            base = np.uint64(b * words)
+            rot = int(_splitmix(np.array([base]))[0]) & (k - 1)
+            for j, x in enumerate(flat[sub_start : sub_start + k]):
+                word = int(_splitmix(np.array([base + np.uint64(1 + j // 64)]))[0])
+                v = float(x) if math.isfinite(x) else 0.0
+                partial[(j + rot) % k] += -v if (word >> (j % 64)) & 1 else v
+        total += partial
+    return total
+
+
+@pytest.mark.parametrize("k", [64, 256, 1024])
+def test_sketch_matches_its_definition(k):
+    from tensor_trace._fingerprint import sketch
+
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal(4096 + 2 * k + 5).astype(np.float32)
+    x[3] = np.nan
+    x[4096 + 1] = np.inf
+    assert sketch(x, k).tobytes() == _naive_sketch(x, k).tobytes()
+
+
+def test_sketch_setting_and_small_tensors(tmp_path):
+    import json
+
+    from tensor_trace import Tracer
+    from tensor_trace._config import ConfigError, parse_sketch
+    from tensor_trace._fingerprint import buckets_for
+
+    assert [parse_sketch("s", v) for v in ("0", "off", "64", " 1024 ")] == [0, 0, 64, 1024]
+    for bad in ("32", "100", "2048", "x"):
+        with pytest.raises(ConfigError):
+            parse_sketch("s", bad)
+    assert [buckets_for(256, n) for n in (0, 1, 64, 65, 100, 10**6)] == [64, 64, 64, 128, 128, 256]
+    Tracer(tmp_path / "off", sketch=0).record("a", np.ones(8, np.float32))
+    assert "sketch" not in json.loads((tmp_path / "off" / "a.trace").read_text())
+    Tracer(tmp_path / "on").record("a", np.ones(8, np.float32))
+    assert json.loads((tmp_path / "on" / "a.trace").read_text())["sketch"]["k"] == 64
