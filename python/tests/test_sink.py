@@ -82,7 +82,7 @@ def test_filter_and_rank(trace_dir):
     ]
     recs = read_records(trace_dir)
     assert sorted(recs) == ["blk0_attn_norm.trace", "logits.trace"]
-    assert list(recs["logits.trace"])[-3:] == ["occurrence", "rank", "stats"]
+    assert list(recs["logits.trace"])[-4:] == ["occurrence", "rank", "stats", "sketch"]
     assert recs["logits.trace"]["rank"] == 3
 
 
