@@ -21,7 +21,7 @@ _ENV = [
     tensor_trace.ENV_DIR_COMPAT,
     tensor_trace.ENV_FILTER,
     tensor_trace.ENV_VALUES,
-    tensor_trace._config.ENV_VALUES_AT,
+    tensor_trace.ENV_VALUES_AT,
     tensor_trace.ENV_APPEND,
     tensor_trace.ENV_ASYNC,
     tensor_trace.ENV_RANK,

@@ -95,7 +95,7 @@ def test_tracer_reproduces_the_golden_run(trace_dir):
 def test_dump_trace_from_the_environment_reproduces_the_golden_run(clean_env, trace_dir):
     env_dir(clean_env, trace_dir)
     clean_env.setenv(tensor_trace.ENV_VALUES, golden_values_filter())
-    clean_env.setenv(tensor_trace._config.ENV_VALUES_AT, golden_values_at())
+    clean_env.setenv(tensor_trace.ENV_VALUES_AT, golden_values_at())
     for t, arr in golden_inputs():
         tensor_trace.dump_trace(t["name"], arr, layer=t["layer"], stage=t["stage"], step=t["seq"])
     tensor_trace._reset()
@@ -140,7 +140,7 @@ def test_packed_layout_from_the_environment(clean_env, trace_dir):
     env_dir(clean_env, trace_dir)
     clean_env.setenv(tensor_trace.ENV_LAYOUT, "packed")
     clean_env.setenv(tensor_trace.ENV_VALUES, golden_values_filter())
-    clean_env.setenv(tensor_trace._config.ENV_VALUES_AT, golden_values_at())
+    clean_env.setenv(tensor_trace.ENV_VALUES_AT, golden_values_at())
     for t, arr in golden_inputs():
         tensor_trace.dump_trace(t["name"], arr, layer=t["layer"], stage=t["stage"], step=t["seq"])
     tensor_trace._reset()

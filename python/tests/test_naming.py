@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tensor_trace import Tracer, sanitize
-from tensor_trace._sink import candidate_stems
 from conftest import read_manifest
 
 
@@ -35,13 +34,6 @@ def test_long_names_are_cut_at_a_character_boundary_and_tagged():
     assert sanitize("x" * 400) != sanitize("x" * 401)
     multibyte = sanitize("a" + "é" * 120)
     assert len(multibyte.encode()) < 190 and multibyte.startswith("a" + "é" * 89 + "~")
-
-
-def test_candidates_start_with_the_seed_name():
-    c = list(candidate_stems("blk0/q", 0))
-    assert c[0] == "blk0_q" and c[1].startswith("blk0_q.") and len(c[1]) == len("blk0_q.") + 8
-    assert len(c) == 65 and c[2] == c[1] + ".1"
-    assert next(candidate_stems("blk0/q", 3)) == "blk0_q.3"
 
 
 def test_repeats_and_names_that_sanitize_alike(trace_dir):

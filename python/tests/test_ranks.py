@@ -8,7 +8,6 @@ import pytest
 
 import tensor_trace
 from tensor_trace import ConfigError, Tracer, dump_trace
-from tensor_trace._config import Config
 from conftest import env_dir, read_records
 
 
@@ -44,24 +43,20 @@ def test_world_size_one_or_unset_is_exactly_a_single_process_run(clean_env, trac
 
 
 def test_launcher_variables_are_used_and_ours_win(clean_env, tmp_path):
-    get = {"TENSOR_TRACE_DIR": "d", "RANK": "3", "WORLD_SIZE": "4"}.get
-    c = Config.from_lookup(get)
-    assert (c.rank, c.world_size) == (3, 4)
-    env = {
-        "TENSOR_TRACE_DIR": "d",
-        "RANK": "3",
-        "WORLD_SIZE": "4",
-        "TENSOR_TRACE_RANK": "0",
-        "TENSOR_TRACE_WORLD_SIZE": "1",
-    }
-    c = Config.from_lookup(env.get)
-    assert (c.rank, c.world_size) == (0, 1)
     # torchrun's variables make a rank directory as TENSOR_TRACE_* would.
     clean_env.setenv("TENSOR_TRACE_DIR", str(tmp_path / "run"))
     clean_env.setenv("RANK", "1")
     clean_env.setenv("WORLD_SIZE", "2")
     dump_trace("x", [1.0])
     assert (tmp_path / "run" / "rank-1" / "x.trace").exists()
+    assert read_records(tmp_path / "run" / "rank-1")["x.trace"]["rank"] == 1
+    # Ours win: a single-process run of rank 0.
+    tensor_trace._reset()
+    clean_env.setenv("TENSOR_TRACE_DIR", str(tmp_path / "ours"))
+    clean_env.setenv("TENSOR_TRACE_RANK", "0")
+    clean_env.setenv("TENSOR_TRACE_WORLD_SIZE", "1")
+    dump_trace("x", [1.0])
+    assert read_records(tmp_path / "ours")["x.trace"]["rank"] == 0
 
 
 @pytest.mark.parametrize(
@@ -82,11 +77,13 @@ def test_launcher_variables_are_used_and_ours_win(clean_env, tmp_path):
         ({"WORLD_SIZE": "2", "RANK": "-1"}, 'invalid RANK="-1": expected a non-negative'),
     ],
 )
-def test_bad_settings_name_the_variable(env, message):
-    env = {"TENSOR_TRACE_DIR": "d", **env}
-    with pytest.raises(ConfigError) as e:
-        Config.from_lookup(env.get)
-    assert message in str(e.value)
+def test_bad_settings_name_the_variable(clean_env, tmp_path, env, message):
+    for k, v in {"TENSOR_TRACE_DIR": str(tmp_path), **env}.items():
+        clean_env.setenv(k, v)
+    for _ in range(2):  # every call raises, not only the first
+        with pytest.raises(ConfigError) as e:
+            dump_trace("x", [1.0])
+        assert message in str(e.value)
 
 
 def test_constructor_checks_rank_against_world_size(tmp_path):

@@ -9,7 +9,8 @@ import blake3
 import numpy as np
 import pytest
 
-from tensor_trace import ConfigError, Tracer
+import tensor_trace
+from tensor_trace import ConfigError, Tracer, dump_trace
 from conftest import read_manifest, read_records
 
 
@@ -69,7 +70,7 @@ def test_values_hash_like_the_record_and_keep_the_shape(trace_dir):
     assert v.dtype == np.dtype("<f4") and v.shape == (2, 3)
     assert blake3.blake3(v.tobytes()).hexdigest() == rec["blake3"]
     assert (rec["seq"], rec["layer"], rec["stage"], rec["dtype"]) == (0, -1, "s", "F64")
-    assert list(rec)[-2:] == ["stats", "values"]
+    assert list(rec)[-3:] == ["stats", "values", "sketch"]
 
 
 def test_filter_and_rank(trace_dir):
@@ -82,7 +83,7 @@ def test_filter_and_rank(trace_dir):
     ]
     recs = read_records(trace_dir)
     assert sorted(recs) == ["blk0_attn_norm.trace", "logits.trace"]
-    assert list(recs["logits.trace"])[-3:] == ["occurrence", "rank", "stats"]
+    assert list(recs["logits.trace"])[-4:] == ["occurrence", "rank", "stats", "sketch"]
     assert recs["logits.trace"]["rank"] == 3
 
 
@@ -140,11 +141,12 @@ def test_packed_append_after_a_line_cut_short_by_a_crash(trace_dir):
 def test_layout_is_checked(clean_env, trace_dir):
     with pytest.raises(ConfigError, match="layout.*expected `files` or `packed`"):
         Tracer(trace_dir, layout="tar")
-    from tensor_trace._config import ENV_LAYOUT, Config
 
     clean_env.setenv("TENSOR_TRACE_DIR", str(trace_dir))
-    clean_env.setenv(ENV_LAYOUT, "Packed")
-    assert Config.from_env().layout == "packed"
-    clean_env.setenv(ENV_LAYOUT, "zip")
+    clean_env.setenv("TENSOR_TRACE_LAYOUT", "Packed")
+    dump_trace("a", [1.0])
+    assert (trace_dir / "records.jsonl").exists()
+    tensor_trace._reset()
+    clean_env.setenv("TENSOR_TRACE_LAYOUT", "zip")
     with pytest.raises(ConfigError, match="TENSOR_TRACE_LAYOUT"):
-        Config.from_env()
+        dump_trace("a", [1.0])

@@ -16,7 +16,7 @@ use crate::{cargo, project_root, run_step};
 /// A benchmark target: package and bench name.
 const BENCHES: &[(&str, &str)] = &[
     ("trace-core", "capture"),
-    ("trace-core", "topk"),
+    ("trace-events", "topk"),
     ("trace-candle", "dump_trace"),
     ("trace-diff", "diff"),
 ];
@@ -236,6 +236,35 @@ const ROWS: &[Row] = &[
     },
 ];
 
+/// The value sketch's cost (issue 25): capture with the default sketch against capture without,
+/// each pair measured in the same run (`sketch` group of the capture bench).
+const SKETCH_ROWS: &[Row] = &[
+    Row {
+        what: "capture F32 16M with sketch vs without",
+        figure: Figure::CostRatio {
+            subject: "sketch/capture_16m_f32_sketch",
+            baseline: "sketch/capture_16m_f32_nosketch",
+        },
+        target: "<= 1.3x",
+    },
+    Row {
+        what: "packed record of 2,560 elements with sketch vs without",
+        figure: Figure::CostRatio {
+            subject: "sketch/record_2560_packed_sketch",
+            baseline: "sketch/record_2560_packed_nosketch",
+        },
+        target: "(context)",
+    },
+    Row {
+        what: "packed record of 16 elements with sketch vs without",
+        figure: Figure::CostRatio {
+            subject: "sketch/record_16_packed_sketch",
+            baseline: "sketch/record_16_packed_nosketch",
+        },
+        target: "(context)",
+    },
+];
+
 pub fn run(args: &[String]) -> Result<()> {
     let mut filter: Option<&str> = None;
     let mut report_only = false;
@@ -244,13 +273,16 @@ pub fn run(args: &[String]) -> Result<()> {
             "--report-only" => report_only = true,
             other if filter.is_none() && !other.starts_with('-') => filter = Some(other),
             other => anyhow::bail!(
-                "unknown argument {other:?}; usage: cargo xtask bench [BENCH|records] [--report-only]"
+                "unknown argument {other:?}; usage: cargo xtask bench [BENCH|records|python] [--report-only]"
             ),
         }
     }
     let root = project_root();
     if filter == Some("records") {
         return run_records(&root);
+    }
+    if filter == Some("python") {
+        return crate::python::run_benches();
     }
     if !report_only {
         for (package, bench) in BENCHES {
@@ -309,7 +341,7 @@ fn print_table(criterion: &Path) -> Result<()> {
         "measurement (same run)", "figure"
     );
     println!("{}", "-".repeat(96));
-    for row in ROWS {
+    for row in ROWS.iter().chain(SKETCH_ROWS) {
         let figure = match row.figure {
             Figure::Speedup { subject, baseline } => {
                 match (mean_ns(criterion, subject)?, mean_ns(criterion, baseline)?) {

@@ -1,20 +1,17 @@
 //! Project automation, in the style of rust-analyzer's xtask: plain Rust instead of shell scripts.
 //!
 //! `cargo xtask ci` is the one test command (README, `.ci/run`); `cargo xtask bench` runs the
-//! criterion benchmarks and prints ratios; `cargo xtask crossval` is the end-to-end demo.
+//! criterion benchmarks and prints ratios; `cargo xtask crossval` is the end-to-end demo, the
+//! product of `crates/crossval`, to which xtask only delegates.
 
 mod bench;
 mod browser;
 mod ci;
-mod crossval;
 #[cfg(test)]
 mod layering;
 mod python;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
-
-use anyhow::{bail, Context, Result};
+use std::process::ExitCode;
 
 const HELP: &str = "\
 cargo xtask <command> [args]
@@ -22,6 +19,7 @@ cargo xtask <command> [args]
 commands:
   ci         fmt check, clippy -D warnings, all tests (nextest when installed), doc tests
   bench      run the criterion benchmarks and print the ratio table
+             (`bench python`: the Python package's dump_trace and trace_module ratios)
   crossval   two engines, one model: the first divergence, plus event/Jidoka checks
              (`cargo xtask crossval --help`; `--tp N`: a tensor-parallel engine on N
              torch.distributed processes against one process, `cargo xtask crossval --tp --help`)
@@ -33,8 +31,6 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("crossval") => return crossval::main(&args[1..]),
-        // One side of a crossval as a program, for `crossval --bisect` (not in the help).
-        Some("crossval-side") => return crossval::side::main(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             return ExitCode::SUCCESS;
@@ -50,29 +46,5 @@ fn main() -> ExitCode {
     }
 }
 
-/// The workspace root (xtask lives one level below it).
-pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask is inside the workspace")
-        .to_path_buf()
-}
-
-/// The cargo that runs this xtask, so toolchain overrides carry through.
-pub fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(project_root());
-    cmd
-}
-
-/// Runs `cmd`, failing with `step` named when it exits non-zero.
-pub fn run_step(step: &str, cmd: &mut Command) -> Result<()> {
-    eprintln!("xtask: ==> {step}");
-    let status = cmd
-        .status()
-        .with_context(|| format!("step `{step}`: cannot start {cmd:?}"))?;
-    if !status.success() {
-        bail!("step `{step}` failed ({status})");
-    }
-    Ok(())
-}
+// One copy of the workspace helpers, shared with the crossval (which builds with cargo too).
+pub use crossval::workspace::{cargo, project_root, run_step};

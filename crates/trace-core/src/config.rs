@@ -9,9 +9,10 @@
 //! | `TENSOR_TRACE_VALUES_AT` | also save raw values of single records: `name@occurrence` items (see [`ValuesAt`]) |
 //! | `TENSOR_TRACE_APPEND` | `1` allows writing into a directory that already holds a run |
 //! | `TENSOR_TRACE_ASYNC` | `1` writes files on a background thread (see [`crate::Tracer`]) |
-//! | `TENSOR_TRACE_RANK` | process rank recorded in every record |
-//! | `TENSOR_TRACE_WORLD_SIZE` | number of processes; above 1, rank `r` writes into `DIR/rank-{r}` (see [`crate::ranks`]) |
+//! | `TENSOR_TRACE_RANK` | process rank recorded in every record (else torch.distributed's `RANK`) |
+//! | `TENSOR_TRACE_WORLD_SIZE` | number of processes (else `WORLD_SIZE`); above 1, rank `r` writes into `DIR/rank-{r}` (see [`crate::ranks`]) |
 //! | `TENSOR_TRACE_LAYOUT` | `files` (default: one `.trace` file per record) or `packed` (one JSON line per record in `records.jsonl`) |
+//! | `TENSOR_TRACE_SKETCH` | buckets of the value sketch in every record: a power of two from 64 to 1024, default 256; `0` = none (see [`crate::sketch`]) |
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -20,6 +21,27 @@ use std::path::PathBuf;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::{Error, Result};
+
+/// Environment variable setting the value sketch's bucket count (`0` = no sketch).
+pub const ENV_SKETCH: &str = "TENSOR_TRACE_SKETCH";
+
+/// Parses a sketch bucket count (see [`crate::sketch::check_sketch_k`]); `setting` names the
+/// source in the error.
+pub fn parse_sketch(value: &str, setting: &str) -> Result<usize> {
+    let config_error = |problem: String| Error::Config {
+        setting: setting.into(),
+        value: value.into(),
+        problem,
+    };
+    let k: usize = match value.trim().to_ascii_lowercase().as_str() {
+        "off" | "false" | "no" | "none" => 0,
+        v => v
+            .parse()
+            .map_err(|_| config_error(crate::sketch::check_sketch_k(3).unwrap_err()))?,
+    };
+    crate::sketch::check_sketch_k(k).map_err(config_error)?;
+    Ok(k)
+}
 
 /// Environment variable choosing the directory layout: `files` (default) or `packed`.
 pub const ENV_LAYOUT: &str = "TENSOR_TRACE_LAYOUT";
@@ -77,6 +99,11 @@ pub const ENV_ASYNC: &str = "TENSOR_TRACE_ASYNC";
 pub const ENV_RANK: &str = "TENSOR_TRACE_RANK";
 /// World-size variable: the number of processes of a multi-process run (see [`crate::ranks`]).
 pub const ENV_WORLD_SIZE: &str = "TENSOR_TRACE_WORLD_SIZE";
+/// torch.distributed's launcher variable for the rank (torchrun), used when [`ENV_RANK`] is unset.
+pub const ENV_LAUNCHER_RANK: &str = "RANK";
+/// torch.distributed's launcher variable for the world size, used when [`ENV_WORLD_SIZE`] is
+/// unset.
+pub const ENV_LAUNCHER_WORLD_SIZE: &str = "WORLD_SIZE";
 
 /// A name filter: a name passes when it matches an include glob (or there are none) and no
 /// exclude glob. `*` matches across `/`, so `*norm*` matches `blk0/attn_norm`.
@@ -113,13 +140,21 @@ impl NameFilter {
 
     /// Parses `glob,glob,!glob`; `setting` names the source in errors.
     pub fn parse(spec: &str, setting: &str) -> Result<Self> {
+        let parts: Vec<&str> = spec
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        Self::from_globs(&parts, setting, spec)
+    }
+
+    /// One glob per item, so commas inside `{a,b}` alternatives are allowed; `!glob` excludes.
+    /// `setting` and `spec` (the value as the user wrote it) name the source in errors.
+    pub fn from_globs(globs: &[&str], setting: &str, spec: &str) -> Result<Self> {
         let mut include = GlobSetBuilder::new();
         let mut exclude = GlobSetBuilder::new();
         let (mut n_inc, mut n_exc) = (0, 0);
-        for part in spec.split(',').map(str::trim) {
-            if part.is_empty() {
-                continue;
-            }
+        for &part in globs {
             let (negated, pattern) = match part.strip_prefix('!') {
                 Some(p) => (true, p.trim()),
                 None => (false, part),
@@ -388,6 +423,8 @@ pub struct Config {
     pub world_size: Option<u32>,
     /// Directory layout: a file per record, or the packed log.
     pub layout: Layout,
+    /// Buckets of the value sketch in every record; 0 = none.
+    pub sketch: usize,
 }
 
 /// Default queue capacity of the background writer (records in flight).
@@ -405,6 +442,7 @@ impl Default for Config {
             rank: None,
             world_size: None,
             layout: Layout::Files,
+            sketch: crate::sketch::DEFAULT_SKETCH_K,
         }
     }
 }
@@ -442,16 +480,24 @@ impl Config {
             let on = parse_bool(&v).ok_or_else(|| bool_error(ENV_ASYNC, &v))?;
             config.background = on.then_some(DEFAULT_QUEUE);
         }
-        if let Some(v) = non_empty(ENV_RANK) {
+        // Ours win over the launcher's; errors name the variable that was read.
+        let first = |ours: &'static str, launcher: &'static str| {
+            [ours, launcher]
+                .into_iter()
+                .find_map(|k| non_empty(k).map(|v| (k, v)))
+        };
+        let rank = first(ENV_RANK, ENV_LAUNCHER_RANK);
+        let world = first(ENV_WORLD_SIZE, ENV_LAUNCHER_WORLD_SIZE);
+        if let Some((key, v)) = &rank {
             config.rank = Some(v.trim().parse().map_err(|_| Error::Config {
-                setting: ENV_RANK.into(),
+                setting: (*key).into(),
                 value: v.clone(),
                 problem: "expected a non-negative integer".into(),
             })?);
         }
-        if let Some(v) = non_empty(ENV_WORLD_SIZE) {
+        if let Some((key, v)) = &world {
             config.world_size = Some(v.trim().parse().map_err(|_| Error::Config {
-                setting: ENV_WORLD_SIZE.into(),
+                setting: (*key).into(),
                 value: v.clone(),
                 problem: "expected the number of processes, a positive integer".into(),
             })?);
@@ -460,11 +506,14 @@ impl Config {
         crate::ranks::RankInfo::from_settings(
             config.rank,
             config.world_size,
-            ENV_RANK,
-            ENV_WORLD_SIZE,
+            rank.map_or(ENV_RANK, |(k, _)| k),
+            world.map_or(ENV_WORLD_SIZE, |(k, _)| k),
         )?;
         if let Some(v) = non_empty(ENV_LAYOUT) {
             config.layout = Layout::parse(&v, ENV_LAYOUT)?;
+        }
+        if let Some(v) = non_empty(ENV_SKETCH) {
+            config.sketch = parse_sketch(&v, ENV_SKETCH)?;
         }
         Ok(Some(config))
     }
@@ -605,6 +654,46 @@ mod tests {
             .to_string();
         assert!(
             e.contains("TENSOR_TRACE_WORLD_SIZE") && e.contains("positive integer"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn launcher_variables_are_used_and_ours_win() {
+        let c = env(&[(ENV_DIR, "d"), ("RANK", "3"), ("WORLD_SIZE", "4")])
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.rank, c.world_size), (Some(3), Some(4)));
+        let ours = [(ENV_RANK, "0"), (ENV_WORLD_SIZE, "1")];
+        let launcher = [(ENV_DIR, "d"), ("RANK", "3"), ("WORLD_SIZE", "4")];
+        let c = env(&[&launcher[..], &ours[..]].concat()).unwrap().unwrap();
+        assert_eq!((c.rank, c.world_size), (Some(0), Some(1)));
+        let e = env(&[(ENV_DIR, "d"), ("WORLD_SIZE", "2"), ("RANK", "5")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "invalid RANK=\"5\": expected a rank below the world size 2 (WORLD_SIZE)"
+            ),
+            "{e}"
+        );
+        let e = env(&[(ENV_DIR, "d"), ("RANK", "-1")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid RANK=\"-1\": expected a non-negative"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn globs_one_per_item_allow_commas_in_alternatives() {
+        let f = NameFilter::from_globs(&["blk{0,1}/q", "!*k"], "include", "x").unwrap();
+        assert!(f.matches("blk1/q") && !f.matches("blk2/q") && !f.matches("blk0/k"));
+        let e = NameFilter::from_globs(&["blk["], "include", "blk[").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid include=\"blk[\": bad glob"),
             "{e}"
         );
     }

@@ -13,7 +13,7 @@
 //!   [`Tracer::builder`]. Strided or device data streams through [`Tracer::record_chunks`].
 //! - Fingerprints without files: [`fingerprint`] and [`Fingerprinter`].
 //! - The file format: [`record`] (and `docs/FORMAT.md`); reading a run back: [`run`].
-//! - Pipeline events and Jidoka checks: [`events`].
+//! - Pipeline events and Jidoka checks live in the `trace-events` crate, on top of this one.
 //!
 //! ```
 //! use trace_core::{fingerprint, Context, Data, TensorView, Tracer};
@@ -38,13 +38,13 @@ pub mod check;
 pub mod config;
 pub mod dtype;
 mod error;
-pub mod events;
 mod fingerprint;
 mod global;
 pub mod ranks;
 pub mod record;
 pub mod run;
 mod sink;
+pub mod sketch;
 mod tracer;
 pub mod view;
 mod writer;
@@ -54,7 +54,7 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use fingerprint::{fingerprint, Fingerprint, Fingerprinter, BATCH, STATS_BLOCK};
 pub use global::{dump, dump_chunks_with, dump_with, enabled, flush, global, install};
-pub use record::{ManifestEntry, Stats, TraceRecord, FORMAT_VERSION, PACKED_LOG};
+pub use record::{ManifestEntry, Sketch, Stats, TraceRecord, FORMAT_VERSION, PACKED_LOG};
 pub use sink::sanitize;
 pub use tracer::{Context, Tracer, TracerBuilder, BACKGROUND_FINGERPRINT_MAX};
 pub use view::{Data, TensorView};

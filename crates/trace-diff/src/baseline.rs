@@ -94,7 +94,8 @@ pub(crate) fn calibrate(
                 if options.use_values && a.r.values.is_some() && b.r.values.is_some() {
                     own.push("the baseline has no usable values".to_owned());
                 }
-                stats_errors(ra, rb, rc, identical)
+                sketch_errors(ra, rb, rc, identical)
+                    .unwrap_or_else(|| stats_errors(ra, rb, rc, identical))
             }
         }
     };
@@ -280,6 +281,24 @@ fn in_a_layout(
 }
 
 /// The errors from recorded statistics (`rms` alone for seed records).
+/// The errors estimated from the three records' sketches, when they all carry comparable ones.
+fn sketch_errors(
+    a: &TraceRecord,
+    b: &TraceRecord,
+    c: &TraceRecord,
+    identical: bool,
+) -> Option<Errors> {
+    let (e_a, e_c) = crate::sketch::calibration_errors(a, b, c)?;
+    let exact_c = c.blake3.eq_ignore_ascii_case(&b.blake3);
+    Some(Errors {
+        evidence: Evidence::Sketch,
+        e_a: Some(if identical { 0.0 } else { e_a }),
+        e_c: Some(if exact_c { 0.0 } else { e_c }),
+        nonfinite_unexcused: 0,
+        top1_unexcused: (0, None),
+    })
+}
+
 fn stats_errors(a: &TraceRecord, b: &TraceRecord, c: &TraceRecord, identical: bool) -> Errors {
     let all_stats = a.stats.is_some() && b.stats.is_some() && c.stats.is_some();
     // NaN/Inf counts of A that differ from B's are excused when the baseline has A's counts.

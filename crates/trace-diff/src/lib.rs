@@ -86,6 +86,7 @@ pub mod render;
 pub mod report;
 pub mod rules;
 pub mod shard;
+pub mod sketch;
 mod stream;
 mod tolerance;
 pub mod transform;

@@ -145,6 +145,7 @@ fn matched(position: u64, a: Rec<'_>, b: Rec<'_>, tol: &Tolerance, source: Strin
         logits: None,
         error: Some(0.0),
         calibration: None,
+        sketch: None,
     }
 }
 
@@ -210,7 +211,10 @@ fn judge(
                 let side = if a.r.values.is_some() { "A" } else { "B" };
                 notes.push(format!("values saved on side {side} only"));
             }
-            judge_stats(pair, ra, rb, tol, notes);
+            let reordered = view.plan.is_some();
+            if !crate::sketch::judge_sketch(pair, ra, rb, tol, reordered, notes) {
+                judge_stats(pair, ra, rb, tol, notes);
+            }
         }
     }
     Ok(None)

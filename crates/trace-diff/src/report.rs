@@ -69,6 +69,8 @@ pub enum Evidence {
     HashOnly,
     /// No partner record.
     None,
+    /// Value sketches on both sides: the relative L2 error estimated (see [`crate::sketch`]).
+    Sketch,
 }
 
 impl Evidence {
@@ -82,6 +84,7 @@ impl Evidence {
             Evidence::Shape => "shape",
             Evidence::HashOnly => "hash_only",
             Evidence::None => "none",
+            Evidence::Sketch => "sketch",
         }
     }
 }
@@ -256,6 +259,9 @@ pub struct Pair {
     /// The judgement against the baseline run (calibrated diffs, matched pairs); `null`
     /// otherwise.
     pub calibration: Option<Box<Calibration>>,
+    /// The error estimated from the value sketches, when the verdict rests on them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sketch: Option<crate::sketch::SketchEstimate>,
 }
 
 impl Pair {
@@ -297,6 +303,7 @@ impl Pair {
             logits: None,
             error: None,
             calibration: None,
+            sketch: None,
         }
     }
 

@@ -68,6 +68,7 @@ mod error;
 mod request;
 
 pub use error::FfiError;
+pub use request::{fingerprint_strided, record_strided};
 
 use error::{guard, last_error_ptr, status_name};
 use request::Request;

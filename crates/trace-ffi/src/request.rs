@@ -99,13 +99,7 @@ impl<'a> Request<'a> {
         })?;
         // SAFETY: as for `dims`.
         let strides = unsafe { array(strides, ndim, "strides") }?;
-        let (shape, plan) = layout(dtype, dims, strides)?;
-        if data.is_null() && plan.len > 0 {
-            return Err(FfiError::Null {
-                arg: "data",
-                expected: "a pointer to the elements (NULL only for an empty tensor)",
-            });
-        }
+        let (shape, plan) = checked_layout(dtype, data.cast(), dims, strides)?;
         Ok(Self {
             name,
             dtype,
@@ -128,6 +122,65 @@ impl<'a> Request<'a> {
         })?;
         Ok(())
     }
+}
+
+/// Captures `dims` elements of `dtype` at `data`, laid out by `strides` (in elements, any sign,
+/// zero for broadcast; `None` for dense row-major), on `tracer`: the C ABI's checks and
+/// streaming for other bindings (the Python extension). Returns `false` when the filter
+/// skipped the name.
+///
+/// # Safety
+/// `data` is readable for every element the shape and strides address (NULL only when the
+/// tensor is empty), and no other thread writes it during the call.
+pub unsafe fn record_strided(
+    tracer: &Tracer,
+    name: &str,
+    ctx: &Context<'_>,
+    dtype: DType,
+    data: *const u8,
+    dims: &[i64],
+    strides: Option<&[i64]>,
+) -> Result<bool, FfiError> {
+    let (shape, plan) = checked_layout(dtype, data, dims, strides)?;
+    Ok(tracer.record_chunks(name, ctx, dtype, &shape, |fp| {
+        // SAFETY: forwarded from this function's contract; the plan was checked by `layout`.
+        unsafe { feed(fp, dtype, data, &plan) }
+    })?)
+}
+
+/// The fingerprint of a strided tensor, without a tracer (see [`record_strided`]).
+///
+/// # Safety
+/// As for [`record_strided`].
+pub unsafe fn fingerprint_strided(
+    dtype: DType,
+    data: *const u8,
+    dims: &[i64],
+    strides: Option<&[i64]>,
+) -> Result<trace_core::Fingerprint, FfiError> {
+    let (_, plan) = checked_layout(dtype, data, dims, strides)?;
+    let mut fp = Fingerprinter::new();
+    fp.update(Data::empty(dtype))?;
+    // SAFETY: forwarded from this function's contract; the plan was checked by `layout`.
+    unsafe { feed(&mut fp, dtype, data, &plan) }?;
+    Ok(fp.finish())
+}
+
+/// [`layout`], and `data` non-NULL unless the tensor is empty.
+fn checked_layout(
+    dtype: DType,
+    data: *const u8,
+    dims: &[i64],
+    strides: Option<&[i64]>,
+) -> Result<(Vec<usize>, Plan), FfiError> {
+    let (shape, plan) = layout(dtype, dims, strides)?;
+    if data.is_null() && plan.len > 0 {
+        return Err(FfiError::Null {
+            arg: "data",
+            expected: "a pointer to the elements (NULL only for an empty tensor)",
+        });
+    }
+    Ok((shape, plan))
 }
 
 /// A NUL-terminated UTF-8 string, or `None` for NULL.
@@ -574,6 +627,36 @@ mod tests {
         let dense: Vec<f16> = (0..4).flat_map(|_| row).collect();
         let got = walked(DType::F16, &row, 0, &[4, 3], Some(&[0, 1]));
         assert_eq!(got, fingerprint(Data::F16(&dense)));
+    }
+
+    #[test]
+    fn the_rust_entry_points_check_and_walk_like_tt_record() {
+        let col_major = [1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0];
+        let dense = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let data = col_major.as_ptr().cast::<u8>();
+        // SAFETY: the strides address the six elements of `col_major`.
+        let f = unsafe { fingerprint_strided(DType::F32, data, &[2, 3], Some(&[1, 2])) }.unwrap();
+        assert_eq!(f, fingerprint(Data::F32(&dense)));
+        let tracer = Tracer::builder().filter("!skipped").build().unwrap();
+        let ctx = Context::default().seq(1);
+        // SAFETY: as above.
+        let kept =
+            unsafe { record_strided(&tracer, "x", &ctx, DType::F32, data, &[2, 3], Some(&[1, 2])) };
+        // SAFETY: as above.
+        let skipped =
+            unsafe { record_strided(&tracer, "skipped", &ctx, DType::F32, data, &[2, 3], None) };
+        assert!(kept.unwrap() && !skipped.unwrap());
+        let r = tracer.records().pop().unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.seq, r.shape),
+            ("x", Some(1), vec![2, 3])
+        );
+        // SAFETY: NULL is checked before anything is read.
+        let e = unsafe { fingerprint_strided(DType::F32, std::ptr::null(), &[2], None) };
+        assert!(e.unwrap_err().to_string().contains("`data` is NULL"));
+        // SAFETY: an empty tensor reads nothing.
+        let empty = unsafe { fingerprint_strided(DType::BF16, std::ptr::null(), &[0, 3], None) };
+        assert_eq!(empty.unwrap().num_elements, 0);
     }
 
     #[test]

@@ -1,13 +1,15 @@
-"""tensor-trace for Python references: record named tensors exactly as trace-core does.
+"""tensor-trace for Python references: record named tensors through trace-core itself.
 
     from tensor_trace import dump_trace
     dump_trace("blk0/attn_norm", h, layer=0, stage="attn_norm", step=0)
 
 With `TENSOR_TRACE_DIR` (or the seed's `BITNET_TRACE_DIR`) set, every call writes one record
-into that directory: the same file names, record fields, hashes, statistics, manifest lines and
-optional `.npy` values as trace-core, so `trace-diff` compares a Python reference run with a Rust
-or C++ engine run directly. Unset, `dump_trace` returns at once: the environment is read once, at
-the first call, and the answer cached in a module-level flag.
+into that directory. The records are written by trace-core, the Rust library every emitter of
+the project uses, through the native extension `tensor_trace._native`: the same file names,
+record fields, hashes, statistics, manifest lines and optional `.npy` values as a Rust or C++
+engine, so `trace-diff` compares a Python reference run with an engine run directly. Unset,
+`dump_trace` returns at once: the environment is read once, at the first call, and the answer
+cached in a module-level flag (a disabled call never reaches the extension).
 
 A PyTorch model needs no edits: `tensor_trace.torch.trace_module(model)` records every
 submodule's output through forward hooks (`pip install tensor-trace[torch]`). Importing
@@ -18,9 +20,12 @@ See `docs/PYTHON.md` in the repository for the details and the three-line recipe
 
 from __future__ import annotations
 
+import atexit
 from typing import Any, Optional
 
-from ._config import (
+from . import _native
+from ._errors import ConfigError, TraceError
+from ._native import (
     ENV_APPEND,
     ENV_ASYNC,
     ENV_DIR,
@@ -29,19 +34,18 @@ from ._config import (
     ENV_LAYOUT,
     ENV_RANK,
     ENV_VALUES,
-    Config,
-    ConfigError,
+    ENV_VALUES_AT,
+    ENV_WORLD_SIZE,
+    FORMAT_VERSION,
+    RANK_FILE,
     NameFilter,
-    TraceError,
+    rank_dir_name,
+    sanitize,
 )
-from ._ranks import ENV_WORLD_SIZE, RANK_FILE, RankInfo, rank_dir_name
-from ._fingerprint import Fingerprint, Stats, canonical_f32, fingerprint
-from ._sink import sanitize
-from ._tracer import BF16, FORMAT_VERSION, Tracer, as_trace_input
+from ._tracer import BF16, Fingerprint, Stats, Tracer, fingerprint_array
 
 __all__ = [
     "BF16",
-    "Config",
     "ConfigError",
     "ENV_APPEND",
     "ENV_ASYNC",
@@ -51,9 +55,9 @@ __all__ = [
     "ENV_LAYOUT",
     "ENV_RANK",
     "ENV_VALUES",
+    "ENV_VALUES_AT",
     "ENV_WORLD_SIZE",
     "RANK_FILE",
-    "RankInfo",
     "rank_dir_name",
     "FORMAT_VERSION",
     "Fingerprint",
@@ -118,15 +122,22 @@ def _init() -> Optional[object]:
     global _disabled, _global
     if _global is None:
         try:
-            config = Config.from_env()
+            native = _native.Tracer.from_env()
         except ConfigError as e:
             _global = e
             return _global
-        if config is None:
+        if native is None:
             _disabled = True
             return None
-        _global = Tracer.from_config(config)
+        _global = Tracer._wrap(native)
     return _global
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    # With TENSOR_TRACE_ASYNC=1 records may still be queued: they reach the disk before exit.
+    if isinstance(_global, Tracer):
+        _global.flush()
 
 
 def _reset() -> None:
@@ -136,9 +147,3 @@ def _reset() -> None:
         _global.close()
     _disabled = False
     _global = None
-
-
-def fingerprint_array(array: Any) -> Fingerprint:
-    """The fingerprint a record would carry for `array`, without writing anything."""
-    dtype, _, storage = as_trace_input(array)
-    return fingerprint(canonical_f32(dtype, storage))

@@ -1,29 +1,26 @@
-"""The tracer: accepts arrays, filters names, fingerprints and hands records to the sink."""
+"""The tracer: turns Python arrays into element buffers for trace-core's `Tracer` (native).
+
+Everything about a record (filters, fingerprint, statistics, file names, layouts, ranks, raw
+values) is trace-core's, reached through the extension `tensor_trace._native`
+(`crates/trace-py`). This module only turns Python objects into what trace-core reads: the
+address of the first element, a dtype name, the shape and the strides in elements, without
+copying the data.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ._config import (
-    Config,
-    ConfigError,
-    NameFilter,
-    TraceError,
-    ValuesAt,
-    parse_layout,
-    parse_rank,
-)
-from ._fingerprint import canonical_f32, fingerprint
-from ._ranks import from_settings, parse_world_size
-from ._sink import DirSink
+from . import _native
+from ._errors import ConfigError
 
-__all__ = ["BF16", "Tracer", "as_trace_input"]
-
-FORMAT_VERSION = 1
+__all__ = ["BF16", "Fingerprint", "Stats", "Tracer", "as_trace_input", "fingerprint_array"]
 
 # NumPy storage (kind, itemsize) -> the record's dtype name.
 _DTYPES = {
@@ -54,32 +51,30 @@ class BF16:
         self.bits = arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
 
 
-def as_trace_input(array: Any) -> Tuple[str, Tuple[int, ...], np.ndarray]:
-    """(dtype name, shape, C-contiguous NumPy storage) of anything array-like.
+def as_trace_input(array: Any) -> Tuple[str, np.ndarray]:
+    """(dtype name, NumPy array in native byte order) of anything array-like, not copied.
 
     Accepts NumPy arrays and scalars, objects exposing `__array__` (torch tensors are detached
     and moved to the CPU first, without importing torch), `BF16` bit patterns, torch bfloat16
-    tensors and NumPy `bfloat16` from ml_dtypes (read as raw bits). Other dtypes, including
-    bool, int8, int16, uint16, uint64 and complex, are refused: trace-core defines no
-    conversion for them, so convert explicitly (and knowingly) first.
+    tensors and NumPy `bfloat16` from ml_dtypes (read as raw bits). The array keeps its strides
+    (a transposed or sliced view is read in place). Other dtypes, including bool, int8, int16,
+    uint16, uint64 and complex, are refused: trace-core defines no conversion for them, so
+    convert explicitly (and knowingly) first.
     """
     if isinstance(array, BF16):
-        bits = np.asarray(array.bits, order="C").view(np.uint16)
-        return "BF16", tuple(bits.shape), bits
+        return "BF16", array.bits
     if type(array).__module__.split(".")[0] == "torch" and hasattr(array, "detach"):
         t = array.detach()
         if getattr(t, "device", None) is not None and str(t.device) != "cpu":
-            t = t.cpu()
+            t = t.cpu()  # the one copy a device tensor needs
         if str(t.dtype) == "torch.bfloat16":
-            torch = sys.modules["torch"]
-            bits = t.contiguous().view(torch.int16).numpy().view(np.uint16)
-            return "BF16", tuple(bits.shape), np.asarray(bits, order="C")
+            return "BF16", t.view(sys.modules["torch"].int16).numpy()
         array = t.numpy()
     arr = np.asarray(array)
     dt = arr.dtype
-    if dt.name == "bfloat16" and dt.itemsize == 2:  # ml_dtypes (JAX, TensorFlow)
-        bits = np.asarray(arr, order="C").view(np.uint16)
-        return "BF16", tuple(bits.shape), bits
+    # `dt.type.__name__`, not `dt.name`: numpy computes `name` in Python, per call.
+    if dt.type.__name__ == "bfloat16" and dt.itemsize == 2:  # ml_dtypes (JAX, TensorFlow)
+        return "BF16", arr.view(np.uint16)
     name = _DTYPES.get((dt.kind, dt.itemsize))
     if name is None:
         raise TypeError(
@@ -88,31 +83,90 @@ def as_trace_input(array: Any) -> Tuple[str, Tuple[int, ...], np.ndarray]:
         )
     if not dt.isnative:
         arr = arr.astype(dt.newbyteorder("="))
-    return name, tuple(int(d) for d in arr.shape), np.asarray(arr, order="C")
+    return name, arr
+
+
+def _buffer(array: Any) -> Tuple[str, np.ndarray, int, Tuple[int, ...], Tuple[int, ...]]:
+    """(dtype name, the array to keep alive, data address, shape, strides in elements)."""
+    dtype, arr = as_trace_input(array)
+    size = arr.itemsize
+    if any(s % size for s in arr.strides):
+        # A view into a record array, say: strides that are not whole elements. Rare; copied.
+        arr = np.ascontiguousarray(arr)
+    address = arr.__array_interface__["data"][0]
+    return dtype, arr, address, arr.shape, tuple(s // size for s in arr.strides)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Statistics over the finite values (None when there are none), as a record holds them."""
+
+    min: Optional[float]
+    max: Optional[float]
+    mean: Optional[float]
+    std: Optional[float]
+    nan_count: int
+    inf_count: int
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a record says about a tensor's values."""
+
+    blake3: str
+    num_elements: int
+    rms: Optional[float]
+    stats: Stats
+
+
+def fingerprint_array(array: Any) -> Fingerprint:
+    """The fingerprint a record would carry for `array` (trace-core's), without writing anything."""
+    dtype, arr, address, shape, strides = _buffer(array)
+    # `arr` stays referenced here until the call returns, so the address stays valid.
+    blake3, rms, n, stats = _native.fingerprint(dtype, address, shape, strides)
+    fields = json.loads(stats)
+    return Fingerprint(blake3, n, rms, Stats(**{k: fields.get(k) for k in Stats.__annotations__}))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def _check_context(step: Any, layer: Any, stage: Any) -> None:
-    def is_int(v: Any) -> bool:
-        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-    if step is not None and not (is_int(step) and 0 <= int(step) < 2**64):
+    if step is not None and not (_is_int(step) and 0 <= int(step) < 2**64):
         raise TypeError(f"step must be a non-negative integer (the record's seq), got {step!r}")
-    if layer is not None and not (is_int(layer) and -(2**63) <= int(layer) < 2**63):
+    if layer is not None and not (_is_int(layer) and -(2**63) <= int(layer) < 2**63):
         raise TypeError(f"layer must be an integer (-1 for embeddings/logits), got {layer!r}")
     if stage is not None and not isinstance(stage, str):
         raise TypeError(f"stage must be a string, got {type(stage).__name__}")
 
 
+def _check_text(what: str, s: str) -> None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{what} {s!r} is not valid Unicode text: {e}") from None
+
+
+def _setting(name: str, value: Any, wanted: type, expected: str) -> None:
+    if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+
+
 class Tracer:
-    """Captures named tensors into a directory, as trace-core's `Tracer` does.
+    """Captures named tensors into a directory through trace-core's `Tracer`.
 
     >>> t = Tracer("/tmp/trace", values="logits")       # doctest: +SKIP
     >>> t.record("blk0/attn_norm", h, step=0, layer=0)  # doctest: +SKIP
 
     `rank` is stamped into every record; with `world_size` above 1 (rank then required, below
     it) the records go into `dir/rank-{rank}` with a `rank.json`, one directory per process of a
-    multi-process run (trace-core's `ranks`). A ConfigError names the bad argument.
+    multi-process run (trace-core's `ranks`). `sketch` sets the value sketch's buckets (0 = none; default `TENSOR_TRACE_SKETCH`'s 256, see
+    docs/FORMAT.md). A ConfigError names the bad argument.
+    Thread-safe: several threads may record on one tracer at once.
     """
+
+    __slots__ = ("_native",)
 
     def __init__(
         self,
@@ -125,51 +179,41 @@ class Tracer:
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
         layout: str = "files",
+        sketch: Optional[int] = None,
     ) -> None:
-        config = Config(dir=os.fspath(dir), append=append, layout=parse_layout("layout", layout))
-        if filter is not None:
-            config.filter = NameFilter.parse(filter, "filter")
-        if values is not None:
-            config.values = NameFilter.parse(values, "values")
-        if values_at is not None:
-            config.values_at = ValuesAt.parse(values_at, "values_at")
-        if rank is not None:
-            config.rank = parse_rank("rank", str(rank))
-        if world_size is not None:
-            config.world_size = parse_world_size("world_size", str(world_size))
-        self._init(config)
+        for name, value in [("filter", filter), ("values", values), ("values_at", values_at)]:
+            _setting(name, value, str, "a string of comma-separated items")
+        _setting("layout", layout, str, "'files' or 'packed'")
+        for name, value in [("rank", rank), ("world_size", world_size), ("sketch", sketch)]:
+            _setting(name, value, (int, np.integer), "a non-negative integer")
+            if value is not None and not 0 <= int(value) < 2**32:
+                raise ConfigError(name, str(value), "expected a non-negative integer below 2**32")
+        self._native = _native.Tracer(
+            os.fspath(dir),
+            filter=filter,
+            values=values,
+            values_at=values_at,
+            append=bool(append),
+            rank=None if rank is None else int(rank),
+            world_size=None if world_size is None else int(world_size),
+            layout=layout,
+            sketch=None if sketch is None else int(sketch),
+        )
 
     @classmethod
-    def from_config(cls, config: Config) -> "Tracer":
-        if config.dir is None:
-            raise ConfigError("dir", "", "the Python emitter writes into a directory")
+    def _wrap(cls, native: Any) -> "Tracer":
         self = cls.__new__(cls)
-        self._init(config)
+        self._native = native
         return self
-
-    def _init(self, config: Config) -> None:
-        self.config = config
-        # World size above 1: this process writes into DIR/rank-{rank} (see _ranks).
-        info = from_settings(config.rank, config.world_size, "rank", "world_size")
-        self._sink = DirSink(
-            info.dir(config.dir) if info is not None else config.dir,
-            config.append,
-            keeps_values=self._keeps_values,
-            on_open=info.write if info is not None else None,
-            layout=config.layout,
-        )
 
     @property
     def dir(self) -> str:
-        return self._sink.dir
-
-    def _keeps_values(self, name: str, occurrence: int) -> bool:
-        # The sink asks once it has numbered the occurrence (trace-core's `ValuesChoice::keeps`).
-        return self.config.values.matches(name) or self.config.values_at.selects(name, occurrence)
+        """The directory records go into (`dir/rank-{rank}` in a multi-process run)."""
+        return os.fspath(self._native.dir)
 
     def wants(self, name: str) -> bool:
         """Whether `name` passes the filter (callers may skip preparing a tensor otherwise)."""
-        return self.config.filter.matches(name)
+        return self._native.wants(name)
 
     def record(
         self,
@@ -184,54 +228,36 @@ class Tracer:
 
         `step` is the record's `seq` (0 = prefill, 1+ = decode step), `layer` -1 for
         embeddings/logits and 0+ for transformer layers, `stage` the point within the layer.
+        The record is on disk when this returns (unless `TENSOR_TRACE_ASYNC=1`: then at
+        `flush`, `close` or exit).
         """
         if not isinstance(name, str):
             raise TypeError(f"name must be a string, got {type(name).__name__}")
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise ValueError(f"name {name!r} is not valid Unicode text: {e}") from None
+        _check_text("name", name)
         _check_context(step, layer, stage)
         if stage is not None:
-            try:
-                stage.encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise ValueError(f"stage {stage!r} is not valid Unicode text: {e}") from None
-        if not self.wants(name):
+            _check_text("stage", stage)
+        native = self._native
+        if not native.wants(name):
             return False
-        dtype, shape, storage = as_trace_input(array)
-        converted = canonical_f32(dtype, storage)
-        fp = fingerprint(converted)
-        record: dict = {
-            "name": name,
-            "shape": list(shape),
-            "dtype": dtype,
-            "blake3": fp.blake3,
-            "rms": fp.rms,
-            "num_elements": fp.num_elements,
-        }
-        if step is not None:
-            record["seq"] = int(step)
-        if layer is not None:
-            record["layer"] = int(layer)
-        if stage is not None:
-            record["stage"] = stage
-        record["format_version"] = FORMAT_VERSION
-        # Placeholders in trace-core's field order; the sink assigns them.
-        record["index"] = None
-        record["occurrence"] = None
-        if self.config.rank is not None:
-            record["rank"] = self.config.rank
-        record["stats"] = fp.stats.to_json()
-        # Values may be saved when the name passes the values filter or some of its occurrences
-        # are selected (values_at); the sink decides, knowing the occurrence.
-        may_keep = self.config.values.matches(name) or self.config.values_at.mentions(name)
-        values = converted.reshape(shape) if may_keep else None
-        self._sink.write(record, values)
-        return True
+        dtype, arr, address, shape, strides = _buffer(array)
+        # `arr` stays referenced here until the call returns, so the address stays valid.
+        return native.record(
+            name,
+            dtype,
+            address,
+            shape,
+            strides,
+            None if step is None else int(step),
+            None if layer is None else int(layer),
+            stage,
+        )
 
     def flush(self) -> None:
-        """Records are on disk when `record` returns; kept for parity with trace-core."""
+        """Waits until every record is on disk (only `TENSOR_TRACE_ASYNC=1` ever waits)."""
+        self._native.flush()
 
     def close(self) -> None:
-        self._sink.close()
+        """Flushes; kept for parity with the earlier Python emitter (files are closed per write)."""
+        self._native.flush()
+

@@ -46,7 +46,8 @@ import torch
 from torch import nn
 
 from . import global_tracer
-from ._config import ConfigError, NameFilter
+from ._errors import ConfigError
+from ._native import NameFilter
 from ._tracer import Tracer
 
 __all__ = ["INPUT", "ROOT_OUTPUT", "SEP", "SKIPPED_DTYPES", "TraceHandle", "trace_module"]

@@ -7,8 +7,8 @@
 //! place through its storage, without a copy; anything else is made contiguous on the CPU first.
 
 use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
-use trace_core::events::{Exit, InferenceTracer, Site, Span, TraceStep};
 use trace_core::{Data, TensorView};
+use trace_events::{Exit, InferenceTracer, Site, Span, TraceStep};
 
 /// Runs `f` on a trace-core view of `t`'s values in row-major order.
 pub(crate) fn with_view<R>(t: &Tensor, f: impl FnOnce(TensorView<'_>) -> R) -> Result<R> {
@@ -59,7 +59,7 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
 }
 
 /// A Jidoka violation returned under the `stop` policy, as an engine error.
-pub(crate) fn stopped(e: trace_core::events::TraceError) -> candle_core::Error {
+pub(crate) fn stopped(e: trace_events::TraceError) -> candle_core::Error {
     candle_core::Error::wrap(e)
 }
 

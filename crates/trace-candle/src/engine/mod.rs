@@ -12,7 +12,7 @@
 //! `blk{i}/l_out`, `out_norm`, `logits`, `next_token`.
 //!
 //! [`Llama::generate_text`] also records the pipeline events of trace-core
-//! ([`trace_core::events`]) into an [`InferenceTracer`]: the model info, then for iteration 0
+//! ([`trace_events`]) into an [`InferenceTracer`]: the model info, then for iteration 0
 //! (the prefill) and each decode step a span per step, with the real tensors' stats and the
 //! Jidoka checks at every exit:
 //!
@@ -68,8 +68,8 @@ mod events;
 use std::path::Path;
 
 use candle_core::{DType, Device, Result, Tensor, D};
-use trace_core::events::{Exit, InferenceTracer, ModelInfo, TraceStep};
 use trace_core::{Context, Tracer};
+use trace_events::{Exit, InferenceTracer, ModelInfo, TraceStep};
 
 pub use bug::{Bug, Expected, UnknownBug};
 pub use events::{decode_stream, token_string};
@@ -331,7 +331,7 @@ impl Llama {
         }
         let span = ev.enter(
             TraceStep::Tokenize,
-            trace_core::events::Site::prefill().name("tokens"),
+            trace_events::Site::prefill().name("tokens"),
         );
         let prompt_tokens = encode_bytes(prompt);
         span.exit(Exit::new().tokens(prompt, &prompt_tokens))
@@ -804,12 +804,12 @@ mod tests {
     }
 
     fn events() -> InferenceTracer {
-        InferenceTracer::new(trace_core::events::TraceConfig::enabled())
+        InferenceTracer::new(trace_events::TraceConfig::enabled())
     }
 
     #[test]
     fn events_follow_the_pipeline() {
-        use trace_core::events::EventType;
+        use trace_events::EventType;
         let dir = tempfile::tempdir().unwrap();
         tiny_model(dir.path(), 2);
         let model = Llama::load(dir.path(), None).unwrap();
@@ -885,7 +885,7 @@ mod tests {
                 .unwrap()
                 .tokens
         );
-        let config = trace_core::events::TraceConfig::enabled()
+        let config = trace_events::TraceConfig::enabled()
             .with_steps("sample")
             .unwrap();
         let some = InferenceTracer::new(config);
@@ -899,7 +899,7 @@ mod tests {
 
     #[test]
     fn stop_policy_ends_the_run_at_the_nan_and_closes_every_span() {
-        use trace_core::events::{EventType, Policy, TraceConfig};
+        use trace_events::{EventType, Policy, TraceConfig};
         let dir = tempfile::tempdir().unwrap();
         tiny_model(dir.path(), 2);
         let model = Llama::load(dir.path(), Some(Bug::AttnMaskNan)).unwrap();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use trace_core::check::{record_location, NonFiniteScan};
-use trace_core::events::{render, validate, Producer, Severity, TraceDocument};
+use trace_events::{render, validate, Producer, Severity, TraceDocument};
 
 use crate::output::print;
 use crate::EXIT_FINDING;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use trace_core::events::{render, TraceDocument};
+use trace_events::{render, TraceDocument};
 
 use crate::output::{print, write_atomic};
 

@@ -37,7 +37,7 @@ fn check_names_where_nan_first_appears_with_a_hint() {
 
 fn events_fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../trace-core/tests/data/events")
+        .join("../trace-events/tests/data/events")
         .join(name)
 }
 

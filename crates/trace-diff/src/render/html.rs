@@ -1,12 +1,16 @@
-//! One self-contained HTML page: summary, first divergence, error-profile plot (inline SVG),
-//! sortable table. No external assets; the markup is also well-formed XML so tools can parse it.
+//! One self-contained HTML page: summary, first divergence, the layer-by-point error map
+//! (`html_map.rs`), error-profile plot (inline SVG), sortable table. No external assets; the
+//! markup is also well-formed XML so tools can parse it.
 //!
 //! Opened with the fragment `#selftest`, the page tests itself in the browser (a header click
-//! sorts the records table; the plot holds its lines) and writes the result into
+//! sorts the records table; the plot holds its lines; the error map holds its cells and a click
+//! on the first divergence opens its detail) and writes the result into
 //! `<pre id="selftest-result">`; `tests/it/browser.rs` runs it in headless Chromium.
 
 use std::fmt::Write;
 
+use super::html_map;
+use super::map::{Map, View};
 use super::{context, escape, ratio_text, sci};
 use crate::report::{CalibrationStatus, Outcome, Pair, Report};
 
@@ -46,7 +50,9 @@ document.querySelectorAll('table.sortable th').forEach(function (th, col) {
 
 // With #selftest in the URL: click a numeric header of the records table (the ratio when the
 // report is calibrated, else the error) twice, check both orders, count the plot's lines
-// against its data-lines attribute and its legend entries, and write the verdict into
+// against its data-lines attribute and its legend entries, count the error map's cells against
+// their data-cells attributes, check that one pass (the first divergence's) is shown, click the
+// first divergence's cell and check the detail it opens, and write the verdict into
 // <pre id="selftest-result"> (read back by a headless browser's --dump-dom).
 const SELFTEST: &str = "
 (function () {
@@ -85,6 +91,34 @@ const SELFTEST: &str = "
     if (lines !== expected) { problems.push(lines + ' plot lines, expected ' + expected); }
     if (legend !== expected) { problems.push(legend + ' legend entries, expected ' + expected); }
     summary = 'sorted ' + up.length + ' rows by ' + heads[col].textContent + ' both ways; ' + lines + ' plot lines';
+    var maps = document.querySelectorAll('svg.map'), cells = 0, expected_cells = 0;
+    maps.forEach(function (m) {
+      cells += m.querySelectorAll('rect.cell').length;
+      expected_cells += parseInt(m.getAttribute('data-cells'), 10);
+    });
+    if (maps.length === 0) { problems.push('no error map'); }
+    if (cells !== expected_cells) { problems.push(cells + ' map cells, expected ' + expected_cells); }
+    var shown = Array.prototype.filter.call(document.querySelectorAll('.map-pass'), function (p) {
+      return !p.hidden;
+    });
+    if (shown.length !== 1) { problems.push(shown.length + ' passes shown, expected 1'); }
+    var cell = document.querySelector('svg.map rect.first-divergence'), opened = '';
+    var detail = document.getElementById('map-detail');
+    if (!cell) {
+      problems.push('no first divergence in the map');
+    } else {
+      if (cell.closest('.map-pass').hidden) { problems.push('the pass shown is not the one of the first divergence'); }
+      cell.dispatchEvent(new MouseEvent('click', { bubbles: true, cancelable: true }));
+      opened = detail.querySelector('h3').textContent;
+      var name = document.querySelector('#first-divergence strong').textContent;
+      if (detail.hidden) { problems.push('a click on the first divergence opened no detail'); }
+      if (opened.indexOf(name + ' (') !== 0) { problems.push('detail of ' + opened + ', expected ' + name); }
+      if (detail.querySelector('pre').textContent.indexOf('verdict: diverged') < 0) {
+        problems.push('the detail has no verdict: ' + detail.querySelector('pre').textContent);
+      }
+    }
+    summary += '; map of ' + cells + ' cells in ' + maps.length + ' passes, '
+      + document.querySelectorAll('svg.growth rect.growth-bar').length + ' growth bars; detail opened for ' + opened;
   } catch (e) {
     problems.push('exception: ' + e);
   }
@@ -101,14 +135,25 @@ pub fn html(report: &Report) -> String {
     let _ = writeln!(out, "<!DOCTYPE html>");
     let _ = writeln!(out, r#"<html lang="en"><head><meta charset="utf-8"/>"#);
     let _ = writeln!(out, "<title>trace-diff: {}</title>", escape(&report.a.dir));
-    let _ = writeln!(out, "<style>{STYLE}</style></head><body>");
+    let _ = writeln!(
+        out,
+        "<style>{STYLE}{}</style></head><body>",
+        html_map::STYLE
+    );
     let _ = writeln!(out, "<h1>trace-diff</h1>");
     summary(&mut out, report);
     first_divergence(&mut out, report);
+    if let Some(map) = Map::build(report, &View::builtin()) {
+        html_map::map_section(&mut out, report, &map);
+    }
     profile_svg(&mut out, report);
     table(&mut out, report);
     layers(&mut out, report);
-    let _ = writeln!(out, "<script>//<![CDATA[{SCRIPT}{SELFTEST}//]]></script>");
+    let _ = writeln!(
+        out,
+        "<script>//<![CDATA[{SCRIPT}{}{SELFTEST}//]]></script>",
+        html_map::SCRIPT
+    );
     let _ = writeln!(out, "</body></html>");
     out
 }
@@ -330,13 +375,45 @@ fn baseline_error(p: &Pair) -> Option<f64> {
         .and_then(|c| c.e_c)
 }
 
-fn profile_svg(out: &mut String, report: &Report) {
+/// A line of the error profile: its points, CSS class, color, dash pattern and legend label.
+struct Line<'r> {
+    points: Vec<(&'r Pair, f64)>,
+    class: &'static str,
+    color: &'static str,
+    dash: &'static str,
+    label: &'static str,
+}
+
+/// The profile plot's frame: its size, margins and axes.
+struct Frame {
+    /// Positions on the x axis (A's records).
+    n: u64,
+    /// Decades of the y axis.
+    lo: f64,
+    hi: f64,
+}
+
+impl Frame {
     const W: f64 = 900.0;
+    /// The plot area's height; the legend sits under it, off the data.
     const H: f64 = 260.0;
     const L: f64 = 60.0;
     const R: f64 = 10.0;
     const T: f64 = 10.0;
     const B: f64 = 30.0;
+    const LEGEND: f64 = 24.0;
+
+    fn x(&self, pos: u64) -> f64 {
+        Self::L + (Self::W - Self::L - Self::R) * (pos as f64 + 0.5) / self.n as f64
+    }
+
+    fn y(&self, e: f64) -> f64 {
+        Self::T + (Self::H - Self::T - Self::B) * (self.hi - e.log10()) / (self.hi - self.lo)
+    }
+}
+
+/// The profile's lines: the engine's error and, calibrated, the baseline's; empty ones left out.
+fn profile_lines(report: &Report) -> Vec<Line<'_>> {
     const FLOOR: f64 = 1e-12;
     let series = |f: fn(&Pair) -> Option<f64>| -> Vec<(&Pair, f64)> {
         report
@@ -346,43 +423,33 @@ fn profile_svg(out: &mut String, report: &Report) {
             .filter_map(|p| f(p).filter(|e| e.is_finite()).map(|e| (p, e.max(FLOOR))))
             .collect()
     };
-    let points = series(engine_error);
-    let baseline = if report.calibration.is_some() {
-        series(baseline_error)
-    } else {
-        Vec::new()
-    };
-    // (points, class, color, dash, legend label)
-    let mut lines = vec![(
-        &points,
-        "engine",
-        "#5470c6",
-        "",
-        if report.calibration.is_some() {
+    let calibrated = report.calibration.is_some();
+    let mut lines = vec![Line {
+        points: series(engine_error),
+        class: "engine",
+        color: "#5470c6",
+        dash: "",
+        label: if calibrated {
             "engine: e_A (A vs B)"
         } else {
             "error (A vs B)"
         },
-    )];
-    if report.calibration.is_some() {
-        lines.push((
-            &baseline,
-            "baseline",
-            "#ee8a00",
-            "5 3",
-            "baseline: e_C (C vs B)",
-        ));
+    }];
+    if calibrated {
+        lines.push(Line {
+            points: series(baseline_error),
+            class: "baseline",
+            color: "#ee8a00",
+            dash: "5 3",
+            label: "baseline: e_C (C vs B)",
+        });
     }
-    lines.retain(|l| !l.0.is_empty());
-    let _ = writeln!(
-        out,
-        r#"<section id="profile"><h2>Error profile along A's execution order</h2>"#
-    );
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" data-lines="{}"><title>error (log scale) by position in A</title>"#,
-        lines.len()
-    );
+    lines.retain(|l| !l.points.is_empty());
+    lines
+}
+
+fn profile_svg(out: &mut String, report: &Report) {
+    let lines = profile_lines(report);
     // Points sit at their position in A's order, which counts A's unmatched records too.
     let n = report
         .pairs
@@ -391,106 +458,41 @@ fn profile_svg(out: &mut String, report: &Report) {
         .map(|p| p.position + 1)
         .max()
         .unwrap_or(1);
-    let logs = || points.iter().chain(&baseline).map(|(_, e)| e.log10());
+    let logs = || lines.iter().flat_map(|l| &l.points).map(|(_, e)| e.log10());
     let lo = logs().fold(f64::INFINITY, f64::min).min(-8.0).floor();
     let hi = logs()
         .fold(f64::NEG_INFINITY, f64::max)
         .max(lo + 1.0)
         .ceil();
-    let x = |pos: u64| L + (W - L - R) * (pos as f64 + 0.5) / n as f64;
-    let y = |e: f64| T + (H - T - B) * (hi - e.log10()) / (hi - lo);
+    let frame = Frame { n, lo, hi };
+    let (w, h) = (Frame::W, Frame::H + Frame::LEGEND);
     let _ = writeln!(
         out,
-        r##"<rect x="{L}" y="{T}" width="{}" height="{}" fill="none" stroke="#999"/>"##,
-        W - L - R,
-        H - T - B
+        r#"<section id="profile"><h2>Error profile along A's execution order</h2>"#
     );
-    let mut decade = lo as i64;
-    while decade as f64 <= hi {
-        let yy = y(10f64.powi(decade as i32));
-        let _ = writeln!(
-            out,
-            r##"<line x1="{L}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">1e{decade}</text>"##,
-            W - R,
-            L - 4.0,
-            yy + 4.0
-        );
-        decade += 1;
-    }
     let _ = writeln!(
         out,
-        r#"<text x="{}" y="{}" text-anchor="middle">position in A (capture order)</text>"#,
-        (L + W - R) / 2.0,
-        H - 8.0
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" data-lines="{}"><title>error (log scale) by position in A</title>"#,
+        lines.len()
     );
-    if let Some(f) = &report.first_divergence {
-        let xx = x(f.pair);
-        let _ = writeln!(
-            out,
-            r##"<line class="first-divergence" x1="{xx:.1}" x2="{xx:.1}" y1="{T}" y2="{}" stroke="#c62828" stroke-dasharray="4 3"/>"##,
-            H - B
-        );
-    }
-    for (pts, class, color, dash, _) in &lines {
-        let path: Vec<String> = pts
+    axes(out, &frame, report);
+    for line in &lines {
+        let path: Vec<String> = line
+            .points
             .iter()
-            .map(|(p, e)| format!("{:.1},{:.1}", x(p.position), y(*e)))
+            .map(|(p, e)| format!("{:.1},{:.1}", frame.x(p.position), frame.y(*e)))
             .collect();
         let _ = writeln!(
             out,
-            r##"<polyline class="{class}" fill="none" stroke="{color}" stroke-width="1"{} points="{}"/>"##,
-            dash_attr(dash),
+            r#"<polyline class="{}" fill="none" stroke="{}" stroke-width="1"{} points="{}"/>"#,
+            line.class,
+            line.color,
+            dash_attr(line.dash),
             path.join(" ")
         );
     }
-    for (p, e) in &baseline {
-        let _ = writeln!(
-            out,
-            r##"<circle class="baseline" cx="{:.1}" cy="{:.1}" r="1.5" fill="#ee8a00"><title>#{} {}: e_C {}</title></circle>"##,
-            x(p.position),
-            y(*e),
-            p.position,
-            escape(p.display_name()),
-            sci(Some(*e))
-        );
-    }
-    for (p, e) in &points {
-        let color = if p.verdict.is_divergence() {
-            "#c62828"
-        } else {
-            "#5470c6"
-        };
-        let ratio = p
-            .calibration
-            .as_ref()
-            .and_then(|c| c.ratio)
-            .map(|r| format!(", ratio {}", sci(Some(r))))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{color}"><title>#{} {}: {}{ratio}</title></circle>"#,
-            x(p.position),
-            y(*e),
-            p.position,
-            escape(p.display_name()),
-            sci(Some(*e))
-        );
-    }
-    let _ = writeln!(out, r#"<g class="legend">"#);
-    for (i, (_, _, color, dash, label)) in lines.iter().enumerate() {
-        let yy = T + 14.0 + 16.0 * i as f64;
-        let _ = writeln!(
-            out,
-            r##"<line x1="{}" x2="{}" y1="{yy}" y2="{yy}" stroke="{color}" stroke-width="2"{}/><text x="{}" y="{}">{}</text>"##,
-            W - R - 190.0,
-            W - R - 166.0,
-            dash_attr(dash),
-            W - R - 160.0,
-            yy + 4.0,
-            escape(label)
-        );
-    }
-    let _ = writeln!(out, "</g>");
+    points(out, &frame, &lines);
+    profile_legend(out, &lines);
     let _ = writeln!(out, "</svg>");
     let _ = writeln!(
         out,
@@ -506,6 +508,96 @@ fn profile_svg(out: &mut String, report: &Report) {
             ""
         }
     );
+}
+
+/// The frame, the decade grid, the x axis' label and the first divergence's marker.
+fn axes(out: &mut String, frame: &Frame, report: &Report) {
+    let (l, r, t, b) = (Frame::L, Frame::R, Frame::T, Frame::B);
+    let (w, h) = (Frame::W, Frame::H);
+    let _ = writeln!(
+        out,
+        r##"<rect x="{l}" y="{t}" width="{}" height="{}" fill="none" stroke="#999"/>"##,
+        w - l - r,
+        h - t - b
+    );
+    let mut decade = frame.lo as i64;
+    while decade as f64 <= frame.hi {
+        let yy = frame.y(10f64.powi(decade as i32));
+        let _ = writeln!(
+            out,
+            r##"<line x1="{l}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">1e{decade}</text>"##,
+            w - r,
+            l - 4.0,
+            yy + 4.0
+        );
+        decade += 1;
+    }
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="{}" text-anchor="middle">position in A (capture order)</text>"#,
+        (l + w - r) / 2.0,
+        h - 8.0
+    );
+    if let Some(f) = &report.first_divergence {
+        let xx = frame.x(f.pair);
+        let _ = writeln!(
+            out,
+            r##"<line class="first-divergence" x1="{xx:.1}" x2="{xx:.1}" y1="{t}" y2="{}" stroke="#c62828" stroke-dasharray="4 3"/>"##,
+            h - b
+        );
+    }
+}
+
+/// The points of each line, with their hover text; the engine's red where it diverged.
+fn points(out: &mut String, frame: &Frame, lines: &[Line<'_>]) {
+    for line in lines.iter().rev() {
+        for (p, e) in &line.points {
+            let (color, r, what) = match line.class {
+                "baseline" => (line.color, 1.5, "e_C"),
+                _ if p.verdict.is_divergence() => ("#c62828", 2.5, "error"),
+                _ => (line.color, 2.5, "error"),
+            };
+            let ratio = match line.class {
+                "baseline" => String::new(),
+                _ => p
+                    .calibration
+                    .as_ref()
+                    .and_then(|c| c.ratio)
+                    .map(|r| format!(", ratio {}", sci(Some(r))))
+                    .unwrap_or_default(),
+            };
+            let _ = writeln!(
+                out,
+                r#"<circle class="{}" cx="{:.1}" cy="{:.1}" r="{r}" fill="{color}"><title>#{} {}: {what} {}{ratio}</title></circle>"#,
+                line.class,
+                frame.x(p.position),
+                frame.y(*e),
+                p.position,
+                escape(p.display_name()),
+                sci(Some(*e))
+            );
+        }
+    }
+}
+
+/// The legend, in a row under the plot area (not over the data).
+fn profile_legend(out: &mut String, lines: &[Line<'_>]) {
+    let _ = writeln!(out, r#"<g class="legend">"#);
+    let y = Frame::H + Frame::LEGEND / 2.0;
+    for (i, line) in lines.iter().enumerate() {
+        let x = Frame::L + 240.0 * i as f64;
+        let _ = writeln!(
+            out,
+            r#"<line x1="{x}" x2="{}" y1="{y}" y2="{y}" stroke="{}" stroke-width="2"{}/><text x="{}" y="{}">{}</text>"#,
+            x + 24.0,
+            line.color,
+            dash_attr(line.dash),
+            x + 30.0,
+            y + 4.0,
+            escape(line.label)
+        );
+    }
+    let _ = writeln!(out, "</g>");
 }
 
 fn table(out: &mut String, report: &Report) {
@@ -535,7 +627,7 @@ fn table(out: &mut String, report: &Report) {
     }
     let _ = write!(out, "<th>reason</th>");
     let _ = writeln!(out, "</tr></thead><tbody>");
-    for p in &report.pairs {
+    for (i, p) in report.pairs.iter().enumerate() {
         let int = |v: Option<i64>| match v {
             Some(v) => format!(r#"<td class="num" data-v="{v}">{v}</td>"#),
             None => r#"<td class="num" data-v="-1000000">-</td>"#.to_owned(),
@@ -551,7 +643,7 @@ fn table(out: &mut String, report: &Report) {
         let verdict_rank = p.verdict as u8;
         let _ = writeln!(
             out,
-            r#"<tr>{pos}<td>{}</td><td>{}</td>{}{}<td>{}</td><td class="{v}" data-v="{verdict_rank}">{v}</td><td>{}</td>{}{}{}<td>{}</td></tr>"#,
+            r#"<tr id="pair-{i}">{pos}<td>{}</td><td>{}</td>{}{}<td>{}</td><td class="{v}" data-v="{verdict_rank}">{v}</td><td>{}</td>{}{}{}<td>{}</td></tr>"#,
             escape(p.name_a.as_deref().unwrap_or("-")),
             escape(p.name_b.as_deref().unwrap_or("-")),
             int(p.seq.map(|s| s as i64)),

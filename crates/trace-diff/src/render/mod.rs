@@ -3,10 +3,16 @@
 //! Each renderer returns a `String`; the caller decides where it goes (and, for text, whether
 //! the terminal gets the ANSI colors: `anstream` strips them when stdout is not a terminal or
 //! `NO_COLOR` is set).
+//!
+//! The text and HTML reports both draw the layer-by-point error map of `map.rs` (one grid per
+//! pass, rows from a table of views); `text_map.rs` and `html_map.rs` draw it.
 
 mod html;
+mod html_map;
 mod junit;
+mod map;
 mod text;
+mod text_map;
 
 pub use html::html;
 pub use junit::junit;

@@ -286,6 +286,10 @@ impl<'r> Reassembly<'r> {
         record.occurrence = Some(occurrence);
         record.rank = None;
         record.values = None;
+        if split != ShardSplit::Replicated {
+            // A shard's sketch is not a part of the whole's: its block indices start at 0.
+            record.sketch = None;
+        }
         if values.is_some() {
             record.values = Some(format!("{stem}.npy"));
         }

@@ -1,7 +1,8 @@
 //! The HTML report in a real browser: headless Chromium opens a calibrated report with the
-//! `#selftest` fragment, whose script clicks a header of the records table, checks the order
-//! and counts the plot's lines; the test reads the result from the dumped DOM and fails on any
-//! console message.
+//! `#selftest` fragment, whose script clicks a header of the records table, checks the order,
+//! counts the plot's lines and the error map's cells, and clicks the first divergence's cell
+//! of the map to open its detail; the test reads the result from the dumped DOM and fails on
+//! any console message.
 //!
 //! The browser is `$TRACE_DIFF_CHROMIUM` when set (`cargo xtask ci` installs Chromium and sets
 //! it, so the test never skips there), else `chromium` or `chromium-browser` on the `PATH`. When
@@ -122,10 +123,16 @@ fn html_report_sorts_and_plots_in_headless_chromium() {
     let result = &dom[start..];
     let result = &result[..result.find("</pre>").unwrap()];
     let rows = report.pairs.len();
+    // Every pair is a cell of the map (the toy model records each point once per pass), and
+    // the first divergence is `blk1/q`, in the prefill.
     assert!(
         result.contains(&format!(
-            "selftest ok: sorted {rows} rows by ratio both ways; 2 plot lines"
+            "selftest ok: sorted {rows} rows by ratio both ways; 2 plot lines; map of {rows} cells in 2 passes, "
         )),
+        "{result}"
+    );
+    assert!(
+        result.contains("growth bars; detail opened for #3 blk1/q (step 0, layer 1, stage q)"),
         "{result}"
     );
 

@@ -10,8 +10,8 @@ use trace_diff::{
 };
 
 use crate::common::{
-    copy_dir, data, diff_dirs, diff_dirs_calibrated, redact, three_runs, Fault, Prec, Spec, LAYERS,
-    STEPS,
+    copy_dir, data, diff_dirs, diff_dirs_calibrated, profile_plot, redact, three_runs, Fault, Prec,
+    Spec, LAYERS, STEPS,
 };
 
 const RECORDS: u64 = STEPS * (2 + 2 * LAYERS as u64);
@@ -87,9 +87,10 @@ fn clean_f32_engine_agrees_on_values_and_on_stats() {
         assert_eq!(c.e_a, p.error);
         assert!(c.e_c.unwrap() > 0.0);
     }
+    // Without values, the records' sketches are the next best evidence.
     assert_clean(
         &diff_dirs_calibrated(&a, &b, &c, &stats_only()).unwrap(),
-        Evidence::Stats,
+        Evidence::Sketch,
     );
 }
 
@@ -100,7 +101,7 @@ fn a_baseline_without_values_calibrates_on_stats() {
     let (_tmp, a, b, c) = three_runs(
         Spec::new(Prec::F32).values().reversed(),
         Spec::new(Prec::F64).values(),
-        Spec::new(Prec::F32),
+        Spec::new(Prec::F32).no_sketch(),
     );
     let r = calibrated(&a, &b, &c);
     assert_clean(&r, Evidence::Stats);
@@ -194,6 +195,24 @@ fn a_fault_below_the_tolerance_is_found_by_its_ratio() {
 #[test]
 fn a_fault_is_found_from_stats_alone() {
     let (_tmp, a, b, c) = three_runs(
+        Spec::new(Prec::F32)
+            .reversed()
+            .fault(fault(1e-4))
+            .no_sketch(),
+        Spec::new(Prec::F64).no_sketch(),
+        Spec::new(Prec::F32).no_sketch(),
+    );
+    let r = calibrated(&a, &b, &c);
+    let first = r.first_divergence_pair().unwrap();
+    assert_eq!(first.display_name(), "blk1/q");
+    let cal = first.calibration.as_ref().unwrap();
+    assert_eq!(cal.evidence, Some(Evidence::Stats));
+    assert!(cal.ratio.unwrap() > DEFAULT_MAX_RATIO);
+}
+
+#[test]
+fn a_fault_is_found_from_sketches_alone() {
+    let (_tmp, a, b, c) = three_runs(
         Spec::new(Prec::F32).reversed().fault(fault(1e-4)),
         Spec::new(Prec::F64),
         Spec::new(Prec::F32),
@@ -202,8 +221,11 @@ fn a_fault_is_found_from_stats_alone() {
     let first = r.first_divergence_pair().unwrap();
     assert_eq!(first.display_name(), "blk1/q");
     let cal = first.calibration.as_ref().unwrap();
-    assert_eq!(cal.evidence, Some(Evidence::Stats));
+    assert_eq!(cal.evidence, Some(Evidence::Sketch));
     assert!(cal.ratio.unwrap() > DEFAULT_MAX_RATIO);
+    assert!(r.pairs[..first.position as usize]
+        .iter()
+        .all(|p| !p.verdict.is_divergence()));
 }
 
 #[test]
@@ -486,7 +508,7 @@ fn html_report_plots_both_errors_with_a_legend() {
         },
     )
     .unwrap();
-    let svg = doc.descendants().find(|n| n.has_tag_name("svg")).unwrap();
+    let svg = profile_plot(&doc);
     let lines: Vec<_> = svg
         .descendants()
         .filter(|n| n.has_tag_name("polyline"))
@@ -501,6 +523,26 @@ fn html_report_plots_both_errors_with_a_legend() {
         .filter_map(|n| n.text())
         .collect();
     assert_eq!(legend, ["engine: e_A (A vs B)", "baseline: e_C (C vs B)"]);
+    // The legend sits under the plot area, off the data.
+    let attr =
+        |n: roxmltree::Node<'_, '_>, a: &str| -> f64 { n.attribute(a).unwrap().parse().unwrap() };
+    let frame = svg.descendants().find(|n| n.has_tag_name("rect")).unwrap();
+    let bottom = attr(frame, "y") + attr(frame, "height");
+    for g in svg
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("legend"))
+    {
+        for n in g
+            .descendants()
+            .filter(|n| n.is_element() && n.has_attribute("y1"))
+        {
+            assert!(
+                attr(n, "y1") > bottom,
+                "legend line at {} over the plot (bottom {bottom})",
+                attr(n, "y1")
+            );
+        }
+    }
     let heads: Vec<_> = doc
         .descendants()
         .find(|n| n.attribute("id") == Some("records-table"))

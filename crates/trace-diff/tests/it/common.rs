@@ -43,6 +43,8 @@ pub struct Spec {
     /// Sum the dot products in reverse order: another correct engine, whose rounding differs
     /// from the forward order's in the same precision.
     pub reversed: bool,
+    /// Records carry value sketches (trace-core's default).
+    pub sketch: bool,
 }
 
 impl Spec {
@@ -53,7 +55,14 @@ impl Spec {
             fault: None,
             hf_names: false,
             reversed: false,
+            sketch: true,
         }
+    }
+
+    /// Records without value sketches (`TENSOR_TRACE_SKETCH=0`): judged on statistics.
+    pub fn no_sketch(mut self) -> Self {
+        self.sketch = false;
+        self
     }
 
     pub fn values(mut self) -> Self {
@@ -121,6 +130,9 @@ pub fn write_run(dir: &Path, spec: Spec) {
     let mut builder = Tracer::builder().dir(dir);
     if spec.values {
         builder = builder.values("*");
+    }
+    if !spec.sketch {
+        builder = builder.sketch(0);
     }
     let tracer = builder.build().unwrap();
     let p = spec.prec;
@@ -260,4 +272,14 @@ pub fn diff_dirs_streaming(
         .streaming(Streaming::Always)
         .stream_bounds(*bounds)
         .run_with(on_pair)
+}
+
+/// The error profile's plot in a parsed HTML report (the `<svg>` of `#profile`).
+pub fn profile_plot<'a, 'i>(doc: &'a roxmltree::Document<'i>) -> roxmltree::Node<'a, 'i> {
+    doc.descendants()
+        .find(|n| n.attribute("id") == Some("profile"))
+        .expect("a #profile section")
+        .descendants()
+        .find(|n| n.has_tag_name("svg"))
+        .expect("an inline svg plot")
 }

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod compare;
 mod layout;
+mod map;
 mod ranks;
 mod reports;
 mod seed;

@@ -5,7 +5,7 @@ use trace_diff::{DiffOptions, Report};
 
 use crate::common::diff_dirs;
 
-use crate::common::{data, redact, two_runs, Fault, Prec, Spec};
+use crate::common::{data, profile_plot, redact, two_runs, Fault, Prec, Spec};
 
 fn seed_report() -> Report {
     // The fixture paths are absolute: redact the crate directory.
@@ -150,7 +150,7 @@ fn html_report_structure() {
         .descendants()
         .any(|n| n.text().is_some_and(|t| t.contains("blk1/q"))));
 
-    let svg = elements(&doc, "svg").next().expect("an inline svg plot");
+    let svg = profile_plot(&doc);
     assert!(svg.descendants().any(|n| n.tag_name().name() == "polyline"));
     let circles = svg
         .descendants()
@@ -234,7 +234,7 @@ fn html_profile_points_stay_inside_the_plot_when_a_has_unmatched_records() {
         },
     )
     .unwrap();
-    let svg = doc.descendants().find(|n| n.has_tag_name("svg")).unwrap();
+    let svg = profile_plot(&doc);
     let width: f64 = svg.attribute("width").unwrap().parse().unwrap();
     let xs: Vec<f64> = svg
         .descendants()

@@ -2,8 +2,8 @@
 //! every point of every pass with the crossval's names, shapes and context, and reports broken
 //! model files clearly. In each precision mode (`--precision f64|f32|bf16`) its trace directory
 //! is byte-identical to the Rust reference engine's in the same mode (`reference_engine::
-//! Precision`); the tests of `xtask/src/crossval/reference/cpp.rs` check the default (f64) mode
-//! on the crossval's models too.
+//! Precision`); the tests of `crates/crossval/src/model/synthetic/tests.rs` check the default
+//! (f64) mode on the crossval's models too.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,162 @@
+//! The one driver: every model ([`Harness`]) runs through the same stages. Its engine (A),
+//! the chosen reference in f64 (B) and, for calibrated verdicts, again in the engine's
+//! precision (C), the diff under the reference's rules, and the model's verdict; or, with
+//! `--bisect`, the same three sides as programs through trace-cli's bisect.
+
+use anyhow::{Context, Result};
+use trace_cli::bisect::{Bisection, DEFAULT_WINDOW};
+
+use crate::exec::{open_run, Progress};
+use crate::judge::{self, Judge};
+use crate::model::minilm::MiniLmHarness;
+use crate::model::synthetic::SyntheticHarness;
+use crate::model::tp::TensorParallelHarness;
+use crate::model::{Harness, Sides, Verdict};
+use crate::options::Options;
+use crate::reference::Reference;
+use crate::task::{Job, Model, Precision};
+
+/// Runs the crossval `o` describes and prints its report; whether it passed.
+pub fn execute(o: &Options) -> Result<bool> {
+    match o.model {
+        Model::Synthetic => drive(&SyntheticHarness, o),
+        Model::MiniLm => drive(&MiniLmHarness, o),
+        Model::TensorParallel => drive(&TensorParallelHarness, o),
+    }
+}
+
+fn drive<H: Harness>(h: &H, o: &Options) -> Result<bool> {
+    if o.bisect.is_some() {
+        return crate::bisect::report(o.json, || bisect(h, o));
+    }
+    let outcome = run(h, o)?;
+    print!("{}", outcome.render(o));
+    if o.json {
+        // stdout holds the JSON report only.
+        if let Some(note) = outcome.note() {
+            eprintln!("{note}");
+        }
+    }
+    Ok(outcome.passed())
+}
+
+/// Runs the whole crossval of model `h` and returns what it found.
+pub fn run<H: Harness>(h: &H, o: &Options) -> Result<H::Outcome> {
+    let progress = Progress::new(o.quiet);
+    let inputs = h.prepare(o, &progress)?;
+    let engine_dir = o.out.join(h.engine_dir());
+    let engine = h.run_engine(o, &inputs, &engine_dir, &progress)?;
+    if let Some((dir, rules)) = h.own_reference(o)? {
+        let sides = Sides {
+            engine: engine_dir,
+            reference: o.out.join(dir),
+            baseline: None,
+        };
+        let report = judge::diff_dirs(&sides.engine, &sides.reference, rules)?;
+        return h.conclude(o, report, engine, Vec::new(), &sides);
+    }
+    let reference = registry_reference(o)?;
+    let sides = Sides {
+        engine: engine_dir,
+        reference: o.out.join(reference.name()),
+        baseline: o
+            .judge
+            .baseline
+            .then(|| Judge::baseline_dir(&o.out, reference.name(), o.engine_precision())),
+    };
+    let reference_tokens = run_references(h, o, &inputs, &sides, &progress)?;
+    progress.stage(&format!(
+        "trace-diff: candle (A) against {} (B), {}",
+        reference.name(),
+        o.judge.describe()
+    ));
+    let a = open_run(&sides.engine)?;
+    let b = open_run(&sides.reference)?;
+    let c = sides.baseline.as_deref().map(open_run).transpose()?;
+    let report = o
+        .judge
+        .diff(&a, &b, c.as_ref(), reference.rules(h.model())?)?;
+    h.conclude(o, report, engine, reference_tokens, &sides)
+}
+
+/// Runs the reference in f64 into `sides.reference` and, for calibrated verdicts, in the
+/// engine's precision into `sides.baseline`; returns the tokens of the first.
+fn run_references<H: Harness>(
+    h: &H,
+    o: &Options,
+    inputs: &H::Inputs,
+    sides: &Sides,
+    progress: &Progress,
+) -> Result<Vec<u32>> {
+    let reference = registry_reference(o)?;
+    let task = h.task(o, inputs)?;
+    let run = |precision, trace_dir| {
+        reference
+            .run(&Job {
+                task,
+                precision,
+                trace_dir,
+                quiet: o.quiet,
+            })
+            .with_context(|| format!("run the {} reference", reference.name()))
+    };
+    progress.stage(&format!(
+        "reference {} ({}): {} -> {}",
+        reference.name(),
+        if reference.computes_in(Precision::F64) {
+            "f64"
+        } else {
+            "its own precision"
+        },
+        reference.about(),
+        sides.reference.display()
+    ));
+    let tokens = run(Precision::F64, &sides.reference)?;
+    if let Some(baseline) = &sides.baseline {
+        progress.stage(&format!(
+            "baseline: reference {} in the engine's precision ({}) -> {}",
+            reference.name(),
+            o.engine_precision().name(),
+            baseline.display()
+        ));
+        run(o.engine_precision(), baseline)?;
+    }
+    Ok(tokens)
+}
+
+/// Bisects the engine (as `crossval-side`) against the reference's program, in `o.out/bisect`.
+pub fn bisect<H: Harness>(h: &H, o: &Options) -> Result<Bisection> {
+    let reference = registry_reference(o)?;
+    let inputs = h.prepare(o, &Progress::new(true))?;
+    let a = h.engine_command(o, &inputs)?;
+    let task = h.task(o, &inputs)?;
+    let command = |precision| {
+        reference.command(&Job {
+            task,
+            precision,
+            trace_dir: &o.out,
+            quiet: o.quiet,
+        })
+    };
+    let b = command(Precision::F64)?;
+    let c = o
+        .judge
+        .baseline
+        .then(|| command(o.engine_precision()))
+        .transpose()?;
+    crate::bisect::run(
+        &a,
+        &b,
+        c.as_ref(),
+        &o.out.join("bisect"),
+        o.bisect.unwrap_or(DEFAULT_WINDOW),
+        reference.rules(h.model())?,
+        &o.judge,
+    )
+}
+
+/// The reference of the registry `o` names (every model without its own reference has one).
+fn registry_reference(o: &Options) -> Result<&'static dyn Reference> {
+    o.reference
+        .with_context(|| format!("--model {} takes no --reference", o.model.name()))
+}
