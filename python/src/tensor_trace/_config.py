@@ -11,7 +11,7 @@
 | `TENSOR_TRACE_ASYNC` | accepted and checked like trace-core; Python writes synchronously |
 | `TENSOR_TRACE_RANK` | process rank recorded in every record (else `RANK`, see `_ranks`) |
 | `TENSOR_TRACE_WORLD_SIZE` | number of processes (else `WORLD_SIZE`); above 1, rank r writes into `DIR/rank-{r}` |
-| `TENSOR_TRACE_LAYOUT` | `files` (default, one `.trace` per record) or `packed` (`records.jsonl`) |
+| `TENSOR_TRACE_LAYOUT` | `packed` (default, `records.jsonl`) or `files` (one `.trace` per record, the default under `BITNET_TRACE_DIR`) |
 
 Globs follow the `globset` crate's default syntax as trace-core uses it: `*` and `?` match any
 character including `/`, `[abc]`, `[a-z]`, `[!x]`/`[^x]` classes, `{a,b}` alternatives, `\\`
@@ -20,11 +20,13 @@ escapes the next character, and the whole name must match.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
+
+from ._errors import ConfigError, TraceError, debug_str
+from ._ranks import rank_and_world_from_env
 
 __all__ = [
     "ENV_DIR",
@@ -56,25 +58,6 @@ ENV_RANK = "TENSOR_TRACE_RANK"
 ENV_LAYOUT = "TENSOR_TRACE_LAYOUT"
 #: The directory layouts, as trace-core spells them.
 LAYOUTS = ("files", "packed")
-
-
-class TraceError(Exception):
-    """Something went wrong while capturing a record (I/O, a malformed manifest, ...)."""
-
-
-class ConfigError(TraceError, ValueError):
-    """A setting (environment variable or constructor argument) is invalid."""
-
-    def __init__(self, setting: str, value: str, problem: str) -> None:
-        super().__init__(f"invalid {setting}={_debug_str(value)}: {problem}")
-        self.setting = setting
-        self.value = value
-        self.problem = problem
-
-
-def _debug_str(s: str) -> str:
-    # Close to Rust's `{:?}` for strings: double quotes, escaped quotes and control characters.
-    return json.dumps(s, ensure_ascii=False)
 
 
 class _GlobSyntaxError(Exception):
@@ -237,7 +220,7 @@ class NameFilter:
             try:
                 regex = _glob_to_regex(pattern)
             except _GlobSyntaxError as e:
-                raise ConfigError(setting, shown, f"bad glob {_debug_str(pattern)}: {e}") from None
+                raise ConfigError(setting, shown, f"bad glob {debug_str(pattern)}: {e}") from None
             (exclude if negated else include).append(regex)
 
         def build(regexes: list[str]) -> Optional[re.Pattern]:
@@ -309,7 +292,7 @@ class ValuesAt:
             at = next((k for k in range(len(item) - 1, -1, -1) if item[k] == ("@", False)), None)
             if at is None:
                 raise error(
-                    f"item {_debug_str(text)} has no `@`: expected NAME@OCCURRENCE or "
+                    f"item {debug_str(text)} has no `@`: expected NAME@OCCURRENCE or "
                     "NAME@FIRST-LAST"
                 )
             name = "".join(c for c, _ in item[:at])
@@ -328,12 +311,12 @@ class ValuesAt:
                 first = last = number(occ)
             if first is None or last is None:
                 raise error(
-                    f"item {_debug_str(text)}: expected an occurrence (a non-negative integer) or "
-                    f"a range FIRST-LAST after the last `@`, found {_debug_str(occ)}"
+                    f"item {debug_str(text)}: expected an occurrence (a non-negative integer) or "
+                    f"a range FIRST-LAST after the last `@`, found {debug_str(occ)}"
                 )
             if first > last:
                 raise error(
-                    f"item {_debug_str(text)}: the range {first}-{last} is empty (FIRST must not "
+                    f"item {debug_str(text)}: the range {first}-{last} is empty (FIRST must not "
                     "exceed LAST)"
                 )
             items.setdefault(name, []).append((first, last))
@@ -376,16 +359,6 @@ def _bool_setting(setting: str, v: str) -> bool:
     return b
 
 
-_RANK = re.compile(r"\+?[0-9]+")
-
-
-def parse_rank(setting: str, v: str) -> int:
-    s = v.strip()
-    if _RANK.fullmatch(s) is None or int(s) > 0xFFFF_FFFF:
-        raise ConfigError(setting, v, "expected a non-negative integer")
-    return int(s)
-
-
 def parse_layout(setting: str, v: str) -> str:
     """`files` or `packed` (case-insensitive; `file` is accepted as in trace-core)."""
     s = v.strip().lower()
@@ -408,7 +381,7 @@ class Config:
     background: bool = False
     rank: Optional[int] = None
     world_size: Optional[int] = None
-    layout: str = "files"
+    layout: str = "packed"
 
     @classmethod
     def from_lookup(cls, get: Callable[[str], Optional[str]]) -> Optional["Config"]:
@@ -418,10 +391,13 @@ class Config:
             v = get(k)
             return v if v is not None and v.strip() else None
 
-        d = non_empty(ENV_DIR) or non_empty(ENV_DIR_COMPAT)
+        # The seed's variable keeps the seed's layout: one `.trace` file per record.
+        d, layout = non_empty(ENV_DIR), "packed"
+        if d is None:
+            d, layout = non_empty(ENV_DIR_COMPAT), "files"
         if d is None:
             return None
-        config = cls(dir=d)
+        config = cls(dir=d, layout=layout)
         spec = non_empty(ENV_FILTER)
         if spec is not None:
             config.filter = NameFilter.parse(spec, ENV_FILTER)
@@ -443,8 +419,6 @@ class Config:
         v = non_empty(ENV_ASYNC)
         if v is not None:
             config.background = _bool_setting(ENV_ASYNC, v)
-        from ._ranks import rank_and_world_from_env
-
         config.rank, config.world_size = rank_and_world_from_env(get, ENV_RANK)
         v = non_empty(ENV_LAYOUT)
         if v is not None:

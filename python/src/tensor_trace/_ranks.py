@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
-from ._config import ConfigError, TraceError, parse_rank
+from ._errors import ConfigError, TraceError
 
 ENV_WORLD_SIZE = "TENSOR_TRACE_WORLD_SIZE"
 # torch.distributed's launcher (torchrun, torch.distributed.launch) variables.
@@ -76,6 +76,13 @@ class RankInfo:
                 f.write(self.to_json() + "\n")
         except OSError as e:
             raise TraceError(f"create {path}: {e}") from e
+
+
+def parse_rank(setting: str, v: str) -> int:
+    s = v.strip()
+    if _NUMBER.fullmatch(s) is None or int(s) > 0xFFFF_FFFF:
+        raise ConfigError(setting, v, "expected a non-negative integer")
+    return int(s)
 
 
 def parse_world_size(setting: str, v: str) -> int:

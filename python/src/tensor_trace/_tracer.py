@@ -15,10 +15,9 @@ from ._config import (
     TraceError,
     ValuesAt,
     parse_layout,
-    parse_rank,
 )
 from ._fingerprint import canonical_f32, fingerprint
-from ._ranks import from_settings, parse_world_size
+from ._ranks import from_settings, parse_rank, parse_world_size
 from ._sink import DirSink
 
 __all__ = ["BF16", "Tracer", "as_trace_input"]
@@ -124,7 +123,7 @@ class Tracer:
         append: bool = False,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
-        layout: str = "files",
+        layout: str = "packed",
     ) -> None:
         config = Config(dir=os.fspath(dir), append=append, layout=parse_layout("layout", layout))
         if filter is not None:
