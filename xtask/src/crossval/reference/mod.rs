@@ -14,6 +14,9 @@ mod numpy;
 mod rust;
 mod torch;
 
+/// `llama-trace` built against llama.cpp and a release trace-ffi (for `cargo xtask bench engine`).
+pub use llamacpp::build_program as llama_trace_program;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
