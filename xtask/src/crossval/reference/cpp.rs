@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 #[cfg(test)]
 use anyhow::Context;
 use anyhow::{bail, Result};
+use trace_core::record::{MANIFEST_FILE, PACKED_LOG};
 
 use super::native::{build_staticlib, compile, BuildOptions, NATIVE_LIBS};
 use super::{Job, Model, Precision, Reference, Task};
@@ -135,7 +136,9 @@ impl CppEngine {
             steps + 1,
         )?;
         anyhow::ensure!(
-            trace_dir.join("manifest.jsonl").exists(),
+            [MANIFEST_FILE, PACKED_LOG]
+                .iter()
+                .any(|f| trace_dir.join(f).exists()),
             "{} wrote no trace into {}",
             self.exe.display(),
             trace_dir.display()
