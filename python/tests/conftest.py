@@ -50,6 +50,13 @@ def read_packed(d: Path) -> list:
     return [json.loads(line) for line in text.split("\n") if line]
 
 
+def read_run(d: Path) -> list:
+    """Every record of a run of either layout, in capture order."""
+    if (d / "records.jsonl").exists():
+        return read_packed(d)
+    return [json.loads((d / e["file"]).read_text("utf-8")) for e in read_manifest(d)]
+
+
 def read_manifest(d: Path) -> list:
     # split("\n"), not splitlines(): names may hold U+0085 or U+2028 raw, as serde_json writes them.
     text = (d / "manifest.jsonl").read_text("utf-8")
