@@ -14,7 +14,6 @@ use std::process::{Command, Stdio};
 #[cfg(test)]
 use anyhow::Context;
 use anyhow::{bail, Result};
-use trace_core::record::{MANIFEST_FILE, PACKED_LOG};
 
 use super::native::{build_staticlib, compile, BuildOptions, NATIVE_LIBS};
 use super::{Job, Model, Precision, Reference, Task};
@@ -136,9 +135,12 @@ impl CppEngine {
             steps + 1,
         )?;
         anyhow::ensure!(
-            [MANIFEST_FILE, PACKED_LOG]
-                .iter()
-                .any(|f| trace_dir.join(f).exists()),
+            [
+                trace_core::record::MANIFEST_FILE,
+                trace_core::record::PACKED_LOG
+            ]
+            .iter()
+            .any(|f| trace_dir.join(f).exists()),
             "{} wrote no trace into {}",
             self.exe.display(),
             trace_dir.display()
