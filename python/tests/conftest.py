@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -40,6 +41,20 @@ def clean_env(monkeypatch):
 
 def read_records(d: Path) -> dict:
     return {p.name: json.loads(p.read_text("utf-8")) for p in d.glob("*.trace")}
+
+
+def read_packed(d: Path) -> list:
+    """The records of a packed directory's `records.jsonl`, in capture order."""
+    text = (d / "records.jsonl").read_text("utf-8")
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.split("\n") if line]
+
+
+def read_run(d: Path) -> list:
+    """Every record of a run of either layout, in capture order."""
+    if (d / "records.jsonl").exists():
+        return read_packed(d)
+    return [json.loads((d / e["file"]).read_text("utf-8")) for e in read_manifest(d)]
 
 
 def read_manifest(d: Path) -> list:
@@ -91,5 +106,8 @@ def trace_dir(tmp_path) -> Path:
     return tmp_path / "trace"
 
 
-def env_dir(monkeypatch, d: os.PathLike) -> None:
+def env_dir(monkeypatch, d: os.PathLike, layout: Optional[str] = None) -> None:
+    """Enables tracing into `d`; `layout` sets `TENSOR_TRACE_LAYOUT` (unset: the default, packed)."""
     monkeypatch.setenv(tensor_trace.ENV_DIR, os.fspath(d))
+    if layout is not None:
+        monkeypatch.setenv(tensor_trace.ENV_LAYOUT, layout)

@@ -23,17 +23,19 @@ def test_disabled_does_not_even_look_at_the_array():
 
 
 def test_seed_variable_enables_and_ours_wins(clean_env, tmp_path):
+    # The seed's variable keeps the seed's layout, so `jq .blake3 DIR/*.trace` works.
     clean_env.setenv("BITNET_TRACE_DIR", str(tmp_path / "seed"))
     dump_trace("x", [1.0])
     assert (tmp_path / "seed" / "x.trace").exists()
     tensor_trace._reset()
     clean_env.setenv("TENSOR_TRACE_DIR", str(tmp_path / "ours"))
     dump_trace("x", [1.0])
-    assert (tmp_path / "ours" / "x.trace").exists()
+    # Ours wins, in its default layout: packed, no `.trace` file.
+    assert sorted(p.name for p in (tmp_path / "ours").iterdir()) == ["records.jsonl"]
 
 
 def test_filter_values_rank_and_append_from_the_environment(clean_env, trace_dir):
-    env_dir(clean_env, trace_dir)
+    env_dir(clean_env, trace_dir, layout="files")
     clean_env.setenv("TENSOR_TRACE_FILTER", "blk*, logits, !*/k")
     clean_env.setenv("TENSOR_TRACE_VALUES", "logits")
     clean_env.setenv("TENSOR_TRACE_RANK", "2")
@@ -105,7 +107,7 @@ def test_globs_follow_globset(spec, name, expected):
 
 
 def test_values_at_saves_single_occurrences_from_the_environment(clean_env, trace_dir):
-    env_dir(clean_env, trace_dir)
+    env_dir(clean_env, trace_dir, layout="files")
     clean_env.setenv("TENSOR_TRACE_VALUES_AT", "h@1, h@3-9,logits@0")
     for step in range(5):
         dump_trace("h", [float(step)], step=step)

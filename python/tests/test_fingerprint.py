@@ -27,6 +27,13 @@ def naive(values: np.ndarray):
 def test_stats_match_the_naive_computation(n):
     rng = np.random.default_rng(n)
     x = (rng.standard_normal(n) * 3 + 100).astype(np.float32)
+    # Finite values: the RMS is defined and must match the naive one by value.
+    fp = fingerprint(x)
+    rms, _, _ = naive(x)
+    if n == 0:
+        assert fp.rms is None and rms is None
+    else:
+        assert abs(fp.rms - rms) <= 1e-9 * rms, (fp.rms, rms)
     if n > 10:
         x[5] = np.nan
         x[-1] = np.inf
@@ -34,7 +41,8 @@ def test_stats_match_the_naive_computation(n):
     assert fp.blake3 == blake3.blake3(x.astype("<f4").tobytes()).hexdigest()
     assert fp.num_elements == n
     rms, mean, std = naive(x)
-    assert (fp.rms is None) == (rms is None)
+    # A NaN or an infinity leaves the RMS undefined, as in trace-core.
+    assert (fp.rms is None) == (rms is None) == (n > 10 or n == 0)
     if fp.stats.mean is not None:
         assert abs(fp.stats.mean - mean) <= 1e-9 * abs(mean)
         assert abs(fp.stats.std - std) <= 1e-7 * max(std, 1.0)

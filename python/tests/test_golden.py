@@ -23,6 +23,7 @@ from conftest import (
     golden_values_at,
     golden_values_filter,
     read_manifest,
+    read_packed,
     read_records,
 )
 
@@ -93,7 +94,7 @@ def test_tracer_reproduces_the_golden_run(trace_dir):
 
 
 def test_dump_trace_from_the_environment_reproduces_the_golden_run(clean_env, trace_dir):
-    env_dir(clean_env, trace_dir)
+    env_dir(clean_env, trace_dir, layout="files")
     clean_env.setenv(tensor_trace.ENV_VALUES, golden_values_filter())
     clean_env.setenv(tensor_trace.ENV_VALUES_AT, golden_values_at())
     for t, arr in golden_inputs():
@@ -107,12 +108,6 @@ def test_records_and_manifest_are_byte_identical(trace_dir):
     for p in EXPECTED.iterdir():
         if p.suffix in (".trace", ".jsonl"):
             assert (trace_dir / p.name).read_bytes() == p.read_bytes(), p.name
-
-
-def read_packed(d) -> list:
-    text = (d / "records.jsonl").read_text("utf-8")
-    assert text.endswith("\n")
-    return [json.loads(line) for line in text.split("\n") if line]
 
 
 def test_packed_golden_run_holds_the_same_records_as_the_files_layout():
@@ -136,9 +131,8 @@ def test_packed_layout_is_byte_identical(trace_dir):
         assert a.dtype == e.dtype and a.shape == e.shape and a.tobytes() == e.tobytes(), npy.name
 
 
-def test_packed_layout_from_the_environment(clean_env, trace_dir):
+def test_packed_layout_is_the_default_from_the_environment(clean_env, trace_dir):
     env_dir(clean_env, trace_dir)
-    clean_env.setenv(tensor_trace.ENV_LAYOUT, "packed")
     clean_env.setenv(tensor_trace.ENV_VALUES, golden_values_filter())
     clean_env.setenv(tensor_trace.ENV_VALUES_AT, golden_values_at())
     for t, arr in golden_inputs():

@@ -17,7 +17,7 @@ from tensor_trace import Tracer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minilm_reference as ref  # noqa: E402
 
-from conftest import read_manifest  # noqa: E402
+from conftest import read_run  # noqa: E402
 
 CFG = {
     "vocab_size": 16,
@@ -116,7 +116,7 @@ def test_traces_every_stage_under_the_engines_names(tmp_path):
     t = Tracer(str(tmp_path / "trace"), values="*")
     ref.forward(tiny_weights(), CFG, *batch(SHORT, LONG), trace=t.record)
     t.close()
-    manifest = read_manifest(tmp_path / "trace")
+    manifest = read_run(tmp_path / "trace")
     assert [m["name"] for m in manifest] == [
         "tokens",
         "attention_mask",

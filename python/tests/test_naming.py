@@ -37,7 +37,7 @@ def test_long_names_are_cut_at_a_character_boundary_and_tagged():
 
 
 def test_repeats_and_names_that_sanitize_alike(trace_dir):
-    t = Tracer(trace_dir)
+    t = Tracer(trace_dir, layout="files")
     for name in ["x/y", "x_y", "x/y", "blk0/q", "blk0/q", "blk0/q"]:
         t.record(name, [1.0, 2.0])
     files = [e["file"] for e in read_manifest(trace_dir)]

@@ -17,7 +17,7 @@ from conftest import read_manifest, read_records
 def test_never_overwrites_a_file_that_is_already_there(trace_dir):
     trace_dir.mkdir()
     (trace_dir / "logits.npy").write_bytes(b"someone else's")
-    t = Tracer(trace_dir, values="logits")
+    t = Tracer(trace_dir, values="logits", layout="files")
     t.record("logits", np.ones(4, np.float32))
     assert (trace_dir / "logits.npy").read_bytes() == b"someone else's"
     [entry] = read_manifest(trace_dir)
@@ -28,10 +28,10 @@ def test_never_overwrites_a_file_that_is_already_there(trace_dir):
 
 
 def test_refuses_a_directory_that_holds_a_run_unless_appending(trace_dir):
-    Tracer(trace_dir).record("a", [1.0])
+    Tracer(trace_dir, layout="files").record("a", [1.0])
     with pytest.raises(ConfigError, match="already holds a trace run .*TENSOR_TRACE_APPEND=1"):
-        Tracer(trace_dir).record("a", [2.0])
-    t = Tracer(trace_dir, append=True)
+        Tracer(trace_dir, layout="files").record("a", [2.0])
+    t = Tracer(trace_dir, append=True, layout="files")
     t.record("a", [2.0])
     t.record("b", [3.0])
     entries = read_manifest(trace_dir)
@@ -43,10 +43,10 @@ def test_refuses_a_directory_that_holds_a_run_unless_appending(trace_dir):
 
 
 def test_append_tolerates_a_manifest_line_cut_short_by_a_crash(trace_dir):
-    Tracer(trace_dir).record("a", [1.0])
+    Tracer(trace_dir, layout="files").record("a", [1.0])
     with open(trace_dir / "manifest.jsonl", "a") as f:
         f.write('{"index":1,"name":"a","occ')
-    Tracer(trace_dir, append=True).record("b", [1.0])
+    Tracer(trace_dir, append=True, layout="files").record("b", [1.0])
     lines = (trace_dir / "manifest.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["index"] == 1 and lines[1].endswith('"occ')
 
@@ -55,11 +55,11 @@ def test_a_damaged_manifest_is_an_error(trace_dir):
     trace_dir.mkdir()
     (trace_dir / "manifest.jsonl").write_text("not json\n")
     with pytest.raises(Exception, match="line 1"):
-        Tracer(trace_dir, append=True).record("a", [1.0])
+        Tracer(trace_dir, append=True, layout="files").record("a", [1.0])
 
 
 def test_values_hash_like_the_record_and_keep_the_shape(trace_dir):
-    t = Tracer(trace_dir, values="blk*,!blk1/*")
+    t = Tracer(trace_dir, values="blk*,!blk1/*", layout="files")
     x = np.arange(6, dtype=np.float64).reshape(2, 3) / 7
     for name in ["blk0/q", "blk1/q", "logits"]:
         t.record(name, x, step=0, layer=-1, stage="s")
@@ -74,7 +74,7 @@ def test_values_hash_like_the_record_and_keep_the_shape(trace_dir):
 
 
 def test_filter_and_rank(trace_dir):
-    t = Tracer(trace_dir, filter="*norm*,logits,!blk1/*", rank=3)
+    t = Tracer(trace_dir, filter="*norm*,logits,!blk1/*", rank=3, layout="files")
     assert [t.record(n, [1.0]) for n in ["blk0/attn_norm", "blk1/attn_norm", "logits", "q"]] == [
         True,
         False,
@@ -88,7 +88,7 @@ def test_filter_and_rank(trace_dir):
 
 
 def test_context_is_checked():
-    t = Tracer("unused-dir-never-created")
+    t = Tracer("unused-dir-never-created", layout="files")
     with pytest.raises(TypeError, match="step"):
         t.record("a", [1.0], step=-1)
     with pytest.raises(TypeError, match="layer"):
@@ -129,7 +129,7 @@ def test_packed_append_after_a_line_cut_short_by_a_crash(trace_dir):
     with pytest.raises(ConfigError, match="already holds a trace run"):
         Tracer(trace_dir, layout="packed").record("a", [2.0])
     with pytest.raises(ConfigError, match="other layout .*TENSOR_TRACE_LAYOUT=packed"):
-        Tracer(trace_dir, append=True).record("a", [2.0])
+        Tracer(trace_dir, append=True, layout="files").record("a", [2.0])
     Tracer(trace_dir, layout="packed", append=True).record("a", [2.0])
     text = (trace_dir / "records.jsonl").read_text("utf-8")
     lines = text.split("\n")

@@ -27,6 +27,7 @@ if not dist.is_available() or not dist.is_gloo_available():
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tp_reference  # noqa: E402
+from conftest import read_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,10 +69,11 @@ def test_each_rank_writes_its_own_run_from_the_launcher_variables(runs):
     for r in (0, 1):
         d = tp / f"rank-{r}"
         assert json.loads((d / "rank.json").read_text()) == {"rank": r, "world_size": 2}
-        q = json.loads((d / "q.trace").read_text())
+        q = next(rec for rec in read_run(d) if rec["name"] == "q")
         assert q["rank"] == r and q["shape"] == [1, tp_reference.TOKENS, tp_reference.D // 2]
     ref = Path(runs["none"]["ref"])
-    assert (ref / "manifest.jsonl").exists() and not (ref / "rank-0").exists()
+    # The default layout: packed.
+    assert (ref / "records.jsonl").exists() and not (ref / "rank-0").exists()
 
 
 def test_clean_tensor_parallel_block_agrees_with_the_single_process_block(runs):

@@ -20,16 +20,16 @@ from torch import nn  # noqa: E402
 import tensor_trace  # noqa: E402
 from tensor_trace import ConfigError, Tracer, fingerprint_array  # noqa: E402
 from tensor_trace.torch import trace_module  # noqa: E402
-from conftest import env_dir, read_manifest  # noqa: E402
+from conftest import env_dir, read_manifest, read_run  # noqa: E402
 
 
 def records(d: Path) -> list:
-    """Every record of a run, in manifest (capture) order."""
-    return [json.loads((d / e["file"]).read_text("utf-8")) for e in read_manifest(d)]
+    """Every record of a run, in capture order."""
+    return read_run(d)
 
 
 def names(d: Path) -> list:
-    return [e["name"] for e in read_manifest(d)]
+    return [e["name"] for e in read_run(d)]
 
 
 def hook_count(model: nn.Module) -> int:
@@ -139,9 +139,9 @@ def test_records_are_byte_identical_to_dump_trace(toy, tmp_path):
         captured["blocks.1.proj"] = out.detach().clone()
 
     toy.blocks[1].proj.register_forward_hook(keep)
-    with trace_module(toy, include="blocks.1.proj", tracer=Tracer(hooked)):
+    with trace_module(toy, include="blocks.1.proj", tracer=Tracer(hooked, layout="files")):
         toy(x)
-    t = Tracer(direct)
+    t = Tracer(direct, layout="files")
     t.record("blocks.1.proj", captured["blocks.1.proj"], step=0, layer=1, stage="proj")
     [entry] = read_manifest(hooked)
     assert entry["file"] == "blocks.1.proj.trace"
@@ -180,7 +180,7 @@ def test_hooks_are_removed_on_exit_on_error_and_by_remove(toy, trace_dir):
             toy(torch.randn(2, 3))
             raise RuntimeError("boom")
     assert hook_count(toy) == before
-    n = len(read_manifest(trace_dir))
+    n = len(read_run(trace_dir))
     assert n == len(TOY_ORDER)
 
     # An exception raised inside the model's forward, with hooks live.
@@ -194,7 +194,7 @@ def test_hooks_are_removed_on_exit_on_error_and_by_remove(toy, trace_dir):
     h.remove()  # idempotent
     assert hook_count(toy) == before
     toy(torch.randn(2, 3))
-    assert len(read_manifest(trace_dir)) == n  # nothing recorded once removed
+    assert len(read_run(trace_dir)) == n  # nothing recorded once removed
 
 
 def test_include_and_exclude(toy, trace_dir):
@@ -281,7 +281,7 @@ def test_step_counting_and_reset(toy, trace_dir):
         ("blocks.0", 2),
         ("blocks.0", 0),
     ]
-    assert [e["occurrence"] for e in read_manifest(trace_dir)] == [0, 1, 2, 3, 4]
+    assert [e["occurrence"] for e in read_run(trace_dir)] == [0, 1, 2, 3, 4]
 
 
 def grad_mode_records(toy, d: Path, mode: str) -> list:
@@ -374,7 +374,7 @@ def test_torch_compile_runs_the_hooks(toy, tmp_path):
         late(x)
     assert [(r["name"], r["blake3"]) for r in records(tmp_path / "late")] == eager
     late(x)  # and removed again: nothing more is written
-    assert len(read_manifest(tmp_path / "late")) == len(eager)
+    assert len(read_run(tmp_path / "late")) == len(eager)
 
 
 def test_torch_compile_fullgraph(toy, tmp_path):

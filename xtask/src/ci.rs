@@ -1,4 +1,9 @@
 //! `cargo xtask ci`: the whole gate, stopping at the first failing step.
+//!
+//! Every feature of every crate is built, linted and tested (`--all-features`: no two features
+//! of the workspace conflict), and the docs' figures must name their source ([`figures`]).
+
+mod figures;
 
 use std::fs;
 use std::io::Write;
@@ -24,12 +29,15 @@ pub fn run(args: &[String]) -> Result<()> {
         anyhow::bail!("`ci` takes no arguments, got {extra:?}");
     }
     run_step("fmt check", cargo().args(["fmt", "--all", "--check"]))?;
+    eprintln!("xtask: ==> documented figures name their source");
+    figures::check(&project_root())?;
     run_step(
         "clippy",
         cargo().args([
             "clippy",
             "--workspace",
             "--all-targets",
+            "--all-features",
             "--locked",
             "--",
             "-D",
@@ -48,6 +56,7 @@ pub fn run(args: &[String]) -> Result<()> {
                     "nextest",
                     "run",
                     "--workspace",
+                    "--all-features",
                     "--locked",
                     "--no-fail-fast",
                 ])
@@ -60,6 +69,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 .args([
                     "test",
                     "--workspace",
+                    "--all-features",
                     "--locked",
                     "--lib",
                     "--bins",
@@ -70,7 +80,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     run_step(
         "doc tests",
-        cargo().args(["test", "--workspace", "--locked", "--doc"]),
+        cargo().args(["test", "--workspace", "--all-features", "--locked", "--doc"]),
     )?;
     // The Python emitter against the same golden vectors (venv under target/, made on demand).
     python::run_tests()?;

@@ -93,7 +93,7 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
             "minilm",
         ],
     ),
-    ("xtask", &["crossval"]),
+    ("xtask", &["crossval", "trace-core"]),
 ];
 
 /// External crates a crate must never depend on (normal dependencies).

@@ -9,6 +9,7 @@ mod browser;
 mod ci;
 #[cfg(test)]
 mod layering;
+mod models;
 mod python;
 
 use std::process::ExitCode;
@@ -18,8 +19,9 @@ cargo xtask <command> [args]
 
 commands:
   ci         fmt check, clippy -D warnings, all tests (nextest when installed), doc tests
-  bench      run the criterion benchmarks and print the ratio table
-             (`bench python`: the Python package's dump_trace and trace_module ratios)
+  bench      run the criterion benchmarks and print the ratio table (`bench records`: large
+             runs written and diffed; `bench engine`: llama.cpp on a real GGUF, traced/untraced;
+             `bench python`: the Python package's dump_trace and trace_module ratios)
   crossval   two engines, one model: the first divergence, plus event/Jidoka checks
              (`cargo xtask crossval --help`; `--tp N`: a tensor-parallel engine on N
              torch.distributed processes against one process, `cargo xtask crossval --tp --help`)

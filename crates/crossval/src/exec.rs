@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use trace_core::record::{MANIFEST_FILE, PACKED_LOG};
 use trace_core::run::Run;
 use trace_core::Tracer;
 
@@ -66,14 +67,17 @@ pub(crate) fn clear_trace_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
         return Ok(());
     }
-    let is_trace_dir = dir.join("manifest.jsonl").exists()
+    let is_trace_dir = [MANIFEST_FILE, PACKED_LOG]
+        .iter()
+        .any(|f| dir.join(f).exists())
         || std::fs::read_dir(dir)
             .with_context(|| format!("read {}", dir.display()))?
             .next()
             .is_none();
     if !is_trace_dir {
         bail!(
-            "{} exists and is not a trace directory (no manifest.jsonl): refusing to clear it",
+            "{} exists and is not a trace directory (no {MANIFEST_FILE} or {PACKED_LOG}): refusing \
+             to clear it",
             dir.display()
         );
     }

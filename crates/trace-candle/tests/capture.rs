@@ -185,7 +185,11 @@ fn filtered_names_are_skipped() {
 #[test]
 fn directory_tracer_writes_the_seed_file_name() {
     let dir = tempfile::tempdir().unwrap();
-    let tracer = Tracer::builder().dir(dir.path()).build().unwrap();
+    let tracer = Tracer::builder()
+        .dir(dir.path())
+        .layout(trace_core::Layout::Files)
+        .build()
+        .unwrap();
     let t = matrix(DType::BF16, 3, 5).t().unwrap();
     record(&tracer, "blk0/attn_norm", &Context::default(), &t).unwrap();
     let text = std::fs::read_to_string(dir.path().join("blk0_attn_norm.trace")).unwrap();
@@ -240,11 +244,15 @@ fn global_dump_trace_writes_when_the_environment_says_so() {
     let ctx = Context::default().seq(1).layer(0).stage("q_proj");
     trace_candle::dump_trace_with("blk0/q", &ctx, &t).unwrap();
     trace_core::flush().unwrap();
-    let read = |f: &str| -> TraceRecord {
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join(f)).unwrap()).unwrap()
+    // `TENSOR_TRACE_DIR` alone: the default, packed layout.
+    let run = trace_core::run::Run::open(dir.path()).unwrap();
+    assert_eq!(run.order(), trace_core::run::RunOrder::Packed);
+    let read = |name: &str| -> TraceRecord {
+        let found = run.records().iter().find(|r| r.record.name == name);
+        found.unwrap().record.clone()
     };
-    assert_eq!(read("layer_output.trace").shape, vec![3, 4]);
-    let q = read("blk0_q.trace");
+    assert_eq!(read("layer_output").shape, vec![3, 4]);
+    let q = read("blk0/q");
     assert_eq!(
         (q.seq, q.layer, q.stage.as_deref()),
         (Some(1), Some(0), Some("q_proj"))

@@ -11,7 +11,7 @@
 //! | `TENSOR_TRACE_ASYNC` | `1` writes files on a background thread (see [`crate::Tracer`]) |
 //! | `TENSOR_TRACE_RANK` | process rank recorded in every record (else torch.distributed's `RANK`) |
 //! | `TENSOR_TRACE_WORLD_SIZE` | number of processes (else `WORLD_SIZE`); above 1, rank `r` writes into `DIR/rank-{r}` (see [`crate::ranks`]) |
-//! | `TENSOR_TRACE_LAYOUT` | `files` (default: one `.trace` file per record) or `packed` (one JSON line per record in `records.jsonl`) |
+//! | `TENSOR_TRACE_LAYOUT` | `packed` (the default: one JSON line per record in `records.jsonl`) or `files` (one `.trace` file per record, the default under `BITNET_TRACE_DIR`) |
 //! | `TENSOR_TRACE_SKETCH` | buckets of the value sketch in every record: a power of two from 64 to 1024, default 256; `0` = none (see [`crate::sketch`]) |
 
 use std::collections::HashMap;
@@ -43,18 +43,25 @@ pub fn parse_sketch(value: &str, setting: &str) -> Result<usize> {
     Ok(k)
 }
 
-/// Environment variable choosing the directory layout: `files` (default) or `packed`.
+/// Environment variable choosing the directory layout: `packed` (default) or `files`.
+///
+/// A run enabled by the seed's [`ENV_DIR_COMPAT`] defaults to `files` instead, so the seed's
+/// `jq -r .blake3 DIR/*.trace` keeps working.
 pub const ENV_LAYOUT: &str = "TENSOR_TRACE_LAYOUT";
 
 /// How a trace directory holds its records.
+///
+/// Packed is the default because creating a file per record dominates a traced run of a real
+/// engine (thousands of `openat` calls into one growing directory); `tensor-trace export`
+/// turns a packed run into JSON Lines or CSV for jq and other tools.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Layout {
     /// One `{name}.trace` file per record plus `manifest.jsonl` (the seed's layout; `jq
-    /// DIR/*.trace` works).
-    #[default]
+    /// DIR/*.trace` works). The default of runs enabled by `BITNET_TRACE_DIR`.
     Files,
     /// Every record is one JSON line of the append-only log `records.jsonl`; raw values stay
     /// per-record `.npy` files. One write per record instead of a new file.
+    #[default]
     Packed,
 }
 
@@ -441,7 +448,7 @@ impl Default for Config {
             background: None,
             rank: None,
             world_size: None,
-            layout: Layout::Files,
+            layout: Layout::default(),
             sketch: crate::sketch::DEFAULT_SKETCH_K,
         }
     }
@@ -453,11 +460,17 @@ impl Config {
     /// Taking a lookup function keeps this testable without mutating the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Config>> {
         let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let Some(dir) = non_empty(ENV_DIR).or_else(|| non_empty(ENV_DIR_COMPAT)) else {
-            return Ok(None);
+        // The seed's variable keeps the seed's layout: one `.trace` file per record.
+        let (dir, layout) = match non_empty(ENV_DIR) {
+            Some(dir) => (dir, Layout::Packed),
+            None => match non_empty(ENV_DIR_COMPAT) {
+                Some(dir) => (dir, Layout::Files),
+                None => return Ok(None),
+            },
         };
         let mut config = Config {
             dir: Some(PathBuf::from(dir)),
+            layout,
             ..Config::default()
         };
         if let Some(spec) = non_empty(ENV_FILTER) {
@@ -583,6 +596,26 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(c.dir.unwrap(), PathBuf::from("/tmp/b"));
+    }
+
+    #[test]
+    fn packed_by_default_files_under_the_seed_variable_and_the_setting_wins() {
+        let layout = |pairs: &[(&str, &str)]| env(pairs).unwrap().unwrap().layout;
+        assert_eq!(Layout::default(), Layout::Packed);
+        assert_eq!(layout(&[(ENV_DIR, "d")]), Layout::Packed);
+        assert_eq!(layout(&[(ENV_DIR_COMPAT, "d")]), Layout::Files);
+        assert_eq!(
+            layout(&[(ENV_DIR_COMPAT, "a"), (ENV_DIR, "b")]),
+            Layout::Packed
+        );
+        assert_eq!(
+            layout(&[(ENV_DIR, "d"), (ENV_LAYOUT, "files")]),
+            Layout::Files
+        );
+        assert_eq!(
+            layout(&[(ENV_DIR_COMPAT, "d"), (ENV_LAYOUT, "packed")]),
+            Layout::Packed
+        );
     }
 
     #[test]

@@ -327,7 +327,7 @@ impl TracerBuilder {
         self
     }
 
-    /// Write the packed layout (`records.jsonl`) or one file per record (the default).
+    /// Write the packed layout (`records.jsonl`, the default) or one file per record.
     pub fn layout(mut self, layout: Layout) -> Self {
         self.layout = layout;
         self

@@ -1,7 +1,9 @@
 //! A process killed mid-run leaves every completed record readable.
 //!
-//! The test re-runs its own binary as a child that writes records forever (with large values
-//! files, so the kill often lands mid-write), kills it with SIGKILL, and reads the directory back.
+//! Each test re-runs itself (its own binary, `--exact` its own name) as a child that writes
+//! records forever (with large values files, so the kill often lands mid-write), kills it with
+//! SIGKILL, and reads the directory back. The child's body is a plain function the test calls
+//! only when the child's variable is set, so no test passes by doing nothing.
 
 use std::fs;
 use std::path::Path;
@@ -15,11 +17,19 @@ use trace_core::{Context, Layout, TensorView, Tracer};
 const CHILD_ENV: &str = "TRACE_CORE_CRASH_CHILD_DIR";
 const PACKED_CHILD_ENV: &str = "TRACE_CORE_PACKED_CRASH_CHILD_DIR";
 
-#[test]
-fn packed_crash_child() {
-    let Some(dir) = std::env::var_os(PACKED_CHILD_ENV) else {
-        return; // only does something when run as the child
-    };
+/// Re-runs the calling test `test` as a child process with `env` set to `dir`.
+fn spawn_child(test: &str, env: &str, dir: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture"])
+        .env(env, dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The child of [`killed_packed_writer_leaves_every_completed_line_readable`]; never returns.
+fn packed_crash_child(dir: &std::ffi::OsStr) -> ! {
     // Small records as fast as possible, and every 64th occurrence with a large values file,
     // so the kill lands either inside a log append or inside a values file.
     let t = Tracer::builder()
@@ -48,18 +58,20 @@ fn packed_crash_child() {
             .unwrap();
         }
     }
+    unreachable!("the capture loop is endless")
 }
 
 #[test]
 fn killed_packed_writer_leaves_every_completed_line_readable() {
+    if let Some(dir) = std::env::var_os(PACKED_CHILD_ENV) {
+        packed_crash_child(&dir);
+    }
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "packed_crash_child", "--nocapture"])
-        .env(PACKED_CHILD_ENV, dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child(
+        "killed_packed_writer_leaves_every_completed_line_readable",
+        PACKED_CHILD_ENV,
+        dir.path(),
+    );
     let log = dir.path().join(PACKED_LOG);
     let deadline = Instant::now() + Duration::from_secs(60);
     // About 1 KB per line: every record carries a value sketch (64 buckets for these).
@@ -96,12 +108,14 @@ fn killed_packed_writer_leaves_every_completed_line_readable() {
     }
 }
 
-#[test]
-fn crash_child() {
-    let Some(dir) = std::env::var_os(CHILD_ENV) else {
-        return; // only does something when run as the child
-    };
-    let t = Tracer::builder().dir(dir).values("*").build().unwrap();
+/// The child of [`killed_process_leaves_completed_records_readable`]; never returns.
+fn crash_child(dir: &std::ffi::OsStr) -> ! {
+    let t = Tracer::builder()
+        .dir(dir)
+        .layout(Layout::Files)
+        .values("*")
+        .build()
+        .unwrap();
     let v: Vec<f32> = (0..200_000).map(|i| i as f32).collect();
     for step in 0.. {
         t.record(
@@ -111,18 +125,20 @@ fn crash_child() {
         )
         .unwrap();
     }
+    unreachable!("the capture loop is endless")
 }
 
 #[test]
 fn killed_process_leaves_completed_records_readable() {
+    if let Some(dir) = std::env::var_os(CHILD_ENV) {
+        crash_child(&dir);
+    }
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture"])
-        .env(CHILD_ENV, dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child(
+        "killed_process_leaves_completed_records_readable",
+        CHILD_ENV,
+        dir.path(),
+    );
     let manifest = dir.path().join(MANIFEST_FILE);
     let deadline = Instant::now() + Duration::from_secs(60);
     while fs::read_to_string(&manifest).map_or(0, |t| t.lines().count()) < 20 {

@@ -91,6 +91,7 @@ fn appending_after_a_cut_short_line_continues_the_run() {
     // Without append: refused; in the other layout: refused, naming the right setting.
     let files = Tracer::builder()
         .dir(dir.path())
+        .layout(Layout::Files)
         .append(true)
         .build()
         .unwrap();

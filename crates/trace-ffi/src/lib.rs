@@ -357,10 +357,18 @@ mod tests {
 
     #[test]
     fn disabled_entry_points_are_no_ops() {
-        // The test process does not set TENSOR_TRACE_DIR, so the global tracer is off.
-        if tt_enabled() == 1 {
-            return;
+        // The global tracer reads the environment once; this test checks it switched off, so a
+        // variable inherited from the caller's shell is a failure, not a reason to pass.
+        for var in [
+            trace_core::config::ENV_DIR,
+            trace_core::config::ENV_DIR_COMPAT,
+        ] {
+            assert!(
+                std::env::var_os(var).is_none(),
+                "{var} is set in the test's environment; unset it to run this test"
+            );
         }
+        assert_eq!(tt_enabled(), 0, "the global tracer is off");
         // SAFETY: disabled, the arguments are not looked at.
         let status = unsafe { tt_record(null(), -1, null(), 99, null(), null(), null()) };
         assert_eq!(status, TT_OK);

@@ -135,7 +135,12 @@ impl CppEngine {
             steps + 1,
         )?;
         anyhow::ensure!(
-            trace_dir.join("manifest.jsonl").exists(),
+            [
+                trace_core::record::MANIFEST_FILE,
+                trace_core::record::PACKED_LOG
+            ]
+            .iter()
+            .any(|f| trace_dir.join(f).exists()),
             "{} wrote no trace into {}",
             self.exe.display(),
             trace_dir.display()

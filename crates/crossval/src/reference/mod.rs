@@ -17,6 +17,9 @@ mod numpy;
 pub mod rust;
 mod torch;
 
+/// `llama-trace` built against llama.cpp and a release trace-ffi (for `cargo xtask bench engine`).
+pub use llamacpp::build_program as llama_trace_program;
+
 use std::fmt::Write as _;
 use std::process::Command;
 

@@ -111,8 +111,19 @@ fn show_lists_records_in_capture_order_with_filters() {
         .clone();
     let rows: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 2);
-    assert_eq!(rows[1]["file"], "logits.1.trace");
-    assert_eq!(rows[1]["seq"], 1);
+    // The default layout: packed, so a record's file is its line of the log.
+    assert!(
+        rows[1]["file"]
+            .as_str()
+            .unwrap()
+            .starts_with("records.jsonl:"),
+        "{}",
+        rows[1]
+    );
+    assert_eq!(
+        (&rows[1]["seq"], &rows[1]["occurrence"]),
+        (&1.into(), &1.into())
+    );
 }
 
 #[test]

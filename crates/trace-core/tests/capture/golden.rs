@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use trace_core::record::{Flavor, TraceRecord};
-use trace_core::{Context, TensorView, Tracer};
+use trace_core::{Context, Layout, TensorView, Tracer};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,7 +49,11 @@ fn upstream_record_keeps_its_context() {
 #[test]
 fn our_record_matches_the_golden_file_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Tracer::builder().dir(dir.path()).build().unwrap();
+    let t = Tracer::builder()
+        .dir(dir.path())
+        .layout(Layout::Files)
+        .build()
+        .unwrap();
     let values: Vec<f32> = (0..2560)
         .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
         .collect();

@@ -3,7 +3,7 @@ use std::fs;
 use std::path::Path;
 
 use trace_core::record::{ManifestEntry, TraceRecord, MANIFEST_FILE};
-use trace_core::{Context, DType, Data, TensorView, Tracer};
+use trace_core::{Context, DType, Data, Layout, TensorView, Tracer, TracerBuilder};
 
 fn manifest(dir: &Path) -> Vec<ManifestEntry> {
     let path = dir.join(MANIFEST_FILE);
@@ -15,6 +15,11 @@ fn manifest(dir: &Path) -> Vec<ManifestEntry> {
         .collect()
 }
 
+/// These tests are about the per-file layout (the packed one has `tests/packed.rs`).
+fn files_builder() -> TracerBuilder {
+    Tracer::builder().layout(Layout::Files)
+}
+
 fn view(values: &[f32]) -> TensorView<'_> {
     TensorView::new(std::slice::from_ref(&values.len()).to_vec().leak(), values).unwrap()
 }
@@ -22,7 +27,7 @@ fn view(values: &[f32]) -> TensorView<'_> {
 #[test]
 fn repeated_and_colliding_names_are_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Tracer::builder().dir(dir.path()).build().unwrap();
+    let t = files_builder().dir(dir.path()).build().unwrap();
     let names = [
         "blk0/q",
         "blk0/q",
@@ -86,7 +91,7 @@ fn repeated_and_colliding_names_are_never_overwritten() {
 #[test]
 fn refuses_to_mix_runs_unless_appending() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Tracer::builder().dir(dir.path()).build().unwrap();
+    let first = files_builder().dir(dir.path()).build().unwrap();
     first
         .record("a", &Context::default(), view(&[1.0]))
         .unwrap();
@@ -94,7 +99,7 @@ fn refuses_to_mix_runs_unless_appending() {
         .record("a", &Context::default(), view(&[2.0]))
         .unwrap();
 
-    let second = Tracer::builder().dir(dir.path()).build().unwrap();
+    let second = files_builder().dir(dir.path()).build().unwrap();
     let err = second
         .record("a", &Context::default(), view(&[3.0]))
         .unwrap_err();
@@ -104,7 +109,7 @@ fn refuses_to_mix_runs_unless_appending() {
         "{msg}"
     );
 
-    let third = Tracer::builder()
+    let third = files_builder()
         .dir(dir.path())
         .append(true)
         .build()
@@ -125,14 +130,14 @@ fn refuses_to_mix_runs_unless_appending() {
 #[test]
 fn append_after_a_truncated_manifest_line_keeps_lines_separate() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Tracer::builder().dir(dir.path()).build().unwrap();
+    let t = files_builder().dir(dir.path()).build().unwrap();
     t.record("a", &Context::default(), view(&[1.0])).unwrap();
     drop(t);
     let path = dir.path().join(MANIFEST_FILE);
     let mut text = fs::read_to_string(&path).unwrap();
     text.push_str("{\"index\":1,\"na");
     fs::write(&path, text).unwrap();
-    let t = Tracer::builder()
+    let t = files_builder()
         .dir(dir.path())
         .append(true)
         .build()
@@ -147,7 +152,7 @@ fn append_after_a_truncated_manifest_line_keeps_lines_separate() {
 #[test]
 fn many_threads_lose_nothing_and_indexes_stay_unique() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Tracer::builder().dir(dir.path()).build().unwrap();
+    let t = files_builder().dir(dir.path()).build().unwrap();
     std::thread::scope(|s| {
         for thread in 0..4 {
             let t = &t;
@@ -194,7 +199,7 @@ fn many_threads_lose_nothing_and_indexes_stay_unique() {
 #[test]
 fn values_are_saved_as_npy_for_matching_names_only() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Tracer::builder()
+    let t = files_builder()
         .dir(dir.path())
         .values("logits")
         .build()
@@ -231,7 +236,7 @@ fn values_are_saved_as_npy_for_matching_names_only() {
 
 #[test]
 fn filter_skips_names_and_reports_it() {
-    let t = Tracer::builder().filter("blk*,!*/k").build().unwrap();
+    let t = files_builder().filter("blk*,!*/k").build().unwrap();
     assert!(t
         .record("blk0/q", &Context::default(), view(&[1.0]))
         .unwrap());
@@ -272,7 +277,7 @@ fn chunked_capture_checks_count_and_dtype() {
 fn background_writer_flushes_everything_in_order() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let t = Tracer::builder()
+        let t = files_builder()
             .dir(dir.path())
             .background_queue(4)
             .build()
@@ -299,7 +304,7 @@ fn io_errors_name_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     fs::write(&file, b"x").unwrap();
-    let t = Tracer::builder().dir(file.join("sub")).build().unwrap();
+    let t = files_builder().dir(file.join("sub")).build().unwrap();
     let err = t
         .record("a", &Context::default(), view(&[1.0]))
         .unwrap_err()
@@ -314,12 +319,12 @@ fn io_errors_name_the_path() {
 fn background_fingerprinting_writes_the_same_files_as_the_caller_would() {
     use trace_core::BACKGROUND_FINGERPRINT_MAX;
     let (sync_dir, bg_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let sync = Tracer::builder()
+    let sync = files_builder()
         .dir(sync_dir.path())
         .values("logits")
         .build()
         .unwrap();
-    let bg = Tracer::builder()
+    let bg = files_builder()
         .dir(bg_dir.path())
         .values("logits")
         .background_queue(2)
@@ -401,7 +406,7 @@ fn values_at_saves_the_selected_occurrences_in_every_sink() {
     let expected = vec![false, true, false, true, true, false, true];
     for background in [false, true] {
         let dir = tmp.path().join(format!("bg{background}"));
-        let mut builder = Tracer::builder().dir(&dir).values_at(spec);
+        let mut builder = files_builder().dir(&dir).values_at(spec);
         if background {
             builder = builder.background();
         }
@@ -411,7 +416,7 @@ fn values_at_saves_the_selected_occurrences_in_every_sink() {
         assert_eq!(got, expected, "background: {background}");
         assert!(dir.join("h.1.npy").exists() && !dir.join("h.npy").exists());
     }
-    let tracer = Tracer::builder().values_at(spec).build().unwrap();
+    let tracer = files_builder().values_at(spec).build().unwrap();
     capture(&tracer);
     let got: Vec<bool> = tracer
         .records_with_values()
@@ -419,7 +424,7 @@ fn values_at_saves_the_selected_occurrences_in_every_sink() {
         .map(|(_, v)| v.is_some())
         .collect();
     assert_eq!(got, expected, "memory");
-    let e = Tracer::builder()
+    let e = files_builder()
         .values_at("h")
         .build()
         .unwrap_err()

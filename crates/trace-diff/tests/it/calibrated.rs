@@ -422,7 +422,12 @@ fn records_missing_from_the_baseline_are_reported_not_judged_silently() {
 
     // A baseline record B does not have is left over and counted; one with another element
     // count is unusable.
-    let tracer = Tracer::builder().dir(&c).append(true).build().unwrap();
+    let tracer = Tracer::builder()
+        .dir(&c)
+        .layout(trace_core::Layout::Files)
+        .append(true)
+        .build()
+        .unwrap();
     tracer
         .record(
             "only_in_c",

@@ -125,9 +125,10 @@ fn dot(x: &[f64], w: impl Fn(usize) -> f64, p: Prec, reversed: bool) -> f64 {
     }
 }
 
-/// Runs the toy model and traces it into `dir`.
+/// Runs the toy model and traces it into `dir`, a file per record (the tests of bad input edit
+/// single record files and manifest lines).
 pub fn write_run(dir: &Path, spec: Spec) {
-    let mut builder = Tracer::builder().dir(dir);
+    let mut builder = Tracer::builder().dir(dir).layout(trace_core::Layout::Files);
     if spec.values {
         builder = builder.values("*");
     }

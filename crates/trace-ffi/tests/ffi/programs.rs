@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::mem::{align_of, offset_of, size_of};
 use std::path::Path;
 
+use trace_core::run::{Run, RunOrder};
 use trace_ffi::{TtContext, TT_ABI_VERSION, TT_MAX_NDIM, TT_UNSET};
 
 use crate::support::{
@@ -29,7 +30,10 @@ fn check_vectors(
     for layout in ["dense", "colmajor", "padded", "misaligned"] {
         let dir = work.join(layout);
         let dir_s = dir.to_str().unwrap();
-        let mut env = vec![("TENSOR_TRACE_DIR", dir_s)];
+        let mut env = vec![
+            ("TENSOR_TRACE_DIR", dir_s),
+            ("TENSOR_TRACE_LAYOUT", "files"),
+        ];
         if let Some(v) = &values {
             env.push(("TENSOR_TRACE_VALUES", v));
         }
@@ -45,7 +49,7 @@ fn check_vectors(
     }
 }
 
-/// The golden run through the C ABI with `TENSOR_TRACE_LAYOUT=packed`: byte-identical to the
+/// The golden run through the C ABI in the default layout (packed): byte-identical to the
 /// committed packed directory (the C ABI is trace-core, so every byte matches).
 fn check_packed(
     api: &Path,
@@ -57,10 +61,7 @@ fn check_packed(
     let input = work.join("vectors.txt");
     let dir = work.join("packed");
     let dir_s = dir.to_str().unwrap();
-    let mut env = vec![
-        ("TENSOR_TRACE_DIR", dir_s),
-        ("TENSOR_TRACE_LAYOUT", "packed"),
-    ];
+    let mut env = vec![("TENSOR_TRACE_DIR", dir_s)];
     if let Some(v) = &values {
         env.push(("TENSOR_TRACE_VALUES", v));
     }
@@ -130,7 +131,10 @@ fn c_program() {
     run(
         &api,
         &["errors"],
-        &[("TENSOR_TRACE_DIR", dir.to_str().unwrap())],
+        &[
+            ("TENSOR_TRACE_DIR", dir.to_str().unwrap()),
+            ("TENSOR_TRACE_LAYOUT", "files"),
+        ],
     );
     let m = manifest(&dir);
     assert_eq!(m.len(), 1, "{m:?}");
@@ -152,24 +156,30 @@ fn c_program() {
     );
     assert!(!dir.exists());
 
-    // Four threads at once: every record lands, indexes unique, occurrences of the shared name
-    // numbered without a gap.
+    // Four threads at once, in the default (packed) layout: every record lands, indexes
+    // unique, occurrences of the shared name numbered without a gap.
     let dir = work.path().join("threads");
     run(
         &api,
         &["threads"],
         &[("TENSOR_TRACE_DIR", dir.to_str().unwrap())],
     );
-    let m = manifest(&dir);
-    assert_eq!(m.len(), 400);
-    for (i, entry) in m.iter().enumerate() {
-        assert_eq!(entry["index"], i as u64, "manifest is in capture order");
-        assert!(dir.join(entry["file"].as_str().unwrap()).exists());
+    let threads = Run::open(&dir).unwrap();
+    assert_eq!(threads.order(), RunOrder::Packed);
+    assert!(threads.problems().is_empty(), "{:?}", threads.problems());
+    assert_eq!(threads.len(), 400);
+    for (i, r) in threads.records().iter().enumerate() {
+        assert_eq!(
+            r.record.index,
+            Some(i as u64),
+            "the log is in capture order"
+        );
     }
-    let mut shared: Vec<u64> = m
+    let mut shared: Vec<u64> = threads
+        .records()
         .iter()
-        .filter(|e| e["name"] == "shared")
-        .map(|e| e["occurrence"].as_u64().unwrap())
+        .filter(|r| r.record.name == "shared")
+        .map(|r| r.occurrence)
         .collect();
     shared.sort_unstable();
     assert_eq!(shared, (0..200).collect::<Vec<_>>());
@@ -188,31 +198,32 @@ fn c_program() {
         &own,
     );
 
-    // The shared golden vectors, when the Python emitter's issue has produced them.
+    // The shared golden vectors: committed, so a missing input is a failure, never a skip.
     let golden = crate_dir().join("../../testdata/golden");
-    if golden.join("inputs.json").exists() {
-        let vectors = golden_vectors(&golden.join("inputs.json"));
-        let out = work.path().join("golden");
-        std::fs::create_dir(&out).unwrap();
-        let settings = golden_settings(&golden.join("inputs.json"));
-        check_vectors(
-            &api,
-            &vectors,
-            settings.clone(),
-            &golden.join("expected"),
-            &out,
-        );
-        eprintln!("checked {} golden vectors in 4 layouts", vectors.len());
-        check_packed(
-            &api,
-            &vectors,
-            settings,
-            &golden.join("expected-packed"),
-            &out,
-        );
-    } else {
-        eprintln!("note: testdata/golden/inputs.json not found, golden vectors not checked");
-    }
+    let inputs = golden.join("inputs.json");
+    assert!(
+        inputs.is_file(),
+        "{} is missing: the golden vectors cannot be checked",
+        inputs.display()
+    );
+    let vectors = golden_vectors(&inputs);
+    let out = work.path().join("golden");
+    std::fs::create_dir(&out).unwrap();
+    let settings = golden_settings(&inputs);
+    check_vectors(
+        &api,
+        &vectors,
+        settings.clone(),
+        &golden.join("expected"),
+        &out,
+    );
+    check_packed(
+        &api,
+        &vectors,
+        settings,
+        &golden.join("expected-packed"),
+        &out,
+    );
 }
 
 #[test]
@@ -225,6 +236,7 @@ fn cpp_wrapper() {
         &[],
         &[
             ("TENSOR_TRACE_DIR", actual.to_str().unwrap()),
+            ("TENSOR_TRACE_LAYOUT", "files"),
             ("TENSOR_TRACE_FILTER", "cpp/*"),
             ("TENSOR_TRACE_VALUES", "cpp/f16,cpp/strided"),
         ],
@@ -379,15 +391,16 @@ fn c_program_multi_rank() {
             std::fs::read_to_string(rank_dir.join("rank.json")).unwrap(),
             format!("{{\"rank\":{r},\"world_size\":2}}\n")
         );
-        let m = manifest(rank_dir);
-        assert_eq!(m.len(), vectors.len());
-        let first: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(rank_dir.join(m[0]["file"].as_str().unwrap())).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(first["rank"], r as u64);
+        // Each rank's run in the default (packed) layout.
+        let run = Run::open(rank_dir).unwrap();
+        assert_eq!(run.order(), RunOrder::Packed);
+        assert_eq!(run.len(), vectors.len());
+        assert!(run
+            .records()
+            .iter()
+            .all(|x| x.record.rank == Some(r as u32)));
     }
-    assert_eq!(manifest(&world.ranks[0]).len(), manifest(&expected).len());
+    assert_eq!(manifest(&expected).len(), vectors.len());
 
     let out = run_raw(
         &api,
@@ -413,5 +426,5 @@ fn c_program_multi_rank() {
             ("TENSOR_TRACE_WORLD_SIZE", "1"),
         ],
     );
-    assert!(single.join("manifest.jsonl").exists() && !single.join("rank-0").exists());
+    assert!(single.join("records.jsonl").exists() && !single.join("rank-0").exists());
 }

@@ -167,6 +167,7 @@ fn cpp_reference_engine_traces_every_point() {
         "2",
         &[
             ("TENSOR_TRACE_DIR", &trace),
+            ("TENSOR_TRACE_LAYOUT", Path::new("files")),
             ("TENSOR_TRACE_VALUES", Path::new("1")),
         ],
     );
@@ -318,12 +319,14 @@ fn cpp_reference_engine_equals_the_rust_reference_in_every_precision() {
             "3",
             &[
                 ("TENSOR_TRACE_DIR", &cpp),
+                ("TENSOR_TRACE_LAYOUT", Path::new("files")),
                 ("TENSOR_TRACE_VALUES", Path::new("1")),
             ],
         );
         assert!(ok, "{name}: {stderr}");
         let tracer = trace_core::Tracer::builder()
             .dir(&rust)
+            .layout(trace_core::Layout::Files)
             .values("*")
             .build()
             .unwrap();

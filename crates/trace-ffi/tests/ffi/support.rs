@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use half::{bf16, f16};
 use serde_json::Value;
-use trace_core::{Context, DType, Data, TensorView, Tracer};
+use trace_core::{Context, DType, Data, Layout, TensorView, Tracer};
 
 /// `crates/trace-ffi`.
 pub fn crate_dir() -> PathBuf {
@@ -378,7 +378,7 @@ fn with_data<R>(v: &Vector, f: impl FnOnce(Data<'_>) -> R) -> R {
 
 /// Writes the vectors with trace-core itself: the directory a C run must reproduce.
 pub fn record_with_trace_core(vectors: &[Vector], dir: &Path) {
-    let mut builder = Tracer::builder().dir(dir);
+    let mut builder = Tracer::builder().dir(dir).layout(Layout::Files);
     if let Some(values) = values_filter(vectors) {
         builder = builder.values(&values);
     }

@@ -91,8 +91,9 @@ fn clean_run_agrees() {
     );
     // 3 passes × (tokens, embed, 2 layers × 16 points, out_norm, logits, next_token).
     assert_eq!(c.compared, 3 * (2 + 2 * 16 + 3));
-    assert!(dir.path().join("candle/manifest.jsonl").exists());
-    assert!(dir.path().join("rust/blk0_q.trace").exists());
+    // Both sides in the default layout: packed.
+    assert!(dir.path().join("candle/records.jsonl").exists());
+    assert!(dir.path().join("rust/records.jsonl").exists());
     assert!(dir.path().join("model/model.safetensors").exists());
     check_clean_events(&outcome, o.synthetic.layers, o.synthetic.steps);
     assert!(outcome.passed());
@@ -367,7 +368,7 @@ fn bf16_engine_passes_calibrated_and_fails_tolerances() {
     let outcome = run(&o).unwrap();
     let text = render(&o, &outcome);
     assert!(outcome.passed(), "{text}");
-    assert!(dir.path().join("rust-bf16/manifest.jsonl").exists());
+    assert!(dir.path().join("rust-bf16/records.jsonl").exists());
     let calibration = outcome.report.calibration.as_ref().unwrap();
     assert_eq!(calibration.diverged, 0, "{text}");
 
