@@ -191,9 +191,9 @@ fn supported_dtype(type_id: u32) -> Option<GgmlDType> {
 pub fn type_name(type_id: u32) -> String {
     const NAMES: [&str; 40] = [
         "F32", "F16", "Q4_0", "Q4_1", "", "", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K",
-        "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL",
-        "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16", "", "",
-        "", "TQ1_0", "TQ2_0", "", "", "", "MXFP4",
+        "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",
+        "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16", "", "", "", "TQ1_0",
+        "TQ2_0", "", "", "", "MXFP4",
     ];
     match NAMES.get(type_id as usize) {
         Some(name) if !name.is_empty() => (*name).to_string(),
@@ -362,11 +362,17 @@ fn read_header_from(inner: impl Read, len: u64, path: &Path) -> Result<Header, G
     };
     let magic = r.array::<4>("the magic")?;
     if u32::from_le_bytes(magic) != MAGIC {
-        return Err(r.error(0, format!("not a GGUF file (magic {magic:02x?}, expected \"GGUF\")")));
+        return Err(r.error(
+            0,
+            format!("not a GGUF file (magic {magic:02x?}, expected \"GGUF\")"),
+        ));
     }
     let version = r.u32("the version")?;
     if !(1..=3).contains(&version) {
-        return Err(r.error(4, format!("unsupported GGUF version {version} (expected 1 to 3)")));
+        return Err(r.error(
+            4,
+            format!("unsupported GGUF version {version} (expected 1 to 3)"),
+        ));
     }
     r.version = version;
     let n_tensors = r.count("the tensor count")?;

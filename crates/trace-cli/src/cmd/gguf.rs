@@ -20,9 +20,11 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Write IN as OUT with every tensor F32 (metadata and alignment kept, file type F32).
-    #[command(after_help = "Example:\n  tensor-trace gguf dequantize model-q4_1.gguf model-f32.gguf\n\n\
+    #[command(
+        after_help = "Example:\n  tensor-trace gguf dequantize model-q4_1.gguf model-f32.gguf\n\n\
                       Types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K. Tensors \
-                      are streamed in chunks; OUT is written to a temporary file and renamed.")]
+                      are streamed in chunks; OUT is written to a temporary file and renamed."
+    )]
     Dequantize {
         /// The GGUF file to read.
         input: PathBuf,
@@ -30,8 +32,10 @@ enum Command {
         output: PathBuf,
     },
     /// Print a GGUF file's version, metadata (arrays abbreviated) and tensors.
-    #[command(after_help = "Example:\n  tensor-trace gguf info model.gguf --json | jq '.tensors[0]'\n\n\
-                      Shapes are in GGML order, the fastest-varying dimension first.")]
+    #[command(
+        after_help = "Example:\n  tensor-trace gguf info model.gguf --json | jq '.tensors[0]'\n\n\
+                      Shapes are in GGML order, the fastest-varying dimension first."
+    )]
     Info {
         /// The GGUF file.
         file: PathBuf,
@@ -85,15 +89,22 @@ fn info_text(file: &std::path::Path, h: &Header) -> String {
         let _ = writeln!(s, "  {key} = {}", value_text(value));
     }
     s.push_str("\ntensors (name, type, shape, data offset):\n");
-    let width = h.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0);
-    for t in &h.tensors {
-        let dims: Vec<String> = t.dims.iter().map(u64::to_string).collect();
+    let shapes: Vec<String> = h
+        .tensors
+        .iter()
+        .map(|t| {
+            let dims: Vec<String> = t.dims.iter().map(u64::to_string).collect();
+            format!("[{}]", dims.join(", "))
+        })
+        .collect();
+    let name_width = h.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    let shape_width = shapes.iter().map(String::len).max().unwrap_or(0);
+    for (t, shape) in h.tensors.iter().zip(&shapes) {
         let _ = writeln!(
             s,
-            "  {:width$}  {:7}  [{}]  {}",
+            "  {:name_width$}  {:7}  {shape:shape_width$}  {}",
             t.name,
             type_name(t.type_id),
-            dims.join(", "),
             t.offset
         );
     }
@@ -105,7 +116,11 @@ fn value_text(value: &Value) -> String {
         Value::String(bytes) => format!("{:?}", String::from_utf8_lossy(bytes)),
         Value::Array(elem_type, items) => {
             let head: Vec<String> = items.iter().take(ARRAY_HEAD).map(value_text).collect();
-            let more = if items.len() > ARRAY_HEAD { ", ..." } else { "" };
+            let more = if items.len() > ARRAY_HEAD {
+                ", ..."
+            } else {
+                ""
+            };
             format!(
                 "[{}; {}] [{}{more}]",
                 value_type_name(*elem_type),
