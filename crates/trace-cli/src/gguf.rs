@@ -8,7 +8,7 @@
 //! it an empty array's element type), reports no offsets, and its writer holds every tensor in
 //! memory and always aligns to 32 bytes.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -487,8 +487,9 @@ pub struct Dequantized {
 /// Streaming: the tensors are converted in chunks of 2^20 elements, so the memory used is the
 /// header (metadata, tensor table) plus about 4.6 MiB of buffers (one quantized chunk, its
 /// candle copy, 4 MiB of floats and their bytes), whatever the model's size. The output is
-/// written to a temporary file beside `output` and renamed over it once complete and synced;
-/// the input is never written, and an `output` that is the input is refused.
+/// written to a temporary file beside `output` and renamed over it once complete and synced
+/// (with the input's permissions); the input is never written, and an `output` that is the
+/// input is refused.
 pub fn dequantize(input: &Path, output: &Path) -> Result<Dequantized, GgufError> {
     if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize()) {
         if a == b {
@@ -532,6 +533,11 @@ pub fn dequantize(input: &Path, output: &Path) -> Result<Dequantized, GgufError>
     }
     w.flush().map_err(io_error(output))?;
     drop(w);
+    // A temporary file is private (0600 on Unix); the copy gets the input's permissions.
+    let permissions = fs::metadata(input).map_err(io_error(input))?.permissions();
+    tmp.as_file()
+        .set_permissions(permissions)
+        .map_err(io_error(output))?;
     tmp.as_file().sync_all().map_err(io_error(output))?;
     tmp.persist(output).map_err(|e| GgufError::Io {
         path: output.to_owned(),

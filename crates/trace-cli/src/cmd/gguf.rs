@@ -128,6 +128,8 @@ fn value_text(value: &Value) -> String {
                 head.join(", ")
             )
         }
+        // f32 printed as f32 (1e-5), not widened to f64 (9.999999747378752e-6).
+        Value::F32(v) => v.to_string(),
         other => scalar_json(other).to_string(),
     }
 }
