@@ -150,7 +150,7 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// The number of elements.
+    /// The number of elements ([`read_header`] checks that it fits in a `u64`).
     pub fn elements(&self) -> u64 {
         self.dims.iter().product()
     }
@@ -160,10 +160,10 @@ impl TensorInfo {
         supported_dtype(self.type_id)
     }
 
-    /// The bytes of data, or `None` for an unsupported type.
+    /// The bytes of data, or `None` for an unsupported type (or a size beyond a `u64`).
     pub fn data_bytes(&self) -> Option<u64> {
         let dtype = self.dtype()?;
-        Some(self.elements() / dtype.block_size() as u64 * dtype.type_size() as u64)
+        (self.elements() / dtype.block_size() as u64).checked_mul(dtype.type_size() as u64)
     }
 }
 
@@ -210,7 +210,8 @@ pub struct Header {
     pub metadata: Vec<(String, Value)>,
     /// The tensor table in file order.
     pub tensors: Vec<TensorInfo>,
-    /// The tensor data alignment (`general.alignment`, else 32).
+    /// The tensor data alignment (`general.alignment`, a power of two as llama.cpp requires,
+    /// else 32).
     pub alignment: u64,
     /// Where the tensor data section starts.
     pub data_offset: u64,
@@ -398,6 +399,16 @@ fn read_header_from(inner: impl Read, len: u64, path: &Path) -> Result<Header, G
         let dims = (0..n_dims)
             .map(|_| r.count("a dimension"))
             .collect::<Result<Vec<_>, _>>()?;
+        if dims
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d))
+            .is_none()
+        {
+            return Err(r.error(
+                entry_offset,
+                format!("dimensions {dims:?} overflow 64 bits"),
+            ));
+        }
         let type_id = r.u32("the tensor type")?;
         let offset = r.u64("the data offset")?;
         tensors.push(TensorInfo {
@@ -412,8 +423,11 @@ fn read_header_from(inner: impl Read, len: u64, path: &Path) -> Result<Header, G
     let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
         None => DEFAULT_ALIGNMENT,
         Some((_, value)) => match value.as_u64() {
-            Some(a) if a > 0 => a,
-            _ => return Err(r.error(0, format!("general.alignment {value:?} is not positive"))),
+            Some(a) if a.is_power_of_two() => a,
+            _ => {
+                let message = format!("general.alignment {value:?} is not a power of two");
+                return Err(r.error(0, message));
+            }
         },
     };
     let header = Header {
@@ -753,6 +767,73 @@ mod tests {
         assert_eq!(out.tensors[1].offset, 64);
         assert_eq!(out.data_offset % 64, 0);
         assert_eq!(out.get("general.file_type"), Some(&Value::U32(0)));
+    }
+
+    /// A small file: header, padding and the data of one Q4_0 tensor of 64 elements.
+    fn small_file() -> Vec<u8> {
+        let metadata = vec![
+            (
+                "general.architecture".into(),
+                Value::String(b"llama".to_vec()),
+            ),
+            (
+                "t".into(),
+                Value::Array(8, vec![Value::String(b"ab".to_vec())]),
+            ),
+        ];
+        let tensors = vec![TensorInfo {
+            name: "w".into(),
+            dims: vec![32, 2],
+            type_id: 2,
+            offset: 0,
+            entry_offset: 0,
+        }];
+        let h = header(metadata, tensors);
+        let mut bytes = Vec::new();
+        write_header(&mut bytes, &h).unwrap();
+        bytes.resize((h.data_offset + 36) as usize, 0);
+        bytes
+    }
+
+    #[test]
+    fn every_truncation_and_corrupt_byte_is_an_error_or_a_read_never_a_panic() {
+        let good = small_file();
+        assert!(read_header_from(&good[..], good.len() as u64, Path::new("x")).is_ok());
+        for cut in 0..good.len() {
+            let r = read_header_from(&good[..cut], cut as u64, Path::new("x"));
+            assert!(r.is_err(), "a file cut at {cut} read as {r:?}");
+        }
+        for at in 0..good.len() {
+            for byte in [0x00, 0x7f, 0xff] {
+                let mut bad = good.clone();
+                bad[at] = byte;
+                let _ = read_header_from(&bad[..], bad.len() as u64, Path::new("x"));
+            }
+        }
+    }
+
+    #[test]
+    fn overflowing_dimensions_are_an_error_not_a_panic() {
+        let t = TensorInfo {
+            name: "w".into(),
+            dims: vec![1 << 40, 1 << 40],
+            type_id: 2,
+            offset: 0,
+            entry_offset: 0,
+        };
+        let h = header(vec![], vec![]);
+        let mut bytes = Vec::new();
+        write_header(
+            &mut bytes,
+            &Header {
+                tensors: vec![t],
+                ..h
+            },
+        )
+        .unwrap();
+        let len = bytes.len() as u64;
+        let err = read_header_from(&bytes[..], len, Path::new("x.gguf")).unwrap_err();
+        assert!(err.to_string().contains("overflow 64 bits"), "{err}");
     }
 
     #[test]
