@@ -706,6 +706,17 @@ fn copy_as_f32(
 mod tests {
     use super::*;
 
+    /// A Q4_0 tensor table entry.
+    fn q4_0(name: &str, dims: Vec<u64>) -> TensorInfo {
+        TensorInfo {
+            name: name.into(),
+            dims,
+            type_id: 2,
+            offset: 0,
+            entry_offset: 0,
+        }
+    }
+
     fn header(metadata: Vec<(String, Value)>, tensors: Vec<TensorInfo>) -> Header {
         let mut h = Header {
             version: 3,
@@ -732,13 +743,7 @@ mod tests {
             ),
             ("f".to_string(), Value::F64(-0.5)),
         ];
-        let tensors = vec![TensorInfo {
-            name: "w".into(),
-            dims: vec![32, 2],
-            type_id: 2,
-            offset: 0,
-            entry_offset: 0,
-        }];
+        let tensors = vec![q4_0("w", vec![32, 2])];
         let h = header(metadata, tensors);
         let mut bytes = Vec::new();
         write_header(&mut bytes, &h).unwrap();
@@ -751,16 +756,9 @@ mod tests {
 
     #[test]
     fn f32_header_lays_tensors_out_at_the_alignment() {
-        let t = |name: &str, dims: Vec<u64>| TensorInfo {
-            name: name.into(),
-            dims,
-            type_id: 2,
-            offset: 0,
-            entry_offset: 0,
-        };
         let mut h = header(
             vec![("general.alignment".into(), Value::U32(64))],
-            vec![t("a", vec![3]), t("b", vec![32])],
+            vec![q4_0("a", vec![3]), q4_0("b", vec![32])],
         );
         h.alignment = 64;
         let out = f32_header(&h);
@@ -781,13 +779,7 @@ mod tests {
                 Value::Array(8, vec![Value::String(b"ab".to_vec())]),
             ),
         ];
-        let tensors = vec![TensorInfo {
-            name: "w".into(),
-            dims: vec![32, 2],
-            type_id: 2,
-            offset: 0,
-            entry_offset: 0,
-        }];
+        let tensors = vec![q4_0("w", vec![32, 2])];
         let h = header(metadata, tensors);
         let mut bytes = Vec::new();
         write_header(&mut bytes, &h).unwrap();
@@ -814,13 +806,7 @@ mod tests {
 
     #[test]
     fn overflowing_dimensions_are_an_error_not_a_panic() {
-        let t = TensorInfo {
-            name: "w".into(),
-            dims: vec![1 << 40, 1 << 40],
-            type_id: 2,
-            offset: 0,
-            entry_offset: 0,
-        };
+        let t = q4_0("w", vec![1 << 40, 1 << 40]);
         let h = header(vec![], vec![]);
         let mut bytes = Vec::new();
         write_header(

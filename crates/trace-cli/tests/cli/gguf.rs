@@ -166,7 +166,7 @@ fn dequantize_matches_gguf_py_for_every_type() {
         .collect();
     let expected: Vec<&str> = TYPES.iter().map(|(_, name)| *name).collect();
     assert_eq!(types, expected);
-    assert!(report["tensors"][0]["elements"] == 3 * 512);
+    assert_eq!(report["tensors"][0]["elements"], 3 * 512);
 }
 
 #[test]
