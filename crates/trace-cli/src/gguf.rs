@@ -498,9 +498,10 @@ pub struct Dequantized {
 /// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K) to `output` with every tensor as F32, the
 /// metadata kept in order (`general.file_type` set to 0, all F32) and the alignment kept.
 ///
-/// Streaming: the tensors are converted in chunks of 2^20 elements, so the memory used is the
-/// header (metadata, tensor table) plus about 4.6 MiB of buffers (one quantized chunk, its
-/// candle copy, 4 MiB of floats and their bytes), whatever the model's size. The output is
+/// Streaming: the tensors are converted in chunks of 2^20 elements, so the peak memory is the
+/// header (metadata, tensor table) plus the buffers of one chunk, whatever the model's size:
+/// the input chunk and candle's copy of it (2 x 4 MiB for F32 input, 2 x 0.6 MiB for Q4_1),
+/// candle's F32 tensor, its `Vec<f32>` and their bytes (3 x 4 MiB): at most 20 MiB. The output is
 /// written to a temporary file beside `output` and renamed over it once complete and synced
 /// (with the input's permissions); the input is never written, and an `output` that is the
 /// input is refused.
