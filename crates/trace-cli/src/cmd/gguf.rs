@@ -12,6 +12,8 @@ use crate::output::print;
 
 /// Inspect GGUF model files or dequantize them to F32.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  tensor-trace gguf info model.gguf\n  \
+                  tensor-trace gguf dequantize model-q4_1.gguf model-f32.gguf")]
 pub struct Args {
     #[command(subcommand)]
     command: Command,

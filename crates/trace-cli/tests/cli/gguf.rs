@@ -209,6 +209,14 @@ fn info_lists_tensors_and_abbreviates_arrays() {
         .assert()
         .code(0);
     let json: Json = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    for args in [
+        &["gguf", "--help"][..],
+        &["gguf", "info", "--help"],
+        &["gguf", "dequantize", "--help"],
+    ] {
+        let help = tensor_trace().args(args).assert().code(0);
+        assert!(String::from_utf8_lossy(&help.get_output().stdout).contains("Example"));
+    }
     assert_eq!(json["tensors"].as_array().unwrap().len(), 13);
     assert_eq!(json["tensors"][5]["name"], "t.Q5_0");
     assert_eq!(json["tensors"][5]["type"], "Q5_0");
