@@ -24,6 +24,10 @@ pub fn skips_file() -> PathBuf {
     target.join("test-skips.txt")
 }
 
+/// The variable that hands the venv's python (with gguf-py) to trace-cli's GGUF test, which then
+/// fails instead of skipping.
+const GGUF_PYTHON: &str = "TRACE_CLI_GGUF_PYTHON";
+
 pub fn run(args: &[String]) -> Result<()> {
     if let Some(extra) = args.first() {
         anyhow::bail!("`ci` takes no arguments, got {extra:?}");
@@ -48,6 +52,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let _ = fs::remove_file(&skips);
     // The HTML report's browser test must run here, never skip.
     let chromium = browser::ensure_chromium()?;
+    // The GGUF dequantizer's test judges with gguf-py, which must run here, never skip.
+    let gguf_python = crossval::venv::ensure_venv(&[crossval::venv::Extra::Gguf])?;
     if nextest_installed() {
         run_step(
             "tests (nextest)",
@@ -60,7 +66,8 @@ pub fn run(args: &[String]) -> Result<()> {
                     "--locked",
                     "--no-fail-fast",
                 ])
-                .env(browser::ENV, &chromium),
+                .env(browser::ENV, &chromium)
+                .env(GGUF_PYTHON, &gguf_python),
         )?;
     } else {
         run_step(
@@ -75,7 +82,8 @@ pub fn run(args: &[String]) -> Result<()> {
                     "--bins",
                     "--tests",
                 ])
-                .env(browser::ENV, &chromium),
+                .env(browser::ENV, &chromium)
+                .env(GGUF_PYTHON, &gguf_python),
         )?;
     }
     run_step(

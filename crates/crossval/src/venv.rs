@@ -53,6 +53,11 @@ pub enum Extra {
     /// `docs/FORMAT.md` shows (`python/tests/test_query.py`). Three wheels, about 90 MB to
     /// download; Polars' runtime is pinned beside it because the set installs without deps.
     Query,
+    /// gguf-py, the judge of `tensor-trace gguf dequantize`'s test
+    /// (`crates/trace-cli/tests/cli/gguf.rs`): its `gguf.quants.dequantize` is llama.cpp's own
+    /// Python dequantizer. Installed without deps; `import gguf` needs PyYAML of the rest
+    /// (requests and tqdm are imported only by functions the test never calls).
+    Gguf,
 }
 
 impl Extra {
@@ -82,6 +87,7 @@ impl Extra {
             ],
             Extra::LlamaCpp => &["cmake==4.4.5", "ninja==1.13.2"],
             Extra::Query => &["duckdb==2.0.1", "polars==2.1.0", "polars-runtime-32==2.1.0"],
+            Extra::Gguf => &["gguf==0.19.0", "pyyaml==6.0.4"],
         }
     }
 
@@ -101,6 +107,7 @@ impl Extra {
             Extra::Torch => "import torch, transformers",
             Extra::LlamaCpp => "import cmake, ninja",
             Extra::Query => "import duckdb, polars",
+            Extra::Gguf => "import gguf, gguf.quants",
         }
     }
 
@@ -110,6 +117,7 @@ impl Extra {
             Extra::Torch => "torch",
             Extra::LlamaCpp => "llama-cpp",
             Extra::Query => "query",
+            Extra::Gguf => "gguf",
         }
     }
 }

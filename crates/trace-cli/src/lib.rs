@@ -6,6 +6,7 @@
 //!   shared by `record`, `bisect` and `repeat`.
 //! - [`bisect`]: two engines, hash-only first, then raw values for a window around the first
 //!   divergence only ([`bisect::bisect`]), with a determinism check on the way.
+//! - [`gguf`]: GGUF model files: the header with its offsets, and [`gguf::dequantize`] to F32.
 //! - [`repeat`]: one engine K times, naming its first nondeterministic record.
 //!
 //! Exit codes everywhere: [`EXIT_FINDING`] (1) for a finding, [`EXIT_ERROR`] (2) for a usage or
@@ -14,6 +15,7 @@
 
 pub mod bisect;
 pub mod engine;
+pub mod gguf;
 pub mod repeat;
 
 /// Exit code for a finding: a divergence, a NaN, a broken contract.

@@ -44,6 +44,7 @@ enum Command {
     Repeat(cmd::repeat::Args),
     Events(cmd::events::Args),
     Export(cmd::export::Args),
+    Gguf(cmd::gguf::Args),
     Completions(cmd::completions::Args),
 }
 
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         Command::Repeat(args) => cmd::repeat::run(args),
         Command::Events(args) => cmd::events::run(args),
         Command::Export(args) => cmd::export::run(args),
+        Command::Gguf(args) => cmd::gguf::run(args),
         Command::Completions(args) => cmd::completions::run(args),
     };
     match result {

@@ -5,6 +5,7 @@ mod cli {
     mod bisect;
     mod check_events;
     mod export;
+    mod gguf;
     mod library;
     mod producers;
     mod record_show_stats;

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod diff;
 pub mod events;
 pub mod export;
+pub mod gguf;
 pub mod record;
 pub mod repeat;
 pub mod show;
