@@ -186,6 +186,9 @@ const FORBIDDEN_EXTERNAL: &[(&str, &[&str])] = &[
     ("reference-engine", &["candle-core"]),
     ("trace-ffi", &["candle-core", "clap"]),
     ("trace-py", &["candle-core", "clap"]),
+    // candle-core is known to trace-candle, minilm and the crossval only.
+    ("trace-cli", &["candle-core"]),
+    ("xtask", &["candle-core"]),
 ];
 
 /// Violations of the layering in `metadata` (the JSON of `cargo metadata --no-deps`).
