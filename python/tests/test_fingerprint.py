@@ -3,6 +3,8 @@ computation, and the ways Python objects reach it (strides, byte order, torch, b
 
 from __future__ import annotations
 
+import math
+
 import blake3
 import numpy as np
 import pytest
@@ -178,3 +180,69 @@ def test_torch_bfloat16_tensors_are_read_as_raw_bits(monkeypatch):
     assert fingerprint_array(t) == fingerprint_array(BF16(bits))
     f32 = FakeTorchTensor(np.ones((2, 2), np.float32), "float32")
     assert fingerprint_array(f32) == fingerprint_array(np.ones((2, 2), np.float32))
+
+
+_M64 = (1 << 64) - 1
+
+
+def _splitmix(q: int) -> int:
+    """Output number `q` of splitmix64 seeded with 1 (docs/FORMAT.md, the value sketch)."""
+    z = (1 + (q + 1) * 0x9E37_79B9_7F4A_7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58_476D_1CE4_E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D0_49BB_1331_11EB) & _M64
+    return z ^ (z >> 31)
+
+
+def _naive_sketch(values, k):
+    """The sketch by its definition in docs/FORMAT.md, one element at a time."""
+    flat = np.asarray(values, dtype="<f4").reshape(-1)
+    words = 1 + k // 64
+    per = 4096 // k
+    total = np.zeros(k)
+    for start in range(0, flat.size, 4096):
+        partial = np.zeros(k)
+        for t, sub_start in enumerate(range(start, min(start + 4096, flat.size), k)):
+            base = (start // 4096 * per + t) * words
+            rot = _splitmix(base) & (k - 1)
+            for j, x in enumerate(flat[sub_start : sub_start + k]):
+                word = _splitmix(base + 1 + j // 64)
+                v = float(x) if math.isfinite(x) else 0.0
+                partial[(j + rot) % k] += -v if (word >> (j % 64)) & 1 else v
+        total += partial
+    return total
+
+
+def _recorded_sketch(tmp_path, name, values, **settings):
+    """The `sketch` object of the record trace-core writes for `values` through Python."""
+    import json
+
+    from tensor_trace import Tracer
+
+    Tracer(tmp_path / name, layout="files", **settings).record("a", values)
+    return json.loads((tmp_path / name / "a.trace").read_text()).get("sketch")
+
+
+@pytest.mark.parametrize("k", [64, 256, 1024])
+def test_recorded_sketch_matches_its_definition(tmp_path, k):
+    import base64
+
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal(4096 + 2 * k + 5).astype(np.float32)
+    x[3] = np.nan
+    x[4096 + 1] = np.inf
+    sketch = _recorded_sketch(tmp_path, "s", x, sketch=k)
+    assert (sketch["k"], sketch["seed"]) == (k, 1)
+    assert base64.b64decode(sketch["f64le"]) == _naive_sketch(x, k).astype("<f8").tobytes()
+
+
+def test_sketch_setting_and_small_tensors(tmp_path):
+    from tensor_trace import ConfigError, Tracer
+
+    for bad in (32, 100, 2048):
+        with pytest.raises(ConfigError, match="sketch"):
+            Tracer(tmp_path / "bad", sketch=bad)
+    assert _recorded_sketch(tmp_path, "off", np.ones(8, np.float32), sketch=0) is None
+    # Small tensors get the smallest power of two holding them (at least 64, at most k).
+    for n, k in [(1, 64), (64, 64), (65, 128), (100, 128), (10**5, 256)]:
+        got = _recorded_sketch(tmp_path, f"n{n}", np.ones(n, np.float32))
+        assert got["k"] == k, n

@@ -70,7 +70,7 @@ def test_values_hash_like_the_record_and_keep_the_shape(trace_dir):
     assert v.dtype == np.dtype("<f4") and v.shape == (2, 3)
     assert blake3.blake3(v.tobytes()).hexdigest() == rec["blake3"]
     assert (rec["seq"], rec["layer"], rec["stage"], rec["dtype"]) == (0, -1, "s", "F64")
-    assert list(rec)[-2:] == ["stats", "values"]
+    assert list(rec)[-3:] == ["stats", "values", "sketch"]
 
 
 def test_filter_and_rank(trace_dir):
@@ -83,7 +83,7 @@ def test_filter_and_rank(trace_dir):
     ]
     recs = read_records(trace_dir)
     assert sorted(recs) == ["blk0_attn_norm.trace", "logits.trace"]
-    assert list(recs["logits.trace"])[-3:] == ["occurrence", "rank", "stats"]
+    assert list(recs["logits.trace"])[-4:] == ["occurrence", "rank", "stats", "sketch"]
     assert recs["logits.trace"]["rank"] == 3
 
 

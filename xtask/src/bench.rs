@@ -235,6 +235,35 @@ const ROWS: &[Row] = &[
     },
 ];
 
+/// The value sketch's cost (issue 25): capture with the default sketch against capture without,
+/// each pair measured in the same run (`sketch` group of the capture bench).
+const SKETCH_ROWS: &[Row] = &[
+    Row {
+        what: "capture F32 16M with sketch vs without",
+        figure: Figure::CostRatio {
+            subject: "sketch/capture_16m_f32_sketch",
+            baseline: "sketch/capture_16m_f32_nosketch",
+        },
+        target: "<= 1.3x",
+    },
+    Row {
+        what: "packed record of 2,560 elements with sketch vs without",
+        figure: Figure::CostRatio {
+            subject: "sketch/record_2560_packed_sketch",
+            baseline: "sketch/record_2560_packed_nosketch",
+        },
+        target: "(context)",
+    },
+    Row {
+        what: "packed record of 16 elements with sketch vs without",
+        figure: Figure::CostRatio {
+            subject: "sketch/record_16_packed_sketch",
+            baseline: "sketch/record_16_packed_nosketch",
+        },
+        target: "(context)",
+    },
+];
+
 pub fn run(args: &[String]) -> Result<()> {
     let mut filter: Option<&str> = None;
     let mut report_only = false;
@@ -311,7 +340,7 @@ fn print_table(criterion: &Path) -> Result<()> {
         "measurement (same run)", "figure"
     );
     println!("{}", "-".repeat(96));
-    for row in ROWS {
+    for row in ROWS.iter().chain(SKETCH_ROWS) {
         let figure = match row.figure {
             Figure::Speedup { subject, baseline } => {
                 match (mean_ns(criterion, subject)?, mean_ns(criterion, baseline)?) {

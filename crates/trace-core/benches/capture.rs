@@ -267,5 +267,62 @@ fn packed_small(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, big_tensors, disabled, small_record, packed_small);
+/// The value sketch's cost: capture with the default sketch against capture without, on the
+/// 16M-element F32 tensor (fingerprint only) and on small records written to the packed log.
+fn sketch_cost(c: &mut Criterion) {
+    let big = values(BIG);
+    let k = trace_core::sketch::DEFAULT_SKETCH_K;
+    let mut g = c.benchmark_group("sketch");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    for (name, buckets) in [
+        ("capture_16m_f32_nosketch", 0),
+        ("capture_16m_f32_sketch", k),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut fp = trace_core::Fingerprinter::new()
+                    .with_sketch(buckets)
+                    .unwrap();
+                fp.update(Data::F32(black_box(&big))).unwrap();
+                fp.finish()
+            })
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for len in [16usize, 2560] {
+        let v = values(len);
+        let shape = [1usize, len];
+        for (tag, buckets) in [("nosketch", 0), ("sketch", k)] {
+            let tracer = Tracer::builder()
+                .dir(dir.path().join(format!("{len}-{tag}")))
+                .layout(Layout::Packed)
+                .sketch(buckets)
+                .build()
+                .unwrap();
+            g.bench_function(format!("record_{len}_packed_{tag}"), |b| {
+                b.iter(|| {
+                    tracer
+                        .record(
+                            "blk0/attn_norm",
+                            &Context::default().seq(0),
+                            TensorView::new(&shape, black_box(&v[..])).unwrap(),
+                        )
+                        .unwrap()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    big_tensors,
+    disabled,
+    small_record,
+    packed_small,
+    sketch_cost
+);
 criterion_main!(benches);

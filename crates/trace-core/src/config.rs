@@ -12,6 +12,7 @@
 //! | `TENSOR_TRACE_RANK` | process rank recorded in every record (else torch.distributed's `RANK`) |
 //! | `TENSOR_TRACE_WORLD_SIZE` | number of processes (else `WORLD_SIZE`); above 1, rank `r` writes into `DIR/rank-{r}` (see [`crate::ranks`]) |
 //! | `TENSOR_TRACE_LAYOUT` | `files` (default: one `.trace` file per record) or `packed` (one JSON line per record in `records.jsonl`) |
+//! | `TENSOR_TRACE_SKETCH` | buckets of the value sketch in every record: a power of two from 64 to 1024, default 256; `0` = none (see [`crate::sketch`]) |
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -20,6 +21,27 @@ use std::path::PathBuf;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::{Error, Result};
+
+/// Environment variable setting the value sketch's bucket count (`0` = no sketch).
+pub const ENV_SKETCH: &str = "TENSOR_TRACE_SKETCH";
+
+/// Parses a sketch bucket count (see [`crate::sketch::check_sketch_k`]); `setting` names the
+/// source in the error.
+pub fn parse_sketch(value: &str, setting: &str) -> Result<usize> {
+    let config_error = |problem: String| Error::Config {
+        setting: setting.into(),
+        value: value.into(),
+        problem,
+    };
+    let k: usize = match value.trim().to_ascii_lowercase().as_str() {
+        "off" | "false" | "no" | "none" => 0,
+        v => v
+            .parse()
+            .map_err(|_| config_error(crate::sketch::check_sketch_k(3).unwrap_err()))?,
+    };
+    crate::sketch::check_sketch_k(k).map_err(config_error)?;
+    Ok(k)
+}
 
 /// Environment variable choosing the directory layout: `files` (default) or `packed`.
 pub const ENV_LAYOUT: &str = "TENSOR_TRACE_LAYOUT";
@@ -401,6 +423,8 @@ pub struct Config {
     pub world_size: Option<u32>,
     /// Directory layout: a file per record, or the packed log.
     pub layout: Layout,
+    /// Buckets of the value sketch in every record; 0 = none.
+    pub sketch: usize,
 }
 
 /// Default queue capacity of the background writer (records in flight).
@@ -418,6 +442,7 @@ impl Default for Config {
             rank: None,
             world_size: None,
             layout: Layout::Files,
+            sketch: crate::sketch::DEFAULT_SKETCH_K,
         }
     }
 }
@@ -486,6 +511,9 @@ impl Config {
         )?;
         if let Some(v) = non_empty(ENV_LAYOUT) {
             config.layout = Layout::parse(&v, ENV_LAYOUT)?;
+        }
+        if let Some(v) = non_empty(ENV_SKETCH) {
+            config.sketch = parse_sketch(&v, ENV_SKETCH)?;
         }
         Ok(Some(config))
     }

@@ -7,6 +7,8 @@
 //!   [`Fingerprinter::update`] calls and however many threads ran: partial sums are taken over
 //!   fixed blocks of [`STATS_BLOCK`] elements counted from the start of the tensor, each block
 //!   with fixed lanes, and merged in block order.
+//! - The optional value sketch ([`crate::sketch`]) follows the same rule: one partial per
+//!   statistics block, added to the total in block order.
 //! - Non-F32 input is converted in batches of [`BATCH`] elements into a reused buffer; there is
 //!   never a full F32 copy of the tensor.
 //!
@@ -21,6 +23,7 @@
 
 use rayon::prelude::*;
 
+use crate::sketch::{block_sketch, check_sketch_k};
 use crate::{
     record::{Stats, TraceRecord},
     view::Data,
@@ -35,9 +38,11 @@ pub const BATCH: usize = 256 * 1024;
 const PARALLEL_MIN: usize = 128 * 1024;
 /// Independent accumulators per block, so the compiler can vectorize the f64 sums.
 const LANES: usize = 16;
+/// Blocks whose partials the parallel path computes at once (bounds the sketch partials kept).
+const GROUP: usize = 256;
 
 /// The fingerprint of a tensor's values.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Fingerprint {
     /// blake3 of the canonical F32 little-endian bytes.
     pub blake3: blake3::Hash,
@@ -47,15 +52,19 @@ pub struct Fingerprint {
     pub rms: Option<f64>,
     /// Statistics over the finite values.
     pub stats: Stats,
+    /// The value sketch (`k` buckets), when one was asked for
+    /// ([`Fingerprinter::with_sketch`]).
+    pub sketch: Option<Vec<f64>>,
 }
 
 impl Fingerprint {
-    /// Stores the hash, RMS, element count and stats in `record`.
+    /// Stores the hash, RMS, element count, stats and sketch in `record`.
     pub(crate) fn fill_record(&self, record: &mut TraceRecord) {
         record.blake3 = self.blake3.to_hex().to_string();
         record.rms = self.rms;
         record.num_elements = self.num_elements;
         record.stats = Some(self.stats);
+        record.sketch = self.sketch.clone().map(crate::record::Sketch::new);
     }
 }
 
@@ -93,6 +102,30 @@ pub struct Fingerprinter {
     buf: Vec<f32>,
     /// All converted values, kept only when raw values are saved.
     kept: Option<Vec<f32>>,
+    /// Statistics blocks merged so far (global block index of the next one).
+    blocks: u64,
+    sketch: Option<SketchAcc>,
+}
+
+/// The running value sketch: the total and a reused buffer of per-block partials.
+#[derive(Debug)]
+struct SketchAcc {
+    k: usize,
+    total: Vec<f64>,
+    scratch: Vec<f64>,
+}
+
+impl SketchAcc {
+    /// Sketch blocks per statistics block.
+    fn per_block(&self) -> u64 {
+        (STATS_BLOCK / self.k) as u64
+    }
+}
+
+fn add_into(total: &mut [f64], partial: &[f64]) {
+    for (t, p) in total.iter_mut().zip(partial) {
+        *t += p;
+    }
 }
 
 impl Default for Fingerprinter {
@@ -112,7 +145,26 @@ impl Fingerprinter {
             carry: Vec::new(),
             buf: Vec::new(),
             kept: None,
+            blocks: 0,
+            sketch: None,
         }
+    }
+
+    /// Also compute a value sketch of `k` buckets ([`crate::sketch`]); `k = 0` computes none.
+    /// `k` must be 0 or a power of two from [`crate::sketch::MIN_SKETCH_K`] to
+    /// [`crate::sketch::MAX_SKETCH_K`].
+    pub fn with_sketch(mut self, k: usize) -> Result<Self> {
+        check_sketch_k(k).map_err(|problem| Error::Config {
+            setting: "sketch".into(),
+            value: k.to_string(),
+            problem,
+        })?;
+        self.sketch = (k > 0).then(|| SketchAcc {
+            k,
+            total: vec![0.0; k],
+            scratch: Vec::new(),
+        });
+        Ok(self)
     }
 
     /// Also keep every converted value (to save them as `.npy`); costs a full F32 copy.
@@ -174,8 +226,8 @@ impl Fingerprinter {
     /// The fingerprint and, when [`keeping_values`](Self::keeping_values), the converted values.
     pub fn finish_with_values(mut self) -> (Fingerprint, Option<Vec<f32>>) {
         if !self.carry.is_empty() {
-            let tail = block_partial(&self.carry);
-            self.acc.merge(&tail);
+            let carry = std::mem::take(&mut self.carry);
+            self.merge_block(&carry);
         }
         let acc = self.acc;
         let n = self.total;
@@ -195,6 +247,7 @@ impl Fingerprinter {
             num_elements: n,
             rms,
             stats,
+            sketch: self.sketch.map(|s| s.total),
         };
         (fp, self.kept)
     }
@@ -204,19 +257,48 @@ impl Fingerprinter {
     fn ingest_converted_parallel(&mut self, batch: Data<'_>, buf: &mut [f32]) {
         debug_assert!(self.carry.is_empty() && self.kept.is_none());
         let whole = batch.len() / STATS_BLOCK * STATS_BLOCK;
-        let partials: Vec<Partial> = buf[..whole]
-            .par_chunks_mut(STATS_BLOCK)
-            .enumerate()
-            .map(|(i, out)| {
-                batch
-                    .slice(i * STATS_BLOCK, (i + 1) * STATS_BLOCK)
-                    .convert_into(out);
-                block_partial(out)
-            })
-            .collect();
-        for p in &partials {
-            self.acc.merge(p);
+        let convert = |i: usize, out: &mut [f32]| {
+            batch
+                .slice(i * STATS_BLOCK, (i + 1) * STATS_BLOCK)
+                .convert_into(out);
+        };
+        let first = self.blocks;
+        match &mut self.sketch {
+            None => {
+                let partials: Vec<Partial> = buf[..whole]
+                    .par_chunks_mut(STATS_BLOCK)
+                    .enumerate()
+                    .map(|(i, out)| {
+                        convert(i, out);
+                        block_partial(out)
+                    })
+                    .collect();
+                for p in &partials {
+                    self.acc.merge(p);
+                }
+            }
+            Some(s) => {
+                let (k, per) = (s.k, s.per_block());
+                s.scratch.clear();
+                s.scratch.resize(whole / STATS_BLOCK * k, 0.0);
+                let partials: Vec<Partial> = buf[..whole]
+                    .par_chunks_mut(STATS_BLOCK)
+                    .zip(s.scratch.par_chunks_mut(k))
+                    .enumerate()
+                    .map(|(i, (out, sk))| {
+                        convert(i, out);
+                        let p = block_partial(out);
+                        block_sketch(out, (first + i as u64) * per, p.all_finite(), sk);
+                        p
+                    })
+                    .collect();
+                for (p, sk) in partials.iter().zip(s.scratch.chunks(k)) {
+                    self.acc.merge(p);
+                    add_into(&mut s.total, sk);
+                }
+            }
         }
+        self.blocks += (whole / STATS_BLOCK) as u64;
         hash_f32(&mut self.hasher, &buf[..whole]);
         self.total += whole as u64;
         if whole < batch.len() {
@@ -238,36 +320,88 @@ impl Fingerprinter {
             hash_f32(&mut self.hasher, &values[..take]);
             values = &values[take..];
             if self.carry.len() == STATS_BLOCK {
-                let p = block_partial(&self.carry);
-                self.acc.merge(&p);
+                let carry = std::mem::take(&mut self.carry);
+                self.merge_block(&carry);
+                self.carry = carry;
                 self.carry.clear();
             }
         }
         let whole = values.len() / STATS_BLOCK * STATS_BLOCK;
         let (body, rest) = values.split_at(whole);
         if body.len() >= PARALLEL_MIN {
-            let hasher = &mut self.hasher;
-            let (_, partials) = rayon::join(
+            let (hasher, acc, sketch) = (&mut self.hasher, &mut self.acc, &mut self.sketch);
+            let first = self.blocks;
+            rayon::join(
                 || hash_f32(hasher, body),
-                || {
-                    body.par_chunks(STATS_BLOCK)
-                        .map(block_partial)
-                        .collect::<Vec<_>>()
-                },
+                || merge_blocks_parallel(body, first, acc, sketch.as_mut()),
             );
-            for p in &partials {
-                self.acc.merge(p);
-            }
+            self.blocks += (body.len() / STATS_BLOCK) as u64;
         } else if !body.is_empty() {
             hash_f32(&mut self.hasher, body);
             for block in body.chunks(STATS_BLOCK) {
-                let p = block_partial(block);
-                self.acc.merge(&p);
+                self.merge_block(block);
             }
         }
         if !rest.is_empty() {
             hash_f32(&mut self.hasher, rest);
             self.carry.extend_from_slice(rest);
+        }
+    }
+}
+
+impl Fingerprinter {
+    /// Merges the statistics (and sketch) of the next block, on this thread.
+    fn merge_block(&mut self, block: &[f32]) {
+        let p = block_partial(block);
+        self.acc.merge(&p);
+        if let Some(s) = &mut self.sketch {
+            s.scratch.clear();
+            s.scratch.resize(s.k, 0.0);
+            block_sketch(
+                block,
+                self.blocks * s.per_block(),
+                p.all_finite(),
+                &mut s.scratch,
+            );
+            add_into(&mut s.total, &s.scratch);
+        }
+        self.blocks += 1;
+    }
+}
+
+/// Statistics (and sketch) partials of whole blocks on all cores, merged in block order; `first`
+/// is the global index of the first block.
+fn merge_blocks_parallel(
+    body: &[f32],
+    first: u64,
+    acc: &mut Partial,
+    sketch: Option<&mut SketchAcc>,
+) {
+    let Some(s) = sketch else {
+        let partials: Vec<Partial> = body.par_chunks(STATS_BLOCK).map(block_partial).collect();
+        for p in &partials {
+            acc.merge(p);
+        }
+        return;
+    };
+    let (k, per) = (s.k, s.per_block());
+    for (g, group) in body.chunks(GROUP * STATS_BLOCK).enumerate() {
+        let first = first + (g * GROUP) as u64;
+        s.scratch.clear();
+        s.scratch.resize(group.len() / STATS_BLOCK * k, 0.0);
+        let partials: Vec<Partial> = group
+            .par_chunks(STATS_BLOCK)
+            .zip(s.scratch.par_chunks_mut(k))
+            .enumerate()
+            .map(|(i, (block, sk))| {
+                let p = block_partial(block);
+                block_sketch(block, (first + i as u64) * per, p.all_finite(), sk);
+                p
+            })
+            .collect();
+        for (p, sk) in partials.iter().zip(s.scratch.chunks(k)) {
+            acc.merge(p);
+            add_into(&mut s.total, sk);
         }
     }
 }
@@ -320,6 +454,11 @@ impl Partial {
         nan: 0,
         inf: 0,
     };
+
+    /// No NaN or Inf among the block's values.
+    fn all_finite(&self) -> bool {
+        self.nan == 0 && self.inf == 0
+    }
 
     fn merge(&mut self, other: &Partial) {
         self.nan += other.nan;
@@ -700,6 +839,44 @@ mod tests {
         assert_eq!(kept.unwrap(), expected);
     }
 
+    fn sketched(k: usize, chunks: &[Data<'_>]) -> Vec<f64> {
+        let mut fp = Fingerprinter::new().with_sketch(k).unwrap();
+        for c in chunks {
+            fp.update(*c).unwrap();
+        }
+        fp.finish().sketch.expect("asked for a sketch")
+    }
+
+    #[test]
+    fn sketch_is_the_reference_on_every_path() {
+        use crate::sketch::reference_sketch;
+        // Long enough for the parallel F32 path and, as BF16, the parallel conversion.
+        let n = 3 * PARALLEL_MIN + 4 * STATS_BLOCK + 123;
+        let b: Vec<bf16> = (0..n)
+            .map(|i| bf16::from_f32(((i as f32) * 0.37).sin() * 10.0))
+            .collect();
+        let mut v: Vec<f32> = b.iter().map(|x| x.to_f32()).collect();
+        v[5] = f32::NAN;
+        v[PARALLEL_MIN + 9] = f32::INFINITY;
+        let mut b = b;
+        b[5] = bf16::NAN;
+        b[PARALLEL_MIN + 9] = bf16::INFINITY;
+        for k in [64, 256, 1024] {
+            let expected = reference_sketch(&v, k);
+            assert_eq!(sketched(k, &[Data::F32(&v)]), expected, "k={k} whole");
+            let (a, rest) = v.split_at(1000);
+            assert_eq!(
+                sketched(k, &[Data::F32(a), Data::F32(rest)]),
+                expected,
+                "k={k} chunked"
+            );
+            assert_eq!(sketched(k, &[Data::BF16(&b)]), expected, "k={k} bf16");
+        }
+        let off = Fingerprinter::new().with_sketch(0).unwrap();
+        assert_eq!(off.finish().sketch, None);
+        assert!(Fingerprinter::new().with_sketch(100).is_err());
+    }
+
     fn any_f32() -> impl Strategy<Value = f32> {
         prop_oneof![
             8 => -1.0e4f32..1.0e4,
@@ -729,6 +906,19 @@ mod tests {
             }
             fp.update(Data::F32(rest)).unwrap();
             prop_assert_eq!(fp.finish(), whole);
+        }
+
+        #[test]
+        fn sketch_matches_reference_and_is_chunking_invariant(
+            values in proptest::collection::vec(any_f32(), 0..20_000),
+            cut in 0usize..20_000,
+        ) {
+            let cut = cut.min(values.len());
+            let (a, b) = values.split_at(cut);
+            prop_assert_eq!(
+                sketched(256, &[Data::F32(a), Data::F32(b)]),
+                crate::sketch::reference_sketch(&values, 256)
+            );
         }
 
         #[test]

@@ -136,7 +136,8 @@ impl Tracer {
                 let mut values = vec![0f32; view.data().len()];
                 view.data().convert_into(&mut values);
                 let record = self.new_record(name, ctx, view.data().dtype(), view.shape());
-                writer.capture(record, values, self.config.may_keep_values(name))?;
+                let keep = self.config.may_keep_values(name);
+                writer.capture(record, values, keep, self.config.sketch)?;
                 return Ok(true);
             }
         }
@@ -158,14 +159,15 @@ impl Tracer {
         if !self.wants(name) {
             return Ok(false);
         }
-        let mut fp = Fingerprinter::new();
+        let expected = shape_elements(shape).unwrap_or(u64::MAX);
+        let buckets = crate::sketch::buckets_for(self.config.sketch, expected);
+        let mut fp = Fingerprinter::new().with_sketch(buckets)?;
         if self.config.may_keep_values(name) {
             fp = fp.keeping_values();
         }
         // An empty first chunk of the declared dtype pins it, so a wrong chunk is an error.
         fp.update(Data::empty(dtype))?;
         feed(&mut fp)?;
-        let expected = shape_elements(shape).unwrap_or(u64::MAX);
         if fp.num_elements() != expected {
             return Err(Error::ElementCount {
                 name: name.to_owned(),
@@ -211,6 +213,7 @@ impl Tracer {
             rank: self.config.rank,
             stats: None,
             values: None,
+            sketch: None,
         }
     }
 
@@ -264,6 +267,7 @@ pub struct TracerBuilder {
     rank: Option<u32>,
     world_size: Option<u32>,
     layout: Layout,
+    sketch: Option<usize>,
 }
 
 impl TracerBuilder {
@@ -329,6 +333,13 @@ impl TracerBuilder {
         self
     }
 
+    /// Buckets of the value sketch in every record (0 = none; default
+    /// [`DEFAULT_SKETCH_K`](crate::sketch::DEFAULT_SKETCH_K)), the setting `TENSOR_TRACE_SKETCH`.
+    pub fn sketch(mut self, k: usize) -> Self {
+        self.sketch = Some(k);
+        self
+    }
+
     /// Checks the settings and builds the tracer.
     pub fn build(self) -> Result<Tracer> {
         let filter = match &self.filter {
@@ -360,6 +371,10 @@ impl TracerBuilder {
             rank: self.rank,
             world_size: self.world_size,
             layout: self.layout,
+            sketch: match self.sketch {
+                Some(k) => crate::config::parse_sketch(&k.to_string(), "sketch")?,
+                None => crate::sketch::DEFAULT_SKETCH_K,
+            },
         })
     }
 }

@@ -20,7 +20,8 @@ enum Msg {
     Write(Box<TraceRecord>, Option<Vec<f32>>),
     /// A record still to be fingerprinted from these canonical F32 values (and to keep them
     /// as `.npy` when the bool says so).
-    Capture(Box<TraceRecord>, Vec<f32>, bool),
+    /// The record, its canonical values, whether to save them, the sketch's buckets.
+    Capture(Box<TraceRecord>, Vec<f32>, bool, usize),
     Flush(SyncSender<()>),
 }
 
@@ -36,7 +37,7 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Msg::Write(r, _) => write!(f, "Write({})", r.name),
-            Msg::Capture(r, _, _) => write!(f, "Capture({})", r.name),
+            Msg::Capture(r, ..) => write!(f, "Capture({})", r.name),
             Msg::Flush(_) => f.write_str("Flush"),
         }
     }
@@ -64,9 +65,15 @@ impl BackgroundWriter {
     }
 
     /// Queues a record to be fingerprinted from `values` on the writer's thread.
-    pub(crate) fn capture(&self, record: TraceRecord, values: Vec<f32>, keep: bool) -> Result<()> {
+    pub(crate) fn capture(
+        &self,
+        record: TraceRecord,
+        values: Vec<f32>,
+        keep: bool,
+        sketch: usize,
+    ) -> Result<()> {
         self.check()?;
-        self.send(Msg::Capture(Box::new(record), values, keep))
+        self.send(Msg::Capture(Box::new(record), values, keep, sketch))
     }
 
     /// Waits until every queued record is on disk; returns the first error the thread hit.
@@ -132,9 +139,22 @@ fn run(sink: DirSink, rx: Receiver<Msg>, failure: Arc<Mutex<Option<String>>>) {
                     fail(e);
                 }
             }
-            Msg::Capture(mut record, values, keep) => {
+            Msg::Capture(mut record, values, keep, sketch) => {
                 // The canonical F32 values fingerprint exactly like the original dtype.
-                let f = crate::fingerprint(crate::Data::F32(&values));
+                let buckets = crate::sketch::buckets_for(sketch, values.len() as u64);
+                let f = crate::Fingerprinter::new()
+                    .with_sketch(buckets)
+                    .and_then(|mut fp| {
+                        fp.update(crate::Data::F32(&values))?;
+                        Ok(fp.finish())
+                    });
+                let f = match f {
+                    Ok(f) => f,
+                    Err(e) => {
+                        fail(e);
+                        continue;
+                    }
+                };
                 f.fill_record(&mut record);
                 if let Err(e) = sink.write(*record, keep.then_some(&values[..])) {
                     fail(e);

@@ -398,6 +398,7 @@ pub(crate) fn unmatched(
         logits: None,
         error: None,
         calibration: None,
+        sketch: None,
     }
 }
 
@@ -506,6 +507,7 @@ pub(crate) fn compare_pair(
         logits: None,
         error: Some(0.0),
         calibration: None,
+        sketch: None,
     };
     // Values loaded for the tolerance judgement, kept for the calibration.
     let mut loaded: Option<(Vec<f64>, Vec<f64>)> = None;
@@ -562,7 +564,10 @@ pub(crate) fn compare_pair(
                     let side = if a.values.is_some() { "A" } else { "B" };
                     notes.push(format!("values saved on side {side} only"));
                 }
-                judge_stats(&mut pair, ra, rb, &tol, &mut notes);
+                let reordered = plan.is_some();
+                if !crate::sketch::judge_sketch(&mut pair, ra, rb, &tol, reordered, &mut notes) {
+                    judge_stats(&mut pair, ra, rb, &tol, &mut notes);
+                }
             }
         }
     }
@@ -671,7 +676,8 @@ fn calibrate(
                 if options.use_values && a.values.is_some() && b.values.is_some() {
                     own.push("the baseline has no usable values".to_owned());
                 }
-                stats_errors(ra, rb, rc, identical)
+                sketch_errors(ra, rb, rc, identical)
+                    .unwrap_or_else(|| stats_errors(ra, rb, rc, identical))
             }
         }
     };
@@ -829,6 +835,24 @@ fn in_a_layout(
 }
 
 /// The errors from recorded statistics (`rms` alone for seed records).
+/// The errors estimated from the three records' sketches, when they all carry comparable ones.
+fn sketch_errors(
+    a: &TraceRecord,
+    b: &TraceRecord,
+    c: &TraceRecord,
+    identical: bool,
+) -> Option<Errors> {
+    let (e_a, e_c) = crate::sketch::calibration_errors(a, b, c)?;
+    let exact_c = c.blake3.eq_ignore_ascii_case(&b.blake3);
+    Some(Errors {
+        evidence: Evidence::Sketch,
+        e_a: Some(if identical { 0.0 } else { e_a }),
+        e_c: Some(if exact_c { 0.0 } else { e_c }),
+        nonfinite_unexcused: 0,
+        top1_unexcused: (0, None),
+    })
+}
+
 fn stats_errors(a: &TraceRecord, b: &TraceRecord, c: &TraceRecord, identical: bool) -> Errors {
     let all_stats = a.stats.is_some() && b.stats.is_some() && c.stats.is_some();
     // NaN/Inf counts of A that differ from B's are excused when the baseline has A's counts.

@@ -67,6 +67,7 @@ pub mod render;
 pub mod report;
 pub mod rules;
 pub mod shard;
+pub mod sketch;
 mod stream;
 pub mod transform;
 mod values;

@@ -102,6 +102,8 @@ pub enum Evidence {
     HashOnly,
     /// No partner record.
     None,
+    /// Value sketches on both sides: the relative L2 error estimated (see [`crate::sketch`]).
+    Sketch,
 }
 
 impl Evidence {
@@ -115,6 +117,7 @@ impl Evidence {
             Evidence::Shape => "shape",
             Evidence::HashOnly => "hash_only",
             Evidence::None => "none",
+            Evidence::Sketch => "sketch",
         }
     }
 }
@@ -286,6 +289,9 @@ pub struct Pair {
     /// The judgement against the baseline run (calibrated diffs, matched pairs); `null`
     /// otherwise.
     pub calibration: Option<Calibration>,
+    /// The error estimated from the value sketches, when the verdict rests on them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sketch: Option<crate::sketch::SketchEstimate>,
 }
 
 impl Pair {

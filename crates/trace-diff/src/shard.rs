@@ -482,6 +482,10 @@ fn assemble(
         record.occurrence = Some(r0.occurrence);
         record.rank = None;
         record.values = None;
+        if split != ShardSplit::Replicated {
+            // A shard's sketch is not a part of the whole's: its block indices start at 0.
+            record.sketch = None;
+        }
         if let Some(v) = &new_values {
             if split != ShardSplit::Replicated {
                 let fp = fingerprint(Data::F32(v));

@@ -145,7 +145,7 @@ impl Tracer {
     /// A tracer from explicit settings; errors name the argument (`filter`, `rank`, ...).
     #[new]
     #[pyo3(signature = (dir, *, filter=None, values=None, values_at=None, append=false,
-                        rank=None, world_size=None, layout="files"))]
+                        rank=None, world_size=None, layout="files", sketch=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -157,6 +157,7 @@ impl Tracer {
         rank: Option<u32>,
         world_size: Option<u32>,
         layout: &str,
+        sketch: Option<usize>,
     ) -> PyResult<Self> {
         let layout = Layout::parse(layout, "layout").map_err(|e| to_py(py, e.into()))?;
         let mut builder = trace_core::Tracer::builder()
@@ -177,6 +178,9 @@ impl Tracer {
         }
         if let Some(world_size) = world_size {
             builder = builder.world_size(world_size);
+        }
+        if let Some(k) = sketch {
+            builder = builder.sketch(k);
         }
         let inner = builder.build().map_err(|e| to_py(py, e.into()))?;
         Ok(Self { inner })

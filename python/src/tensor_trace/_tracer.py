@@ -161,7 +161,8 @@ class Tracer:
 
     `rank` is stamped into every record; with `world_size` above 1 (rank then required, below
     it) the records go into `dir/rank-{rank}` with a `rank.json`, one directory per process of a
-    multi-process run (trace-core's `ranks`). A ConfigError names the bad argument.
+    multi-process run (trace-core's `ranks`). `sketch` sets the value sketch's buckets (0 = none; default `TENSOR_TRACE_SKETCH`'s 256, see
+    docs/FORMAT.md). A ConfigError names the bad argument.
     Thread-safe: several threads may record on one tracer at once.
     """
 
@@ -178,11 +179,12 @@ class Tracer:
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
         layout: str = "files",
+        sketch: Optional[int] = None,
     ) -> None:
         for name, value in [("filter", filter), ("values", values), ("values_at", values_at)]:
             _setting(name, value, str, "a string of comma-separated items")
         _setting("layout", layout, str, "'files' or 'packed'")
-        for name, value in [("rank", rank), ("world_size", world_size)]:
+        for name, value in [("rank", rank), ("world_size", world_size), ("sketch", sketch)]:
             _setting(name, value, (int, np.integer), "a non-negative integer")
             if value is not None and not 0 <= int(value) < 2**32:
                 raise ConfigError(name, str(value), "expected a non-negative integer below 2**32")
@@ -195,6 +197,7 @@ class Tracer:
             rank=None if rank is None else int(rank),
             world_size=None if world_size is None else int(world_size),
             layout=layout,
+            sketch=None if sketch is None else int(sketch),
         )
 
     @classmethod

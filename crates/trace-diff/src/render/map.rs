@@ -581,6 +581,7 @@ mod tests {
             logits: None,
             error: Some(error),
             calibration: None,
+            sketch: None,
         }
     }
 

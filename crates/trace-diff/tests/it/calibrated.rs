@@ -87,9 +87,10 @@ fn clean_f32_engine_agrees_on_values_and_on_stats() {
         assert_eq!(c.e_a, p.error);
         assert!(c.e_c.unwrap() > 0.0);
     }
+    // Without values, the records' sketches are the next best evidence.
     assert_clean(
         &diff_dirs_calibrated(&a, &b, &c, &stats_only()).unwrap(),
-        Evidence::Stats,
+        Evidence::Sketch,
     );
 }
 
@@ -100,7 +101,7 @@ fn a_baseline_without_values_calibrates_on_stats() {
     let (_tmp, a, b, c) = three_runs(
         Spec::new(Prec::F32).values().reversed(),
         Spec::new(Prec::F64).values(),
-        Spec::new(Prec::F32),
+        Spec::new(Prec::F32).no_sketch(),
     );
     let r = calibrated(&a, &b, &c);
     assert_clean(&r, Evidence::Stats);
@@ -194,6 +195,24 @@ fn a_fault_below_the_tolerance_is_found_by_its_ratio() {
 #[test]
 fn a_fault_is_found_from_stats_alone() {
     let (_tmp, a, b, c) = three_runs(
+        Spec::new(Prec::F32)
+            .reversed()
+            .fault(fault(1e-4))
+            .no_sketch(),
+        Spec::new(Prec::F64).no_sketch(),
+        Spec::new(Prec::F32).no_sketch(),
+    );
+    let r = calibrated(&a, &b, &c);
+    let first = r.first_divergence_pair().unwrap();
+    assert_eq!(first.display_name(), "blk1/q");
+    let cal = first.calibration.as_ref().unwrap();
+    assert_eq!(cal.evidence, Some(Evidence::Stats));
+    assert!(cal.ratio.unwrap() > DEFAULT_MAX_RATIO);
+}
+
+#[test]
+fn a_fault_is_found_from_sketches_alone() {
+    let (_tmp, a, b, c) = three_runs(
         Spec::new(Prec::F32).reversed().fault(fault(1e-4)),
         Spec::new(Prec::F64),
         Spec::new(Prec::F32),
@@ -202,8 +221,11 @@ fn a_fault_is_found_from_stats_alone() {
     let first = r.first_divergence_pair().unwrap();
     assert_eq!(first.display_name(), "blk1/q");
     let cal = first.calibration.as_ref().unwrap();
-    assert_eq!(cal.evidence, Some(Evidence::Stats));
+    assert_eq!(cal.evidence, Some(Evidence::Sketch));
     assert!(cal.ratio.unwrap() > DEFAULT_MAX_RATIO);
+    assert!(r.pairs[..first.position as usize]
+        .iter()
+        .all(|p| !p.verdict.is_divergence()));
 }
 
 #[test]

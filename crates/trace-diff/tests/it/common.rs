@@ -42,6 +42,8 @@ pub struct Spec {
     /// Sum the dot products in reverse order: another correct engine, whose rounding differs
     /// from the forward order's in the same precision.
     pub reversed: bool,
+    /// Records carry value sketches (trace-core's default).
+    pub sketch: bool,
 }
 
 impl Spec {
@@ -52,7 +54,14 @@ impl Spec {
             fault: None,
             hf_names: false,
             reversed: false,
+            sketch: true,
         }
+    }
+
+    /// Records without value sketches (`TENSOR_TRACE_SKETCH=0`): judged on statistics.
+    pub fn no_sketch(mut self) -> Self {
+        self.sketch = false;
+        self
     }
 
     pub fn values(mut self) -> Self {
@@ -120,6 +129,9 @@ pub fn write_run(dir: &Path, spec: Spec) {
     let mut builder = Tracer::builder().dir(dir);
     if spec.values {
         builder = builder.values("*");
+    }
+    if !spec.sketch {
+        builder = builder.sketch(0);
     }
     let tracer = builder.build().unwrap();
     let p = spec.prec;

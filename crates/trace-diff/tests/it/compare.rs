@@ -94,10 +94,25 @@ fn changed_value_is_the_first_divergence() {
 }
 
 #[test]
-fn changed_value_found_from_stats_alone() {
+fn changed_value_found_from_sketches_alone() {
     let (_tmp, a, b) = two_runs(
         Spec::new(Prec::F32).fault(fault(1, 2)),
         Spec::new(Prec::F32),
+    );
+    let r = diff(&a, &b);
+    let p = r.first_divergence_pair().unwrap();
+    assert_eq!(p.display_name(), "blk2/q");
+    assert_eq!(p.evidence, Evidence::Sketch);
+    let reason = p.reason.as_deref().unwrap();
+    assert!(reason.starts_with("judged on sketches"), "{reason}");
+    assert!(p.sketch.is_some());
+}
+
+#[test]
+fn changed_value_found_from_stats_alone() {
+    let (_tmp, a, b) = two_runs(
+        Spec::new(Prec::F32).fault(fault(1, 2)).no_sketch(),
+        Spec::new(Prec::F32).no_sketch(),
     );
     let r = diff(&a, &b);
     let p = r.first_divergence_pair().unwrap();
@@ -129,7 +144,7 @@ fn f32_against_f64_reference_is_within_tolerance() {
         let evidence = if values {
             Evidence::Values
         } else {
-            Evidence::Stats
+            Evidence::Sketch
         };
         let judged = r
             .pairs
