@@ -72,6 +72,7 @@ const DIFF_MODULE_RULES: &[(&str, &str, &str)] = &[
     ("crates/trace-diff/src", "outcome", "render"),
     ("crates/trace-diff/src", "report", "render"),
     ("crates/trace-diff/src", "format", "render"),
+    ("crates/trace-diff/src", "sketch", "render"),
     // Nor the command line, which sits behind the `cli` feature.
     ("crates/trace-diff/src", "compare", "cli"),
     ("crates/trace-diff/src", "diff", "cli"),
