@@ -10,8 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-
-use crate::{cargo, project_root, run_step};
+use crossval::workspace::{cargo, project_root, run_step};
 
 /// A benchmark target: package and bench name.
 const BENCHES: &[(&str, &str)] = &[

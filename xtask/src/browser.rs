@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-
-use crate::run_step;
+use crossval::workspace::run_step;
 
 /// The variable that hands the browser to the test (which then fails instead of skipping).
 pub const ENV: &str = "TRACE_DIFF_CHROMIUM";

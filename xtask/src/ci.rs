@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::Result;
+use crossval::workspace::{cargo, project_root, run_step};
 
-use crate::{browser, cargo, project_root, python, run_step};
+use crate::{browser, python};
 
 /// Where a test that has to skip writes why, one line each, so that `ci` prints it at the end:
 /// a skip is never silent, even under nextest, which hides the output of passing tests. (No

@@ -47,6 +47,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-// One copy of the workspace helpers, shared with the crossval (which builds with cargo too).
-pub use crossval::workspace::{cargo, project_root, run_step};

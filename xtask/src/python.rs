@@ -6,8 +6,7 @@ use std::process::Command;
 
 use anyhow::Result;
 use crossval::venv::{ensure_venv, Extra};
-
-use crate::{project_root, run_step};
+use crossval::workspace::{project_root, run_step};
 
 /// `pytest python/tests` in the venv, with every extra installed (the crossval tests earlier in
 /// `ci` have usually done it already). A package that cannot be installed fails the step: on

@@ -7,7 +7,7 @@
 //! - [`driver`]: the one driver, the same stages for every model;
 //! - [`model`]: the models ([`task::Model`]), each a [`model::Harness`]: the synthetic Llama, MiniLM,
 //!   and the tensor-parallel block (`--tp N`);
-//! - [`reference`]: the registry of references, each declaring what it can do;
+//! - [`reference`](mod@reference): the registry of references, each declaring what it can do;
 //! - [`judge`]: how runs are judged, and the one place that calls trace-diff's comparison;
 //! - [`bisect`]: `--bisect`, through trace-cli's bisect; [`side`]: the side programs it runs;
 //! - [`exec`], [`venv`], [`workspace`]: running programs, the Python venv, the workspace.

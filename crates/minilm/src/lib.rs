@@ -56,221 +56,22 @@
 #![deny(missing_docs)]
 
 mod bug;
+mod config;
+mod error;
 mod max_tokens;
 mod model;
 mod tokenize;
 
-use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
+use std::path::Path;
 
 pub use bug::{Bug, Expected, UnknownBug};
+pub use config::{
+    Config, CONFIG_FILE, MAX_TOKENS, SENTENCE_BERT_CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
+};
+pub use error::{Error, Result};
 pub use max_tokens::{LengthSource, MaxTokens};
 pub use model::{Model, Trace};
 pub use tokenize::{Batch, Tokenizer};
-
-/// File name of the model configuration inside a model directory.
-pub const CONFIG_FILE: &str = "config.json";
-/// File name of the weights inside a model directory.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-/// File name of the tokenizer inside a model directory.
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
-/// File name of sentence-transformers' settings for the transformer module inside a model
-/// directory; its `max_seq_length` is the truncation length (see [`MaxTokens::resolve`]).
-pub const SENTENCE_BERT_CONFIG_FILE: &str = "sentence_bert_config.json";
-/// The truncation length in all-MiniLM-L6-v2's `tokenizer.json`, `[CLS]` and `[SEP]`
-/// included: 128. sentence-transformers does not use it (it truncates that model at 256), and
-/// neither does [`Encoder::load`] any more; it remains for callers that pin this length
-/// explicitly with [`Encoder::load_with`].
-pub const MAX_TOKENS: usize = 128;
-
-/// Everything that can go wrong while loading or running the model.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A model file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// `config.json` is not a BERT configuration this crate can run.
-    #[error("invalid model config {path}: {message}")]
-    Config {
-        /// The file.
-        path: PathBuf,
-        /// What was expected.
-        message: String,
-    },
-    /// A [`Config`] the encoder cannot run (see [`Config::validate`]).
-    #[error("invalid model config: {message}")]
-    InvalidConfig {
-        /// What was expected.
-        message: String,
-    },
-    /// `model.safetensors` could not be read.
-    #[error("cannot load weights {path}: {message}")]
-    Weights {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        message: String,
-    },
-    /// A tensor the encoder needs is not in the weights.
-    #[error("missing weight {name:?}")]
-    MissingWeight {
-        /// Its name in `model.safetensors`.
-        name: String,
-    },
-    /// A weight has another shape than the configuration implies.
-    #[error("weight {name:?} has shape {actual:?}, expected {expected:?}")]
-    WeightShape {
-        /// Its name in `model.safetensors`.
-        name: String,
-        /// The shape the configuration implies.
-        expected: Vec<usize>,
-        /// The shape in the file.
-        actual: Vec<usize>,
-    },
-    /// `tokenizer.json` could not be loaded or configured.
-    #[error("cannot use tokenizer {path}: {message}")]
-    Tokenizer {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        message: String,
-    },
-    /// Tokenizing the sentences failed.
-    #[error("cannot tokenize: {message}")]
-    Encode {
-        /// The cause.
-        message: String,
-    },
-    /// No sentence to embed.
-    #[error("empty batch: expected at least one sentence")]
-    EmptyBatch,
-    /// A [`Batch`] whose vectors do not hold `batch * len` entries.
-    #[error(
-        "batch of {batch} x {len} tokens holds {ids} ids, {type_ids} type ids and {mask} mask \
-         entries, expected {} each", batch * len
-    )]
-    BatchShape {
-        /// Sentences.
-        batch: usize,
-        /// Tokens per sentence.
-        len: usize,
-        /// Length of `ids`.
-        ids: usize,
-        /// Length of `type_ids`.
-        type_ids: usize,
-        /// Length of `mask`.
-        mask: usize,
-    },
-    /// More tokens than the model has positions.
-    #[error("{len} tokens per sentence, expected at most {max} (max_position_embeddings)")]
-    TooLong {
-        /// Tokens per sentence.
-        len: usize,
-        /// The model's limit.
-        max: usize,
-    },
-    /// An explicit truncation length the model cannot take.
-    #[error(
-        "max_tokens {max_tokens}: expected 2 ([CLS] and [SEP]) to {max} \
-         (max_position_embeddings in config.json)"
-    )]
-    MaxTokens {
-        /// The length asked for.
-        max_tokens: usize,
-        /// The model's `max_position_embeddings`.
-        max: usize,
-    },
-    /// A tensor operation (or recording a trace) failed.
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
-}
-
-/// `Result` with this crate's [`Error`].
-pub type Result<T> = std::result::Result<T, Error>;
-
-/// The fields of a Hugging Face BERT `config.json` the encoder uses.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct Config {
-    /// Vocabulary size.
-    pub vocab_size: usize,
-    /// Hidden size.
-    pub hidden_size: usize,
-    /// Encoder layers.
-    pub num_hidden_layers: usize,
-    /// Attention heads (dividing `hidden_size`).
-    pub num_attention_heads: usize,
-    /// MLP width.
-    pub intermediate_size: usize,
-    /// Position embeddings, the longest input.
-    pub max_position_embeddings: usize,
-    /// Token types (segments).
-    pub type_vocab_size: usize,
-    /// Epsilon of every layer norm.
-    pub layer_norm_eps: f64,
-    /// MLP activation; only `gelu` (the exact erf form) is supported.
-    #[serde(default = "default_act")]
-    pub hidden_act: String,
-}
-
-fn default_act() -> String {
-    "gelu".to_owned()
-}
-
-impl Config {
-    /// Reads `config.json`.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let config: Config = serde_json::from_str(&text).map_err(|e| Error::Config {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        config.validate().map_err(|e| match e {
-            Error::InvalidConfig { message } => Error::Config {
-                path: path.to_owned(),
-                message,
-            },
-            other => other,
-        })?;
-        Ok(config)
-    }
-
-    /// Checks what the encoder relies on: heads dividing the hidden size, the `gelu`
-    /// activation, a positive epsilon.
-    pub fn validate(&self) -> Result<()> {
-        let fail = |message: String| Err(Error::InvalidConfig { message });
-        if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
-        {
-            return fail(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
-        }
-        if self.hidden_act != "gelu" {
-            return fail(format!(
-                "hidden_act {:?}: expected \"gelu\" (the erf form)",
-                self.hidden_act
-            ));
-        }
-        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
-            return fail(format!(
-                "layer_norm_eps {}: expected a finite number > 0",
-                self.layer_norm_eps
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Tokenizer and model together: sentences in, unit-length embeddings out.
 #[derive(Debug)]

@@ -6,7 +6,8 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{Config, Error, Result, CONFIG_FILE, SENTENCE_BERT_CONFIG_FILE, TOKENIZER_FILE};
+use crate::config::{Config, CONFIG_FILE, SENTENCE_BERT_CONFIG_FILE, TOKENIZER_FILE};
+use crate::error::{Error, Result};
 
 /// Where a truncation length came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,8 +6,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, D};
 use trace_core::{Context, Tracer};
 
+use crate::bug::Bug;
+use crate::config::Config;
+use crate::error::{Error, Result};
 use crate::tokenize::Batch;
-use crate::{Bug, Config, Error, Result};
 
 /// The epsilon [`Bug::LayerNormEps`] puts in every layer norm (PyTorch's `nn.LayerNorm`
 /// default).

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use tokenizers::{PaddingParams, PaddingStrategy, TruncationParams};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Sentences tokenized into one padded batch, row-major `[batch, len]`.
 #[derive(Clone, Debug, PartialEq, Eq)]

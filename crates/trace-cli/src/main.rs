@@ -9,9 +9,8 @@ mod output;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-pub use trace_cli::{EXIT_ERROR, EXIT_FINDING};
+use clap::{CommandFactory, Parser, Subcommand};
+use trace_cli::EXIT_ERROR;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,7 +61,7 @@ fn main() -> ExitCode {
         Command::Events(args) => cmd::events::run(args),
         Command::Export(args) => cmd::export::run(args),
         Command::Gguf(args) => cmd::gguf::run(args),
-        Command::Completions(args) => cmd::completions::run(args),
+        Command::Completions(args) => cmd::completions::run(args, Cli::command()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

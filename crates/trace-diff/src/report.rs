@@ -261,7 +261,22 @@ pub struct Pair {
     pub calibration: Option<Box<Calibration>>,
     /// The error estimated from the value sketches, when the verdict rests on them.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sketch: Option<crate::sketch::SketchEstimate>,
+    pub sketch: Option<SketchEstimate>,
+}
+
+/// The sketch estimate of a pair's error (JSON field `sketch` of a pair).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SketchEstimate {
+    /// Buckets of the two sketches.
+    pub k: u32,
+    /// Estimated relative L2 error `||a - b|| / ||b||`.
+    pub rel_l2: f64,
+    /// Lower end of the range holding the exact relative L2 error at 2 standard deviations.
+    pub rel_l2_low: f64,
+    /// Upper end of that range.
+    pub rel_l2_high: f64,
+    /// Estimated RMS of the difference, `||a - b|| / sqrt(n)` (what the tolerance bounds).
+    pub rms_diff: f64,
 }
 
 impl Pair {

@@ -11,31 +11,16 @@
 //! layout by a `b_layout` rule, and records with NaN or Inf (which the sketch skips), are judged
 //! on statistics instead.
 
-use serde::Serialize;
 use trace_core::record::TraceRecord;
 use trace_core::sketch::estimate_sq_distance;
 
 use crate::format::sci;
+pub use crate::report::SketchEstimate;
 use crate::report::{Pair, Verdict};
 use crate::rules::Tolerance;
 
 /// Standard deviations of the squared-norm estimate covered by the reported range.
 const SPREAD_SIGMAS: f64 = 2.0;
-
-/// The sketch estimate of a pair's error (JSON field `sketch` of a pair).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct SketchEstimate {
-    /// Buckets of the two sketches.
-    pub k: u32,
-    /// Estimated relative L2 error `||a - b|| / ||b||`.
-    pub rel_l2: f64,
-    /// Lower end of the range holding the exact relative L2 error at 2 standard deviations.
-    pub rel_l2_low: f64,
-    /// Upper end of that range.
-    pub rel_l2_high: f64,
-    /// Estimated RMS of the difference, `||a - b|| / sqrt(n)` (what the tolerance bounds).
-    pub rms_diff: f64,
-}
 
 /// Why two records' sketches cannot be compared, or `None` when they can.
 fn incomparable(a: &TraceRecord, b: &TraceRecord) -> Option<&'static str> {

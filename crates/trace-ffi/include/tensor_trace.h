@@ -7,7 +7,7 @@
  * libtrace_ffi.so. See docs/FFI.md for every function and for llama.cpp / PyTorch snippets.
  *
  * Written by hand; crates/trace-ffi/tests/ffi/header.rs checks every prototype, constant and
- * struct field here against crates/trace-ffi/src/lib.rs.
+ * struct field here against crates/trace-ffi/src/lib.rs and src/abi.rs.
  *
  * Thread safety: every function may be called from any thread at any time.
  * Errors: functions return a status (TT_OK = 0 or a TT_ERR_* code); tt_last_error() gives the

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
 
-use crate::{
+use crate::abi::{
     TT_ERR_ARG, TT_ERR_CONFIG, TT_ERR_INTERNAL, TT_ERR_IO, TT_ERR_NULL, TT_ERR_PANIC, TT_ERR_SHAPE,
     TT_OK,
 };

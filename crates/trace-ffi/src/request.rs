@@ -15,11 +15,11 @@ use std::mem::{align_of, size_of};
 use half::{bf16, f16};
 use trace_core::{Context, DType, Data, Fingerprinter, Tracer};
 
-use crate::error::FfiError;
-use crate::{
+use crate::abi::{
     TtContext, TT_DTYPE_BF16, TT_DTYPE_F16, TT_DTYPE_F32, TT_DTYPE_F64, TT_DTYPE_I32, TT_DTYPE_I64,
     TT_DTYPE_U32, TT_DTYPE_U8, TT_MAX_NDIM, TT_UNSET,
 };
+use crate::error::FfiError;
 
 /// Runs shorter than this many elements are gathered rather than fed one by one.
 const MIN_RUN: usize = 256;

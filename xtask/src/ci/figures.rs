@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn the_docs_hold_no_unsourced_figure_beyond_the_pending_list() {
-        check_docs(&crate::project_root()).unwrap();
+        check_docs(&crossval::workspace::project_root()).unwrap();
     }
 
     #[test]

@@ -628,8 +628,11 @@ fn use_tree(
 // Python
 
 /// The import graph of the Python package in `package` (a directory with `__init__.py`), whose
-/// import name is its directory name; files are named relative to `base`.
-pub fn python_graph(base: &Path, package: &Path) -> Graph {
+/// import name is its directory name; files are named relative to `base`. `native` names the
+/// package's compiled submodules (`_native`): they have no `.py` file, so `from . import
+/// _native` imports that module, not a name of `__init__.py`, and a compiled module imports
+/// no file of the package.
+pub fn python_graph(base: &Path, package: &Path, native: &[&str]) -> Graph {
     let mut graph = Graph::default();
     let name = package
         .file_name()
@@ -655,6 +658,9 @@ pub fn python_graph(base: &Path, package: &Path) -> Graph {
             for n in &names {
                 let mut sub = target.clone();
                 sub.push(n.clone());
+                if native.contains(&sub.join(".").as_str()) {
+                    continue;
+                }
                 match py_file(package, &sub) {
                     Some(file) => graph.edge(&from, &display(base, &file)),
                     None => from_base = true,
@@ -934,13 +940,39 @@ mod tests {
                 "# from ._a import A\nfrom . import _b\nimport numpy\n",
             ),
         ]);
-        let graph = python_graph(dir.path(), &dir.path().join("pkg"));
+        let graph = python_graph(dir.path(), &dir.path().join("pkg"), &[]);
         assert_eq!(graph.cycles(), ["pkg/_a.py -> pkg/_b.py -> pkg/_a.py"]);
         assert_eq!(
             graph.forbidden_edges("_c", "_b"),
             ["pkg/_c.py -> pkg/_b.py"]
         );
         assert!(graph.forbidden_edges("_c", "_a").is_empty());
+    }
+
+    #[test]
+    fn a_compiled_submodule_is_no_edge_to_the_package() {
+        let dir = tree(&[
+            (
+                "pkg/__init__.py",
+                "from . import _native
+from ._t import T
+",
+            ),
+            (
+                "pkg/_t.py",
+                "from . import _native
+from ._native import f
+",
+            ),
+        ]);
+        let native = python_graph(dir.path(), &dir.path().join("pkg"), &["_native"]);
+        assert!(native.cycles().is_empty(), "{:?}", native.cycles());
+        // Without the declaration `_native` reads as a name of `__init__.py`.
+        let plain = python_graph(dir.path(), &dir.path().join("pkg"), &[]);
+        assert_eq!(
+            plain.cycles(),
+            ["pkg/__init__.py -> pkg/_t.py -> pkg/__init__.py"]
+        );
     }
 
     #[test]

@@ -15,8 +15,9 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 use anyhow::{bail, Result};
 
+use super::interface::Reference;
 use super::native::{build_staticlib, compile, BuildOptions, NATIVE_LIBS};
-use super::{Job, Model, Precision, Reference, Task};
+use crate::task::{Job, Model, Precision, Task};
 
 /// `--reference cpp`: the C++ port, built and run as a separate program.
 pub struct Cpp;
@@ -129,7 +130,7 @@ impl CppEngine {
             out.status,
             stderr.trim_end()
         );
-        let tokens = super::parse_tokens(
+        let tokens = super::interface::parse_tokens(
             &self.exe.display().to_string(),
             &String::from_utf8_lossy(&out.stdout),
             steps + 1,

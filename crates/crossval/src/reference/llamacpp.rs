@@ -24,8 +24,9 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use trace_diff::Rules;
 
+use super::interface::Reference;
 use super::native::{build_staticlib, compile, BuildOptions, NATIVE_LIBS};
-use super::{Job, Model, Precision, Reference, Task};
+use crate::task::{Job, Model, Precision, Task};
 
 /// The C++ program's source, relative to the workspace root.
 pub const SOURCE: &str = "crates/trace-ffi/examples/llama-trace.cpp";

@@ -5,7 +5,8 @@ use std::process::Command;
 
 use anyhow::{bail, Result};
 
-use super::{Job, Model, Precision, Reference, Task};
+use super::interface::Reference;
+use crate::task::{Job, Model, Precision, Task};
 use crate::venv::{self as python, Extra};
 
 /// The numpy MiniLM reference.

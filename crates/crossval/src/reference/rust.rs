@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use super::{Job, Model, Precision, Reference, Task};
+use super::interface::Reference;
 use crate::exec::fresh_tracer;
+use crate::task::{Job, Model, Precision, Task};
 
 /// The f64 Rust reference engine.
 pub struct Rust;

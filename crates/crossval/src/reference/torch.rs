@@ -8,7 +8,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use trace_diff::Rules;
 
-use super::{Job, Model, Precision, Reference, Task};
+use super::interface::Reference;
+use crate::task::{Job, Model, Precision, Task};
 use crate::venv::{self as python, Extra};
 
 /// The transformers reference.

@@ -5,11 +5,11 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use trace_cli::EXIT_FINDING;
 use trace_core::check::{record_location, NonFiniteScan};
 use trace_events::{render, validate, Producer, Severity, TraceDocument};
 
 use crate::output::print;
-use crate::EXIT_FINDING;
 
 /// Check a trace directory (NaN/Inf, with where they first appear) or an event history, ours or
 /// realizar's `--trace-output` JSON (contracts and recorded Jidoka errors). Exits 1 on any

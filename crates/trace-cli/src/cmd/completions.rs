@@ -1,7 +1,6 @@
 //! `tensor-trace completions SHELL`.
 
 use anyhow::Result;
-use clap::CommandFactory;
 use clap_complete::Shell;
 
 /// Print a shell completion script.
@@ -16,8 +15,9 @@ pub struct Args {
     shell: Shell,
 }
 
-pub fn run(args: Args) -> Result<u8> {
-    let mut cmd = crate::Cli::command();
+/// Prints the completion script of `cmd`, the whole command line (passed in by `main`, which
+/// owns it, so this module does not import the binary's root).
+pub fn run(args: Args, mut cmd: clap::Command) -> Result<u8> {
     clap_complete::generate(args.shell, &mut cmd, "tensor-trace", &mut std::io::stdout());
     Ok(0)
 }

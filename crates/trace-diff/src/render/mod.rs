@@ -11,6 +11,7 @@ mod html;
 mod html_map;
 mod junit;
 mod map;
+mod styles;
 mod text;
 mod text_map;
 

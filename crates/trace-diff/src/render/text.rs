@@ -2,9 +2,8 @@
 
 use std::fmt::Write;
 
-use anstyle::{AnsiColor, Style};
-
 use super::map::{Map, View};
+use super::styles::Styles;
 use super::text_map::error_map;
 use super::{context, ratio_text, sci};
 use crate::report::{CalibrationStatus, Outcome, Pair, Report, RunInfo, Verdict};
@@ -26,44 +25,6 @@ impl Default for TextOptions {
             color: false,
             max_rows: 40,
             max_warnings: 20,
-        }
-    }
-}
-
-pub(super) struct Styles {
-    pub(super) bold: Style,
-    pub(super) red: Style,
-    pub(super) green: Style,
-    pub(super) yellow: Style,
-    pub(super) dim: Style,
-}
-
-impl Styles {
-    fn new(color: bool) -> Self {
-        if !color {
-            let s = Style::new();
-            return Styles {
-                bold: s,
-                red: s,
-                green: s,
-                yellow: s,
-                dim: s,
-            };
-        }
-        Styles {
-            bold: Style::new().bold(),
-            red: Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
-            green: Style::new().bold().fg_color(Some(AnsiColor::Green.into())),
-            yellow: Style::new().fg_color(Some(AnsiColor::Yellow.into())),
-            dim: Style::new().dimmed(),
-        }
-    }
-
-    pub(super) fn verdict(&self, v: Verdict) -> Style {
-        match v {
-            Verdict::Identical | Verdict::WithinTolerance => self.green,
-            Verdict::Diverged | Verdict::Incompatible => self.red,
-            Verdict::Missing => self.yellow,
         }
     }
 }

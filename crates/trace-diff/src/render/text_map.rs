@@ -11,7 +11,7 @@ use std::fmt::Write;
 use anstyle::Style;
 
 use super::map::{streamed_note, Cell, Map, Pass, Scale, Section, Shade};
-use super::text::Styles;
+use super::styles::Styles;
 use crate::report::{Report, Verdict};
 
 /// At most this many layers side by side; wider models are drawn in blocks.

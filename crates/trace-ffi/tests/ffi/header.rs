@@ -1,7 +1,7 @@
 //! The hand-written header must match the Rust code: every `extern "C" fn` of `src/lib.rs` has a
 //! prototype with the same name and C-equivalent types (and no prototype lacks a function), every
 //! `pub const TT_*` has a `#define` of the same value, and `tt_context` has the fields of
-//! `TtContext`. The compiled layout is checked in `programs.rs` (`layout`).
+//! `TtContext` (both in `src/abi.rs`). The compiled layout is checked in `programs.rs` (`layout`).
 
 use std::collections::BTreeMap;
 
@@ -190,7 +190,11 @@ fn c_struct(header: &str, name: &str) -> Vec<(String, String)> {
 
 fn sources() -> (String, String) {
     let read = |p: &str| std::fs::read_to_string(crate_dir().join(p)).expect(p);
-    (read("include/tensor_trace.h"), read("src/lib.rs"))
+    // The exports live in `lib.rs`, the constants and `TtContext` in `abi.rs`.
+    (
+        read("include/tensor_trace.h"),
+        read("src/lib.rs") + &read("src/abi.rs"),
+    )
 }
 
 #[test]
@@ -200,7 +204,7 @@ fn header_prototypes_match_the_rust_exports() {
     assert!(rust.len() >= 7, "found only {rust:?}");
     assert_eq!(
         c, rust,
-        "tensor_trace.h (left) and src/lib.rs (right) disagree"
+        "tensor_trace.h (left) and src/lib.rs + src/abi.rs (right) disagree"
     );
 }
 
@@ -214,7 +218,7 @@ fn header_constants_match_the_rust_constants() {
     );
     assert_eq!(
         c, rust,
-        "tensor_trace.h (left) and src/lib.rs (right) disagree"
+        "tensor_trace.h (left) and src/lib.rs + src/abi.rs (right) disagree"
     );
 }
 
