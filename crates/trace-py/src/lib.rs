@@ -145,7 +145,7 @@ impl Tracer {
     /// A tracer from explicit settings; errors name the argument (`filter`, `rank`, ...).
     #[new]
     #[pyo3(signature = (dir, *, filter=None, values=None, values_at=None, append=false,
-                        rank=None, world_size=None, layout="files", sketch=None))]
+                        rank=None, world_size=None, layout="packed", sketch=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,

@@ -178,7 +178,7 @@ class Tracer:
         append: bool = False,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
-        layout: str = "files",
+        layout: str = "packed",
         sketch: Optional[int] = None,
     ) -> None:
         for name, value in [("filter", filter), ("values", values), ("values_at", values_at)]:

@@ -163,34 +163,15 @@ pub fn ensure(quiet: bool) -> Result<Built> {
 fn fetch(python: &Path, root: &Path) -> Result<PathBuf> {
     let dir = root.join("sdist");
     fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let requirements = dir.join("requirements.txt");
-    fs::write(
-        &requirements,
-        format!("llama-cpp-python=={VERSION} --hash=sha256:{SDIST_SHA256}\n"),
-    )
-    .with_context(|| format!("write {}", requirements.display()))?;
     // --no-binary for this package only: the sdist, not a wheel (`:all:` would also build
     // CMake from source for the metadata step).
-    crate::workspace::run_step(
-        &format!("llama.cpp: pip download llama-cpp-python=={VERSION} (sdist, sha256 checked)"),
-        Command::new(python)
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args([
-                "--no-deps",
-                "--no-binary",
-                "llama-cpp-python",
-                "--require-hashes",
-                "-r",
-            ])
-            .arg(&requirements)
-            .arg("-d")
-            .arg(&dir),
+    crate::venv::pip_download(
+        python,
+        "llama-cpp-python",
+        VERSION,
+        SDIST_SHA256,
+        ["--no-binary", "llama-cpp-python"],
+        &dir,
     )?;
     let sdist = dir.join(format!("llama_cpp_python-{VERSION}.tar.gz"));
     ensure!(sdist.exists(), "pip download made no {}", sdist.display());
