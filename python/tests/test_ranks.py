@@ -8,7 +8,7 @@ import pytest
 
 import tensor_trace
 from tensor_trace import ConfigError, Tracer, dump_trace
-from conftest import env_dir, read_records
+from conftest import env_dir, read_packed
 
 
 def test_world_size_above_one_writes_into_the_rank_directory(clean_env, trace_dir):
@@ -20,7 +20,8 @@ def test_world_size_above_one_writes_into_the_rank_directory(clean_env, trace_di
     assert sorted(p.name for p in trace_dir.iterdir()) == ["rank-1"]
     # Byte-identical to what trace-core writes (crates/trace-core/src/ranks.rs tests).
     assert (rank_dir / "rank.json").read_bytes() == b'{"rank":1,"world_size":2}\n'
-    assert read_records(rank_dir)["blk0_q.trace"]["rank"] == 1
+    [record] = read_packed(rank_dir)  # the default layout
+    assert (record["name"], record["rank"]) == ("blk0/q", 1)
 
 
 def test_two_ranks_share_the_run_directory_without_collision(clean_env, trace_dir):
@@ -39,7 +40,7 @@ def test_world_size_one_or_unset_is_exactly_a_single_process_run(clean_env, trac
     clean_env.setenv("TENSOR_TRACE_WORLD_SIZE", "1")
     clean_env.setenv("TENSOR_TRACE_RANK", "0")
     dump_trace("x", [1.0])
-    assert sorted(p.name for p in trace_dir.iterdir()) == ["manifest.jsonl", "x.trace"]
+    assert sorted(p.name for p in trace_dir.iterdir()) == ["records.jsonl"]
 
 
 def test_launcher_variables_are_used_and_ours_win(clean_env, tmp_path):
@@ -48,15 +49,16 @@ def test_launcher_variables_are_used_and_ours_win(clean_env, tmp_path):
     clean_env.setenv("RANK", "1")
     clean_env.setenv("WORLD_SIZE", "2")
     dump_trace("x", [1.0])
-    assert (tmp_path / "run" / "rank-1" / "x.trace").exists()
-    assert read_records(tmp_path / "run" / "rank-1")["x.trace"]["rank"] == 1
+    [record] = read_packed(tmp_path / "run" / "rank-1")
+    assert record["rank"] == 1
     # Ours win: a single-process run of rank 0.
     tensor_trace._reset()
     clean_env.setenv("TENSOR_TRACE_DIR", str(tmp_path / "ours"))
     clean_env.setenv("TENSOR_TRACE_RANK", "0")
     clean_env.setenv("TENSOR_TRACE_WORLD_SIZE", "1")
     dump_trace("x", [1.0])
-    assert read_records(tmp_path / "ours")["x.trace"]["rank"] == 0
+    [record] = read_packed(tmp_path / "ours")
+    assert record["rank"] == 0
 
 
 @pytest.mark.parametrize(
