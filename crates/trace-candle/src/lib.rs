@@ -40,7 +40,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let tracer = Tracer::builder().dir(dir.path()).build()?;
 //! record(&tracer, "blk0/q", &Context::default().seq(0).layer(0), &tt)?;
-//! assert!(dir.path().join("blk0_q.trace").exists());
+//! assert!(dir.path().join("records.jsonl").exists()); // the packed layout, the default
 //!
 //! // The global, env-driven form is the seed's drop-in: a no-op unless TENSOR_TRACE_DIR or
 //! // BITNET_TRACE_DIR is set.

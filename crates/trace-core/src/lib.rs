@@ -20,7 +20,8 @@
 //!
 //! // An explicit tracer writing into a directory (the global one reads TENSOR_TRACE_DIR).
 //! let dir = tempfile::tempdir()?;
-//! let tracer = Tracer::builder().dir(dir.path()).build()?;
+//! // One file per record, the seed's layout (the default is one `records.jsonl` log).
+//! let tracer = Tracer::builder().dir(dir.path()).layout(trace_core::Layout::Files).build()?;
 //! let logits = vec![half::bf16::from_f32(0.25); 8];
 //! tracer.record("logits", &Context::default().seq(0).layer(-1), TensorView::new(&[1, 8], &logits[..])?)?;
 //!

@@ -55,7 +55,12 @@ enum Sink {
 /// ```
 /// use trace_core::{Context, TensorView, Tracer};
 /// let dir = tempfile::tempdir()?;
-/// let tracer = Tracer::builder().dir(dir.path()).values("logits").build()?;
+/// // One file per record, named as the seed named them (the default layout is one log).
+/// let tracer = Tracer::builder()
+///     .dir(dir.path())
+///     .layout(trace_core::Layout::Files)
+///     .values("logits")
+///     .build()?;
 /// let h = [0.5f32, -1.0, 2.0, 0.0];
 /// tracer.record("blk0/attn_norm", &Context::default().seq(0).layer(0), TensorView::new(&[1, 4], &h[..])?)?;
 /// tracer.record("blk0/attn_norm", &Context::default().seq(1).layer(0), TensorView::new(&[1, 4], &h[..])?)?;

@@ -29,6 +29,7 @@
 //! let dir = tempfile::tempdir()?;
 //! // The environment is read once, at the first call (a C program would set it before starting).
 //! std::env::set_var("TENSOR_TRACE_DIR", dir.path());
+//! std::env::set_var("TENSOR_TRACE_LAYOUT", "files"); // a file per record, read back below
 //! assert_eq!(tt_enabled(), 1);
 //!
 //! // A 2 x 3 matrix stored column-major: strides in elements.
