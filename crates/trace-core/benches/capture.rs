@@ -156,7 +156,12 @@ fn small_record(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(4));
 
     let sync_dir = dir.path().join("sync");
-    let tracer = Tracer::builder().dir(&sync_dir).build().unwrap();
+    // The per-file layout: this group compares one record with one atomic write of its JSON.
+    let tracer = Tracer::builder()
+        .dir(&sync_dir)
+        .layout(Layout::Files)
+        .build()
+        .unwrap();
     tracer
         .record(
             "probe",
@@ -191,6 +196,7 @@ fn small_record(c: &mut Criterion) {
     const BURST: u64 = 512;
     let bg = Tracer::builder()
         .dir(dir.path().join("background"))
+        .layout(Layout::Files)
         .background_queue(BURST as usize)
         .build()
         .unwrap();
@@ -234,6 +240,7 @@ fn packed_small(c: &mut Criterion) {
 
     let files = Tracer::builder()
         .dir(dir.path().join("files"))
+        .layout(Layout::Files)
         .build()
         .unwrap();
     let packed = Tracer::builder()
