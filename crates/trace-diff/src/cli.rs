@@ -175,7 +175,16 @@ pub fn write_atomic<T>(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = tempfile::NamedTempFile::new_in(parent)
+    // A report is an ordinary file: created as `open(..., 0o666)` would create it (the umask
+    // applies), not with the temporary file's private 0o600.
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let tmp = builder
+        .tempfile_in(parent)
         .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
     let mut out = io::BufWriter::new(tmp);
     let value = fill(&mut out).with_context(|| format!("writing {}", path.display()))?;
@@ -322,5 +331,50 @@ fn streaming(args: &Args) -> anyhow::Result<Streaming> {
         (StreamMode::Auto, None) => Ok(Streaming::Auto {
             threshold: args.stream_threshold,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_the_file_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.html");
+        std::fs::write(&path, "old").unwrap();
+        let n = write_atomic(&path, |out| {
+            out.write_all(b"new report")?;
+            Ok(7)
+        })
+        .unwrap();
+        assert_eq!(n, 7);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new report");
+        // A failing fill leaves the old file as it was, and no temporary file beside it.
+        let err = write_atomic(&path, |out| -> anyhow::Result<()> {
+            out.write_all(b"half")?;
+            anyhow::bail!("stopped")
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new report");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_atomic_gives_the_mode_of_an_ordinary_new_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // What `File::create` (mode 0o666 minus the umask) gives in the same directory.
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let expected = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
+        let path = dir.path().join("report.json");
+        write_atomic(&path, |out| Ok(out.write_all(b"{}")?)).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, expected,
+            "mode {mode:o}, File::create gives {expected:o}"
+        );
     }
 }
