@@ -167,7 +167,11 @@ mod tests {
         assert!(h.relative);
         assert_eq!(h.scale, 2.0);
         assert_eq!(h.counts[2 + 3], 1);
-        assert_eq!(h.counts.iter().sum::<u32>(), 1, "non-finite pairs are not counted");
+        assert_eq!(
+            h.counts.iter().sum::<u32>(),
+            1,
+            "non-finite pairs are not counted"
+        );
     }
 
     #[test]
@@ -182,7 +186,10 @@ mod tests {
         assert_eq!(flats, [1, 3, 2]);
         let mut t = TopK::new(3);
         t.offer(0.0, 0);
-        assert!(t.finish(&a, &b).is_empty(), "zeros are never worst elements");
+        assert!(
+            t.finish(&a, &b).is_empty(),
+            "zeros are never worst elements"
+        );
     }
 
     proptest! {

@@ -300,7 +300,10 @@ mod tests {
         assert!((m.rel_l2 - 0.5 / 30f64.sqrt()).abs() < 1e-12);
         assert!((m.sqnr_db - 10.0 * (30.0 / 0.25f64).log10()).abs() < 1e-9);
         // One element off by 0.5, B's RMS sqrt(7.5): in the 1e-1 decade; three exact zeros.
-        assert_eq!((m.histogram.scale, m.histogram.relative), (7.5f64.sqrt(), true));
+        assert_eq!(
+            (m.histogram.scale, m.histogram.relative),
+            (7.5f64.sqrt(), true)
+        );
         assert_eq!((m.histogram.counts[0], m.histogram.counts[2 + 8]), (3, 1));
         assert_eq!(
             m.worst,
