@@ -192,6 +192,16 @@ mod tests {
         );
     }
 
+    /// What a valued pair keeps beyond its metrics stays within the figure docs/FORMAT.md gives.
+    #[test]
+    fn a_valued_pair_keeps_at_most_280_bytes_more() {
+        use std::mem::size_of;
+        let bytes = size_of::<ErrorHistogram>()
+            + size_of::<Vec<WorstElement>>()
+            + WORST * size_of::<WorstElement>();
+        assert!(bytes <= 280, "{bytes} bytes");
+    }
+
     proptest! {
         /// The top k equal the first k of the nonzero differences sorted largest first (ties by
         /// index).
