@@ -13,7 +13,9 @@
 //!
 //! Each cell shows one pair (the worst when several records share a point: an engine that
 //! records a stage twice): its error on a log scale or, in a calibrated report, its ratio
-//! `e_A / e_C` on a scale centred on 1 with the threshold `K` marked.
+//! `e_A / e_C` on a scale centred on 1 with the threshold `K` marked. Records the rules' ignore
+//! lists left out ([`Report::ignored`]) fill the cells no pair has, drawn as ignored, so that a
+//! blank cell means a point that was not traced.
 
 use std::collections::HashMap;
 
@@ -135,32 +137,31 @@ struct Key {
 
 impl Key {
     fn of(p: &Pair) -> Key {
-        Key::new(p.display_name(), p.stage.as_deref(), p.seq, p.layer)
-            .at(p.position, p.only_in != Some("b"))
+        let stage = Key::stage(p.display_name(), p.stage.as_deref());
+        Key {
+            seq: p.seq,
+            layer: p.layer.filter(|l| *l >= 0),
+            stage,
+            position: p.position,
+            of_a: p.only_in != Some("b"),
+        }
     }
 
     fn of_ignored(r: &IgnoredRecord) -> Key {
-        Key::new(&r.name, r.stage.as_deref(), r.seq, r.layer).at(r.position, r.side == "a")
-    }
-
-    fn new(name: &str, stage: Option<&str>, seq: Option<u64>, layer: Option<i64>) -> Key {
-        // No stage recorded: the last part of the name (`blk3/q` is `q`).
-        let stage = stage.unwrap_or_else(|| name.rsplit('/').next().unwrap_or(""));
         Key {
-            seq,
-            layer: layer.filter(|l| *l >= 0),
-            stage: stage.to_owned(),
-            position: 0,
-            of_a: true,
+            seq: r.seq,
+            layer: r.layer.filter(|l| *l >= 0),
+            stage: Key::stage(&r.name, r.stage.as_deref()),
+            position: r.position,
+            of_a: r.side == "a",
         }
     }
 
-    fn at(self, position: u64, of_a: bool) -> Key {
-        Key {
-            position,
-            of_a,
-            ..self
-        }
+    /// The recorded stage, else the last part of the name (`blk3/q` is `q`).
+    fn stage(name: &str, stage: Option<&str>) -> String {
+        stage
+            .unwrap_or_else(|| name.rsplit('/').next().unwrap_or(""))
+            .to_owned()
     }
 }
 
@@ -802,6 +803,79 @@ mod tests {
         assert_eq!(map.first_divergence_pass(&r), Some(1));
         assert_eq!(map.cell_of(&map.passes[1], 6), Some((1, 1)));
         assert_eq!(map.cell_of(&map.passes[1], 4), None);
+    }
+
+    #[test]
+    fn layer_zero_grows_over_the_embedding() {
+        let group = |layer: i64, output: &str, error: f64| crate::report::LayerError {
+            seq: Some(0),
+            layer,
+            output: output.into(),
+            error: Some(error),
+            max_error: Some(error),
+            amplification: None,
+            baseline_error: None,
+            ratio: None,
+        };
+        let mut r = report(decoder_pass(0, 2, &["l_out"], 0));
+        r.layers = vec![
+            group(-1, "embed", 1e-8),
+            group(0, "blk0/l_out", 1e-7),
+            group(1, "blk1/l_out", 1.5e-7),
+            group(-1, "logits", 2e-6),
+        ];
+        let g = growth(&r, Some(0));
+        assert_eq!(
+            g.len(),
+            2,
+            "the groups outside the layers are no layer's growth"
+        );
+        assert_eq!(g[0].previous.as_deref(), Some("embed"));
+        assert!((g[0].factor.unwrap() - 10.0).abs() < 1e-9);
+        assert!((g[1].factor.unwrap() - 1.5).abs() < 1e-9);
+        // An exact embedding: no factor, the error appears in layer 0.
+        r.layers[0].error = Some(0.0);
+        let g = growth(&r, Some(0));
+        assert_eq!((g[0].factor, g[0].from_exact), (None, true));
+        assert!(g[0].known() && !g[1].from_exact);
+        // No embedding in the report: nothing to compare layer 0 against.
+        r.layers.remove(0);
+        let g = growth(&r, Some(0));
+        assert_eq!((g[0].previous.as_deref(), g[0].known()), (None, false));
+    }
+
+    #[test]
+    fn ignored_records_fill_cells_no_pair_has() {
+        let pairs = decoder_pass(0, 2, &["q", "l_out"], 0);
+        let mut r = report(pairs);
+        let ignored = |name: &str, side, layer, stage: &str, position| IgnoredRecord {
+            side,
+            name: name.into(),
+            occurrence: 0,
+            position,
+            index: None,
+            seq: Some(0),
+            layer: Some(layer),
+            stage: Some(stage.into()),
+            rule: 0,
+        };
+        r.ignored.rules = vec![r#"ignore "*/k""#.into()];
+        r.ignored.records = vec![
+            ignored("blk0/k", "a", 0, "k", 2),
+            ignored("blk0/k", "b", 0, "k", 2),
+            // A point that also has a pair keeps the pair.
+            ignored("blk1/q", "b", 1, "q", 3),
+        ];
+        let map = Map::build(&r, &View::builtin()).unwrap();
+        assert_eq!(row_names(&map), ["embed", "q", "k", "l_out", "logits"]);
+        let k0 = map.passes[0].cells[&(2, 1)];
+        assert_eq!(
+            (k0.item, k0.count, k0.shade),
+            (Item::Ignored(0), 2, Shade::Ignored)
+        );
+        let q1 = map.passes[0].cells[&(1, 2)];
+        assert_eq!((q1.pair(), q1.count), (Some(3), 1));
+        assert_eq!(map.passes[0].cells.len(), 7);
     }
 
     #[test]
