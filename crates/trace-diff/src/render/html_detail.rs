@@ -69,7 +69,9 @@ function mapValuesDetail(panel, d, bins) {
     caption.textContent = 'the ' + d.w.length + ' largest |a-b|';
     worst.appendChild(caption);
     row(['index', 'a', 'b', '|a-b|'], 'th');
-    d.w.forEach(function (w) { row(w, 'td'); });
+    d.w.forEach(function (w) {
+      row(['[' + w[0].split(',').join(', ') + ']', String(w[1]), String(w[2]), w[3].toExponential(3)], 'td');
+    });
   }
 }
 ";
@@ -93,7 +95,17 @@ struct Detail<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     h: Option<Hist<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    w: Vec<[String; 4]>,
+    w: Vec<Worst>,
+}
+
+/// One worst element as the script reads it, compact (a page may hold 10,000 of these lists):
+/// the index per dimension joined by commas, `a` and `b` to 9 significant digits (an F32 value
+/// exactly) and `|a - b|` (from the exact values) to 4.
+type Worst = (String, f64, f64, f64);
+
+/// `v` rounded to `digits` significant digits.
+fn round_to(v: f64, digits: usize) -> f64 {
+    format!("{v:.*e}", digits - 1).parse().unwrap_or(v)
 }
 
 /// The labels of the histogram's bins: `0`, `<1e-9`, the lower edge of each decade, `>=1e1`.
@@ -155,12 +167,16 @@ fn pair_detail(p: &Pair, count: usize) -> Detail<'_> {
         .worst
         .iter()
         .map(|e| {
-            [
-                format!("{:?}", unravel(e.flat as usize, shape)),
-                format!("{:.8e}", e.a),
-                format!("{:.8e}", e.b),
-                sci(Some(e.abs_diff())),
-            ]
+            let index: Vec<String> = unravel(e.flat as usize, shape)
+                .iter()
+                .map(usize::to_string)
+                .collect();
+            (
+                index.join(","),
+                round_to(e.a, 9),
+                round_to(e.b, 9),
+                round_to(e.abs_diff(), 4),
+            )
         })
         .collect();
     Detail {
@@ -219,4 +235,25 @@ pub(super) fn ignored_title(report: &Report, k: usize, count: usize) -> String {
         r.side.to_uppercase(),
         report.ignored.rule_of(r)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detail::BINS;
+
+    #[test]
+    fn labels_and_rounding() {
+        let labels = bin_labels();
+        assert_eq!(labels.len(), BINS);
+        assert_eq!(
+            [&labels[0], &labels[1], &labels[2], &labels[11], &labels[12]],
+            ["0", "<1e-9", "1e-9", "1e0", ">=1e1"]
+        );
+        assert_eq!(round_to(1.234_567_891_23, 4), 1.235);
+        assert_eq!(round_to(-2.821_305_994e-1, 9), -0.282_130_599);
+        // An F32 value survives 9 significant digits.
+        let x = f64::from(0.1f32);
+        assert_eq!(round_to(x, 9) as f32, 0.1f32);
+    }
 }
