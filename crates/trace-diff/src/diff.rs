@@ -13,7 +13,7 @@ use crate::options::DiffOptions;
 use crate::outcome::{run_warnings, Ending, LayerProfile, Tally};
 use crate::pair::compare_pair;
 use crate::report::{
-    CalibrationStatus, CalibrationSummary, Pair, Report, RunInfo, Verdict, Warning,
+    CalibrationStatus, CalibrationSummary, Ignored, Pair, Report, RunInfo, Verdict, Warning,
 };
 use crate::values::ValueSource;
 
@@ -64,7 +64,8 @@ impl<'r> Side<'r> {
 struct Index<'r> {
     by_key: HashMap<(&'r str, u64), usize>,
     used: Vec<bool>,
-    ignored: u64,
+    /// The ignored records, in the side's order.
+    ignored: Vec<usize>,
 }
 
 impl<'r> Index<'r> {
@@ -74,11 +75,11 @@ impl<'r> Index<'r> {
         let mut index = Index {
             by_key: HashMap::with_capacity(records.len()),
             used: vec![false; records.len()],
-            ignored: 0,
+            ignored: Vec::new(),
         };
         for (i, r) in records.iter().enumerate() {
             if options.rules.ignores_b(&r.record.name) {
-                index.ignored += 1;
+                index.ignored.push(i);
                 index.used[i] = true;
             } else {
                 index.by_key.insert(r.key(), i);
@@ -140,13 +141,13 @@ pub(crate) fn diff_sides(
 
     let mut pairs = Vec::with_capacity(a.records.len());
     let mut tally = Tally::new(LayerProfile::default());
-    let mut ignored_a = 0;
+    let mut ignored = Ignored::default();
     for (i, ra) in a.records.iter().enumerate() {
-        if rules.ignores_a(&ra.record.name) {
-            ignored_a += 1;
+        let position = pairs.len() as u64;
+        if let Some(rule) = rules.ignore_rule_a(&ra.record.name) {
+            ignored.push("a", position, ra, rule, usize::MAX);
             continue;
         }
-        let position = pairs.len() as u64;
         let mapped = rules.map_name(&ra.record.name);
         let Some((j, again)) = b_index.take((mapped.as_ref(), ra.occurrence)) else {
             let reason = format!("no record {:?} (occurrence {}) in B", mapped, ra.occurrence);
@@ -171,6 +172,12 @@ pub(crate) fn diff_sides(
         tally.push(&pair);
         pairs.push(pair);
     }
+    let ignored_a = ignored.records.len() as u64;
+    for &j in &b_index.ignored {
+        let rb = &b.records[j];
+        let rule = rules.ignore_rule_b(&rb.record.name).unwrap_or_default();
+        ignored.push("b", j as u64, rb, rule, usize::MAX);
+    }
     let a_pairs = pairs.len();
     // Exactly the room needed: a pushed pair beyond the capacity would double it.
     pairs.reserve_exact(b_index.used.iter().filter(|&&used| !used).count());
@@ -190,7 +197,7 @@ pub(crate) fn diff_sides(
             .collect();
         calibration_summary(
             c,
-            index.ignored,
+            index.ignored.len() as u64,
             &pairs[..a_pairs],
             &unused,
             options,
@@ -199,11 +206,12 @@ pub(crate) fn diff_sides(
     });
     let end = Ending {
         a: a.info(ignored_a),
-        b: b.info(b_index.ignored),
+        b: b.info(b_index.ignored.len() as u64),
         pairs,
         warnings,
         calibration,
         streamed: None,
+        ignored,
     };
     Ok(tally.finish(end, options))
 }

@@ -75,6 +75,7 @@ pub mod calibrate;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod compare;
+pub mod detail;
 mod diff;
 mod error;
 mod format;

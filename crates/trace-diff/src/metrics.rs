@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::detail::{histogram, ErrorHistogram, TopK, WorstElement, WORST};
 use crate::format::finite_or_null;
 use crate::rules::Tolerance;
 
@@ -45,6 +46,11 @@ pub struct ValueMetrics {
     pub first_failed_at: Option<Vec<usize>>,
     /// Pairs where the non-finite values do not agree (NaN vs number, Inf vs -Inf, ...).
     pub nonfinite_mismatches: u64,
+    /// The distribution of `|a - b|` over finite pairs, relative to B's RMS (see
+    /// [`crate::detail`]).
+    pub histogram: ErrorHistogram,
+    /// The largest `|a - b|` over finite pairs, at most [`WORST`] of them, largest first.
+    pub worst: Vec<WorstElement>,
 }
 
 /// Metrics for logits: the last dimension is the vocabulary, each other index a row.
@@ -90,6 +96,7 @@ pub fn compare_values(a: &[f64], b: &[f64], shape: &[usize], tol: &Tolerance) ->
     let (mut sum_abs, mut sum_d2, mut sum_a2, mut sum_b2, mut dot) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let (mut failed, mut nonfinite, mut finite) = (0u64, 0u64, 0u64);
     let mut first_failed = None;
+    let mut worst = TopK::new(WORST);
     for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
         if !(x.is_finite() && y.is_finite()) {
             let same = (x.is_nan() && y.is_nan()) || x == y;
@@ -106,6 +113,7 @@ pub fn compare_values(a: &[f64], b: &[f64], shape: &[usize], tol: &Tolerance) ->
             max_abs = d;
             max_at = i;
         }
+        worst.offer(d, i);
         sum_abs += d;
         sum_d2 += d * d;
         sum_a2 += x * x;
@@ -148,6 +156,18 @@ pub fn compare_values(a: &[f64], b: &[f64], shape: &[usize], tol: &Tolerance) ->
         elements: a.len() as u64,
         first_failed_at: first_failed.map(|i| unravel(i, shape)),
         nonfinite_mismatches: nonfinite,
+        // A second pass: the bins are relative to B's RMS, known only now.
+        histogram: histogram(a, b, rms(sum_b2, finite)),
+        worst: worst.finish(a, b),
+    }
+}
+
+/// The RMS of `count` values whose squares sum to `sum2` (0 for none).
+fn rms(sum2: f64, count: u64) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        (sum2 / count as f64).sqrt()
     }
 }
 
@@ -279,6 +299,20 @@ mod tests {
         assert!((m.mean_abs - 0.125).abs() < 1e-15);
         assert!((m.rel_l2 - 0.5 / 30f64.sqrt()).abs() < 1e-12);
         assert!((m.sqnr_db - 10.0 * (30.0 / 0.25f64).log10()).abs() < 1e-9);
+        // One element off by 0.5, B's RMS sqrt(7.5): in the 1e-1 decade; three exact zeros.
+        assert_eq!(
+            (m.histogram.scale, m.histogram.relative),
+            (7.5f64.sqrt(), true)
+        );
+        assert_eq!((m.histogram.counts[0], m.histogram.counts[2 + 8]), (3, 1));
+        assert_eq!(
+            m.worst,
+            [crate::detail::WorstElement {
+                flat: 2,
+                a: 3.5,
+                b: 3.0
+            }]
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use trace_core::run::RunOrder;
 
 use crate::options::DiffOptions;
 use crate::report::{
-    CalibrationSummary, Counts, FirstDivergence, LayerError, Outcome, Pair, Report, RunInfo,
-    Streamed, Verdict, Warning, SCHEMA, SCHEMA_VERSION,
+    CalibrationSummary, Counts, FirstDivergence, Ignored, LayerError, Outcome, Pair, Report,
+    RunInfo, Streamed, Verdict, Warning, SCHEMA, SCHEMA_VERSION,
 };
 
 /// What a diff computes from its pairs, one pair at a time.
@@ -32,6 +32,7 @@ pub(crate) struct Ending {
     pub(crate) warnings: Vec<Warning>,
     pub(crate) calibration: Option<CalibrationSummary>,
     pub(crate) streamed: Option<Streamed>,
+    pub(crate) ignored: Ignored,
 }
 
 impl Tally {
@@ -131,6 +132,7 @@ impl Tally {
             calibration: end.calibration,
             ranks: None,
             streamed: end.streamed,
+            ignored: end.ignored,
         }
     }
 }

@@ -503,6 +503,112 @@ pub struct Report {
     /// pairs (the JSON report streams every pair instead).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub streamed: Option<Streamed>,
+    /// The records of A and B the rules' ignore lists left out, and which rule did (absent
+    /// when none was): the map draws them as ignored, not as untraced.
+    #[serde(skip_serializing_if = "Ignored::is_empty")]
+    pub ignored: Ignored,
+}
+
+/// Records left out by the ignore lists, with their context and the rule that left each out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Ignored {
+    /// The rules that left records out, as the rules file writes them (`ignore "*rotary*"`,
+    /// `ignore_b "ref_only/*"`), in the order of their first use; a record's `rule` indexes this
+    /// list.
+    pub rules: Vec<String>,
+    /// The records, A's in A's order, then B's in B's order.
+    pub records: Vec<IgnoredRecord>,
+    /// Records left out but not listed: a streaming diff lists only the first ones (as many as
+    /// it keeps pairs); the counts in `a.ignored` and `b.ignored` are complete.
+    pub not_listed: u64,
+}
+
+/// One record left out by an ignore list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IgnoredRecord {
+    /// `a` or `b`.
+    pub side: &'static str,
+    /// Its name on its side.
+    pub name: String,
+    /// k-th record of this name.
+    pub occurrence: u64,
+    /// Where it sits: for A's records, the `position` of the next pair of A (the record comes
+    /// just before it); for B's, its position in B's order.
+    pub position: u64,
+    /// Capture index, when recorded.
+    pub index: Option<u64>,
+    /// Token position.
+    pub seq: Option<u64>,
+    /// Layer (-1 = embeddings/logits).
+    pub layer: Option<i64>,
+    /// Stage within the layer.
+    pub stage: Option<String>,
+    /// Index into [`Ignored::rules`] of the rule that left it out.
+    pub rule: u32,
+}
+
+impl Ignored {
+    /// Whether no record was left out (then the JSON report has no `ignored` field).
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.not_listed == 0
+    }
+
+    /// The rule that left `record` out.
+    pub fn rule_of(&self, record: &IgnoredRecord) -> &str {
+        self.rules
+            .get(record.rule as usize)
+            .map_or("", String::as_str)
+    }
+
+    /// Lists the record `r` of `side` at `position`, left out by `rule`; once `limit` records
+    /// are listed, only counts it.
+    pub(crate) fn push(
+        &mut self,
+        side: &'static str,
+        position: u64,
+        r: &RunRecord,
+        rule: &str,
+        limit: usize,
+    ) {
+        if self.records.len() >= limit {
+            self.not_listed += 1;
+            return;
+        }
+        let rule = self.intern(rule);
+        let rec = &r.record;
+        self.records.push(IgnoredRecord {
+            side,
+            name: rec.name.clone(),
+            occurrence: r.occurrence,
+            position,
+            index: rec.index,
+            seq: rec.seq,
+            layer: rec.layer,
+            stage: rec.stage.clone(),
+            rule,
+        });
+    }
+
+    /// Appends the records of `other` after these.
+    pub(crate) fn append(&mut self, other: Ignored) {
+        for mut r in other.records {
+            r.rule = self.intern(&other.rules[r.rule as usize]);
+            self.records.push(r);
+        }
+        self.not_listed += other.not_listed;
+    }
+
+    /// The index of `rule` in [`Ignored::rules`], added when new.
+    fn intern(&mut self, rule: &str) -> u32 {
+        let i = match self.rules.iter().position(|x| x == rule) {
+            Some(i) => i,
+            None => {
+                self.rules.push(rule.to_owned());
+                self.rules.len() - 1
+            }
+        };
+        i as u32
+    }
 }
 
 /// How the ranks of a multi-rank comparison were handled, for the report.

@@ -88,6 +88,10 @@ pub struct Rules {
     layouts: Vec<Option<Layout>>,
     ignore_a: GlobSet,
     ignore_b: GlobSet,
+    /// Each glob of `ignore_a` as the report cites it (`ignore "*rotary*"`), index-aligned.
+    ignore_a_rules: Vec<String>,
+    /// Each glob of `ignore_b`, as `ignore_a_rules`.
+    ignore_b_rules: Vec<String>,
     logits: GlobSet,
     top_k: usize,
     default_tolerance: Option<PartialTolerance>,
@@ -182,6 +186,8 @@ impl Default for Rules {
             layouts: Vec::new(),
             ignore_a: GlobSet::empty(),
             ignore_b: GlobSet::empty(),
+            ignore_a_rules: Vec::new(),
+            ignore_b_rules: Vec::new(),
             logits: glob_set(DEFAULT_LOGITS.iter().copied(), "logits", Path::new(""))
                 .expect("default logits globs are valid"),
             top_k: DEFAULT_TOP_K,
@@ -190,6 +196,16 @@ impl Default for Rules {
             shards: Vec::new(),
         }
     }
+}
+
+/// The citation of the first glob of `set` that matches `name`.
+fn first_rule<'r>(set: &GlobSet, rules: &'r [String], name: &str) -> Option<&'r str> {
+    // `is_match` first: most names match nothing, and it stops at the first glob that matches.
+    if set.is_empty() || !set.is_match(name) {
+        return None;
+    }
+    let first = set.matches(name).into_iter().min()?;
+    rules.get(first).map(String::as_str)
 }
 
 fn glob_set<'a>(
@@ -318,6 +334,13 @@ impl Rules {
             "ignore_b",
             path,
         )?;
+        let cite = |key: &str, list: &[String]| -> Vec<String> {
+            list.iter().map(|p| format!("{key} {p:?}")).collect()
+        };
+        let mut ignore_a_rules = cite("ignore", &file.ignore);
+        ignore_a_rules.extend(cite("ignore_a", &file.ignore_a));
+        let mut ignore_b_rules = cite("ignore", &file.ignore);
+        ignore_b_rules.extend(cite("ignore_b", &file.ignore_b));
         let logits = match &file.logits {
             Some(l) => glob_set(l.iter().map(String::as_str), "logits", path)?,
             None => glob_set(DEFAULT_LOGITS.iter().copied(), "logits", path)?,
@@ -371,6 +394,8 @@ impl Rules {
             layouts,
             ignore_a,
             ignore_b,
+            ignore_a_rules,
+            ignore_b_rules,
             logits,
             top_k,
             default_tolerance: file.default_tolerance,
@@ -420,6 +445,17 @@ impl Rules {
     /// Whether a side-B record name is ignored (`ignore` or `ignore_b`).
     pub fn ignores_b(&self, name: &str) -> bool {
         !self.ignore_b.is_empty() && self.ignore_b.is_match(name)
+    }
+
+    /// The rule that leaves out the side-A record `name`, as the report cites it (`ignore
+    /// "*rotary*"` or `ignore_a "tokens"`: the first that matches); `None` when none does.
+    pub fn ignore_rule_a(&self, name: &str) -> Option<&str> {
+        first_rule(&self.ignore_a, &self.ignore_a_rules, name)
+    }
+
+    /// The rule that leaves out the side-B record `name`, as [`Rules::ignore_rule_a`].
+    pub fn ignore_rule_b(&self, name: &str) -> Option<&str> {
+        first_rule(&self.ignore_b, &self.ignore_b_rules, name)
     }
 
     /// Whether a record (by its side-B name) gets logits metrics.
@@ -697,6 +733,12 @@ mod tests {
         );
         assert!(r.ignores_a("rotary_emb") && r.ignores_b("rotary_emb"));
         assert!(r.ignores_b("ref_only/x") && !r.ignores_a("ref_only/x"));
+        assert_eq!(r.ignore_rule_a("rotary_emb"), Some(r#"ignore "*rotary*""#));
+        assert_eq!(
+            r.ignore_rule_b("ref_only/x"),
+            Some(r#"ignore_b "ref_only/*""#)
+        );
+        assert_eq!(r.ignore_rule_a("ref_only/x"), None);
         assert!(r.is_logits("out/x") && !r.is_logits("logits"));
         assert_eq!(r.top_k(), 3);
         assert!(Rules::default().is_logits("final_logits"));

@@ -33,7 +33,7 @@ use crate::error::Result;
 use crate::options::{DiffOptions, StreamOptions};
 use crate::outcome::{run_warnings, Ending, LayerProfile, Tally};
 use crate::pair::compare_pair;
-use crate::report::{Pair, Report, RunInfo, Streamed, Verdict, Warning};
+use crate::report::{Ignored, Pair, Report, RunInfo, Streamed, Verdict, Warning};
 use crate::values::Dir;
 
 /// Chunks of one run read ahead by its reader thread. Two chunks in the channel and one being
@@ -121,10 +121,13 @@ struct BSide {
     /// Position of the next B record in B's order (ignored records included).
     next: u64,
     ignored: u64,
+    /// The first ignored records, as many as the report keeps pairs.
+    listed: Ignored,
+    list_limit: usize,
 }
 
 impl BSide {
-    fn new(chunks: Chunks) -> Self {
+    fn new(chunks: Chunks, list_limit: usize) -> Self {
         BSide {
             chunks,
             queue: VecDeque::new(),
@@ -132,6 +135,8 @@ impl BSide {
             held_len: 0,
             next: 0,
             ignored: 0,
+            listed: Ignored::default(),
+            list_limit,
         }
     }
 
@@ -143,8 +148,9 @@ impl BSide {
         for rb in chunk {
             let position = self.next;
             self.next += 1;
-            if options.rules.ignores_b(&rb.record.name) {
+            if let Some(rule) = options.rules.ignore_rule_b(&rb.record.name) {
                 self.ignored += 1;
+                self.listed.push("b", position, &rb, rule, self.list_limit);
                 continue;
             }
             self.queue.push_back((position, rb));
@@ -352,7 +358,8 @@ fn compare(
     bounds: &StreamOptions,
     on_pair: &mut dyn FnMut(&Pair) -> Result<()>,
 ) -> Result<Report> {
-    let mut side_b = BSide::new(chunks_b);
+    let mut side_b = BSide::new(chunks_b, bounds.keep_pairs);
+    let mut ignored = Ignored::default();
     let (values_a, values_b) = (Dir(a), Dir(b));
     let window = bounds.window.max(1);
     let mut warnings: Vec<Warning> = Vec::new();
@@ -366,8 +373,9 @@ fn compare(
     while let Some(chunk) = sa.next()? {
         for ra in chunk {
             a_records += 1;
-            if options.rules.ignores_a(&ra.record.name) {
+            if let Some(rule) = options.rules.ignore_rule_a(&ra.record.name) {
                 ignored_a += 1;
+                ignored.push("a", position, &ra, rule, bounds.keep_pairs);
                 continue;
             }
             let mapped = options.rules.map_name(&ra.record.name);
@@ -435,6 +443,7 @@ fn compare(
         records,
         ignored,
     };
+    ignored.append(std::mem::take(&mut side_b.listed));
     let pairs = kept.finish();
     let streamed = Streamed {
         window: window as u64,
@@ -450,6 +459,7 @@ fn compare(
         warnings,
         calibration: None,
         streamed: Some(streamed),
+        ignored,
     };
     Ok(tally.finish(end, options))
 }

@@ -9,9 +9,9 @@
 
 use std::fmt::Write;
 
-use super::html_map;
 use super::map::{Map, View};
 use super::{context, escape, ratio_text, sci};
+use super::{html_detail, html_map};
 use crate::report::{CalibrationStatus, Outcome, Pair, Report};
 
 const STYLE: &str = "
@@ -52,7 +52,9 @@ document.querySelectorAll('table.sortable th').forEach(function (th, col) {
 // report is calibrated, else the error) twice, check both orders, count the plot's lines
 // against its data-lines attribute and its legend entries, count the error map's cells against
 // their data-cells attributes, check that one pass (the first divergence's) is shown, click the
-// first divergence's cell and check the detail it opens, and write the verdict into
+// first divergence's cell and check the detail it opens (with values: its histogram's bars and
+// worst elements' rows), click an ignored cell if any and check its detail names the rule, and
+// write the verdict into
 // <pre id="selftest-result"> (read back by a headless browser's --dump-dom).
 const SELFTEST: &str = "
 (function () {
@@ -116,6 +118,27 @@ const SELFTEST: &str = "
       if (detail.querySelector('pre').textContent.indexOf('verdict: diverged') < 0) {
         problems.push('the detail has no verdict: ' + detail.querySelector('pre').textContent);
       }
+      var data = JSON.parse(document.getElementById('map-details').textContent);
+      var entry = data[cell.getAttribute('data-p')];
+      if (entry && entry.h) {
+        var bars = detail.querySelectorAll('.map-hist rect.hist-bar').length;
+        var worst = detail.querySelectorAll('table.map-worst tr').length - 1;
+        if (detail.querySelector('.map-hist').hidden || bars !== data.bins.length) {
+          problems.push(bars + ' histogram bars shown, expected ' + data.bins.length);
+        }
+        if (detail.querySelector('table.map-worst').hidden || worst !== entry.w.length || worst < 1) {
+          problems.push(worst + ' worst elements shown, expected ' + entry.w.length);
+        }
+        opened += ' with a histogram of ' + bars + ' bins and ' + worst + ' worst elements';
+      }
+    }
+    var ignored = document.querySelector('svg.map rect.cell.ignored');
+    if (ignored) {
+      ignored.dispatchEvent(new MouseEvent('click', { bubbles: true, cancelable: true }));
+      var text = detail.querySelector('pre').textContent;
+      if (detail.hidden || text.indexOf('left out by the rules') < 0) { problems.push('an ignored cell opened ' + text); }
+      if (!detail.querySelector('.map-hist').hidden) { problems.push('an ignored cell shows a histogram'); }
+      opened += '; ignored cell opened: ' + detail.querySelector('h3').textContent;
     }
     summary += '; map of ' + cells + ' cells in ' + maps.length + ' passes, '
       + document.querySelectorAll('svg.growth rect.growth-bar').length + ' growth bars; detail opened for ' + opened;
@@ -137,8 +160,9 @@ pub fn html(report: &Report) -> String {
     let _ = writeln!(out, "<title>trace-diff: {}</title>", escape(&report.a.dir));
     let _ = writeln!(
         out,
-        "<style>{STYLE}{}</style></head><body>",
-        html_map::STYLE
+        "<style>{STYLE}{}{}</style></head><body>",
+        html_map::STYLE,
+        html_detail::STYLE
     );
     let _ = writeln!(out, "<h1>trace-diff</h1>");
     summary(&mut out, report);
@@ -151,7 +175,8 @@ pub fn html(report: &Report) -> String {
     layers(&mut out, report);
     let _ = writeln!(
         out,
-        "<script>//<![CDATA[{SCRIPT}{}{SELFTEST}//]]></script>",
+        "<script>//<![CDATA[{SCRIPT}{}{}{SELFTEST}//]]></script>",
+        html_detail::SCRIPT,
         html_map::SCRIPT
     );
     let _ = writeln!(out, "</body></html>");

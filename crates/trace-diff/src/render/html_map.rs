@@ -4,14 +4,15 @@
 //!
 //! Hovering a cell shows its numbers (an SVG `<title>`, no script needed). Clicking one shows
 //! the record's detail: its verdict, numbers and reason from its row of the records table, and
-//! what the table lacks (files, shapes, element-wise metrics, statistics) from a JSON object
-//! embedded once (`#map-details`, pair index to lines); bit-identical pairs have no entry.
+//! what the table lacks (files, shapes, element-wise metrics, statistics, the histogram of
+//! `|a-b|` and the worst elements) from a JSON object embedded once (`#map-details`, see
+//! `html_detail.rs`); bit-identical pairs have no entry. Cells of records the rules' ignore
+//! lists left out are drawn apart (dotted violet), their hover and detail naming the rule.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::map::{streamed_note, Cell, Map, Pass, Scale, Section, Shade};
-use super::text::measure_lines;
+use super::html_detail::{details_json, ignored_title, PANEL};
+use super::map::{streamed_note, Cell, Growth, Item, Map, Pass, Scale, Section, Shade};
 use super::{escape, ratio_text, sci};
 use crate::report::{CalibrationStatus, Report};
 
@@ -23,6 +24,10 @@ const CHAR: f64 = 7.0;
 const HEAD: f64 = 16.0;
 /// Height of the growth bars' plot.
 const GROWTH_H: f64 = 60.0;
+/// The fill of a cell of ignored records.
+const IGNORED_FILL: &str = "#e7e1ef";
+/// Its outline: dotted violet, apart from the dashed brown of a record on one side only.
+const IGNORED_STROKE: &str = r##"stroke="#756bb1" stroke-dasharray="1 1.5""##;
 
 pub(super) const STYLE: &str = "
 #map select { font: inherit; }
@@ -50,8 +55,18 @@ pub(super) const SCRIPT: &str = "
   var heads = Array.prototype.map.call(table.tHead.rows[0].cells, function (c) {
     return c.textContent;
   });
+  // An ignored record has no row: its detail is all in #map-details.
+  var openIgnored = function (cell) {
+    var d = details['i' + cell.getAttribute('data-i')];
+    panel.querySelector('h3').textContent = cell.querySelector('title').textContent;
+    panel.querySelector('pre').textContent = d.l.join('\\n');
+    mapValuesDetail(panel, null, details.bins);
+    panel.querySelector('button').hidden = true;
+    panel.hidden = false;
+  };
   // The verdict, numbers and reason come from the record's row of the records table.
   var open = function (cell) {
+    if (cell.hasAttribute('data-i')) { return openIgnored(cell); }
     var i = cell.getAttribute('data-p');
     var row = document.getElementById('pair-' + i);
     var v = function (h) {
@@ -64,7 +79,10 @@ pub(super) const SCRIPT: &str = "
     if (v('reason')) { lines.push(v('reason')); }
     panel.querySelector('h3').textContent = '#' + v('#') + ' ' + v('name') + ' (step ' + v('step')
       + ', layer ' + v('layer') + ', stage ' + v('stage') + ')';
-    panel.querySelector('pre').textContent = lines.concat(details[i] || []).join('\\n');
+    var d = details[i];
+    panel.querySelector('pre').textContent = lines.concat(d ? d.l : []).join('\\n');
+    mapValuesDetail(panel, d, details.bins);
+    panel.querySelector('button').hidden = false;
     panel.setAttribute('data-p', i);
     panel.hidden = false;
   };
@@ -132,7 +150,7 @@ pub(super) fn map_section(out: &mut String, report: &Report, map: &Map) {
     }
     let _ = writeln!(
         out,
-        r#"<div id="map-detail" hidden="hidden"><h3></h3><pre></pre><button type="button">show in the records table</button></div>"#
+        r#"<div id="map-detail" hidden="hidden"><h3></h3><pre></pre>{PANEL}<button type="button">show in the records table</button></div>"#
     );
     let _ = writeln!(
         out,
@@ -194,8 +212,10 @@ fn grid(out: &mut String, report: &Report, map: &Map, pass: &Pass, first_pair: O
     cells.sort_by_key(|(at, _)| **at);
     for ((r, c), cell) in cells {
         let first = first_pair.is_some_and(|f| {
-            let p = &report.pairs[cell.pair];
-            p.position == f && p.only_in != Some("b")
+            cell.pair().is_some_and(|i| {
+                let p = &report.pairs[i];
+                p.position == f && p.only_in != Some("b")
+            })
         });
         cell_rect(
             out,
@@ -218,7 +238,18 @@ fn cell_rect(
     (x, y): (f64, f64),
     first: bool,
 ) {
-    let p = &report.pairs[cell.pair];
+    let i = match cell.item {
+        Item::Pair(i) => i,
+        Item::Ignored(k) => {
+            let _ = writeln!(
+                out,
+                r##"<rect class="cell ignored" data-i="{k}" x="{x:.1}" y="{y:.1}" width="{CELL}" height="{CELL}" fill="{IGNORED_FILL}" {IGNORED_STROKE}><title>{}</title></rect>"##,
+                ignored_title(report, k, cell.count)
+            );
+            return;
+        }
+    };
+    let p = &report.pairs[i];
     let (fill, extra) = match cell.shade {
         Shade::Identical => ("#d9f0d3".to_owned(), ""),
         Shade::Unknown => ("#bdbdbd".to_owned(), ""),
@@ -227,6 +258,7 @@ fn cell_rect(
             r##" stroke="#9a6700" stroke-dasharray="2 2""##,
         ),
         Shade::Value(v) => (color(scale, scale.position(v)), ""),
+        Shade::Ignored => unreachable!("a cell of ignored records is drawn above"),
     };
     let (class, stroke) = if first {
         (
@@ -245,8 +277,7 @@ fn cell_rect(
     };
     let _ = writeln!(
         out,
-        r#"<rect class="{class}" data-p="{}" x="{x:.1}" y="{y:.1}" width="{CELL}" height="{CELL}" fill="{fill}"{stroke}><title>{}</title></rect>"#,
-        cell.pair,
+        r#"<rect class="{class}" data-p="{i}" x="{x:.1}" y="{y:.1}" width="{CELL}" height="{CELL}" fill="{fill}"{stroke}><title>{}</title></rect>"#,
         escape(&format!(
             "#{} {}: {}{more}",
             p.position,
@@ -282,9 +313,10 @@ fn numbers(p: &crate::Pair) -> String {
 }
 
 /// The growth bars of a pass, under the layer columns: up for growth, down for shrinkage, on
-/// a log scale of 3 decades each way; the dashed line is x10.
+/// a log scale of 3 decades each way; the dashed line is x10. A layer whose previous output is
+/// exact gets a hatched bar: its error has no finite factor, it starts there.
 fn growth(out: &mut String, map: &Map, pass: &Pass) {
-    if pass.growth.iter().all(|g| g.factor.is_none()) {
+    if !pass.growth.iter().any(Growth::known) {
         return;
     }
     let (x0, _) = origin(map);
@@ -300,7 +332,26 @@ fn growth(out: &mut String, map: &Map, pass: &Pass) {
         mid - per_decade
     );
     for g in &pass.growth {
-        let (Some(f), Ok(i)) = (g.factor, map.layers.binary_search(&g.layer)) else {
+        let Ok(i) = map.layers.binary_search(&g.layer) else {
+            continue;
+        };
+        let x = x0 + (i + 1) as f64 * (CELL + 1.0);
+        let over = g.previous.as_deref().map_or_else(
+            || "the previous layer's".to_owned(),
+            |p| format!("the previous output's ({})", escape(p)),
+        );
+        if g.from_exact {
+            // No finite factor: a hatched bar the full height up, "the error starts here".
+            let _ = writeln!(
+                out,
+                r##"<rect class="growth-bar from-exact" x="{x:.1}" y="0" width="{CELL}" height="{mid:.1}" fill="#fbe3e3" stroke="#c62828" stroke-dasharray="2 2"><title>layer {}: {} {}, the error appears here: {over} is exact</title></rect>"##,
+                g.layer,
+                escape(&g.output),
+                sci(g.value),
+            );
+            continue;
+        }
+        let Some(f) = g.factor else {
             continue;
         };
         let l = f.log10().clamp(-3.0, 3.0);
@@ -313,8 +364,7 @@ fn growth(out: &mut String, map: &Map, pass: &Pass) {
         };
         let _ = writeln!(
             out,
-            r#"<rect class="growth-bar" x="{:.1}" y="{y:.1}" width="{CELL}" height="{hgt:.1}" fill="{fill}"><title>layer {}: {} {}, x{} the previous layer's</title></rect>"#,
-            x0 + (i + 1) as f64 * (CELL + 1.0),
+            r#"<rect class="growth-bar" x="{x:.1}" y="{y:.1}" width="{CELL}" height="{hgt:.1}" fill="{fill}"><title>layer {}: {} {}, x{} {over}</title></rect>"#,
             g.layer,
             escape(&g.output),
             sci(g.value),
@@ -330,7 +380,7 @@ fn legend(out: &mut String, scale: Scale) {
     const BAR_W: f64 = 300.0;
     let _ = writeln!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="map-legend" width="980" height="52" viewBox="0 0 980 52">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="map-legend" width="1080" height="52" viewBox="0 0 1080 52">"#
     );
     for i in 0..STEPS {
         let t = (i as f64 + 0.5) / STEPS as f64;
@@ -367,7 +417,7 @@ fn legend(out: &mut String, scale: Scale) {
     if let Scale::Ratio { k, .. } = scale {
         tick(out, scale.position(k), &format!("K = {k}"), true);
     }
-    let swatches: [(&str, &str, &str); 6] = [
+    let swatches: [(&str, &str, &str); 7] = [
         ("#d9f0d3", r##"stroke="none""##, "identical"),
         ("#bdbdbd", r##"stroke="none""##, "no number"),
         (
@@ -381,6 +431,7 @@ fn legend(out: &mut String, scale: Scale) {
             r##"stroke="#000" stroke-width="3""##,
             "first divergence",
         ),
+        (IGNORED_FILL, IGNORED_STROKE, "ignored (rules)"),
         ("none", r##"stroke="#ddd""##, "no record"),
     ];
     for (i, (fill, stroke, label)) in swatches.iter().enumerate() {
@@ -429,35 +480,6 @@ fn color(scale: Scale, t: f64) -> String {
         mix(c0[1], c1[1]),
         mix(c0[2], c1[2])
     )
-}
-
-/// The detail lines of every pair a cell shows (bit-identical ones excepted), as a JSON object
-/// safe inside a `<script>` element of a page that is also XML.
-fn details_json(report: &Report, map: &Map) -> String {
-    let mut details: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-    for cell in map.passes.iter().flat_map(|p| p.cells.values()) {
-        let p = &report.pairs[cell.pair];
-        if cell.shade == Shade::Identical {
-            continue;
-        }
-        let mut lines = Vec::new();
-        if let [Some(fa), Some(fb)] = &p.file {
-            lines.push(format!("files: A {fa}, B {fb}"));
-        }
-        lines.extend(measure_lines(p));
-        if cell.count > 1 {
-            lines.push(format!(
-                "{} records share this point; the worst is shown",
-                cell.count
-            ));
-        }
-        details.insert(cell.pair, lines);
-    }
-    serde_json::to_string(&details)
-        .expect("strings serialize")
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
 }
 
 #[cfg(test)]

@@ -13,11 +13,13 @@
 //!
 //! Each cell shows one pair (the worst when several records share a point: an engine that
 //! records a stage twice): its error on a log scale or, in a calibrated report, its ratio
-//! `e_A / e_C` on a scale centred on 1 with the threshold `K` marked.
+//! `e_A / e_C` on a scale centred on 1 with the threshold `K` marked. Records the rules' ignore
+//! lists left out ([`Report::ignored`]) fill the cells no pair has, drawn as ignored, so that a
+//! blank cell means a point that was not traced.
 
 use std::collections::HashMap;
 
-use crate::report::{CalibrationStatus, Pair, Report, Verdict};
+use crate::report::{CalibrationStatus, IgnoredRecord, LayerError, Pair, Report, Verdict};
 
 /// A point of a model: the name of its row and the `stage` values recorded for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,26 +123,45 @@ impl View {
     }
 }
 
-/// Where a pair goes: its pass, its layer (`None` outside any layer) and its stage.
+/// Where a pair (or an ignored record) goes: its pass, its layer (`None` outside any layer)
+/// and its stage; and where it sits in its side's order, for records outside the layers.
 #[derive(Debug, Clone)]
 struct Key {
     seq: Option<u64>,
     layer: Option<i64>,
     stage: String,
+    position: u64,
+    /// A record of A (matched or not), whose position is in A's order.
+    of_a: bool,
 }
 
 impl Key {
     fn of(p: &Pair) -> Key {
-        let stage = match &p.stage {
-            Some(s) => s.clone(),
-            // No stage recorded: the last part of the name (`blk3/q` is `q`).
-            None => p.display_name().rsplit('/').next().unwrap_or("").to_owned(),
-        };
+        let stage = Key::stage(p.display_name(), p.stage.as_deref());
         Key {
             seq: p.seq,
             layer: p.layer.filter(|l| *l >= 0),
             stage,
+            position: p.position,
+            of_a: p.only_in != Some("b"),
         }
+    }
+
+    fn of_ignored(r: &IgnoredRecord) -> Key {
+        Key {
+            seq: r.seq,
+            layer: r.layer.filter(|l| *l >= 0),
+            stage: Key::stage(&r.name, r.stage.as_deref()),
+            position: r.position,
+            of_a: r.side == "a",
+        }
+    }
+
+    /// The recorded stage, else the last part of the name (`blk3/q` is `q`).
+    fn stage(name: &str, stage: Option<&str>) -> String {
+        stage
+            .unwrap_or_else(|| name.rsplit('/').next().unwrap_or(""))
+            .to_owned()
     }
 }
 
@@ -155,17 +176,38 @@ pub(crate) enum Shade {
     Unknown,
     /// The record is on one side only.
     Missing,
+    /// Records the rules' ignore lists left out (no pair at this point).
+    Ignored,
 }
 
-/// One cell: the pair shown and how many share the point.
+/// What a cell stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Item {
+    /// A pair: an index into [`Report::pairs`].
+    Pair(usize),
+    /// An ignored record: an index into the records of [`Report::ignored`].
+    Ignored(usize),
+}
+
+/// One cell: the pair (or ignored record) shown and how many share the point.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Cell {
-    /// Index into [`Report::pairs`].
-    pub pair: usize,
-    /// Pairs at this point of this layer and pass.
+    /// What it shows.
+    pub item: Item,
+    /// Pairs (or, for an ignored cell, ignored records) at this point of this layer and pass.
     pub count: usize,
-    /// What the cell shows.
+    /// How it shows it.
     pub shade: Shade,
+}
+
+impl Cell {
+    /// The index into [`Report::pairs`] of the pair shown, unless the cell is ignored records.
+    pub fn pair(&self) -> Option<usize> {
+        match self.item {
+            Item::Pair(i) => Some(i),
+            Item::Ignored(_) => None,
+        }
+    }
 }
 
 /// The scale the cells are shaded on.
@@ -229,10 +271,23 @@ pub(crate) struct Growth {
     pub layer: i64,
     /// The record taken as the layer's output.
     pub output: String,
+    /// The record taken as the previous layer's output (for layer 0, the last record before
+    /// the layers: the embedding's output), when the report has it.
+    pub previous: Option<String>,
     /// Its error (calibrated: its ratio).
     pub value: Option<f64>,
     /// `value / previous layer's value`.
     pub factor: Option<f64>,
+    /// The previous layer's output is exact (error or ratio 0) and this one is not: the error
+    /// appears in this layer (no finite factor says so).
+    pub from_exact: bool,
+}
+
+impl Growth {
+    /// Whether there is anything to draw for this layer.
+    pub fn known(&self) -> bool {
+        self.factor.is_some() || self.from_exact
+    }
 }
 
 /// One pass's grid.
@@ -266,7 +321,13 @@ impl Map {
     /// The map of `report` drawn with the best of `views`; `None` when no pair has a layer
     /// (a map of one column says nothing the records table does not).
     pub fn build(report: &Report, views: &[View]) -> Option<Map> {
-        let keys: Vec<Key> = report.pairs.iter().map(Key::of).collect();
+        // The pairs' keys, then the ignored records'.
+        let keys: Vec<Key> = report
+            .pairs
+            .iter()
+            .map(Key::of)
+            .chain(report.ignored.records.iter().map(Key::of_ignored))
+            .collect();
         if keys.iter().all(|k| k.layer.is_none()) {
             return None;
         }
@@ -278,14 +339,15 @@ impl Map {
             }
         }
         let view = best.map(|(_, v)| v);
-        let sections = sections(report, &keys);
+        let sections = sections(&keys);
         let (rows, row_of) = rows(&keys, &sections, view);
         let mut layers: Vec<i64> = keys.iter().filter_map(|k| k.layer).collect();
         layers.sort_unstable();
         layers.dedup();
         let scale = scale(report);
         let mut passes: Vec<Pass> = Vec::new();
-        for (i, (p, k)) in report.pairs.iter().zip(&keys).enumerate() {
+        let pairs = report.pairs.len();
+        for (i, k) in keys.iter().enumerate() {
             let at = match passes.iter().position(|x| x.seq == k.seq) {
                 Some(at) => at,
                 None => {
@@ -301,13 +363,26 @@ impl Map {
             let col = k.layer.map_or(0, |l| {
                 1 + layers.binary_search(&l).expect("collected above")
             });
+            let cells = &mut passes[at].cells;
+            if i >= pairs {
+                // An ignored record fills a cell no pair has.
+                let cell = Cell {
+                    item: Item::Ignored(i - pairs),
+                    count: 1,
+                    shade: Shade::Ignored,
+                };
+                let c = cells.entry((row, col)).or_insert(Cell { count: 0, ..cell });
+                if c.shade == Shade::Ignored {
+                    c.count += 1;
+                }
+                continue;
+            }
             let cell = Cell {
-                pair: i,
+                item: Item::Pair(i),
                 count: 1,
-                shade: shade(p, scale),
+                shade: shade(&report.pairs[i], scale),
             };
-            passes[at]
-                .cells
+            cells
                 .entry((row, col))
                 .and_modify(|c| {
                     let count = c.count + 1;
@@ -349,7 +424,7 @@ impl Map {
     pub fn cell_of(&self, pass: &Pass, pair: usize) -> Option<(usize, usize)> {
         pass.cells
             .iter()
-            .find(|(_, c)| c.pair == pair)
+            .find(|(_, c)| c.item == Item::Pair(pair))
             .map(|(at, _)| *at)
     }
 }
@@ -363,24 +438,21 @@ pub(crate) fn streamed_note(report: &Report) -> Option<String> {
     ))
 }
 
-/// Each pair's section: a record outside any layer is before the layers when it comes before
-/// the first layered record of its pass in A's order (B-only records count as before).
-fn sections(report: &Report, keys: &[Key]) -> Vec<Section> {
+/// Each key's section: a record outside any layer is before the layers when it comes before
+/// the first layered record of its pass in A's order (B's records count as before).
+fn sections(keys: &[Key]) -> Vec<Section> {
     let mut first_layered: HashMap<Option<u64>, u64> = HashMap::new();
-    for (p, k) in report.pairs.iter().zip(keys) {
-        if k.layer.is_some() && p.only_in != Some("b") {
-            let e = first_layered.entry(k.seq).or_insert(p.position);
-            *e = (*e).min(p.position);
+    for k in keys {
+        if k.layer.is_some() && k.of_a {
+            let e = first_layered.entry(k.seq).or_insert(k.position);
+            *e = (*e).min(k.position);
         }
     }
-    report
-        .pairs
-        .iter()
-        .zip(keys)
-        .map(|(p, k)| match k.layer {
+    keys.iter()
+        .map(|k| match k.layer {
             Some(_) => Section::Layer,
             None => match first_layered.get(&k.seq) {
-                Some(&first) if p.position > first && p.only_in != Some("b") => Section::After,
+                Some(&first) if k.position > first && k.of_a => Section::After,
                 _ => Section::Before,
             },
         })
@@ -473,7 +545,10 @@ fn shade(p: &Pair, scale: Scale) -> Shade {
 /// How bad a cell is, to pick the one shown among records at the same point: divergences
 /// first, then missing records, then the larger value.
 fn rank(report: &Report, c: &Cell, scale: Scale) -> (bool, bool, u64) {
-    let p = &report.pairs[c.pair];
+    let Some(i) = c.pair() else {
+        return (false, false, 0);
+    };
+    let p = &report.pairs[i];
     let pos = match c.shade {
         Shade::Value(v) => (scale.position(v) * 1e9) as u64 + 1,
         _ => 0,
@@ -513,34 +588,34 @@ fn scale(report: &Report) -> Scale {
     Scale::Error { lo, hi }
 }
 
-/// The growth of each layer's output in pass `seq`: the error's (the diff's amplification) or,
-/// calibrated, the ratio's.
+/// The growth of each layer's output in pass `seq`: the error's or, calibrated, the ratio's,
+/// over the previous layer's output. Layer 0's previous layer is the group of records before
+/// the layers (the embedding's output). The diff's amplification stands in where the previous
+/// group is not in the report (a streaming diff keeps only the groups near the divergence).
 fn growth(report: &Report, seq: Option<u64>) -> Vec<Growth> {
     let calibrated = report.calibration.is_some();
+    let value = |l: &LayerError| if calibrated { l.ratio } else { l.error };
     let mut out: Vec<Growth> = Vec::new();
-    for l in report
-        .layers
-        .iter()
-        .filter(|l| l.seq == seq && l.layer >= 0)
-    {
-        let (value, factor) = if calibrated {
-            let prev = out
-                .last()
-                .filter(|g| g.layer + 1 == l.layer)
-                .and_then(|g| g.value);
-            let factor = match (l.ratio, prev) {
-                (Some(r), Some(p)) if p > 0.0 => Some(r / p),
-                _ => None,
-            };
-            (l.ratio, factor)
-        } else {
-            (l.error, l.amplification)
+    let mut prev: Option<&LayerError> = None;
+    for l in report.layers.iter().filter(|l| l.seq == seq) {
+        let before = prev.filter(|p| p.layer == l.layer - 1 || (l.layer == 0 && p.layer < 0));
+        prev = Some(l);
+        if l.layer < 0 {
+            continue;
+        }
+        let (factor, from_exact) = match (value(l), before.and_then(value)) {
+            (Some(v), Some(p)) if p > 0.0 => (Some(v / p), false),
+            (Some(v), Some(p)) => (None, p == 0.0 && v > 0.0),
+            _ if !calibrated && before.is_none() => (l.amplification, false),
+            _ => (None, false),
         };
         out.push(Growth {
             layer: l.layer,
             output: l.output.clone(),
-            value,
+            previous: before.map(|p| p.output.clone()),
+            value: value(l),
             factor,
+            from_exact,
         });
     }
     out
@@ -608,6 +683,7 @@ mod tests {
             calibration: None,
             ranks: None,
             streamed: None,
+            ignored: Default::default(),
         }
     }
 
@@ -646,10 +722,10 @@ mod tests {
         // Every pair is a cell: 2 outside the layers and 4 points in each of 2 layers.
         assert_eq!(map.passes[0].cells.len(), 10);
         let logits = map.passes[0].cells[&(5, 0)];
-        assert_eq!(r.pairs[logits.pair].display_name(), "logits");
+        assert_eq!(r.pairs[logits.pair().unwrap()].display_name(), "logits");
         assert_eq!(logits.shade, Shade::Value(2e-6));
         let q1 = map.passes[0].cells[&(1, 2)];
-        assert_eq!(r.pairs[q1.pair].display_name(), "blk1/q");
+        assert_eq!(r.pairs[q1.pair().unwrap()].display_name(), "blk1/q");
         assert_eq!(map.passes[0].cells[&(0, 0)].shade, Shade::Identical);
     }
 
@@ -723,10 +799,83 @@ mod tests {
         let titles: Vec<String> = map.passes.iter().map(|p| map.title(p)).collect();
         assert_eq!(titles, ["prefill (step 0)", "decode step 1"]);
         let cell = map.passes[1].cells[&(1, 1)];
-        assert_eq!((cell.pair, cell.count), (6, 2));
+        assert_eq!((cell.item, cell.count), (Item::Pair(6), 2));
         assert_eq!(map.first_divergence_pass(&r), Some(1));
         assert_eq!(map.cell_of(&map.passes[1], 6), Some((1, 1)));
         assert_eq!(map.cell_of(&map.passes[1], 4), None);
+    }
+
+    #[test]
+    fn layer_zero_grows_over_the_embedding() {
+        let group = |layer: i64, output: &str, error: f64| crate::report::LayerError {
+            seq: Some(0),
+            layer,
+            output: output.into(),
+            error: Some(error),
+            max_error: Some(error),
+            amplification: None,
+            baseline_error: None,
+            ratio: None,
+        };
+        let mut r = report(decoder_pass(0, 2, &["l_out"], 0));
+        r.layers = vec![
+            group(-1, "embed", 1e-8),
+            group(0, "blk0/l_out", 1e-7),
+            group(1, "blk1/l_out", 1.5e-7),
+            group(-1, "logits", 2e-6),
+        ];
+        let g = growth(&r, Some(0));
+        assert_eq!(
+            g.len(),
+            2,
+            "the groups outside the layers are no layer's growth"
+        );
+        assert_eq!(g[0].previous.as_deref(), Some("embed"));
+        assert!((g[0].factor.unwrap() - 10.0).abs() < 1e-9);
+        assert!((g[1].factor.unwrap() - 1.5).abs() < 1e-9);
+        // An exact embedding: no factor, the error appears in layer 0.
+        r.layers[0].error = Some(0.0);
+        let g = growth(&r, Some(0));
+        assert_eq!((g[0].factor, g[0].from_exact), (None, true));
+        assert!(g[0].known() && !g[1].from_exact);
+        // No embedding in the report: nothing to compare layer 0 against.
+        r.layers.remove(0);
+        let g = growth(&r, Some(0));
+        assert_eq!((g[0].previous.as_deref(), g[0].known()), (None, false));
+    }
+
+    #[test]
+    fn ignored_records_fill_cells_no_pair_has() {
+        let pairs = decoder_pass(0, 2, &["q", "l_out"], 0);
+        let mut r = report(pairs);
+        let ignored = |name: &str, side, layer, stage: &str, position| IgnoredRecord {
+            side,
+            name: name.into(),
+            occurrence: 0,
+            position,
+            index: None,
+            seq: Some(0),
+            layer: Some(layer),
+            stage: Some(stage.into()),
+            rule: 0,
+        };
+        r.ignored.rules = vec![r#"ignore "*/k""#.into()];
+        r.ignored.records = vec![
+            ignored("blk0/k", "a", 0, "k", 2),
+            ignored("blk0/k", "b", 0, "k", 2),
+            // A point that also has a pair keeps the pair.
+            ignored("blk1/q", "b", 1, "q", 3),
+        ];
+        let map = Map::build(&r, &View::builtin()).unwrap();
+        assert_eq!(row_names(&map), ["embed", "q", "k", "l_out", "logits"]);
+        let k0 = map.passes[0].cells[&(2, 1)];
+        assert_eq!(
+            (k0.item, k0.count, k0.shade),
+            (Item::Ignored(0), 2, Shade::Ignored)
+        );
+        let q1 = map.passes[0].cells[&(1, 2)];
+        assert_eq!((q1.pair(), q1.count), (Some(3), 1));
+        assert_eq!(map.passes[0].cells.len(), 7);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! pass, rows from a table of views); `text_map.rs` and `html_map.rs` draw it.
 
 mod html;
+mod html_detail;
 mod html_map;
 mod junit;
 mod map;
@@ -26,8 +27,8 @@ use serde::Serialize;
 // The number formats live in `crate::format`, shared with the comparison's notes.
 pub(crate) use crate::format::{ratio_text, sci};
 use crate::report::{
-    CalibrationSummary, Counts, FirstDivergence, LayerError, Outcome, Pair, Report, RunInfo,
-    Streamed, Warning, SCHEMA, SCHEMA_VERSION,
+    CalibrationSummary, Counts, FirstDivergence, Ignored, LayerError, Outcome, Pair, Report,
+    RunInfo, Streamed, Warning, SCHEMA, SCHEMA_VERSION,
 };
 
 /// The JSON report of a streaming diff, written as the pairs come: `schema`, `schema_version`
@@ -53,6 +54,8 @@ struct Tail<'a> {
     calibration: &'a Option<CalibrationSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     streamed: &'a Option<Streamed>,
+    #[serde(skip_serializing_if = "Ignored::is_empty")]
+    ignored: &'a Ignored,
 }
 
 impl<W: Write> JsonStream<W> {
@@ -88,6 +91,7 @@ impl<W: Write> JsonStream<W> {
             warnings: &report.warnings,
             calibration: &report.calibration,
             streamed: &report.streamed,
+            ignored: &report.ignored,
         };
         let text = serde_json::to_string_pretty(&tail).map_err(io::Error::other)?;
         // `{\n  "outcome": ...}`: drop the opening brace, keep the fields and the closing one.

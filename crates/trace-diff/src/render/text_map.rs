@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use anstyle::Style;
 
-use super::map::{streamed_note, Cell, Map, Pass, Scale, Section, Shade};
+use super::map::{streamed_note, Cell, Growth, Map, Pass, Scale, Section, Shade};
 use super::styles::Styles;
 use crate::report::{Report, Verdict};
 
@@ -24,6 +24,7 @@ fn glyph(shade: Shade, scale: Scale) -> char {
         Shade::Identical => '=',
         Shade::Missing => '-',
         Shade::Unknown => '?',
+        Shade::Ignored => 'i',
         Shade::Value(v) => match scale {
             Scale::Error { .. } if v <= 0.0 => '9',
             Scale::Error { .. } => digit(-v.log10().floor()),
@@ -33,9 +34,10 @@ fn glyph(shade: Shade, scale: Scale) -> char {
     }
 }
 
-/// The character of a layer's growth factor.
-fn growth_glyph(factor: Option<f64>) -> char {
-    match factor {
+/// The character of a layer's growth.
+fn growth_glyph(g: Option<&Growth>) -> char {
+    match g.and_then(|g| g.factor) {
+        None if g.is_some_and(|g| g.from_exact) => '*',
         None => ' ',
         Some(f) if f < 2.0 => '.',
         Some(f) if f < 10.0 => '^',
@@ -58,7 +60,7 @@ fn legend(scale: Scale) -> String {
         ),
     };
     format!(
-        "cells: {values}; '=' identical, '?' no number, '-' on one side only, blank: no record (or ignored); [x] first divergence\ngrowth: each layer's output {measure} over the previous layer's: '.' below x2, '^' x2 to x10, '!' x10 or more"
+        "cells: {values}; '=' identical, '?' no number, '-' on one side only, 'i' left out by the rules' ignore lists, blank: no record; [x] first divergence\ngrowth: each layer's output {measure} over the previous layer's: '.' below x2, '^' x2 to x10, '!' x10 or more, '*' from an exact previous output (the error appears here); layer 0's previous output is the embedding's"
     )
 }
 
@@ -164,7 +166,7 @@ fn block(
         let line = line(&cells, marked);
         let _ = writeln!(out, "  {:<width$}{}", row.name, line.trim_end());
     }
-    if pass.growth.iter().all(|g| g.factor.is_none()) {
+    if !pass.growth.iter().any(Growth::known) {
         return;
     }
     let growth: Vec<(char, Style)> = columns
@@ -173,7 +175,7 @@ fn block(
             let g = (c > 0)
                 .then(|| pass.growth.iter().find(|g| g.layer == map.layers[c - 1]))
                 .flatten();
-            (growth_glyph(g.and_then(|g| g.factor)), Style::new())
+            (growth_glyph(g), Style::new())
         })
         .collect();
     let _ = writeln!(
@@ -203,7 +205,10 @@ fn line(cells: &[(char, Style)], marked: Option<usize>) -> String {
 
 /// The color of a cell: its verdict's.
 fn style(report: &Report, cell: &Cell, st: &Styles) -> Style {
-    match report.pairs[cell.pair].verdict {
+    let Some(i) = cell.pair() else {
+        return st.dim;
+    };
+    match report.pairs[i].verdict {
         Verdict::Identical => st.dim,
         v => st.verdict(v),
     }
@@ -220,6 +225,7 @@ mod tests {
         check(Shade::Identical, '=');
         check(Shade::Missing, '-');
         check(Shade::Unknown, '?');
+        check(Shade::Ignored, 'i');
         check(Shade::Value(3e-6), '6');
         check(Shade::Value(1e-6), '6');
         check(Shade::Value(0.5), '1');
@@ -234,10 +240,21 @@ mod tests {
         check(10.0, '1');
         check(11.0, '2');
         check(f64::INFINITY, '9');
+        let growth = |factor, from_exact| Growth {
+            layer: 0,
+            output: "blk0/l_out".into(),
+            previous: Some("embed".into()),
+            value: Some(1e-7),
+            factor,
+            from_exact,
+        };
+        let factors = [None, Some(0.5), Some(1.9), Some(2.0), Some(9.9), Some(10.0)];
         assert_eq!(
-            [None, Some(0.5), Some(1.9), Some(2.0), Some(9.9), Some(10.0)].map(growth_glyph),
+            factors.map(|f| growth_glyph(Some(&growth(f, false)))),
             [' ', '.', '.', '^', '^', '!']
         );
+        assert_eq!(growth_glyph(Some(&growth(None, true))), '*');
+        assert_eq!(growth_glyph(None), ' ');
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use trace_diff::rules::Rules;
 use trace_diff::{render, DiffOptions};
 
 use crate::common::diff_dirs_calibrated;
@@ -111,7 +112,12 @@ fn html_report_sorts_and_plots_in_headless_chromium() {
         Spec::new(Prec::F64).values(),
         Spec::new(Prec::F32).values(),
     );
-    let report = diff_dirs_calibrated(&a, &b, &c, &DiffOptions::default()).unwrap();
+    // The rules leave `blk2/q` out on every side: the map draws those records as ignored.
+    let options = DiffOptions {
+        rules: Rules::from_toml(r#"ignore = ["blk2/q"]"#, Path::new("rules.toml")).unwrap(),
+        ..DiffOptions::default()
+    };
+    let report = diff_dirs_calibrated(&a, &b, &c, &options).unwrap();
     let page = tmp.path().join("report.html");
     fs::write(&page, render::html(&report)).unwrap();
 
@@ -123,16 +129,31 @@ fn html_report_sorts_and_plots_in_headless_chromium() {
     let result = &dom[start..];
     let result = &result[..result.find("</pre>").unwrap()];
     let rows = report.pairs.len();
-    // Every pair is a cell of the map (the toy model records each point once per pass), and
-    // the first divergence is `blk1/q`, in the prefill.
+    // Every pair is a cell of the map (the toy model records each point once per pass), and so
+    // is `blk2/q` of each pass, ignored; the first divergence is `blk1/q`, in the prefill, and
+    // its detail has the histogram of |a-b| and the worst elements (its nonzero differences, at
+    // most `WORST`).
     assert!(
         result.contains(&format!(
-            "selftest ok: sorted {rows} rows by ratio both ways; 2 plot lines; map of {rows} cells in 2 passes, "
+            "selftest ok: sorted {rows} rows by ratio both ways; 2 plot lines; map of {} cells in 2 passes, ",
+            rows + 2
         )),
         "{result}"
     );
+    let worst = report
+        .first_divergence_pair()
+        .unwrap()
+        .values
+        .as_ref()
+        .unwrap()
+        .worst
+        .len();
+    assert!((1..=trace_diff::detail::WORST).contains(&worst), "{worst}");
     assert!(
-        result.contains("growth bars; detail opened for #3 blk1/q (step 0, layer 1, stage q)"),
+        result.contains(&format!(
+            "growth bars; detail opened for #3 blk1/q (step 0, layer 1, stage q) with a histogram of {} bins and {worst} worst elements; ignored cell opened: blk2/q (A): ignored by ignore \"blk2/q\" (2 ignored records here)",
+            trace_diff::detail::BINS
+        )),
         "{result}"
     );
 

@@ -1,6 +1,7 @@
 //! The layer-by-point error map: snapshots of the text map, its presence in the HTML page.
 
 use trace_diff::render::{self, TextOptions};
+use trace_diff::rules::Rules;
 use trace_diff::{DiffOptions, Report, StreamOptions};
 
 use crate::common::{diff_dirs, diff_dirs_streaming, two_runs, Fault, Prec, Spec};
@@ -98,6 +99,45 @@ fn colored_text_map_keeps_its_characters() {
     assert!(colored.contains("\x1b["));
     assert_eq!(stripped, render::text(&r, &TextOptions::default()));
     assert!(stripped.contains("[1]"), "{stripped}");
+}
+
+/// Records the rules ignore are cells of their own (`i`), not blanks: `blk2/q` on both sides,
+/// and the embedding, so layer 0's growth has no previous output to compare against.
+#[test]
+fn text_map_snapshot_with_ignored_records() {
+    let fault = Fault {
+        seq: 0,
+        layer: 1,
+        index: 3,
+        delta: 1e-3,
+    };
+    let (_tmp, a, b) = two_runs(
+        Spec::new(Prec::F32).values().fault(fault),
+        Spec::new(Prec::F64).values(),
+    );
+    let options = DiffOptions {
+        rules: Rules::from_toml(
+            r#"ignore = ["blk2/q", "embed"]"#,
+            std::path::Path::new("rules.toml"),
+        )
+        .unwrap(),
+        ..DiffOptions::default()
+    };
+    let r = diff_dirs(&a, &b, &options).unwrap();
+    // Both sides' `blk2/q` and `embed` in each of the two steps.
+    assert_eq!(r.ignored.records.len(), 8);
+    // In the order of their first use.
+    assert_eq!(r.ignored.rules, [r#"ignore "embed""#, r#"ignore "blk2/q""#]);
+    assert_eq!((r.a.ignored, r.b.ignored), (4, 4));
+    let html = render::html(&r);
+    assert!(
+        html.contains(r#"class="cell ignored""#),
+        "no ignored cell in the HTML map"
+    );
+    assert!(
+        html.contains("blk2/q (A): ignored by ignore &quot;blk2/q&quot; (2 ignored records here)")
+    );
+    insta::assert_snapshot!("text_map_ignored", text_maps(&r));
 }
 
 /// A streaming diff keeps only the first non-agreeing pairs: its map draws those and says so.

@@ -351,6 +351,27 @@ fn streamed_reports_equal_in_memory_ones_with_divergences_missing_and_ignored_re
         assert!(full.a.ignored > 0 && full.b.ignored > 0);
         let (stream, pairs) = streamed(&a, &b, &options, &StreamOptions::default());
         assert_same(&full, &stream, &pairs);
+        // The ignored records with their rules, as the in-memory diff lists them.
+        assert_eq!(stream.ignored, full.ignored);
+        assert_eq!(
+            full.ignored.records.len() as u64,
+            full.a.ignored + full.b.ignored
+        );
+        // Listed as far as the report keeps pairs (on each side), counted beyond.
+        let bounds = StreamOptions {
+            keep_pairs: 1,
+            ..StreamOptions::default()
+        };
+        let (few, _) = streamed(&a, &b, &options, &bounds);
+        assert_eq!(few.ignored.records.len(), 2);
+        assert_eq!(
+            few.ignored.records[..],
+            [
+                full.ignored.records[0].clone(),
+                full.ignored.records[2].clone()
+            ]
+        );
+        assert_eq!(few.ignored.not_listed, full.a.ignored + full.b.ignored - 2);
         // The command line's JSON reports too, streamed by `auto` with a threshold of 1.
         let rules = rules_file.to_str().unwrap();
         let json = |args: &[&str]| {
