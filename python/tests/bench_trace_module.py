@@ -1,12 +1,14 @@
 """Measures what `trace_module` costs on a MiniLM-shaped BERT forward (not a test: no asserts).
 
     python python/tests/bench_trace_module.py [--tokens 128] [--repeats 7] [--threads 1]
+        [--layout packed|files]
 
 Builds `BertModel` from a config with all-MiniLM-L6-v2's shape (6 layers, hidden 384, 12
 heads, intermediate 1536, vocab 30522) and random weights, then times one forward under
 `torch.inference_mode()`: untraced, traced with every module hooked (mark-all), and traced
 with a short include list (the embeddings and each layer's attention and layer outputs). Each
-traced forward writes into a fresh directory under a temporary directory. Prints the median
+traced forward writes into a fresh directory under a temporary directory, in the given record
+layout (`packed`, the default, or `files`: one file per record). Prints the median
 wall time and process CPU time of each and the traced/untraced ratios (CPU time is the steadier
 figure on a loaded machine); the figures quoted in docs/PYTHON.md come from this script.
 """
@@ -33,6 +35,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--layout", choices=["packed", "files"], default="packed")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -60,7 +63,7 @@ def main() -> None:
         def traced(**kw):
             def run() -> dict:
                 d = Path(tmp) / f"run{next(runs)}"
-                with trace_module(model, tracer=Tracer(d), **kw) as h:
+                with trace_module(model, tracer=Tracer(d, layout=args.layout), **kw) as h:
                     forward()
                 return {"records": h.records, "modules": len(h.paths)}
 
@@ -84,7 +87,7 @@ def main() -> None:
     c_base = statistics.median(cpu["untraced"])
     print(
         f"BertModel 6x384, {args.tokens} tokens, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, median of {args.repeats}"
+        f"{torch.get_num_threads()} threads, {args.layout} layout, median of {args.repeats}"
     )
     for k in cases:
         w, c = statistics.median(wall[k]), statistics.median(cpu[k])
