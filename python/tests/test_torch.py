@@ -317,6 +317,32 @@ def test_bf16_records_as_the_emitter_does(toy, trace_dir):
     assert r["blake3"] == fingerprint_array(out).blake3
 
 
+def test_views_are_read_in_place_as_their_values(trace_dir):
+    """Transposed, sliced, broadcast, lazily negated, 0-d and empty outputs: each record holds
+    the values the tensor shows (the hash of a contiguous copy), read by address and strides."""
+
+    class Views(nn.Module):
+        def forward(self, x):
+            return (
+                x.t(),
+                x[:, 1::2],
+                x[0].expand(3, 4),
+                torch._neg_view(x),
+                x[1, 2],
+                x[:0],
+            )
+
+    x = torch.arange(12, dtype=torch.float32).reshape(3, 4) - 5
+    m = Views()
+    with trace_module(m, tracer=Tracer(trace_dir)):
+        out = m(x)
+    recs = records(trace_dir)
+    assert [r["name"] for r in recs] == ["output"] + [f"output/{i}" for i in range(1, 6)]
+    for r, t in zip(recs, out):
+        want = fingerprint_array(t.resolve_neg().contiguous().numpy())
+        assert r["shape"] == list(t.shape) and r["blake3"] == want.blake3, r["name"]
+
+
 def test_float16_and_integer_outputs(trace_dir):
     class Mixed(nn.Module):
         def forward(self, x):

@@ -324,8 +324,36 @@ fn sketch_cost(c: &mut Criterion) {
     g.finish();
 }
 
+/// Capture of the tensors a traced BERT layer of the MiniLM shape produces (128 tokens: hidden
+/// 384 and intermediate 1536 F32 values per token, one thread and rayon's path) with the default
+/// sketch, against blake3 of the same bytes on one thread: the hash is the floor, the rest is
+/// the statistics and the sketch.
+fn module_sized(c: &mut Criterion) {
+    let k = trace_core::sketch::DEFAULT_SKETCH_K;
+    let mut g = c.benchmark_group("module_sized");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    for n in [128 * 384, 128 * 1536] {
+        let v = values(n);
+        g.throughput(Throughput::Bytes((n * 4) as u64));
+        g.bench_function(format!("blake3_{n}"), |b| {
+            b.iter(|| blake3::hash(bytemuck::cast_slice(black_box(&v[..]))))
+        });
+        g.bench_function(format!("capture_{n}_sketch"), |b| {
+            b.iter(|| {
+                let mut fp = trace_core::Fingerprinter::new().with_sketch(k).unwrap();
+                fp.update(Data::F32(black_box(&v))).unwrap();
+                fp.finish()
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    module_sized,
     big_tensors,
     disabled,
     small_record,

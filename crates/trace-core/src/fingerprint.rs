@@ -336,9 +336,11 @@ impl Fingerprinter {
                 || merge_blocks_parallel(body, first, acc, sketch.as_mut()),
             );
             self.blocks += (body.len() / STATS_BLOCK) as u64;
-        } else if !body.is_empty() {
-            hash_f32(&mut self.hasher, body);
+        } else {
+            // Each block is hashed and reduced while it is in L1 cache, so the values are read
+            // from memory once (the hash does not depend on how its input is split).
             for block in body.chunks(STATS_BLOCK) {
+                hash_f32(&mut self.hasher, block);
                 self.merge_block(block);
             }
         }

@@ -40,6 +40,7 @@ and 1, 2, ... for the decode steps.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Iterable, List, Mapping, Optional, Tuple, Union
 
 import torch
@@ -60,18 +61,18 @@ INPUT = "input"
 #: so a `/` part never reads as a child module's path.
 SEP = "/"
 
-# The dtypes `as_trace_input` converts, as the emitter's table lists them.
-_RECORDED = {
-    torch.float32,
-    torch.float64,
-    torch.float16,
-    torch.bfloat16,
-    torch.int64,
-    torch.int32,
-    torch.uint8,
+# The tensor dtypes trace-core takes, by the record's dtype name (bfloat16 and float16 as bits).
+_DTYPE_NAMES = {
+    torch.float32: "F32",
+    torch.float64: "F64",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.uint8: "U8",
 }
 if hasattr(torch, "uint32"):
-    _RECORDED.add(torch.uint32)
+    _DTYPE_NAMES[torch.uint32] = "U32"
 
 #: Tensor dtypes the hooks skip silently (trace-core defines no conversion for them; record
 #: them with `dump_trace` after an explicit, knowing conversion).
@@ -154,19 +155,11 @@ def _leaf(name: str) -> str:
     return name if name else ROOT_OUTPUT
 
 
-def _recordable(t: torch.Tensor) -> bool:
-    if t.dtype not in _RECORDED or t.layout != torch.strided:
-        return False
-    if t.is_nested or t.device.type == "meta":
-        return False
-    return True
-
-
 def _walk(value: Any, name: str, out: List[Tuple[str, torch.Tensor]], depth: int = 0) -> None:
-    """Appends (record name, tensor) for every tensor in `value`, by the naming rule."""
+    """Appends (record name, tensor) for every tensor in `value`, by the naming rule (tensors
+    whose dtype or kind is skipped included: `_described` drops them)."""
     if isinstance(value, torch.Tensor):
-        if _recordable(value):
-            out.append((_leaf(name), value))
+        out.append((_leaf(name), value))
         return
     if depth >= _MAX_DEPTH:
         return
@@ -184,6 +177,24 @@ def _walk(value: Any, name: str, out: List[Tuple[str, torch.Tensor]], depth: int
                 _walk(v, name, out, depth + 1)
             else:
                 _walk(v, _child(name, str(i), True), out, depth + 1)
+
+
+def _described(t: torch.Tensor) -> Optional[Tuple[str, torch.Tensor]]:
+    """(record dtype name, a plain CPU tensor with `t`'s values) to hand trace-core by address,
+    shape and strides in elements; None for a tensor the hooks skip. Only a tensor on another
+    device is copied (to the host, once); bfloat16 and float16 are read as raw bits."""
+    dtype = _DTYPE_NAMES.get(t.dtype)
+    if dtype is None or t.layout != torch.strided or t.is_nested:
+        return None
+    if type(t) is not torch.Tensor:
+        t = _plain(t)
+    if not t.is_cpu:
+        if t.is_meta:
+            return None
+        t = t.detach().cpu()
+    if t.is_neg():  # a lazily negated view: its memory holds the values' negation
+        t = t.resolve_neg()
+    return dtype, t
 
 
 def _stage(name: str) -> str:
@@ -262,23 +273,26 @@ class TraceHandle:
         return f"<TraceHandle {state}: {len(self.paths)} modules, step {self._step}>"
 
     # Hooks. Each is excluded from torch.compile's tracing (see docs/PYTHON.md): it runs
-    # eagerly on real tensors, as a graph break.
+    # eagerly on real tensors, as a graph break. `torch.compiler.disable` costs tens of
+    # microseconds per wrapper, so each kind of hook is wrapped once per handle and bound to its
+    # module's `_Site` with `functools.partial`.
 
     def _install(self, modules: List[Tuple[str, nn.Module, int]]) -> None:
         try:
             self._handles.append(
                 self.model.register_forward_pre_hook(_disable(self._top_pre_hook))
             )
+            on_input = _disable(self._on_input) if self.inputs else None
+            on_output = _disable(self._on_output)
             for path, module, layer in modules:
-                if self.inputs:
+                site = _Site(path, layer)
+                if on_input is not None:
                     self._handles.append(
                         module.register_forward_pre_hook(
-                            _disable(self._input_hook(path, layer)), with_kwargs=True
+                            partial(on_input, site), with_kwargs=True
                         )
                     )
-                self._handles.append(
-                    module.register_forward_hook(_disable(self._output_hook(path, layer)))
-                )
+                self._handles.append(module.register_forward_hook(partial(on_output, site)))
         except BaseException:
             self.remove()
             raise
@@ -287,33 +301,62 @@ class TraceHandle:
         self._step = self._calls
         self._calls += 1
 
-    def _input_hook(self, path: str, layer: int):
-        base = f"{path}{SEP}{INPUT}" if path else INPUT
-
-        def hook(module: nn.Module, args: Any, kwargs: Any) -> None:
-            found: List[Tuple[str, torch.Tensor]] = []
-            _walk(tuple(args), base, found)
-            for k, v in (kwargs or {}).items():
-                _walk(v, f"{base}{SEP}{k}", found)
-            self._record(found, layer)
-
-        return hook
-
-    def _output_hook(self, path: str, layer: int):
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            found: List[Tuple[str, torch.Tensor]] = []
-            _walk(output, path, found)
-            self._record(found, layer)
-
-        return hook
-
-    def _record(self, found: List[Tuple[str, torch.Tensor]], layer: int) -> None:
-        tracer = self.tracer
+    def _on_input(self, site: "_Site", module: nn.Module, args: Any, kwargs: Any) -> None:
+        base = site.input_name
+        found: List[Tuple[str, torch.Tensor]] = []
+        _walk(tuple(args), base, found)
+        for k, v in (kwargs or {}).items():
+            _walk(v, f"{base}{SEP}{k}", found)
         for name, t in found:
-            if not tracer.wants(name):
-                continue
-            if tracer.record(name, _plain(t), step=self._step, layer=layer, stage=_stage(name)):
-                self.records += 1
+            self._record(site, name, t)
+
+    def _on_output(self, site: "_Site", module: nn.Module, args: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):  # most modules: no walk, no list
+            self._record(site, site.output_name, output)
+            return
+        found: List[Tuple[str, torch.Tensor]] = []
+        _walk(output, site.path, found)
+        for name, t in found:
+            self._record(site, name, t)
+
+    def _record(self, site: "_Site", name: str, t: torch.Tensor) -> None:
+        stage = site.stages.get(name, _UNSEEN)
+        if stage is _UNSEEN:
+            # The tracer's filter and the stage of a name never change: decided once per name.
+            stage = _stage(name) if self.tracer.wants(name) else None
+            if len(site.stages) < _MAX_NAMES_CACHED:
+                site.stages[name] = stage
+        if stage is None:
+            return
+        described = _described(t)
+        if described is None:
+            return
+        dtype, t = described
+        # `t` stays referenced until the call returns, so its address stays valid.
+        if self.tracer._native.record(
+            name, dtype, t.data_ptr(), t.shape, t.stride(), self._step, site.layer, stage
+        ):
+            self.records += 1
+
+
+# A name not decided yet (None means "filtered out").
+_UNSEEN = object()
+# Names whose decision one hooked module keeps (outputs with more parts are decided per call).
+_MAX_NAMES_CACHED = 256
+
+
+class _Site:
+    """What a hooked module's hooks know: its path, layer and the decisions taken per name."""
+
+    __slots__ = ("path", "layer", "output_name", "input_name", "stages")
+
+    def __init__(self, path: str, layer: int) -> None:
+        self.path = path
+        self.layer = layer
+        self.output_name = _leaf(path)
+        self.input_name = f"{path}{SEP}{INPUT}" if path else INPUT
+        #: Record name -> its stage, or None when the tracer's filter skips it.
+        self.stages: dict = {}
 
 
 def _disable(fn):
