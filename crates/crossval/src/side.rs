@@ -7,7 +7,7 @@
 //! reference in `crate::reference::rust`); `src/bin/crossval-side.rs` only dispatches:
 //!
 //! ```text
-//! crossval-side candle MODEL_DIR PROMPT_FILE STEPS [--precision f32|bf16] [--inject BUG]
+//! crossval-side candle MODEL_DIR|MODEL.gguf PROMPT_FILE STEPS [--precision f32|bf16] [--inject BUG]
 //! crossval-side rust   MODEL_DIR PROMPT_FILE STEPS [--precision f64|f32|bf16]
 //! crossval-side minilm MODEL_DIR SENTENCES_JSON [--max-tokens N] [--inject BUG]
 //! ```

@@ -342,7 +342,8 @@ pub fn render(o: &Options, outcome: &Outcome) -> String {
 /// `crossval-side candle`: the candle engine as a program, traced through the environment.
 #[derive(clap::Args, Debug)]
 pub struct SideArgs {
-    /// `config.json` and `model.safetensors`.
+    /// `config.json` and `model.safetensors`, or a Llama GGUF file (`*.gguf`, run in F32 with
+    /// its projections in the file's types).
     model_dir: PathBuf,
     /// The prompt, one token per byte.
     prompt_file: PathBuf,
@@ -369,8 +370,16 @@ pub fn side(args: &SideArgs) -> Result<()> {
     };
     let tracer = trace_core::global().context("tracing settings")?;
     let prompt = crate::side::read_prompt(&args.prompt_file)?;
-    let engine =
-        Llama::load_with(&args.model_dir, args.inject, dtype).context("load the candle engine")?;
+    let gguf = args.model_dir.extension().is_some_and(|e| e == "gguf");
+    if gguf && dtype != candle_core::DType::F32 {
+        bail!("--precision: a GGUF runs in f32 (its projections in the file's types)");
+    }
+    let engine = if gguf {
+        Llama::load_gguf(&args.model_dir, args.inject)
+    } else {
+        Llama::load_with(&args.model_dir, args.inject, dtype)
+    }
+    .context("load the candle engine")?;
     let traces = Traces {
         tensors: tracer,
         events: None,

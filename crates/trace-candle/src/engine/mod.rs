@@ -35,6 +35,12 @@
 //!
 //! [`Bug`] lists the mistakes [`Llama::load`] can plant for demonstrations.
 //!
+//! # GGUF
+//! [`Llama::load_gguf`] runs a Llama GGUF (llama.cpp's format) with the same trace points and
+//! bugs: the configuration from the file's metadata, the projections in the file's types
+//! (quantized ones multiplied by candle-core's `QMatMul`, as candle's quantized Llama does),
+//! the Q/K rows llama.cpp's converter permutes moved back to the Hugging Face order.
+//!
 //! # Precision: F32 (default) or BF16
 //! [`Llama::load_with`] picks the dtype of the weights and activations; [`Llama::load`] is F32.
 //! In BF16 (candle `DType::BF16`) every weight is rounded to bf16 at load and every tensor
@@ -64,6 +70,8 @@
 
 mod bug;
 mod events;
+mod gguf;
+mod linear;
 
 use std::path::Path;
 
@@ -74,6 +82,7 @@ use trace_events::{Exit, InferenceTracer, ModelInfo, TraceStep};
 pub use bug::{Bug, Expected, UnknownBug};
 pub use events::{decode_stream, token_string};
 use events::{exit_logits, exit_with, stopped, Ev};
+use linear::Linear;
 
 /// Greedy sampling, as the SAMPLE events report it: temperature 0 (the probabilities shown are
 /// the untempered softmax) and the single best token.
@@ -103,6 +112,9 @@ pub struct Config {
     pub rms_norm_eps: f64,
     /// Rotary embedding base.
     pub rope_theta: f64,
+    /// The longest sequence (prompt and generated tokens) the model was trained for, when the
+    /// model says (`max_position_embeddings`, a GGUF's `context_length`); longer runs are refused.
+    pub max_position_embeddings: Option<usize>,
 }
 
 impl Config {
@@ -120,7 +132,7 @@ impl Config {
                 .and_then(serde_json::Value::as_f64)
                 .ok_or_else(|| candle_core::Error::msg(format!("config: missing number `{key}`")))
         };
-        let cfg = Config {
+        Config {
             vocab_size: int("vocab_size")?,
             hidden_size: int("hidden_size")?,
             intermediate_size: int("intermediate_size")?,
@@ -129,21 +141,28 @@ impl Config {
             num_key_value_heads: int("num_key_value_heads")?,
             rms_norm_eps: float("rms_norm_eps")?,
             rope_theta: float("rope_theta")?,
-        };
-        let heads_ok = cfg.num_attention_heads > 0
-            && cfg.num_key_value_heads > 0
-            && cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)
-            && cfg
+            max_position_embeddings: int("max_position_embeddings").ok(),
+        }
+        .checked()
+    }
+
+    /// `self` if its sizes fit together: the hidden size splits into heads of even size, the
+    /// query heads into key/value groups, at least one layer and one token.
+    fn checked(self) -> Result<Self> {
+        let heads_ok = self.num_attention_heads > 0
+            && self.num_key_value_heads > 0
+            && self.hidden_size.is_multiple_of(self.num_attention_heads)
+            && self
                 .num_attention_heads
-                .is_multiple_of(cfg.num_key_value_heads)
-            && cfg.head_dim().is_multiple_of(2);
-        if !heads_ok || cfg.num_hidden_layers == 0 || cfg.vocab_size == 0 {
+                .is_multiple_of(self.num_key_value_heads)
+            && self.head_dim().is_multiple_of(2);
+        if !heads_ok || self.num_hidden_layers == 0 || self.vocab_size == 0 {
             return Err(candle_core::Error::msg(format!(
                 "config: inconsistent sizes (hidden must split into heads of even size, query \
-                 heads into key/value groups, at least one layer): {cfg:?}"
+                 heads into key/value groups, at least one layer): {self:?}"
             )));
         }
-        Ok(cfg)
+        Ok(self)
     }
 
     /// Size of one attention head.
@@ -154,14 +173,14 @@ impl Config {
 
 struct Block {
     attn_norm: Tensor,
-    wq: Tensor,
-    wk: Tensor,
-    wv: Tensor,
-    wo: Tensor,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
     ffn_norm: Tensor,
-    w_gate: Tensor,
-    w_up: Tensor,
-    w_down: Tensor,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
 }
 
 /// Where a generation is traced: tensor records, pipeline events, both or neither.
@@ -191,10 +210,12 @@ pub struct Llama {
     embed: Tensor,
     blocks: Vec<Block>,
     norm: Tensor,
-    lm_head: Tensor,
+    lm_head: Linear,
     bug: Option<Bug>,
     /// F32 or BF16: the weights' and activations' dtype.
     dtype: DType,
+    /// The weights' storage as the events' model info reports it (`F32`, `BF16`, `Q4_1`, ...).
+    quant: String,
     device: Device,
 }
 
@@ -239,31 +260,35 @@ impl Llama {
         let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
-            let mut w_gate = take(&format!("{p}.mlp.gate_proj.weight"), &[f, e])?;
+            let mut w_gate = Linear::Dense(take(&format!("{p}.mlp.gate_proj.weight"), &[f, e])?);
             if bug == Some(Bug::MlpTransposedWeight) && i == Bug::mlp_layer(cfg.num_hidden_layers) {
-                w_gate = w_gate.t()?.contiguous()?.reshape((f, e))?;
+                w_gate = w_gate.data_transposed()?;
             }
+            let mut dense = |name: &str, shape: &[usize]| {
+                take(&format!("{p}.{name}"), shape).map(Linear::Dense)
+            };
             blocks.push(Block {
-                attn_norm: take(&format!("{p}.input_layernorm.weight"), &[e])?,
-                wq: take(&format!("{p}.self_attn.q_proj.weight"), &[e, e])?,
-                wk: take(&format!("{p}.self_attn.k_proj.weight"), &[kv, e])?,
-                wv: take(&format!("{p}.self_attn.v_proj.weight"), &[kv, e])?,
-                wo: take(&format!("{p}.self_attn.o_proj.weight"), &[e, e])?,
-                ffn_norm: take(&format!("{p}.post_attention_layernorm.weight"), &[e])?,
+                wq: dense("self_attn.q_proj.weight", &[e, e])?,
+                wk: dense("self_attn.k_proj.weight", &[kv, e])?,
+                wv: dense("self_attn.v_proj.weight", &[kv, e])?,
+                wo: dense("self_attn.o_proj.weight", &[e, e])?,
                 w_gate,
-                w_up: take(&format!("{p}.mlp.up_proj.weight"), &[f, e])?,
-                w_down: take(&format!("{p}.mlp.down_proj.weight"), &[e, f])?,
+                w_up: dense("mlp.up_proj.weight", &[f, e])?,
+                w_down: dense("mlp.down_proj.weight", &[e, f])?,
+                attn_norm: take(&format!("{p}.input_layernorm.weight"), &[e])?,
+                ffn_norm: take(&format!("{p}.post_attention_layernorm.weight"), &[e])?,
             });
         }
         Ok(Llama {
             name: dir.display().to_string(),
             embed: take("model.embed_tokens.weight", &[v, e])?,
             norm: take("model.norm.weight", &[e])?,
-            lm_head: take("lm_head.weight", &[v, e])?,
+            lm_head: Linear::Dense(take("lm_head.weight", &[v, e])?),
             blocks,
             cfg,
             bug,
             dtype,
+            quant: dtype.as_str().to_uppercase(),
             device,
         })
     }
@@ -286,7 +311,7 @@ impl Llama {
             hidden_dim: self.cfg.hidden_size,
             vocab_size: self.cfg.vocab_size,
             num_heads: self.cfg.num_attention_heads,
-            quant_type: Some(self.dtype.as_str().to_uppercase()),
+            quant_type: Some(self.quant.clone()),
             ..ModelInfo::default()
         }
     }
@@ -362,6 +387,15 @@ impl Llama {
                 "token {bad} is outside the vocabulary of {}",
                 self.cfg.vocab_size
             )));
+        }
+        if let Some(max) = self.cfg.max_position_embeddings {
+            if prompt.len() + steps > max {
+                return Err(candle_core::Error::msg(format!(
+                    "{} prompt tokens and {steps} decode steps exceed the model's context of \
+                     {max} positions",
+                    prompt.len()
+                )));
+            }
         }
         let mut cache: Cache = vec![None; self.cfg.num_hidden_layers];
         let mut tokens = Vec::with_capacity(steps + 1);
@@ -532,12 +566,9 @@ impl Llama {
             .to_dtype(self.dtype)
     }
 
-    /// A linear layer, `x · wᵀ`, as a BF16 GEMM computes it: the operands as they are stored,
-    /// products accumulated in F32, the result rounded once to the engine's dtype. (candle's
-    /// CPU backend has no BF16 matrix product, so BF16 operands are widened to F32 first; in
-    /// F32 this is the plain product.)
-    fn linear(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        to_f32(x)?.matmul(&to_f32(w)?.t()?)?.to_dtype(self.dtype)
+    /// A linear layer, `x · wᵀ`, rounded once to the engine's dtype (see [`Linear::forward`]).
+    fn linear(&self, x: &Tensor, w: &Linear) -> Result<Tensor> {
+        w.forward(x)?.to_dtype(self.dtype)
     }
 
     /// `cos` and `sin` of the rotation angles for positions `start..start + len`, each
@@ -758,7 +789,7 @@ mod tests {
     }
 
     /// A tiny model (1 or more layers, hidden 8, 2 heads, 1 kv head) with deterministic weights.
-    fn tiny_model(dir: &Path, layers: usize) {
+    pub(super) fn tiny_model(dir: &Path, layers: usize) {
         let config = format!(
             r#"{{"vocab_size": 256, "hidden_size": 8, "intermediate_size": 16,
             "num_hidden_layers": {layers}, "num_attention_heads": 2, "num_key_value_heads": 1,
@@ -951,8 +982,11 @@ mod tests {
         assert_eq!(ev.document().model.quant_type.as_deref(), Some("BF16"));
         // The BF16 weights are the F32 ones rounded to nearest.
         let f32_model = Llama::load(dir.path(), None).unwrap();
-        let w32: Vec<f32> = f32_model.lm_head.flatten_all().unwrap().to_vec1().unwrap();
-        let w16: Vec<half::bf16> = model.lm_head.flatten_all().unwrap().to_vec1().unwrap();
+        let (Linear::Dense(w32), Linear::Dense(w16)) = (&f32_model.lm_head, &model.lm_head) else {
+            panic!("safetensors weights are dense");
+        };
+        let w32: Vec<f32> = w32.flatten_all().unwrap().to_vec1().unwrap();
+        let w16: Vec<half::bf16> = w16.flatten_all().unwrap().to_vec1().unwrap();
         assert!(w32
             .iter()
             .zip(&w16)

@@ -648,3 +648,27 @@ mod cpp {
         );
     }
 }
+
+#[test]
+fn the_side_program_loads_a_gguf_by_its_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompt_file = dir.path().join("prompt");
+    std::fs::write(&prompt_file, "Hi").unwrap();
+    let args = |model: &str, precision| SideArgs {
+        model_dir: dir.path().join(model),
+        prompt_file: prompt_file.clone(),
+        steps: 0,
+        precision,
+        inject: None,
+    };
+    let err = side(&args("m.gguf", Precision::Bf16)).unwrap_err();
+    assert!(format!("{err:#}").contains("a GGUF runs in f32"), "{err:#}");
+    // A missing .gguf goes to the GGUF loader, which names the file.
+    let err = format!("{:#}", side(&args("m.gguf", Precision::F32)).unwrap_err());
+    assert!(
+        err.contains("m.gguf") && !err.contains("config.json"),
+        "{err}"
+    );
+    let err = format!("{:#}", side(&args("m", Precision::F32)).unwrap_err());
+    assert!(err.contains("config.json"), "{err}");
+}
