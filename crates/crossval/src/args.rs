@@ -56,7 +56,7 @@ pub struct Args {
     /// events or cosines, are not made)
     #[arg(long, verbatim_doc_comment)]
     bisect: bool,
-    /// --bisect's window (default 4; implies --bisect)
+    /// --bisect's window (default 1; implies --bisect)
     #[arg(long, value_name = "N", value_parser = count::<usize>)]
     window: Option<usize>,
 
