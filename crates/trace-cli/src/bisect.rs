@@ -301,7 +301,7 @@ pub struct Bisection {
     pub kept: bool,
     /// Every pass, in order.
     pub passes: Vec<PassRuns>,
-    /// First divergence found by pass 1 (on statistics), by A's name and occurrence.
+    /// First divergence found by pass 1 (without values: statistics or sketches), by A's name and occurrence.
     pub pass1_first: Option<WindowRecord>,
     /// The records that got values in the last pass, in A's order (empty after pass 1 only).
     pub window: Vec<WindowRecord>,
@@ -331,7 +331,7 @@ impl Bisection {
         let mut s = String::from("bisect:\n");
         for p in &found.passes {
             let what = if p.pass == 1 {
-                "hash and stats".to_owned()
+                "without values".to_owned()
             } else {
                 format!("values for {} records", p.window)
             };
@@ -344,7 +344,7 @@ impl Bisection {
         }
         if let Some(first) = &found.pass1_first {
             s.push_str(&format!(
-                "  pass 1 diverged first at {}@{} (on statistics)\n",
+                "  pass 1 diverged first at {}@{} (without values)\n",
                 first.name_a, first.occurrence
             ));
         }

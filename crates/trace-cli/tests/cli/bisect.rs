@@ -137,7 +137,7 @@ fn bisect_text_report_and_agreeing_runs_leave_no_temporary_directory() {
         .assert()
         .code(0)
         .stdout(
-            predicate::str::contains("pass 1 (hash and stats)")
+            predicate::str::contains("pass 1 (without values)")
                 .and(predicate::str::contains("bisect result: AGREE (exit 0)"))
                 .and(predicate::str::contains("pass 2").not()),
         );
