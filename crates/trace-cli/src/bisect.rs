@@ -290,6 +290,22 @@ impl SearchReport {
     }
 }
 
+impl WindowRecord {
+    /// The record of a report's pair.
+    fn of(pair: &trace_diff::Pair) -> Self {
+        Self {
+            name_a: pair.name_a.clone().unwrap_or_default(),
+            name_b: pair.name_b.clone(),
+            occurrence: pair.occurrence,
+        }
+    }
+
+    /// Whether `pair` (of any pass's report) is this record.
+    fn is(&self, pair: &trace_diff::Pair) -> bool {
+        pair.name_a.as_deref() == Some(self.name_a.as_str()) && pair.occurrence == self.occurrence
+    }
+}
+
 /// What a bisection found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Bisection {
@@ -722,36 +738,48 @@ impl Bisector<'_> {
         let Some(first) = found.report.first_divergence.clone() else {
             return Ok(found);
         };
-        let pairs = found.report.pairs.clone();
-        let record = |i: usize| WindowRecord {
-            name_a: pairs[i].name_a.clone().unwrap_or_default(),
-            name_b: pairs[i].name_b.clone(),
-            occurrence: pairs[i].occurrence,
-        };
-        found.pass1_first = Some(record(first.pair as usize));
+        let pairs = &found.report.pairs;
+        let at = first.pair as usize;
+        found.pass1_first = Some(WindowRecord::of(&pairs[at]));
         // The search runs over the matched records in A's order (pairs before the first
         // divergence are A's records in A's order; B-only pairs come after all of A's).
         let matched: Vec<usize> = (0..pairs.len())
             .filter(|&i| pairs[i].name_a.is_some() && pairs[i].name_b.is_some())
             .collect();
-        let Some(start) = matched.iter().position(|&i| i == first.pair as usize) else {
+        let Some(start) = matched.iter().position(|&i| i == at) else {
             return Ok(found);
         };
         let sizes: Vec<RecordSize> = pairs.iter().map(RecordSize::of).collect();
         let pass1_bytes = found.passes[0].runs().map(|r| r.bytes).collect();
-        let budget = Budget::new(pass1_bytes, &sizes);
+        let space = Matched {
+            records: matched
+                .iter()
+                .map(|&i| WindowRecord::of(&pairs[i]))
+                .collect(),
+            sizes: matched.iter().map(|&i| sizes[i]).collect(),
+            budget: Budget::new(pass1_bytes, &sizes),
+        };
+        self.values_passes(&mut found, &space, Search::new(start, self.options.window))?;
+        Ok(found)
+    }
+
+    /// Pass 2 and the bounded search after it ([`search`]), over `space` from `search`: each
+    /// pass measures the search's probes, checks determinism, diffs, and tells the search.
+    fn values_passes(
+        &self,
+        found: &mut Bisection,
+        space: &Matched,
+        mut search: Search,
+    ) -> Result<(), BisectErrorKind> {
         let runs1 = open_runs(&found.passes[0])?;
-        let mut search = Search::new(start, self.options.window);
+        let budget = &space.budget;
         let mut spent = 0;
         let end = loop {
             let probes = search.probes();
-            let window: Vec<WindowRecord> = probes.iter().map(|&q| record(matched[q])).collect();
-            let cost = budget.pass_cost(
-                &probes
-                    .iter()
-                    .map(|&q| sizes[matched[q]])
-                    .collect::<Vec<_>>(),
-            );
+            let window: Vec<WindowRecord> =
+                probes.iter().map(|&q| space.records[q].clone()).collect();
+            let sizes: Vec<RecordSize> = probes.iter().map(|&q| space.sizes[q]).collect();
+            let cost = budget.pass_cost(&sizes);
             if found.passes.len() as u32 > MAX_VALUE_PASSES {
                 break SearchEnd::PassLimit;
             }
@@ -772,23 +800,21 @@ impl Bisector<'_> {
             if let Some(change) = first_change_up_to(&runs1, &now, &found.window) {
                 found.outcome = BisectOutcome::Nondeterministic;
                 found.nondeterministic = Some(change);
-                return Ok(found);
+                return Ok(());
             }
             found.report = self.compare(found.passes.last().expect("pushed above"))?;
             found.outcome = outcome(&found.report);
+            let report = &found.report;
             let diverged = |q: usize| {
-                let w = record(matched[q]);
-                found.report.pairs.iter().any(|p| {
-                    p.name_a.as_deref() == Some(w.name_a.as_str())
-                        && p.occurrence == w.occurrence
-                        && p.verdict.is_divergence()
-                })
+                let w = &space.records[q];
+                report
+                    .pairs
+                    .iter()
+                    .any(|p| p.verdict.is_divergence() && w.is(p))
             };
-            let next = found
-                .report
-                .first_divergence
-                .as_ref()
-                .and_then(|f| matched.iter().position(|&i| i == f.pair as usize));
+            let next = report
+                .first_divergence_pair()
+                .and_then(|p| space.records.iter().position(|w| w.is(p)));
             if let Some(end) = search.step(&probes, diverged, next) {
                 break end;
             }
@@ -800,12 +826,12 @@ impl Bisector<'_> {
         };
         found.search = Some(SearchReport {
             end,
-            lower: search.lo.map(|q| record(matched[q])),
-            upper: (end != SearchEnd::Agreed).then(|| record(matched[search.hi])),
+            lower: search.lo.map(|q| space.records[q].clone()),
+            upper: (end != SearchEnd::Agreed).then(|| space.records[search.hi].clone()),
             full_capture_bytes: budget.full_capture,
             values_bytes: spent,
         });
-        Ok(found)
+        Ok(())
     }
 
     /// A values pass: every side again, with values for `window` (A's names on A, B's on B and
@@ -854,6 +880,14 @@ fn outcome(report: &Report) -> BisectOutcome {
         Outcome::Incomplete => BisectOutcome::Incomplete,
         Outcome::Diverged => BisectOutcome::Diverged,
     }
+}
+
+/// What the values passes search over: pass 1's matched records in A's order, what saving
+/// each one's values writes, and the byte budget.
+struct Matched {
+    records: Vec<WindowRecord>,
+    sizes: Vec<RecordSize>,
+    budget: Budget,
 }
 
 /// The runs of a pass, read back, with their sides (A, B, then C when a baseline ran).
