@@ -66,7 +66,8 @@ pub struct BisectOptions {
     /// Directory for the runs (must be empty or absent); a fresh temporary directory when `None`,
     /// removed when the runs agree and kept otherwise.
     pub out: Option<PathBuf>,
-    /// Records before the first divergence (in A's order) that get values in pass 2.
+    /// Records before the first divergence (in A's order) that get values in pass 2 (0 counts
+    /// as 1).
     pub window: usize,
     /// `TENSOR_TRACE_FILTER` for every run, when set.
     pub filter: Option<String>,

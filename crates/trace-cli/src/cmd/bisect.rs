@@ -37,7 +37,8 @@ pub struct Args {
     /// removed when the runs agree, kept (and printed) otherwise.
     #[arg(long, short, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Records before the first divergence (in A's order) that also get raw values.
+    /// Records before the first divergence (in A's order) that also get raw values in pass 2
+    /// (0 counts as 1: the record before is what confirms the divergence starts there).
     #[arg(long, default_value_t = DEFAULT_WINDOW, value_name = "N")]
     window: usize,
     /// Record only names matching these comma-separated globs, on both sides.
