@@ -128,12 +128,13 @@ impl Search {
         let Some(j) = measured.iter().position(|&q| diverged(q)) else {
             self.cleared.push(self.hi);
             return match next {
-                Some(n) if n > self.hi => {
-                    self.lo = Some(self.hi);
+                Some(n) => {
+                    // Past `hi`, as the diff flags records in order; were it before (a record
+                    // unmeasured so far), the search would go back from it.
+                    self.lo = (n > self.hi).then_some(self.hi);
                     self.hi = n;
                     None
                 }
-                Some(_) => Some(SearchEnd::Found),
                 None => Some(SearchEnd::Agreed),
             };
         };
