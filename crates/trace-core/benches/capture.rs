@@ -156,7 +156,11 @@ fn small_record(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(4));
 
     let sync_dir = dir.path().join("sync");
-    let tracer = Tracer::builder().dir(&sync_dir).build().unwrap();
+    let tracer = Tracer::builder()
+        .dir(&sync_dir)
+        .layout(Layout::Files)
+        .build()
+        .unwrap();
     tracer
         .record(
             "probe",
@@ -234,6 +238,7 @@ fn packed_small(c: &mut Criterion) {
 
     let files = Tracer::builder()
         .dir(dir.path().join("files"))
+        .layout(Layout::Files)
         .build()
         .unwrap();
     let packed = Tracer::builder()
