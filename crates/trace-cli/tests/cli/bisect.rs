@@ -12,7 +12,19 @@ use super::support::{tensor_trace, toy_engine};
 /// Runs `bisect --format json` into `out` with `extra` options; returns the exit code and the
 /// document.
 fn bisect(out: &Path, extra: &[&str], a: &[&str], b: &[&str]) -> (i32, Value) {
+    bisect_with_env(&[], out, extra, a, b)
+}
+
+/// [`bisect`] with `env` set for bisect and the engines it runs.
+fn bisect_with_env(
+    env: &[(&str, &str)],
+    out: &Path,
+    extra: &[&str],
+    a: &[&str],
+    b: &[&str],
+) -> (i32, Value) {
     let output = tensor_trace()
+        .envs(env.iter().copied())
         .args(["bisect", "--format", "json", "--out"])
         .arg(out)
         .args(extra)
@@ -261,22 +273,11 @@ fn full_capture(tmp: &Path, a: &[&str], b: &[&str]) -> (u64, Value) {
     (bytes, serde_json::from_slice(&out.stdout).unwrap())
 }
 
-/// `bisect --format json` with sketches off: statistics alone in pass 1.
+/// `bisect --format json` with sketches off (statistics alone in pass 1), diverging.
 fn bisect_without_sketches(out: &Path, a: &[&str], b: &[&str]) -> Value {
-    let output = tensor_trace()
-        .env("TENSOR_TRACE_SKETCH", "0")
-        .args(["bisect", "--format", "json", "--out"])
-        .arg(out)
-        .arg("--")
-        .arg(toy_engine())
-        .args(a)
-        .arg("--")
-        .arg(toy_engine())
-        .args(b)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    serde_json::from_slice(&output.stdout).unwrap()
+    let (code, doc) = bisect_with_env(&[("TENSOR_TRACE_SKETCH", "0")], out, &[], a, b);
+    assert_eq!(code, 1, "{doc:#}");
+    doc
 }
 
 #[test]
