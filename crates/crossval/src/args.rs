@@ -50,13 +50,14 @@ pub struct Args {
     #[arg(long, value_name = "K", value_parser = trace_diff::cli::parse_max_ratio, verbatim_doc_comment,
           default_value_t = trace_diff::calibrate::DEFAULT_MAX_RATIO)]
     max_ratio: f64,
-    /// hash-only runs, then raw values for the first divergence and the
-    /// --window N records before it only (tensor-trace bisect), runs in
+    /// runs without values, then raw values for the first divergence and
+    /// the --window N records before it only, searching further within a
+    /// full capture's bytes if they disagree (tensor-trace bisect), runs in
     /// OUT/bisect; the exit code is bisect's (the model's own checks,
     /// events or cosines, are not made)
     #[arg(long, verbatim_doc_comment)]
     bisect: bool,
-    /// --bisect's window (default 4; implies --bisect)
+    /// --bisect's window (default 1; implies --bisect)
     #[arg(long, value_name = "N", value_parser = count::<usize>)]
     window: Option<usize>,
 
@@ -392,7 +393,7 @@ mod tests {
             (Some("/tmp/x"), "abc", true)
         );
         assert_eq!(options(&[]), Options::new(Model::Synthetic));
-        assert_eq!(options(&["--bisect"]).bisect, Some(4));
+        assert_eq!(options(&["--bisect"]).bisect, Some(1));
         assert_eq!(options(&["--window=2"]).bisect, Some(2));
         assert_eq!(options(&["--max-ratio", "3.5"]).judge.max_ratio, 3.5);
         assert!(help_of(&["--help"]).contains("--layers"));

@@ -156,7 +156,7 @@ pub fn bisect<H: Harness>(h: &H, o: &Options) -> Result<Bisection> {
 }
 
 /// The reference of the registry `o` names (every model without its own reference has one).
-fn registry_reference(o: &Options) -> Result<&'static dyn Reference> {
+pub(crate) fn registry_reference(o: &Options) -> Result<&'static dyn Reference> {
     o.reference
         .with_context(|| format!("--model {} takes no --reference", o.model.name()))
 }

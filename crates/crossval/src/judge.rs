@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use trace_core::run::Run;
+use trace_diff::report::SketchEstimate;
 use trace_diff::{Comparison, DiffOptions, Report, Rules};
 
 use crate::task::Precision;
@@ -64,6 +65,122 @@ impl Judge {
         }
         comparison.run().context("compare the traces")
     }
+}
+
+/// A pair's error measured twice: exactly, from the raw values, and estimated from the value
+/// sketches alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SketchCheck {
+    /// The record's name on side A.
+    pub name: String,
+    /// Its occurrence.
+    pub occurrence: u64,
+    /// Relative L2 error `||a - b|| / ||b||` from the values.
+    pub exact: f64,
+    /// What a diff without values reports: the estimate and its range.
+    pub estimate: SketchEstimate,
+}
+
+impl SketchCheck {
+    /// Whether the exact error lies in the estimate's reported range (2 standard deviations).
+    pub fn in_range(&self) -> bool {
+        (self.estimate.rel_l2_low..=self.estimate.rel_l2_high).contains(&self.exact)
+    }
+
+    /// How far the estimate is from the exact error, in standard deviations of the squared
+    /// estimate (`sqrt(2/k)` relative, docs/FORMAT.md): 0 when exact.
+    pub fn sigmas(&self) -> f64 {
+        let ratio = self.estimate.rel_l2 / self.exact;
+        (ratio * ratio - 1.0).abs() / (2.0 / f64::from(self.estimate.k)).sqrt()
+    }
+}
+
+/// What a set of [`SketchCheck`]s says about the estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SketchAccuracy {
+    /// Checks (pairs with an estimate and a nonzero exact error).
+    pub checks: usize,
+    /// Of those, how many hold the exact error in their reported range.
+    pub in_range: usize,
+    /// The largest `|estimate / exact - 1|`.
+    pub max_deviation: f64,
+    /// The largest [`SketchCheck::sigmas`].
+    pub max_sigmas: f64,
+}
+
+impl SketchAccuracy {
+    /// The accuracy over `checks` whose exact error is not 0.
+    pub fn of(checks: &[SketchCheck]) -> Self {
+        let nonzero = || checks.iter().filter(|c| c.exact > 0.0);
+        let max = |f: fn(&SketchCheck) -> f64| nonzero().map(f).fold(0.0, f64::max);
+        Self {
+            checks: nonzero().count(),
+            in_range: nonzero().filter(|c| c.in_range()).count(),
+            max_deviation: max(|c| (c.estimate.rel_l2 / c.exact - 1.0).abs()),
+            max_sigmas: max(SketchCheck::sigmas),
+        }
+    }
+}
+
+/// Every matched pair of `a` and `b` (both saved with values and sketches) whose error a diff
+/// without values estimates from the sketches, with the exact error a diff with values
+/// measures: the accuracy of the estimate, on real runs. Judged by dtype tolerances under
+/// `rules` (the verdicts do not matter here; the pairs are the same in both diffs).
+pub fn sketch_checks(a: &Run, b: &Run, rules: Rules) -> Result<Vec<SketchCheck>> {
+    let diff = |use_values| {
+        let options = DiffOptions {
+            rules: rules.clone(),
+            use_values,
+            ..DiffOptions::default()
+        };
+        Comparison::new(a, b)
+            .options(&options)
+            .run()
+            .context("compare the traces")
+    };
+    let (exact, estimated) = (diff(true)?, diff(false)?);
+    Ok(exact
+        .pairs
+        .iter()
+        .zip(&estimated.pairs)
+        .filter_map(|(with, without)| {
+            Some(SketchCheck {
+                name: with.name_a.clone()?,
+                occurrence: with.occurrence,
+                exact: with.values.as_ref()?.rel_l2,
+                estimate: without.sketch?,
+            })
+        })
+        .filter(|c| c.exact.is_finite())
+        .collect())
+}
+
+/// Prints a row of docs/FORMAT.md's table of planted bugs past libtest's capture: the first
+/// divergence's exact error, its estimate and range, then the accuracy over every record.
+#[cfg(test)]
+pub(crate) fn say_sketch_row(label: &str, first: Option<&SketchCheck>, checks: &[SketchCheck]) {
+    use std::io::Write as _;
+
+    let at = first.map_or("| (not estimated) | | |".to_owned(), |c| {
+        let e = &c.estimate;
+        format!(
+            "| {}@{} | {:.3e} | {:.3e} [{:.3e}, {:.3e}] |",
+            c.name, c.occurrence, c.exact, e.rel_l2, e.rel_l2_low, e.rel_l2_high
+        )
+    });
+    let a = SketchAccuracy::of(checks);
+    let sketched = checks
+        .iter()
+        .filter(|c| c.exact > 0.0 && c.sigmas() > 0.0)
+        .count();
+    let _ = writeln!(
+        std::io::stderr(),
+        "| {label} {at} {} ({sketched} not exact) | {} | {:.1}% | {:.2} |",
+        a.checks,
+        a.in_range,
+        100.0 * a.max_deviation,
+        a.max_sigmas
+    );
 }
 
 /// Diffs a multi-rank run `a` (one directory per rank) with the single-process run `b` under

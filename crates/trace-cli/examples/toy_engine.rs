@@ -2,7 +2,7 @@
 //! made-up activations traced through the global, environment-configured tracer.
 //!
 //! `toy_engine [--nan-at-layer L] [--steps N] [--layers L] [--size N] [--exit CODE]
-//!             [--plant-at K] [--swap-at K] [--mix] [--noise-at K] [--work N]`
+//!             [--plant-at K] [--swap-at K] [--shuffle-at K] [--mix] [--mix-from K] [--noise-at K] [--work N]`
 //!
 //! Records, per step: `embed`, then `blk{l}/attn_out` and `blk{l}/ffn_out` per layer, then
 //! `logits`. K counts records from 0 across steps (the capture index). The hidden state carries
@@ -11,7 +11,11 @@
 //! - `--plant-at K`: a bug: adds 0.25 to element 0 just before record K.
 //! - `--swap-at K`: a bug the statistics cannot see: swaps elements 0 and 1 before record K
 //!   (with `--mix`, the next mixing stage makes it visible in the statistics).
+//! - `--shuffle-at K`: like `--swap-at`, for every pair of elements `2i`, `2i + 1` (a change the
+//!   statistics cannot see whatever the size, until a mixing stage).
 //! - `--mix`: `ffn_out` also adds a tenth of each element's right neighbour.
+//! - `--mix-from K`: `--mix` for the `ffn_out` records from record K on only (so a swap before
+//!   K stays invisible to the statistics until then).
 //! - `--noise-at K`: nondeterminism: adds a value derived from the process id and the clock
 //!   to element 0 of record K only, so that record differs from run to run.
 //! - `--work N`: N extra passes of arithmetic over the hidden state per stage, standing in for
@@ -37,8 +41,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let exit = flag("--exit")?.unwrap_or(0) as i32;
     let plant_at = flag("--plant-at")?;
     let swap_at = flag("--swap-at")?;
+    let shuffle_at = flag("--shuffle-at")?;
     let noise_at = flag("--noise-at")?;
-    let mix = args.iter().any(|a| a == "--mix");
+    let mix_from = match args.iter().any(|a| a == "--mix") {
+        true => Some(0),
+        false => flag("--mix-from")?,
+    };
     let work = flag("--work")?.unwrap_or(0);
 
     let mut hidden: Vec<f32> = (0..size).map(|i| (i % 16) as f32 / 8.0 - 1.0).collect();
@@ -54,6 +62,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         if swap_at == Some(index) {
             h.swap(0, 1);
+        }
+        if shuffle_at == Some(index) {
+            h.chunks_exact_mut(2).for_each(|pair| pair.swap(0, 1));
         }
         let noise = if noise_at == Some(index) {
             let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos();
@@ -77,7 +88,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let sum: f32 = hidden.iter().map(|h| h.sin()).sum();
                     std::hint::black_box(sum);
                 }
-                if mix && stage == "ffn_out" {
+                // This record's index: `embed`, two per layer, `logits` per step.
+                let at = seq as i64 * (2 + 2 * layers) + 2 + 2 * layer;
+                if mix_from.is_some_and(|k| at >= k) && stage == "ffn_out" {
                     let right: Vec<f32> = (0..hidden.len())
                         .map(|i| hidden[(i + 1) % hidden.len()])
                         .collect();

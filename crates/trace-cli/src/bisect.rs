@@ -1,22 +1,24 @@
 //! `tensor-trace bisect`: exact metrics at the first divergence without saving every tensor,
 //! and a determinism check on the way.
 //!
-//! 1. **Pass 1** runs both engines with tracing on, hash and statistics only, and diffs them.
-//!    If they agree (or nothing diverged), that is the answer.
-//! 2. **Pass 2** reruns both with raw values for a *window* only: the first divergent record,
-//!    the `window` records before it in A's order and their partners in B (selected with
-//!    `TENSOR_TRACE_VALUES_AT`, by name and occurrence). The diff of pass 2 judges the window on
+//! 1. **Pass 1** runs both engines with tracing on, hash, statistics and value sketches only, and
+//!    diffs them. If they agree (or nothing diverged), that is the answer.
+//! 2. **Pass 2** reruns both with raw values for pass 1's first divergent record and the
+//!    `window` (default 1) records before it in A's order, and their partners in B (selected
+//!    with `TENSOR_TRACE_VALUES_AT`, by name and occurrence). The diff of pass 2 judges them on
 //!    values: exact metrics where they matter.
-//! 3. **Determinism for free**: on each side, every record up to the side's window end must have
-//!    the hash it had in pass 1 (they ran the same command). If one does not, the outcome is
-//!    `nondeterministic`, naming the first record that changed. Records after the window may
+//! 3. **Determinism for free**: on each side, every record up to the last one that got values
+//!    must have the hash it had in pass 1 (they ran the same command). If one does not, the
+//!    outcome is `nondeterministic`, naming the first record that changed. Records after it may
 //!    differ: they do not bear on the answer.
-//! 4. **Widening**: statistics agreeing is a necessary condition of values agreeing, not a
-//!    sufficient one, so the values of pass 2 may show the window's *earliest* record diverging
-//!    already. Then the first divergence may lie before the window: the window is doubled
-//!    towards the start of the run and pass 2 repeated, until its earliest record agrees on
-//!    values or it starts at the first record. Records before the final window are judged on
-//!    statistics, as in pass 1.
+//! 4. **A bounded search** when pass 2 disagrees with pass 1: statistics and sketches agreeing
+//!    is no proof that values agree (the window's first record may already diverge on values),
+//!    and a sketch's estimate can flag a record whose values agree. Further values passes then
+//!    narrow the interval between a record that agrees on values and one that diverges, a few
+//!    records each ([`search`]), until the two are neighbours. A pass after pass 2 runs only if
+//!    the values passes together stay within one full-values capture of every side (estimated
+//!    from pass 1), and at most [`MAX_VALUE_PASSES`] run; where a limit stops the search, the
+//!    interval is the answer.
 //!
 //! The comparison is a [`Compare`] value: [`trace_diff::DiffOptions`] (rules, strictness,
 //! missing records) by default, and the seam where a calibrated `--baseline` comparison plugs in.
@@ -29,12 +31,16 @@ use std::time::Instant;
 use serde::Serialize;
 use trace_core::config::ValuesAt;
 use trace_core::run::{Run, RunRecord};
-use trace_diff::{DiffOptions, Evidence, Outcome, Report};
+use trace_diff::{DiffOptions, Outcome, Report};
 
 use crate::engine::{dir_bytes, run_traced, EngineCommand, EngineOutput, TraceSettings};
+use search::{Budget, RecordSize, Search};
+pub use search::{SearchEnd, MAX_VALUE_PASSES, SEARCH_PROBES};
+
+pub mod search;
 
 /// Default number of records before the first divergence that get values in pass 2.
-pub const DEFAULT_WINDOW: usize = 4;
+pub const DEFAULT_WINDOW: usize = 1;
 
 /// How the trace directories of a pass are compared: the run under test `a`, the reference `b`
 /// and, when a baseline command was given, the baseline `c` (the reference in A's precision).
@@ -60,7 +66,8 @@ pub struct BisectOptions {
     /// Directory for the runs (must be empty or absent); a fresh temporary directory when `None`,
     /// removed when the runs agree and kept otherwise.
     pub out: Option<PathBuf>,
-    /// Records before the first divergence (in A's order) that get values in pass 2.
+    /// Records before the first divergence (in A's order) that get values in pass 2 (0 counts
+    /// as 1).
     pub window: usize,
     /// `TENSOR_TRACE_FILTER` for every run, when set.
     pub filter: Option<String>,
@@ -233,6 +240,73 @@ pub struct WindowRecord {
     pub occurrence: u64,
 }
 
+/// Where the values passes' search ended ([`search`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchReport {
+    /// Why it ended.
+    pub end: SearchEnd,
+    /// The last record known to agree on values before `upper` (`None`: none before it was
+    /// measured, or `upper` is the first record).
+    pub lower: Option<WindowRecord>,
+    /// The first divergence on values: confirmed when `end` is `found`; otherwise the first
+    /// divergence lies in `(lower, upper]`. `None` when every flagged record agreed on values.
+    pub upper: Option<WindowRecord>,
+    /// The byte budget: a full-values capture of every side, estimated from pass 1 (its bytes
+    /// and 4 bytes per element of every record: a lower bound).
+    pub full_capture_bytes: u64,
+    /// Bytes the values passes (pass 2 and later) wrote, at most `full_capture_bytes`.
+    pub values_bytes: u64,
+}
+
+impl SearchReport {
+    /// The search's lines of the summary: its answer and the bytes against the budget.
+    fn describe(&self) -> String {
+        let at = |w: &WindowRecord| format!("{}@{}", w.name_a, w.occurrence);
+        let answer = match (self.end, &self.lower, &self.upper) {
+            (SearchEnd::Agreed, ..) => "every flagged record agrees on values".to_owned(),
+            (SearchEnd::Found, Some(l), Some(u)) => format!(
+                "first divergence on values {} (the record before it, {}, agrees)",
+                at(u),
+                at(l)
+            ),
+            (SearchEnd::Found, None, Some(u)) => {
+                format!("first divergence on values {} (the first record)", at(u))
+            }
+            (end, lower, upper) => format!(
+                "stopped ({}): the first divergence lies after {} and at or before {}",
+                match end {
+                    SearchEnd::Budget => "byte budget",
+                    _ => "pass limit",
+                },
+                lower.as_ref().map_or("the start".to_owned(), at),
+                upper.as_ref().map_or("the end".to_owned(), at)
+            ),
+        };
+        format!(
+            "  search: {answer}\n  values passes: {} bytes, {:.1}% of a full-values capture of every side ({} bytes, estimated from pass 1)\n",
+            self.values_bytes,
+            100.0 * self.values_bytes as f64 / self.full_capture_bytes.max(1) as f64,
+            self.full_capture_bytes
+        )
+    }
+}
+
+impl WindowRecord {
+    /// The record of a report's pair.
+    fn of(pair: &trace_diff::Pair) -> Self {
+        Self {
+            name_a: pair.name_a.clone().unwrap_or_default(),
+            name_b: pair.name_b.clone(),
+            occurrence: pair.occurrence,
+        }
+    }
+
+    /// Whether `pair` (of any pass's report) is this record.
+    fn is(&self, pair: &trace_diff::Pair) -> bool {
+        pair.name_a.as_deref() == Some(self.name_a.as_str()) && pair.occurrence == self.occurrence
+    }
+}
+
 /// What a bisection found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Bisection {
@@ -244,12 +318,14 @@ pub struct Bisection {
     pub kept: bool,
     /// Every pass, in order.
     pub passes: Vec<PassRuns>,
-    /// First divergence found by pass 1 (on statistics), by A's name and occurrence.
+    /// First divergence found by pass 1 (without values: statistics or sketches), by A's name and occurrence.
     pub pass1_first: Option<WindowRecord>,
     /// The records that got values in the last pass, in A's order (empty after pass 1 only).
     pub window: Vec<WindowRecord>,
     /// The first record that changed between pass 1 and a later pass of the same command.
     pub nondeterministic: Option<Nondeterminism>,
+    /// What the values passes found, when they ran to an end (not after nondeterminism).
+    pub search: Option<SearchReport>,
     /// The last diff: the last values pass's, or pass 1's when it stopped there or a record
     /// changed between passes (then no values pass was diffed).
     pub report: Report,
@@ -272,7 +348,7 @@ impl Bisection {
         let mut s = String::from("bisect:\n");
         for p in &found.passes {
             let what = if p.pass == 1 {
-                "hash and stats".to_owned()
+                "without values".to_owned()
             } else {
                 format!("values for {} records", p.window)
             };
@@ -285,19 +361,22 @@ impl Bisection {
         }
         if let Some(first) = &found.pass1_first {
             s.push_str(&format!(
-                "  pass 1 diverged first at {}@{} (on statistics)\n",
+                "  pass 1 diverged first at {}@{} (without values)\n",
                 first.name_a, first.occurrence
             ));
         }
         if let Some(w) = found.window.first() {
             s.push_str(&format!(
-                "  values window: {}@{} .. {}@{} ({} records of A and their partners)\n",
+                "  last values pass: {}@{} .. {}@{} ({} records of A and their partners)\n",
                 w.name_a,
                 w.occurrence,
                 found.window.last().map_or("", |l| l.name_a.as_str()),
                 found.window.last().map_or(0, |l| l.occurrence),
                 found.window.len()
             ));
+        }
+        if let Some(search) = &found.search {
+            s.push_str(&search.describe());
         }
         if found.passes.len() > 1 {
             match &found.nondeterministic {
@@ -306,13 +385,20 @@ impl Bisection {
                     n.side.name(),
                     n.describe()
                 )),
-                None => {
-                    s.push_str("  determinism: every record up to the window hashed as in pass 1\n")
-                }
+                None => s.push_str(
+                    "  determinism: every record up to the last with values hashed as in pass 1\n",
+                ),
             }
         }
+        let share = found.search.as_ref().map_or(String::new(), |search| {
+            let full = search.full_capture_bytes.max(1) as f64;
+            format!(
+                " ({:.1}% of a full-values capture)",
+                100.0 * found.bytes_written() as f64 / full
+            )
+        });
         s.push_str(&format!(
-            "  total: {} bytes written in {} passes, engines ran {:.2} s\n",
+            "  total: {} bytes written in {} passes{share}, engines ran {:.2} s\n",
             found.bytes_written(),
             found.passes.len(),
             found.engine_seconds()
@@ -640,114 +726,169 @@ impl Bisector<'_> {
         let pass1 = self.pass(1, 0, [None, None])?;
         let report1 = self.compare(&pass1)?;
         let mut found = Bisection {
-            outcome: match report1.outcome {
-                Outcome::Agree => BisectOutcome::Agree,
-                Outcome::Incomplete => BisectOutcome::Incomplete,
-                Outcome::Diverged => BisectOutcome::Diverged,
-            },
+            outcome: outcome(&report1),
             out: self.out.to_path_buf(),
             kept: true,
             passes: vec![pass1],
             pass1_first: None,
             window: Vec::new(),
             nondeterministic: None,
+            search: None,
             report: report1,
         };
         let Some(first) = found.report.first_divergence.clone() else {
             return Ok(found);
         };
-        let end = first.pair as usize;
-        let pairs = found.report.pairs.clone();
-        let record = |i: usize| WindowRecord {
-            name_a: pairs[i].name_a.clone().unwrap_or_default(),
-            name_b: pairs[i].name_b.clone(),
-            occurrence: pairs[i].occurrence,
-        };
-        found.pass1_first = Some(record(end));
-
-        // Where the first divergent record sits in each side's own order (pass 1): the
-        // determinism check covers every record up to there.
-        // The baseline (C) has B's names: it is checked up to B's divergent record.
-        let runs1 = open_runs(&found.passes[0])?;
-        let divergent = record(end);
-        let in_b = |run: &Run| {
-            divergent
-                .name_b
-                .as_deref()
-                .and_then(|n| position_of(run, n, divergent.occurrence))
-        };
-        let last: Vec<Option<usize>> = runs1
-            .iter()
-            .map(|(side, run)| match side {
-                Side::A => position_of(run, &divergent.name_a, divergent.occurrence),
-                _ => in_b(run),
-            })
+        let pairs = &found.report.pairs;
+        let at = first.pair as usize;
+        found.pass1_first = Some(WindowRecord::of(&pairs[at]));
+        // The search runs over the matched records in A's order (pairs before the first
+        // divergence are A's records in A's order; B-only pairs come after all of A's).
+        let matched: Vec<usize> = (0..pairs.len())
+            .filter(|&i| pairs[i].name_a.is_some() && pairs[i].name_b.is_some())
             .collect();
+        let Some(start) = matched.iter().position(|&i| i == at) else {
+            return Ok(found);
+        };
+        let sizes: Vec<RecordSize> = pairs.iter().map(RecordSize::of).collect();
+        let pass1_bytes = found.passes[0].runs().map(|r| r.bytes).collect();
+        let space = Matched {
+            records: matched
+                .iter()
+                .map(|&i| WindowRecord::of(&pairs[i]))
+                .collect(),
+            sizes: matched.iter().map(|&i| sizes[i]).collect(),
+            budget: Budget::new(pass1_bytes, &sizes),
+        };
+        self.values_passes(&mut found, &space, Search::new(start, self.options.window))?;
+        Ok(found)
+    }
 
-        let mut start = end.saturating_sub(self.options.window);
-        loop {
-            // Pairs before the first divergence are A's records in A's order (B-only pairs come
-            // after all of A's), so the window is a slice of `pairs`.
-            let window: Vec<WindowRecord> = (start..=end)
-                .filter(|&i| pairs[i].name_a.is_some())
-                .map(record)
-                .collect();
-            let at_a =
-                ValuesAt::from_records(window.iter().map(|w| (w.name_a.as_str(), w.occurrence)));
-            let at_b = ValuesAt::from_records(
-                window
-                    .iter()
-                    .filter_map(|w| w.name_b.as_deref().map(|n| (n, w.occurrence))),
-            );
-            let pass_no = found.passes.len() as u32 + 1;
-            let spec = |at: &ValuesAt| (!at.is_empty()).then(|| at.spec().to_owned());
-            let runs = self.pass(pass_no, window.len(), [spec(&at_a), spec(&at_b)])?;
+    /// Pass 2 and the bounded search after it ([`search`]), over `space` from `search`: each
+    /// pass measures the search's probes, checks determinism, diffs, and tells the search.
+    fn values_passes(
+        &self,
+        found: &mut Bisection,
+        space: &Matched,
+        mut search: Search,
+    ) -> Result<(), BisectErrorKind> {
+        let runs1 = open_runs(&found.passes[0])?;
+        let budget = &space.budget;
+        let mut spent = 0;
+        let end = loop {
+            let probes = search.probes();
+            let window: Vec<WindowRecord> =
+                probes.iter().map(|&q| space.records[q].clone()).collect();
+            let sizes: Vec<RecordSize> = probes.iter().map(|&q| space.sizes[q]).collect();
+            let cost = budget.pass_cost(&sizes);
+            if found.passes.len() as u32 > MAX_VALUE_PASSES {
+                break SearchEnd::PassLimit;
+            }
+            // Pass 2 always runs: it is the measurement bisect exists for, and its values are
+            // a few records' (on tiny tensors the record files alone can outweigh every value).
+            if found.passes.len() > 1 && spent + cost > budget.full_capture {
+                tracing::info!(
+                    "the next values pass could write {cost} bytes; {spent} of {} spent",
+                    budget.full_capture
+                );
+                break SearchEnd::Budget;
+            }
+            let runs = self.values_pass(found.passes.len() as u32 + 1, &window)?;
+            spent += runs.bytes();
             found.window = window;
-
             let now = open_runs(&runs)?;
             found.passes.push(runs);
-            for (i, ((side, before), (_, after))) in runs1.iter().zip(&now).enumerate() {
-                let Some(last) = last[i] else { continue };
-                if let Some(change) = first_change(*side, before, after, last) {
-                    found.outcome = BisectOutcome::Nondeterministic;
-                    found.nondeterministic = Some(change);
-                    return Ok(found);
-                }
+            if let Some(change) = first_change_up_to(&runs1, &now, &found.window) {
+                found.outcome = BisectOutcome::Nondeterministic;
+                found.nondeterministic = Some(change);
+                return Ok(());
             }
-
-            let latest = found.passes.last().expect("pushed above");
-            found.report = self.compare(latest)?;
-            found.outcome = match found.report.outcome {
-                Outcome::Agree => BisectOutcome::Agree,
-                Outcome::Incomplete => BisectOutcome::Incomplete,
-                Outcome::Diverged => BisectOutcome::Diverged,
+            found.report = self.compare(found.passes.last().expect("pushed above"))?;
+            found.outcome = outcome(&found.report);
+            let report = &found.report;
+            let diverged = |q: usize| {
+                let w = &space.records[q];
+                report
+                    .pairs
+                    .iter()
+                    .any(|p| p.verdict.is_divergence() && w.is(p))
             };
-            // The earliest matched record of the window diverging on values means the first
-            // divergence may lie further back: widen towards the start of the run.
-            let earliest = found
-                .window
-                .iter()
-                .find(|w| w.name_b.is_some())
-                .and_then(|w| {
-                    found.report.pairs.iter().find(|p| {
-                        p.name_a.as_deref() == Some(w.name_a.as_str())
-                            && p.occurrence == w.occurrence
-                    })
-                });
-            let widen = start > 0
-                && earliest.is_some_and(|pair| {
-                    pair.verdict.is_divergence() && pair.evidence == Evidence::Values
-                });
-            if !widen {
-                return Ok(found);
+            let next = report
+                .first_divergence_pair()
+                .and_then(|p| space.records.iter().position(|w| w.is(p)));
+            if let Some(end) = search.step(&probes, diverged, next) {
+                break end;
             }
-            let width = end - start + 1;
-            start = start.saturating_sub(width);
             tracing::info!(
-                "the window's earliest record diverges on values; widening to {start}..={end}"
+                "values passes continue between records {:?} and {}",
+                search.lo,
+                search.hi
             );
-        }
+        };
+        found.search = Some(SearchReport {
+            end,
+            lower: search.lo.map(|q| space.records[q].clone()),
+            upper: (end != SearchEnd::Agreed).then(|| space.records[search.hi].clone()),
+            full_capture_bytes: budget.full_capture,
+            values_bytes: spent,
+        });
+        Ok(())
     }
+
+    /// A values pass: every side again, with values for `window` (A's names on A, B's on B and
+    /// the baseline).
+    fn values_pass(&self, pass: u32, window: &[WindowRecord]) -> Result<PassRuns, BisectErrorKind> {
+        let at_a = ValuesAt::from_records(window.iter().map(|w| (w.name_a.as_str(), w.occurrence)));
+        let at_b = ValuesAt::from_records(
+            window
+                .iter()
+                .filter_map(|w| w.name_b.as_deref().map(|n| (n, w.occurrence))),
+        );
+        let spec = |at: &ValuesAt| (!at.is_empty()).then(|| at.spec().to_owned());
+        self.pass(pass, window.len(), [spec(&at_a), spec(&at_b)])
+    }
+}
+
+/// The first record of pass 1 that changed in a later pass `now`, on any side, among each
+/// side's records up to the last one of `window` (in that side's pass-1 order: A by A's names,
+/// B and the baseline by B's).
+fn first_change_up_to(
+    runs1: &[(Side, Run)],
+    now: &[(Side, Run)],
+    window: &[WindowRecord],
+) -> Option<Nondeterminism> {
+    runs1
+        .iter()
+        .zip(now)
+        .find_map(|((side, before), (_, after))| {
+            let last = window
+                .iter()
+                .filter_map(|w| match side {
+                    Side::A => position_of(before, &w.name_a, w.occurrence),
+                    _ => w
+                        .name_b
+                        .as_deref()
+                        .and_then(|n| position_of(before, n, w.occurrence)),
+                })
+                .max()?;
+            first_change(*side, before, after, last)
+        })
+}
+
+fn outcome(report: &Report) -> BisectOutcome {
+    match report.outcome {
+        Outcome::Agree => BisectOutcome::Agree,
+        Outcome::Incomplete => BisectOutcome::Incomplete,
+        Outcome::Diverged => BisectOutcome::Diverged,
+    }
+}
+
+/// What the values passes search over: pass 1's matched records in A's order, what saving
+/// each one's values writes, and the byte budget.
+struct Matched {
+    records: Vec<WindowRecord>,
+    sizes: Vec<RecordSize>,
+    budget: Budget,
 }
 
 /// The runs of a pass, read back, with their sides (A, B, then C when a baseline ran).

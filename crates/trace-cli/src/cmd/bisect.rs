@@ -16,15 +16,19 @@ use crate::output::print;
 
 /// Find the first divergence of two engines cheaply, then measure it exactly.
 ///
-/// Pass 1 runs both commands with tracing on, hash and statistics only, and diffs them. If a
-/// record diverged, pass 2 reruns both with raw values for a window only (the first divergent
-/// record, the --window records before it in A's order and their partners in B) and diffs
-/// again: exact metrics where they matter. Records up to the window must hash as in pass 1,
+/// Pass 1 runs both commands with tracing on, hash, statistics and value sketches only, and
+/// diffs them. If a record diverged, pass 2 reruns both with raw values for that record and the
+/// --window records before it (default 1) in A's order, and their partners in B, and diffs
+/// again: exact metrics where they matter. If values disagree with pass 1 (the window's first
+/// record already diverges, or the flagged record agrees), a bounded search follows: each pass
+/// measures a few records of the interval between a record that agrees on values and one that
+/// diverges, until the two are neighbours, within one full-values capture of bytes in all and
+/// at most 10 values passes. Records up to the last one with values must hash as in pass 1,
 /// else the outcome is "nondeterministic", naming the first record that changed.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "The two commands follow, each after its own `--` (so the first command \
-                  cannot take a bare `--` argument itself):\n  tensor-trace bisect --window 4 -- \
+                  cannot take a bare `--` argument itself):\n  tensor-trace bisect --window 1 -- \
                   ./engine --prompt test -- python3 reference.py --prompt test\n\nExit codes: 0 \
                   agree, 1 diverged, incomplete or nondeterministic, 2 error."
 )]
@@ -33,7 +37,8 @@ pub struct Args {
     /// removed when the runs agree, kept (and printed) otherwise.
     #[arg(long, short, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Records before the first divergence (in A's order) that also get raw values.
+    /// Records before the first divergence (in A's order) that also get raw values in pass 2
+    /// (0 counts as 1: the record before is what confirms the divergence starts there).
     #[arg(long, default_value_t = DEFAULT_WINDOW, value_name = "N")]
     window: usize,
     /// Record only names matching these comma-separated globs, on both sides.

@@ -12,7 +12,19 @@ use super::support::{tensor_trace, toy_engine};
 /// Runs `bisect --format json` into `out` with `extra` options; returns the exit code and the
 /// document.
 fn bisect(out: &Path, extra: &[&str], a: &[&str], b: &[&str]) -> (i32, Value) {
+    bisect_with_env(&[], out, extra, a, b)
+}
+
+/// [`bisect`] with `env` set for bisect and the engines it runs.
+fn bisect_with_env(
+    env: &[(&str, &str)],
+    out: &Path,
+    extra: &[&str],
+    a: &[&str],
+    b: &[&str],
+) -> (i32, Value) {
     let output = tensor_trace()
+        .envs(env.iter().copied())
         .args(["bisect", "--format", "json", "--out"])
         .arg(out)
         .args(extra)
@@ -137,7 +149,7 @@ fn bisect_text_report_and_agreeing_runs_leave_no_temporary_directory() {
         .assert()
         .code(0)
         .stdout(
-            predicate::str::contains("pass 1 (hash and stats)")
+            predicate::str::contains("pass 1 (without values)")
                 .and(predicate::str::contains("bisect result: AGREE (exit 0)"))
                 .and(predicate::str::contains("pass 2").not()),
         );
@@ -231,6 +243,115 @@ fn a_divergence_the_statistics_miss_is_found_by_the_sketches_in_pass_1() {
         (&want["name_a"], &want["occurrence"])
     );
     assert_eq!(got["values"], want["values"]);
+}
+
+/// Bytes of a full-values capture of `a` and `b` (sketches off, as the bisection's runs), with
+/// the diff of the two.
+fn full_capture(tmp: &Path, a: &[&str], b: &[&str]) -> (u64, Value) {
+    let mut bytes = 0;
+    for (side, args) in [("full-a", a), ("full-b", b)] {
+        let dir = tmp.join(side);
+        tensor_trace()
+            .env("TENSOR_TRACE_SKETCH", "0")
+            .args(["record", "--values", "*", "--out"])
+            .arg(&dir)
+            .arg("--")
+            .arg(toy_engine())
+            .args(args)
+            .assert()
+            .success();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            bytes += entry.unwrap().metadata().unwrap().len();
+        }
+    }
+    let out = tensor_trace()
+        .args(["diff", "--format", "json"])
+        .arg(tmp.join("full-a"))
+        .arg(tmp.join("full-b"))
+        .output()
+        .unwrap();
+    (bytes, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// `bisect --format json` with sketches off (statistics alone in pass 1), diverging.
+fn bisect_without_sketches(out: &Path, a: &[&str], b: &[&str]) -> Value {
+    let (code, doc) = bisect_with_env(&[("TENSOR_TRACE_SKETCH", "0")], out, &[], a, b);
+    assert_eq!(code, 1, "{doc:#}");
+    doc
+}
+
+#[test]
+fn without_sketches_a_late_flag_is_searched_back_within_one_full_capture() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Record 3 permutes its elements (invisible to the statistics); mixing from record 15 on
+    // makes the statistics see it at record 16 (blk2/ffn_out of step 1), 13 records late.
+    let b = ["--size", "4096", "--layers", "4", "--mix-from", "15"];
+    let a = [&b[..], &["--shuffle-at", "3"]].concat();
+    let doc = bisect_without_sketches(&tmp.path().join("bisect"), &a, &b);
+    assert_eq!(doc["pass1_first"]["name_a"], "blk2/ffn_out", "{doc:#}");
+    let search = &doc["search"];
+    assert_eq!(search["end"], "found", "{doc:#}");
+    assert_eq!(search["upper"]["name_a"], "blk1/attn_out");
+    assert_eq!(search["lower"]["name_a"], "blk0/ffn_out");
+    // Pass 2 (the flag and the record before it), then two passes that quarter the interval.
+    let probes: Vec<u64> = doc["passes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["window"].as_u64().unwrap())
+        .collect();
+    assert_eq!(probes, [0, 2, 5, 4], "{doc:#}");
+
+    // The answer of a full-values capture, with its exact metrics, for less than it wrote.
+    let (full_bytes, full) = full_capture(tmp.path(), &a, &b);
+    let (got, want) = (first_pair(&doc["report"]), first_pair(&full));
+    assert_eq!(
+        (&got["name_a"], &got["occurrence"], &got["evidence"]),
+        (&want["name_a"], &want["occurrence"], &"values".into())
+    );
+    assert_eq!(got["values"], want["values"]);
+    let values_bytes = search["values_bytes"].as_u64().unwrap();
+    let estimate = search["full_capture_bytes"].as_u64().unwrap();
+    let passes = doc["passes"].as_array().unwrap();
+    let written: u64 = passes
+        .iter()
+        .map(|p| p["a"]["bytes"].as_u64().unwrap() + p["b"]["bytes"].as_u64().unwrap())
+        .sum();
+    let pass1 =
+        passes[0]["a"]["bytes"].as_u64().unwrap() + passes[0]["b"]["bytes"].as_u64().unwrap();
+    assert_eq!(values_bytes, written - pass1);
+    assert!(estimate <= full_bytes, "{estimate} > {full_bytes}");
+    assert!(written <= full_bytes, "{written} > {full_bytes}");
+}
+
+#[test]
+fn the_search_stops_at_the_byte_budget_with_the_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Tensors of 64 elements: the record files outweigh the values, so once pass 2 has shown
+    // the flag late, a further values pass would write more than a full capture.
+    let b = [
+        "--size",
+        "64",
+        "--layers",
+        "4",
+        "--steps",
+        "3",
+        "--mix-from",
+        "15",
+    ];
+    let a = [&b[..], &["--shuffle-at", "3"]].concat();
+    let doc = bisect_without_sketches(&tmp.path().join("bisect"), &a, &b);
+    let search = &doc["search"];
+    assert_eq!(search["end"], "budget", "{doc:#}");
+    assert_eq!(doc["passes"].as_array().unwrap().len(), 2);
+    assert!(search["lower"].is_null());
+    assert_eq!(
+        (&search["upper"]["name_a"], &search["upper"]["occurrence"]),
+        (&"blk2/attn_out".into(), &1.into())
+    );
+    let (full_bytes, _) = full_capture(tmp.path(), &a, &b);
+    let values_bytes = search["values_bytes"].as_u64().unwrap();
+    assert!(values_bytes <= full_bytes, "{values_bytes} > {full_bytes}");
 }
 
 #[test]
