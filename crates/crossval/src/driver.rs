@@ -9,6 +9,7 @@ use trace_cli::bisect::{Bisection, DEFAULT_WINDOW};
 use crate::exec::{open_run, Progress};
 use crate::judge::{self, Judge};
 use crate::model::minilm::MiniLmHarness;
+use crate::model::smollm2::SmolLm2Harness;
 use crate::model::synthetic::SyntheticHarness;
 use crate::model::tp::TensorParallelHarness;
 use crate::model::{Harness, Sides, Verdict};
@@ -22,6 +23,7 @@ pub fn execute(o: &Options) -> Result<bool> {
         Model::Synthetic => drive(&SyntheticHarness, o),
         Model::MiniLm => drive(&MiniLmHarness, o),
         Model::TensorParallel => drive(&TensorParallelHarness, o),
+        Model::SmolLm2 => drive(&SmolLm2Harness, o),
     }
 }
 

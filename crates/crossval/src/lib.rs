@@ -10,7 +10,8 @@
 //! - [`reference`](mod@reference): the registry of references, each declaring what it can do;
 //! - [`judge`]: how runs are judged, and the one place that calls trace-diff's comparison;
 //! - [`bisect`]: `--bisect`, through trace-cli's bisect; [`side`]: the side programs it runs;
-//! - [`exec`], [`venv`], [`workspace`]: running programs, the Python venv, the workspace.
+//! - [`exec`], [`venv`], [`workspace`], [`package`]: running programs, the Python venv, the
+//!   workspace, the published models fetched from PyPI.
 //!
 //! Imports go one way: the driver uses the models and the references; the models and the
 //! references share only [`task`] and never import each other or the driver.
@@ -28,6 +29,7 @@ pub mod exec;
 pub mod judge;
 pub mod model;
 pub mod options;
+pub mod package;
 pub mod reference;
 pub mod side;
 pub mod task;

