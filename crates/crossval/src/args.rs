@@ -476,6 +476,38 @@ mod tests {
         assert!(options(&["--model", "minilm"]).judge.baseline);
     }
 
+    /// `--model smollm2`: llama.cpp by default, calibrated on the Q4_1 file; `--quant f32`
+    /// turns the baseline off (C would be B).
+    #[test]
+    fn smollm2_flags() {
+        let d = options(&["--model", "smollm2"]);
+        assert_eq!(reference_name(&d), "llama.cpp");
+        assert!(d.judge.baseline);
+        assert_eq!(d.smollm2, crate::options::SmolLm2::default());
+        assert!(d.out.ends_with("target/crossval-smollm2"));
+        let o = options(&[
+            "--model",
+            "smollm2",
+            "--quant",
+            "f32",
+            "--steps",
+            "1",
+            "--prompt",
+            "Hi",
+            "--inject",
+            "rope-off-by-one",
+        ]);
+        let s = &o.smollm2;
+        assert_eq!((s.quant, s.steps, s.prompt.as_str()), (Quant::F32, 1, "Hi"));
+        assert_eq!(s.inject, Some(trace_candle::engine::Bug::RopeOffByOne));
+        assert!(!o.judge.baseline);
+        assert!(error(&["--model", "smollm2", "--quant", "q8_0"]).contains("expected q4_1 or f32"));
+        assert!(error(&["--model", "smollm2", "--layers", "2"]).contains("not a flag of"));
+        assert!(error(&["--model", "smollm2", "--reference", "rust"]).contains("cannot run"));
+        assert!(error(&["--model", "smollm2", "--bisect"]).contains("--bisect cannot use"));
+        assert!(help_of(&["--model", "smollm2", "--help"]).contains("--quant"));
+    }
+
     #[test]
     fn minilm_flags() {
         let o = options(&[

@@ -6,7 +6,7 @@
 //! - [`args`]: the one flag parser (clap) into [`options::Options`];
 //! - [`driver`]: the one driver, the same stages for every model;
 //! - [`model`]: the models ([`task::Model`]), each a [`model::Harness`]: the synthetic Llama, MiniLM,
-//!   and the tensor-parallel block (`--tp N`);
+//!   the tensor-parallel block (`--tp N`) and SmolLM2's Q4_1 GGUF;
 //! - [`reference`](mod@reference): the registry of references, each declaring what it can do;
 //! - [`judge`]: how runs are judged, and the one place that calls trace-diff's comparison;
 //! - [`bisect`]: `--bisect`, through trace-cli's bisect; [`side`]: the side programs it runs;

@@ -24,6 +24,9 @@ use crate::options::{Options, Quant};
 use crate::package::{self, SMOLLM2_135M_Q4_1};
 use crate::task::{Model, Task};
 
+#[cfg(test)]
+mod tests;
+
 /// The SmolLM2 GGUF's [`Harness`].
 pub struct SmolLm2Harness;
 
@@ -69,25 +72,62 @@ pub struct Outcome {
     pub reference_tokens: Vec<u32>,
     /// The candle engine's event history.
     pub events: Events,
+    /// Per step, the logits of A against B's ([`Outcome::logits`]).
+    pub logits: Vec<StepLogits>,
+    /// Per step, the baseline's logits (C) against B's: what the quantization alone costs.
+    pub baseline_logits: Vec<StepLogits>,
+}
+
+/// One step's logits against B's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepLogits {
+    /// The step (the logits record's occurrence: 0 the prefill).
+    pub step: u64,
+    /// Rows whose top-1 token is B's.
+    pub top1_agree: u64,
+    /// Rows compared: 1 for the engine (its last position), every position for llama.cpp.
+    pub rows: u64,
+    /// Mean over the rows of KL(softmax(B) || softmax(this side)), in nats.
+    pub kl_mean: f64,
+}
+
+/// The logits records named `name` on side B of `report`, one per step.
+fn step_logits(report: &Report, name: &str) -> Vec<StepLogits> {
+    report
+        .pairs
+        .iter()
+        .filter(|p| p.name_b.as_deref() == Some(name))
+        .filter_map(|p| {
+            let l = p.logits.as_ref()?;
+            Some(StepLogits {
+                step: p.occurrence,
+                top1_agree: l.top1_agree,
+                rows: l.rows,
+                kl_mean: l.kl_mean,
+            })
+        })
+        .collect()
+}
+
+/// llama.cpp's logits record.
+const LLAMA_LOGITS: &str = "result_output";
+
+/// The baseline's logits (C, in `baseline`) against B's (in `reference`): both are llama.cpp
+/// runs under its names, so only its logits record is compared.
+fn baseline_logits(baseline: &Path, reference: &Path) -> Result<Vec<StepLogits>> {
+    let only_logits = format!(
+        "ignore_a = [\"[!r]*\", \"result_norm\"]\nignore_b = [\"[!r]*\", \"result_norm\"]\n\
+         logits = [\"{LLAMA_LOGITS}\"]\n"
+    );
+    let rules = trace_diff::Rules::from_toml(&only_logits, Path::new("(logits only)"))?;
+    let report = crate::judge::diff_dirs(baseline, reference, rules)?;
+    Ok(step_logits(&report, LLAMA_LOGITS))
 }
 
 impl Outcome {
     /// Whether the engines agree (the trace diff alone).
     pub fn agree(&self) -> bool {
         self.report.outcome == trace_diff::Outcome::Agree
-    }
-
-    /// Per logits record (one per step): its occurrence, top-1 agreement with B and KL(B || A).
-    pub fn logits(&self) -> Vec<(u64, bool, f64)> {
-        self.report
-            .pairs
-            .iter()
-            .filter(|p| p.name_a.as_deref() == Some("logits"))
-            .filter_map(|p| {
-                let l = p.logits.as_ref()?;
-                Some((p.occurrence, l.top1_agree == l.rows, l.kl_mean))
-            })
-            .collect()
     }
 }
 
@@ -182,9 +222,15 @@ impl Harness for SmolLm2Harness {
         report: Report,
         candle: CandleRun,
         reference_tokens: Vec<u32>,
-        _sides: &Sides,
+        sides: &Sides,
     ) -> Result<Outcome> {
+        let baseline_logits = match &sides.baseline {
+            Some(c) => baseline_logits(c, &sides.reference)?,
+            None => Vec::new(),
+        };
         Ok(Outcome {
+            logits: step_logits(&report, LLAMA_LOGITS),
+            baseline_logits,
             report,
             candle_tokens: candle.tokens,
             reference_tokens,
@@ -208,12 +254,26 @@ impl Verdict for Outcome {
             "\ncandle    generated token ids {:?}\nllama.cpp generated token ids {:?} (F32 weights)",
             self.candle_tokens, self.reference_tokens
         );
-        for (step, top1, kl) in self.logits() {
-            let _ = writeln!(
+        for a in &self.logits {
+            let _ = write!(
                 s,
-                "logits, step {step}: top-1 {} B's, KL(B || A) {kl:.3e}",
-                if top1 { "agrees with" } else { "differs from" }
+                "logits, step {}: A's top-1 {} B's, KL(B || A) {:.3e}",
+                a.step,
+                if a.top1_agree == a.rows {
+                    "is"
+                } else {
+                    "is not"
+                },
+                a.kl_mean
             );
+            if let Some(c) = self.baseline_logits.iter().find(|c| c.step == a.step) {
+                let _ = write!(
+                    s,
+                    "; C (every position): top-1 B's in {} of {} rows, KL(B || C) mean {:.3e}",
+                    c.top1_agree, c.rows, c.kl_mean
+                );
+            }
+            s.push('\n');
         }
         let _ = writeln!(s, "{}", self.events.summary());
         let verdict = match (self.agree(), self.events.clean()) {

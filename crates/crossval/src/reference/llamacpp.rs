@@ -13,7 +13,9 @@
 //! give neither an F64 run nor, from our F64 reference, its own names and layouts. So this
 //! reference is judged by the dtype tolerances (`--no-baseline` is implied): two F32
 //! implementations of the same model, where every planted bug is orders of magnitude above
-//! F32 rounding.
+//! F32 rounding. On a quantized GGUF ([`Task::Gguf`], `--model smollm2`) it calibrates: B is
+//! its run on the weights dequantized to F32, C its run on the quantized file the engine runs,
+//! both under llama.cpp's names.
 
 mod build;
 pub mod gguf;
@@ -44,8 +46,8 @@ impl Reference for LlamaCpp {
     }
 
     fn about(&self) -> &'static str {
-        "llama.cpp (llama-cpp-python 0.3.36's sources, CPU, F32 GGUF), traced from its eval \
-         callback; judged by F32 tolerances"
+        "llama.cpp (llama-cpp-python 0.3.36's sources, CPU), traced from its eval callback; \
+         judged by F32 tolerances, or on a quantized GGUF calibrated by its own run on that file"
     }
 
     fn runs(&self, model: Model) -> bool {
