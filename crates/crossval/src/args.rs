@@ -150,12 +150,7 @@ pub fn parse(args: &[String]) -> Result<Parsed> {
                     a.max_tokens.unwrap_or(0)
                 );
             }
-            o.minilm.inject = a
-                .inject
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .context("--inject")?;
+            o.minilm.inject = inject(&a)?;
         }
         Model::SmolLm2 => apply_smollm2(&a, &mut o)?,
         Model::TensorParallel => {
@@ -235,12 +230,7 @@ fn apply_synthetic(a: &Args, o: &mut Options) -> Result<()> {
     if let Some(prompt) = &a.prompt {
         s.prompt = prompt.clone();
     }
-    s.inject = a
-        .inject
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .context("--inject")?;
+    s.inject = inject(a)?;
     if let Some(v) = &a.dtype {
         s.precision = match v.as_str() {
             "f32" => Precision::F32,
@@ -266,12 +256,7 @@ fn apply_smollm2(a: &Args, o: &mut Options) -> Result<()> {
     if s.prompt.is_empty() {
         bail!("--prompt \"\": the prompt needs at least one byte");
     }
-    s.inject = a
-        .inject
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .context("--inject")?;
+    s.inject = inject(a)?;
     if let Some(v) = &a.quant {
         s.quant = match v.as_str() {
             "q4_1" => Quant::Q4_1,
@@ -284,6 +269,19 @@ fn apply_smollm2(a: &Args, o: &mut Options) -> Result<()> {
         o.judge.baseline = false;
     }
     Ok(())
+}
+
+/// The `--inject` bug, as the model's own bug type.
+fn inject<T>(a: &Args) -> Result<Option<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    a.inject
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .context("--inject")
 }
 
 /// A flag's non-negative integer.

@@ -15,7 +15,7 @@ use crate::model::tp::TensorParallelHarness;
 use crate::model::{Harness, Sides, Verdict};
 use crate::options::Options;
 use crate::reference::Reference;
-use crate::task::{Job, Model, Precision};
+use crate::task::{Job, Model, Precision, Task};
 
 /// Runs the crossval `o` describes and prints its report; whether it passed.
 pub fn execute(o: &Options) -> Result<bool> {
@@ -102,23 +102,35 @@ fn run_references<H: Harness>(
             })
             .with_context(|| format!("run the {} reference", reference.name()))
     };
+    // A GGUF's B is the reference on the weights without quantization, C on the engine's file.
+    let (precision, baseline_precision) = match task {
+        Task::Gguf { engine_file, .. } => (
+            "the weights dequantized to F32",
+            format!("on the engine's file {}", engine_file.display()),
+        ),
+        _ => (
+            if reference.computes_in(Precision::F64) {
+                "f64"
+            } else {
+                "its own precision"
+            },
+            format!(
+                "in the engine's precision ({})",
+                o.engine_precision().name()
+            ),
+        ),
+    };
     progress.stage(&format!(
-        "reference {} ({}): {} -> {}",
+        "reference {} ({precision}): {} -> {}",
         reference.name(),
-        if reference.computes_in(Precision::F64) {
-            "f64"
-        } else {
-            "its own precision"
-        },
         reference.about(),
         sides.reference.display()
     ));
     let tokens = run(Precision::F64, &sides.reference)?;
     if let Some(baseline) = &sides.baseline {
         progress.stage(&format!(
-            "baseline: reference {} in the engine's precision ({}) -> {}",
+            "baseline: reference {} {baseline_precision} -> {}",
             reference.name(),
-            o.engine_precision().name(),
             baseline.display()
         ));
         run(o.engine_precision(), baseline)?;

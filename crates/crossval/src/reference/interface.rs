@@ -23,9 +23,11 @@ pub trait Reference: Sync {
         precision == Precision::F64
     }
 
-    /// Whether a crossval against it is calibrated by default (side B in F64, the baseline C
-    /// in the engine's precision, both under this reference's names). A reference that cannot
-    /// (llama.cpp computes in F32 only) is judged by dtype tolerances, as with `--no-baseline`.
+    /// Whether a crossval of `model` against it is calibrated by default (side B in F64, the
+    /// baseline C in the engine's precision, both under this reference's names; for a
+    /// [`Task::Gguf`], B on the dequantized weights and C on the engine's file). A reference
+    /// that cannot (llama.cpp on the synthetic model: it computes in F32 only) is judged by
+    /// dtype tolerances, as with `--no-baseline`.
     fn calibrates(&self, _model: Model) -> bool {
         true
     }
