@@ -72,7 +72,7 @@ pub struct Outcome {
     pub reference_tokens: Vec<u32>,
     /// The candle engine's event history.
     pub events: Events,
-    /// Per step, the logits of A against B's ([`Outcome::logits`]).
+    /// Per step, the logits of A against B's (the report's logits records).
     pub logits: Vec<StepLogits>,
     /// Per step, the baseline's logits (C) against B's: what the quantization alone costs.
     pub baseline_logits: Vec<StepLogits>,
@@ -115,6 +115,7 @@ const LLAMA_LOGITS: &str = "result_output";
 /// The baseline's logits (C, in `baseline`) against B's (in `reference`): both are llama.cpp
 /// runs under its names, so only its logits record is compared.
 fn baseline_logits(baseline: &Path, reference: &Path) -> Result<Vec<StepLogits>> {
+    // Every other name is ignored: those not starting with `r`, and the output norm.
     let only_logits = format!(
         "ignore_a = [\"[!r]*\", \"result_norm\"]\nignore_b = [\"[!r]*\", \"result_norm\"]\n\
          logits = [\"{LLAMA_LOGITS}\"]\n"
