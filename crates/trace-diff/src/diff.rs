@@ -15,6 +15,7 @@ use crate::pair::compare_pair;
 use crate::report::{
     CalibrationStatus, CalibrationSummary, Pair, Report, RunInfo, Verdict, Warning,
 };
+use crate::stream::diff_dirs_pairs_only;
 use crate::values::ValueSource;
 
 /// One run as the in-memory diff reads it: its records in capture order and where their values
@@ -95,12 +96,22 @@ impl<'r> Index<'r> {
 }
 
 /// Reads the run directories `a`, `b` and the `baseline` and compares them.
+///
+/// Without a baseline the runs are read a few chunks at a time, so that only the pairs are
+/// held (`stream::diff_dirs_pairs_only`), unless that reading could differ from a whole run's;
+/// then, and with a baseline (whose records are matched in any order), the runs are read whole.
 pub(crate) fn read_and_diff(
     a: &Path,
     b: &Path,
     baseline: Option<&Path>,
     options: &DiffOptions,
 ) -> Result<Report> {
+    if baseline.is_none() {
+        // An error is reported by the whole-run reading below, exactly as it always was.
+        if let Ok(Some(report)) = diff_dirs_pairs_only(a, b, options) {
+            return Ok(report);
+        }
+    }
     let run_options = RunOptions {
         strict: options.strict,
     };

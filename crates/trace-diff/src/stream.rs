@@ -282,6 +282,41 @@ pub(crate) fn diff_dirs_streaming(
     bounds: &StreamOptions,
     on_pair: &mut dyn FnMut(&Pair) -> Result<()>,
 ) -> Result<Report> {
+    let keep = Keep::Streamed {
+        bounds,
+        kept: Kept {
+            pairs: Vec::new(),
+            limit: bounds.keep_pairs,
+            first: None,
+        },
+        on_pair,
+    };
+    Ok(read_and_compare(a, b, options, keep)?.expect("a streamed comparison is never given up"))
+}
+
+/// The in-memory diff of the trace directories `a` and `b` without a baseline, read as the
+/// streaming diff reads them (a few chunks of each run, no window), so that only the pairs are
+/// held: the report is the in-memory one, every pair kept. `None` when the runs hold something
+/// whose in-memory reading differs from the stream's: a problem met reading either run (a
+/// [`trace_core::run::Run`] sorts a packed log a stream skips lines of, and reports problems
+/// in its own order) or, with `[[map]]` rules, a record of A without a partner (two names
+/// mapped to one, which the in-memory diff matches twice); also `Err`. The caller then reads
+/// the runs whole.
+pub(crate) fn diff_dirs_pairs_only(
+    a: &Path,
+    b: &Path,
+    options: &DiffOptions,
+) -> Result<Option<Report>> {
+    read_and_compare(a, b, options, Keep::All(Vec::new()))
+}
+
+/// Reads `a` and `b` on their own threads and compares them, keeping pairs as `keep` says.
+fn read_and_compare(
+    a: &Path,
+    b: &Path,
+    options: &DiffOptions,
+    keep: Keep<'_>,
+) -> Result<Option<Report>> {
     let run_options = RunOptions {
         strict: options.strict,
     };
@@ -297,8 +332,7 @@ pub(crate) fn diff_dirs_streaming(
             (a, chunks(rx_a), reader_a),
             (b, chunks(rx_b), reader_b),
             options,
-            bounds,
-            on_pair,
+            keep,
         )
     })
 }
@@ -344,24 +378,56 @@ impl Kept {
     }
 }
 
-/// The comparison proper, on the chunks of both runs as their reader threads send them.
+/// What the comparison does with its pairs.
+enum Keep<'f> {
+    /// Every pair, for the in-memory report (no window: B is read on until a partner turns up).
+    All(Vec<Pair>),
+    /// Each pair handed to `on_pair`, the first non-agreeing ones kept (a streamed report).
+    Streamed {
+        bounds: &'f StreamOptions,
+        kept: Kept,
+        on_pair: &'f mut dyn FnMut(&Pair) -> Result<()>,
+    },
+}
+
+impl Keep<'_> {
+    /// Takes the next pair in report order; `first` when it is the first divergence.
+    fn push(&mut self, pair: Pair, first: bool) -> Result<()> {
+        match self {
+            Keep::All(pairs) => pairs.push(pair),
+            Keep::Streamed { kept, on_pair, .. } => {
+                if first {
+                    kept.first = Some(pair.clone());
+                }
+                kept.offer(&pair);
+                on_pair(&pair)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The comparison proper, on the chunks of both runs as their reader threads send them;
+/// `None` when a [`Keep::All`] comparison gives up (see [`diff_dirs_pairs_only`]).
 fn compare(
     (a, mut sa, reader_a): (&Path, Chunks, Reader<'_>),
     (b, chunks_b, reader_b): (&Path, Chunks, Reader<'_>),
     options: &DiffOptions,
-    bounds: &StreamOptions,
-    on_pair: &mut dyn FnMut(&Pair) -> Result<()>,
-) -> Result<Report> {
+    mut keep: Keep<'_>,
+) -> Result<Option<Report>> {
     let mut side_b = BSide::new(chunks_b);
     let (values_a, values_b) = (Dir(a), Dir(b));
-    let window = bounds.window.max(1);
-    let mut warnings: Vec<Warning> = Vec::new();
-    let mut kept = Kept {
-        pairs: Vec::new(),
-        limit: bounds.keep_pairs,
-        first: None,
+    let (window, layers) = match &keep {
+        Keep::All(_) => (usize::MAX, LayerProfile::default()),
+        Keep::Streamed { bounds, .. } => (
+            bounds.window.max(1),
+            LayerProfile::bounded(bounds.layers),
+        ),
     };
-    let mut tally = Tally::new(LayerProfile::bounded(bounds.layers));
+    // Two names mapped to one: the in-memory diff matches the B record twice, a stream once.
+    let may_collapse = matches!(keep, Keep::All(_)) && options.rules.maps_names();
+    let mut warnings: Vec<Warning> = Vec::new();
+    let mut tally = Tally::new(layers);
     let (mut a_records, mut ignored_a, mut position, mut window_misses) = (0u64, 0u64, 0u64, 0u64);
     while let Some(chunk) = sa.next()? {
         for ra in chunk {
@@ -372,6 +438,7 @@ fn compare(
             }
             let mapped = options.rules.map_name(&ra.record.name);
             let pair = match side_b.take(&mapped, ra.occurrence, window, options)? {
+                Found::Missing if may_collapse => return Ok(None),
                 found @ (Found::Missing | Found::WindowMiss) => {
                     window_misses += u64::from(matches!(found, Found::WindowMiss));
                     let reason =
@@ -391,11 +458,8 @@ fn compare(
                 }
             };
             position += 1;
-            if tally.push(&pair) {
-                kept.first = Some(pair.clone());
-            }
-            kept.offer(&pair);
-            on_pair(&pair)?;
+            let first = tally.push(&pair);
+            keep.push(pair, first)?;
         }
     }
 
@@ -404,9 +468,7 @@ fn compare(
     loop {
         for (j, rb) in rest.drain(..) {
             tally.only_in_b();
-            let pair = Pair::unmatched(j, "b", &rb, None);
-            kept.offer(&pair);
-            on_pair(&pair)?;
+            keep.push(Pair::unmatched(j, "b", &rb, None), false)?;
         }
         if !side_b.read(options)? {
             break;
@@ -416,17 +478,13 @@ fn compare(
 
     let mut sa = finished(reader_a);
     let mut sb = finished(reader_b);
+    let mut read_warnings = Vec::new();
     for (side, stream) in [("a", &mut sa), ("b", &mut sb)] {
         let problems = stream.take_problems();
-        run_warnings(side, &problems, stream.order(), stream.dir(), &mut warnings);
-    }
-    if window_misses > 0 {
-        warnings.push(Warning {
-            side: None,
-            message: format!(
-                "{window_misses} records of A found no partner among {window} unmatched records of B and were declared missing; their partners may lie further on in B (raise the window)"
-            ),
-        });
+        if !problems.is_empty() && matches!(keep, Keep::All(_)) {
+            return Ok(None);
+        }
+        run_warnings(side, &problems, stream.order(), stream.dir(), &mut read_warnings);
     }
     let info = |stream: &RunStream, records: u64, ignored: u64| RunInfo {
         dir: stream.dir().display().to_string(),
@@ -435,13 +493,32 @@ fn compare(
         records,
         ignored,
     };
-    let pairs = kept.finish();
-    let streamed = Streamed {
-        window: window as u64,
-        window_misses,
-        pairs_kept: pairs.len() as u64,
-        layers_dropped: tally.layers_dropped(),
-        reason: None,
+    let (pairs, warnings, streamed) = match keep {
+        // The in-memory report names the runs' warnings before those of the pairs.
+        Keep::All(pairs) => {
+            read_warnings.append(&mut warnings);
+            (pairs, read_warnings, None)
+        }
+        Keep::Streamed { kept, .. } => {
+            warnings.append(&mut read_warnings);
+            if window_misses > 0 {
+                warnings.push(Warning {
+                    side: None,
+                    message: format!(
+                        "{window_misses} records of A found no partner among {window} unmatched records of B and were declared missing; their partners may lie further on in B (raise the window)"
+                    ),
+                });
+            }
+            let pairs = kept.finish();
+            let streamed = Streamed {
+                window: window as u64,
+                window_misses,
+                pairs_kept: pairs.len() as u64,
+                layers_dropped: tally.layers_dropped(),
+                reason: None,
+            };
+            (pairs, warnings, Some(streamed))
+        }
     };
     let end = Ending {
         a: info(&sa, a_records, ignored_a),
@@ -449,9 +526,9 @@ fn compare(
         pairs,
         warnings,
         calibration: None,
-        streamed: Some(streamed),
+        streamed,
     };
-    Ok(tally.finish(end, options))
+    Ok(Some(tally.finish(end, options)))
 }
 
 #[cfg(test)]
