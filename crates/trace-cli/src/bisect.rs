@@ -659,8 +659,8 @@ impl Bisector<'_> {
         let end = first.pair as usize;
         let pairs = found.report.pairs.clone();
         let record = |i: usize| WindowRecord {
-            name_a: pairs[i].name_a.clone().unwrap_or_default(),
-            name_b: pairs[i].name_b.clone(),
+            name_a: pairs[i].name_a.as_deref().unwrap_or_default().to_owned(),
+            name_b: pairs[i].name_b.as_deref().map(str::to_owned),
             occurrence: pairs[i].occurrence,
         };
         found.pass1_first = Some(record(end));

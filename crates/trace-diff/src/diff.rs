@@ -9,13 +9,13 @@ use trace_core::run::{Run, RunOptions, RunOrder, RunRecord};
 
 use crate::baseline::Rec;
 use crate::error::Result;
+use crate::intern::Interner;
 use crate::options::DiffOptions;
 use crate::outcome::{run_warnings, Ending, LayerProfile, Tally};
 use crate::pair::compare_pair;
 use crate::report::{
     CalibrationStatus, CalibrationSummary, Pair, Report, RunInfo, Verdict, Warning,
 };
-use crate::stream::diff_dirs_pairs_only;
 use crate::values::ValueSource;
 
 /// One run as the in-memory diff reads it: its records in capture order and where their values
@@ -95,23 +95,13 @@ impl<'r> Index<'r> {
     }
 }
 
-/// Reads the run directories `a`, `b` and the `baseline` and compares them.
-///
-/// Without a baseline the runs are read a few chunks at a time, so that only the pairs are
-/// held (`stream::diff_dirs_pairs_only`), unless that reading could differ from a whole run's;
-/// then, and with a baseline (whose records are matched in any order), the runs are read whole.
+/// Reads the run directories `a`, `b` and the `baseline` whole and compares them.
 pub(crate) fn read_and_diff(
     a: &Path,
     b: &Path,
     baseline: Option<&Path>,
     options: &DiffOptions,
 ) -> Result<Report> {
-    if baseline.is_none() {
-        // An error is reported by the whole-run reading below, exactly as it always was.
-        if let Ok(Some(report)) = diff_dirs_pairs_only(a, b, options) {
-            return Ok(report);
-        }
-    }
     let run_options = RunOptions {
         strict: options.strict,
     };
@@ -150,6 +140,7 @@ pub(crate) fn diff_sides(
     let mut c_index = baseline.map(|c| Index::new(c.records, options));
 
     let mut pairs = Vec::with_capacity(a.records.len());
+    let mut texts = Interner::sharing();
     let mut tally = Tally::new(LayerProfile::default());
     let mut ignored_a = 0;
     for (i, ra) in a.records.iter().enumerate() {
@@ -161,7 +152,7 @@ pub(crate) fn diff_sides(
         let mapped = rules.map_name(&ra.record.name);
         let Some((j, again)) = b_index.take((mapped.as_ref(), ra.occurrence)) else {
             let reason = format!("no record {:?} (occurrence {}) in B", mapped, ra.occurrence);
-            let pair = Pair::unmatched(position, "a", ra, Some(reason));
+            let pair = Pair::unmatched_in(&mut texts, position, "a", ra, Some(reason));
             tally.push(&pair);
             pairs.push(pair);
             continue;
@@ -178,7 +169,15 @@ pub(crate) fn diff_sides(
         let base = baseline
             .zip(c_index.as_mut())
             .map(|(c, index)| index.take(b.records[j].key()).map(|(k, _)| c.rec(k)));
-        let pair = compare_pair(position, a.rec(i), b.rec(j), base, options, &mut warnings)?;
+        let pair = compare_pair(
+            position,
+            a.rec(i),
+            b.rec(j),
+            base,
+            options,
+            &mut texts,
+            &mut warnings,
+        )?;
         tally.push(&pair);
         pairs.push(pair);
     }
@@ -188,7 +187,7 @@ pub(crate) fn diff_sides(
     for (j, rb) in b.records.iter().enumerate() {
         if !b_index.used[j] {
             tally.only_in_b();
-            pairs.push(Pair::unmatched(j as u64, "b", rb, None));
+            pairs.push(Pair::unmatched_in(&mut texts, j as u64, "b", rb, None));
         }
     }
     let calibration = baseline.zip(c_index).map(|(c, index)| {

@@ -78,6 +78,7 @@ mod compare;
 mod diff;
 mod error;
 mod format;
+mod intern;
 pub mod metrics;
 mod options;
 mod outcome;

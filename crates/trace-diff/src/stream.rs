@@ -18,6 +18,10 @@
 //! mapping that collapses names) is matched once, the second A record showing as missing. No
 //! baseline (calibrated diffs read whole).
 //!
+//! The in-memory diff of two directories without a baseline reads its runs here too
+//! ([`diff_dirs_pairs_only`]): no window, every pair kept, the report exactly the in-memory
+//! one, so that it holds its pairs and not the runs.
+//!
 //! [`estimate_records`] sizes a run without reading it, for the command line's
 //! `--stream=auto`.
 
@@ -30,6 +34,7 @@ use trace_core::run::{RunOptions, RunRecord, RunStream};
 
 use crate::baseline::Rec;
 use crate::error::Result;
+use crate::intern::Interner;
 use crate::options::{DiffOptions, StreamOptions};
 use crate::outcome::{run_warnings, Ending, LayerProfile, Tally};
 use crate::pair::compare_pair;
@@ -379,6 +384,8 @@ impl Kept {
 }
 
 /// What the comparison does with its pairs.
+// One per comparison: boxing the kept first divergence would save nothing.
+#[allow(clippy::large_enum_variant)]
 enum Keep<'f> {
     /// Every pair, for the in-memory report (no window: B is read on until a partner turns up).
     All(Vec<Pair>),
@@ -419,14 +426,18 @@ fn compare(
     let (values_a, values_b) = (Dir(a), Dir(b));
     let (window, layers) = match &keep {
         Keep::All(_) => (usize::MAX, LayerProfile::default()),
-        Keep::Streamed { bounds, .. } => (
-            bounds.window.max(1),
-            LayerProfile::bounded(bounds.layers),
-        ),
+        Keep::Streamed { bounds, .. } => {
+            (bounds.window.max(1), LayerProfile::bounded(bounds.layers))
+        }
     };
     // Two names mapped to one: the in-memory diff matches the B record twice, a stream once.
     let may_collapse = matches!(keep, Keep::All(_)) && options.rules.maps_names();
     let mut warnings: Vec<Warning> = Vec::new();
+    // Only pairs that are kept are worth sharing text between.
+    let mut texts = match keep {
+        Keep::All(_) => Interner::sharing(),
+        Keep::Streamed { .. } => Interner::default(),
+    };
     let mut tally = Tally::new(layers);
     let (mut a_records, mut ignored_a, mut position, mut window_misses) = (0u64, 0u64, 0u64, 0u64);
     while let Some(chunk) = sa.next()? {
@@ -443,7 +454,7 @@ fn compare(
                     window_misses += u64::from(matches!(found, Found::WindowMiss));
                     let reason =
                         format!("no record {mapped:?} (occurrence {}) in B", ra.occurrence);
-                    Pair::unmatched(position, "a", &ra, Some(reason))
+                    Pair::unmatched_in(&mut texts, position, "a", &ra, Some(reason))
                 }
                 Found::Partner(rb) => {
                     let ra = Rec {
@@ -454,7 +465,7 @@ fn compare(
                         source: &values_b,
                         r: &rb,
                     };
-                    compare_pair(position, ra, rb, None, options, &mut warnings)?
+                    compare_pair(position, ra, rb, None, options, &mut texts, &mut warnings)?
                 }
             };
             position += 1;
@@ -468,7 +479,8 @@ fn compare(
     loop {
         for (j, rb) in rest.drain(..) {
             tally.only_in_b();
-            keep.push(Pair::unmatched(j, "b", &rb, None), false)?;
+            let pair = Pair::unmatched_in(&mut texts, j, "b", &rb, None);
+            keep.push(pair, false)?;
         }
         if !side_b.read(options)? {
             break;
@@ -484,7 +496,13 @@ fn compare(
         if !problems.is_empty() && matches!(keep, Keep::All(_)) {
             return Ok(None);
         }
-        run_warnings(side, &problems, stream.order(), stream.dir(), &mut read_warnings);
+        run_warnings(
+            side,
+            &problems,
+            stream.order(),
+            stream.dir(),
+            &mut read_warnings,
+        );
     }
     let info = |stream: &RunStream, records: u64, ignored: u64| RunInfo {
         dir: stream.dir().display().to_string(),
