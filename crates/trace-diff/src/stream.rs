@@ -552,6 +552,53 @@ fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::Rules;
+
+    /// A packed run of the records `names` (one element each, value `bump` plus the position).
+    fn packed_run(dir: &Path, names: &[&str], bump: f32) {
+        let tracer = trace_core::Tracer::builder()
+            .dir(dir)
+            .layout(trace_core::Layout::Packed)
+            .build()
+            .unwrap();
+        for (i, name) in names.iter().enumerate() {
+            let values = [i as f32 + bump];
+            let view = trace_core::TensorView::new(&[1], &values[..]).unwrap();
+            tracer
+                .record(name, &trace_core::Context::default(), view)
+                .unwrap();
+        }
+        tracer.flush().unwrap();
+    }
+
+    #[test]
+    fn the_in_memory_diff_holds_pairs_only_unless_a_stream_reads_the_runs_differently() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        packed_run(&a, &["x", "y", "z"], 0.0);
+        packed_run(&b, &["x", "y", "w"], 0.5);
+        let options = DiffOptions::default();
+        let report = diff_dirs_pairs_only(&a, &b, &options).unwrap().unwrap();
+        assert_eq!(report.pairs.len(), 4, "x, y, z only in A, w only in B");
+        assert!(report.streamed.is_none());
+
+        // Two names of A mapped to one of B: the in-memory diff matches it twice.
+        let rules = "[[map]]\na = \"y\"\nb = \"x\"\n";
+        let options = DiffOptions {
+            rules: Rules::from_toml(rules, Path::new("rules.toml")).unwrap(),
+            ..DiffOptions::default()
+        };
+        assert!(diff_dirs_pairs_only(&a, &b, &options).unwrap().is_none());
+
+        // A line out of index order: a whole run sorts it, a stream skips it.
+        let log = a.join(trace_core::record::PACKED_LOG);
+        let text = std::fs::read_to_string(&log).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.swap(0, 1);
+        std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+        let options = DiffOptions::default();
+        assert!(diff_dirs_pairs_only(&a, &b, &options).unwrap().is_none());
+    }
 
     #[test]
     fn small_logs_are_counted_exactly() {
