@@ -488,13 +488,43 @@ fn compare(
         rest.extend(side_b.queue.drain(..));
     }
 
-    let mut sa = finished(reader_a);
-    let mut sb = finished(reader_b);
+    let tallied = Tallied {
+        a_records,
+        ignored_a,
+        b_records: side_b.next,
+        ignored_b: side_b.ignored,
+        window,
+        window_misses,
+    };
+    let streams = [finished(reader_a), finished(reader_b)];
+    Ok(report(keep, tally, warnings, streams, &tallied, options))
+}
+
+/// What the comparison counted besides the [`Tally`].
+struct Tallied {
+    a_records: u64,
+    ignored_a: u64,
+    b_records: u64,
+    ignored_b: u64,
+    window: usize,
+    window_misses: u64,
+}
+
+/// The report of a finished comparison, from the runs' `streams` read to their ends (their
+/// order and problems); `None` when a [`Keep::All`] comparison gives up on a problem.
+fn report(
+    keep: Keep<'_>,
+    tally: Tally,
+    mut warnings: Vec<Warning>,
+    mut streams: [RunStream; 2],
+    t: &Tallied,
+    options: &DiffOptions,
+) -> Option<Report> {
     let mut read_warnings = Vec::new();
-    for (side, stream) in [("a", &mut sa), ("b", &mut sb)] {
+    for (side, stream) in ["a", "b"].into_iter().zip(&mut streams) {
         let problems = stream.take_problems();
         if !problems.is_empty() && matches!(keep, Keep::All(_)) {
-            return Ok(None);
+            return None;
         }
         run_warnings(
             side,
@@ -519,6 +549,7 @@ fn compare(
         }
         Keep::Streamed { kept, .. } => {
             warnings.append(&mut read_warnings);
+            let (window, window_misses) = (t.window, t.window_misses);
             if window_misses > 0 {
                 warnings.push(Warning {
                     side: None,
@@ -539,14 +570,14 @@ fn compare(
         }
     };
     let end = Ending {
-        a: info(&sa, a_records, ignored_a),
-        b: info(&sb, side_b.next, side_b.ignored),
+        a: info(&streams[0], t.a_records, t.ignored_a),
+        b: info(&streams[1], t.b_records, t.ignored_b),
         pairs,
         warnings,
         calibration: None,
         streamed,
     };
-    Ok(Some(tally.finish(end, options)))
+    Some(tally.finish(end, options))
 }
 
 #[cfg(test)]
