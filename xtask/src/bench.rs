@@ -379,7 +379,8 @@ const ENV_LAYOUTS: &str = "TENSOR_TRACE_BENCH_LAYOUTS";
 
 /// `cargo xtask bench records`: for each layout, writes two synthetic runs of N small records
 /// with the `bigrun` example (release build; the second run diverges at 80%), then diffs them
-/// with `trace-diff --stream --format json`, printing records/s and the peak RSS of each step
+/// with `trace-diff --stream --format json` and in memory (`--stream=never`), printing
+/// records/s and the peak RSS of each step
 /// (peak RSS through `/usr/bin/time`, Debian's `time` package, when it is installed).
 fn run_records(root: &Path) -> Result<()> {
     let records: u64 = match std::env::var(ENV_RECORDS) {
@@ -458,6 +459,14 @@ fn run_records(root: &Path) -> Result<()> {
         let m = measure(time, &trace_diff, &args, &work, 1)?;
         print_measure(
             &format!("diff --stream {layout} (both runs)"),
+            2 * records,
+            m,
+        );
+        // The in-memory diff (every pair held for the report), text as by default.
+        let args = [args[0], args[1], "--stream=never"];
+        let m = measure(time, &trace_diff, &args, &work, 1)?;
+        print_measure(
+            &format!("diff --stream=never {layout} (both runs)"),
             2 * records,
             m,
         );

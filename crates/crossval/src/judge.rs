@@ -145,10 +145,10 @@ pub fn sketch_checks(a: &Run, b: &Run, rules: Rules) -> Result<Vec<SketchCheck>>
         .zip(&estimated.pairs)
         .filter_map(|(with, without)| {
             Some(SketchCheck {
-                name: with.name_a.clone()?,
+                name: with.name_a.as_deref()?.to_owned(),
                 occurrence: with.occurrence,
                 exact: with.values.as_ref()?.rel_l2,
-                estimate: without.sketch?,
+                estimate: **without.sketch.as_ref()?,
             })
         })
         .filter(|c| c.exact.is_finite())

@@ -148,61 +148,70 @@ pub fn ensure_venv(extras: &[Extra]) -> Result<PathBuf> {
                 .current_dir(&root),
         )?;
     }
-    let key = package_key(&root)?;
-    let stamp = venv.join(STAMP);
-    let installed = fs::read(&stamp).is_ok_and(|s| s == key)
-        && check(
-            &python,
-            "import tensor_trace._native, numpy, blake3, pytest",
-        );
-    if !installed {
-        if !check(&python, "import maturin") {
-            run_step(
-                &format!("python install (pip install {MATURIN})"),
-                pip(&python).arg(MATURIN).current_dir(&root),
-            )?;
-        }
-        // maturin runs `cargo build --release` of crates/trace-py into target/ (incremental).
-        run_step(
-            "python install (pip install --no-build-isolation -e python[test])",
-            pip(&python)
-                .args(["--no-build-isolation", "-e", "python[test]"])
-                .env("PATH", path_with(&venv_bin(&venv))?)
-                .current_dir(&root),
-        )?;
-        fs::write(&stamp, &key).with_context(|| format!("write {}", stamp.display()))?;
-    }
+    install_package(&root, &venv, &python)?;
     for &extra in extras {
-        let requirements = extra.requirements().join("\n");
-        let stamp = venv.join(format!(".tensor-trace-extra-{}", extra.name()));
-        let installed = fs::read_to_string(&stamp).is_ok_and(|s| s == requirements)
-            && check(&python, extra.check());
-        if installed {
-            continue;
-        }
-        let mut cmd = pip(&python);
-        if !extra.with_deps() {
-            cmd.arg("--no-deps");
-        }
-        run_step(
-            &format!(
-                "python install (pip install{} {})",
-                if extra.with_deps() { "" } else { " --no-deps" },
-                extra.requirements().join(" ")
-            ),
-            cmd.args(extra.requirements()).current_dir(&root),
-        )?;
-        if !check(&python, extra.check()) {
-            anyhow::bail!(
-                "installed {} but `{}` still fails in {}",
-                extra.requirements().join(" "),
-                extra.check(),
-                python.display()
-            );
-        }
-        fs::write(&stamp, &requirements).with_context(|| format!("write {}", stamp.display()))?;
+        install_extra(&root, &venv, &python, extra)?;
     }
     Ok(python)
+}
+
+/// Installs `python[test]` (the native extension built by maturin) unless the stamp says the
+/// sources have not changed since and it imports.
+fn install_package(root: &Path, venv: &Path, python: &Path) -> Result<()> {
+    let key = package_key(root)?;
+    let stamp = venv.join(STAMP);
+    let installed = fs::read(&stamp).is_ok_and(|s| s == key)
+        && check(python, "import tensor_trace._native, numpy, blake3, pytest");
+    if installed {
+        return Ok(());
+    }
+    if !check(python, "import maturin") {
+        run_step(
+            &format!("python install (pip install {MATURIN})"),
+            pip(python).arg(MATURIN).current_dir(root),
+        )?;
+    }
+    // maturin runs `cargo build --release` of crates/trace-py into target/ (incremental).
+    run_step(
+        "python install (pip install --no-build-isolation -e python[test])",
+        pip(python)
+            .args(["--no-build-isolation", "-e", "python[test]"])
+            .env("PATH", path_with(&venv_bin(venv))?)
+            .current_dir(root),
+    )?;
+    fs::write(&stamp, &key).with_context(|| format!("write {}", stamp.display()))
+}
+
+/// Installs `extra`'s requirements unless its stamp lists them and its check passes.
+fn install_extra(root: &Path, venv: &Path, python: &Path, extra: Extra) -> Result<()> {
+    let requirements = extra.requirements().join("\n");
+    let stamp = venv.join(format!(".tensor-trace-extra-{}", extra.name()));
+    let installed =
+        fs::read_to_string(&stamp).is_ok_and(|s| s == requirements) && check(python, extra.check());
+    if installed {
+        return Ok(());
+    }
+    let mut cmd = pip(python);
+    if !extra.with_deps() {
+        cmd.arg("--no-deps");
+    }
+    run_step(
+        &format!(
+            "python install (pip install{} {})",
+            if extra.with_deps() { "" } else { " --no-deps" },
+            extra.requirements().join(" ")
+        ),
+        cmd.args(extra.requirements()).current_dir(root),
+    )?;
+    if !check(python, extra.check()) {
+        anyhow::bail!(
+            "installed {} but `{}` still fails in {}",
+            extra.requirements().join(" "),
+            extra.check(),
+            python.display()
+        );
+    }
+    fs::write(&stamp, &requirements).with_context(|| format!("write {}", stamp.display()))
 }
 
 /// Downloads one pinned package file with `python`'s pip into `dir`, checked against its

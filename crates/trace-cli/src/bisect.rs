@@ -295,8 +295,8 @@ impl WindowRecord {
     /// The record of a report's pair.
     fn of(pair: &trace_diff::Pair) -> Self {
         Self {
-            name_a: pair.name_a.clone().unwrap_or_default(),
-            name_b: pair.name_b.clone(),
+            name_a: pair.name_a.as_deref().unwrap_or_default().to_owned(),
+            name_b: pair.name_b.as_deref().map(str::to_owned),
             occurrence: pair.occurrence,
         }
     }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::options::{DiffOptions, StreamOptions, Streaming};
 use crate::report::{Pair, Report};
 use crate::shard;
-use crate::stream::{diff_dirs_streaming, estimate_records};
+use crate::stream::{diff_dirs_pairs_only, diff_dirs_streaming, estimate_records};
 
 /// One side of a comparison: a trace directory (read by the comparison, which detects
 /// multi-rank runs and may stream it) or a run already read.
@@ -217,7 +217,15 @@ impl<'a> Comparison<'a> {
             }
         };
         match (RankedRun::discover(a)?, RankedRun::discover(b)?) {
-            (None, None) => read_and_diff(a, b, None, options),
+            (None, None) => {
+                // Read a few chunks at a time, only the pairs held, unless that reading could
+                // differ from a whole run's (`diff_dirs_pairs_only`); then, and on an error,
+                // read whole, which says exactly what the in-memory diff always said.
+                if let Ok(Some(report)) = diff_dirs_pairs_only(a, b, options) {
+                    return Ok(report);
+                }
+                read_and_diff(a, b, None, options)
+            }
             (Some(ra), Some(rb)) => shard::rank_by_rank(&ra, &rb, options),
             (Some(ra), None) => shard::reassembled(&ra, b, true, options),
             (None, Some(rb)) => shard::reassembled(&rb, a, false, options),

@@ -9,6 +9,7 @@ use trace_core::run::{Run, RunOptions, RunOrder, RunRecord};
 
 use crate::baseline::Rec;
 use crate::error::Result;
+use crate::intern::Interner;
 use crate::options::DiffOptions;
 use crate::outcome::{run_warnings, Ending, LayerProfile, Tally};
 use crate::pair::compare_pair;
@@ -95,7 +96,7 @@ impl<'r> Index<'r> {
     }
 }
 
-/// Reads the run directories `a`, `b` and the `baseline` and compares them.
+/// Reads the run directories `a`, `b` and the `baseline` whole and compares them.
 pub(crate) fn read_and_diff(
     a: &Path,
     b: &Path,
@@ -140,6 +141,7 @@ pub(crate) fn diff_sides(
     let mut c_index = baseline.map(|c| Index::new(c.records, options));
 
     let mut pairs = Vec::with_capacity(a.records.len());
+    let mut texts = Interner::sharing();
     let mut tally = Tally::new(LayerProfile::default());
     let mut ignored = Ignored::default();
     for (i, ra) in a.records.iter().enumerate() {
@@ -151,7 +153,7 @@ pub(crate) fn diff_sides(
         let mapped = rules.map_name(&ra.record.name);
         let Some((j, again)) = b_index.take((mapped.as_ref(), ra.occurrence)) else {
             let reason = format!("no record {:?} (occurrence {}) in B", mapped, ra.occurrence);
-            let pair = Pair::unmatched(position, "a", ra, Some(reason));
+            let pair = Pair::unmatched_in(&mut texts, position, "a", ra, Some(reason));
             tally.push(&pair);
             pairs.push(pair);
             continue;
@@ -168,7 +170,15 @@ pub(crate) fn diff_sides(
         let base = baseline
             .zip(c_index.as_mut())
             .map(|(c, index)| index.take(b.records[j].key()).map(|(k, _)| c.rec(k)));
-        let pair = compare_pair(position, a.rec(i), b.rec(j), base, options, &mut warnings)?;
+        let pair = compare_pair(
+            position,
+            a.rec(i),
+            b.rec(j),
+            base,
+            options,
+            &mut texts,
+            &mut warnings,
+        )?;
         tally.push(&pair);
         pairs.push(pair);
     }
@@ -184,7 +194,7 @@ pub(crate) fn diff_sides(
     for (j, rb) in b.records.iter().enumerate() {
         if !b_index.used[j] {
             tally.only_in_b();
-            pairs.push(Pair::unmatched(j as u64, "b", rb, None));
+            pairs.push(Pair::unmatched_in(&mut texts, j as u64, "b", rb, None));
         }
     }
     let calibration = baseline.zip(c_index).map(|(c, index)| {

@@ -79,6 +79,7 @@ pub mod detail;
 mod diff;
 mod error;
 mod format;
+mod intern;
 pub mod metrics;
 mod options;
 mod outcome;

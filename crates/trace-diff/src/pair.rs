@@ -1,10 +1,13 @@
 //! One matched pair judged: the layout hook, the tolerance judgement and, with a baseline, the
 //! calibrated one. Shared by the in-memory and the streaming diff.
 
+use std::sync::Arc;
+
 use trace_core::record::TraceRecord;
 
 use crate::baseline::{calibrate, Rec, Third};
 use crate::error::Result;
+use crate::intern::Interner;
 use crate::options::DiffOptions;
 use crate::report::{AppliedTolerance, Evidence, Pair, Verdict, Warning};
 use crate::rules::Tolerance;
@@ -16,13 +19,15 @@ use crate::values::load_or_warn;
 /// the baseline has no such record.
 pub(crate) type BaselineRecord<'a> = Option<Option<Rec<'a>>>;
 
-/// Judges the record `a` of A against its partner `b` of B (and its baseline record).
+/// Judges the record `a` of A against its partner `b` of B (and its baseline record); the
+/// pair's text comes from `texts`.
 pub(crate) fn compare_pair(
     position: u64,
     a: Rec<'_>,
     b: Rec<'_>,
     baseline: BaselineRecord<'_>,
     options: &DiffOptions,
+    texts: &mut Interner<AppliedTolerance>,
     warnings: &mut Vec<Warning>,
 ) -> Result<Pair> {
     let (ra, rb) = (&a.r.record, &b.r.record);
@@ -35,7 +40,7 @@ pub(crate) fn compare_pair(
             ra.shape, view.shape
         ));
     }
-    let mut pair = matched(position, a, b, &tol, source);
+    let mut pair = matched(texts, position, a, b, tol_applied(&tol, source));
     let loaded = judge(&mut pair, a, b, &view, &tol, options, warnings, &mut notes)?;
     if let Some(base) = baseline {
         if pair.verdict != Verdict::Incompatible {
@@ -116,30 +121,46 @@ impl BView {
     }
 }
 
+fn tol_applied(tol: &Tolerance, source: String) -> AppliedTolerance {
+    AppliedTolerance {
+        atol: tol.atol,
+        rtol: tol.rtol,
+        source,
+    }
+}
+
 /// The pair before any judgement: identical by hash.
-fn matched(position: u64, a: Rec<'_>, b: Rec<'_>, tol: &Tolerance, source: String) -> Pair {
+fn matched(
+    texts: &mut Interner<AppliedTolerance>,
+    position: u64,
+    a: Rec<'_>,
+    b: Rec<'_>,
+    tolerance: AppliedTolerance,
+) -> Pair {
     let (ra, rb) = (&a.r.record, &b.r.record);
+    let file_a: Arc<str> = Arc::from(a.r.file.as_str());
+    let file_b = if b.r.file == a.r.file {
+        Arc::clone(&file_a)
+    } else {
+        Arc::from(b.r.file.as_str())
+    };
     Pair {
         position,
         only_in: None,
-        name_a: Some(ra.name.clone()),
-        name_b: Some(rb.name.clone()),
+        name_a: Some(texts.text(&ra.name)),
+        name_b: Some(texts.text(&rb.name)),
         occurrence: a.r.occurrence,
         index: ra.index,
         seq: ra.seq,
         layer: ra.layer,
-        stage: ra.stage.clone(),
+        stage: ra.stage.as_deref().map(|s| texts.text(s)),
         verdict: Verdict::Identical,
         evidence: Evidence::Hash,
         reason: None,
-        shape: [Some(ra.shape.clone()), Some(rb.shape.clone())],
-        dtype: [Some(ra.dtype.clone()), Some(rb.dtype.clone())],
-        file: [Some(a.r.file.clone()), Some(b.r.file.clone())],
-        tolerance: Some(AppliedTolerance {
-            atol: tol.atol,
-            rtol: tol.rtol,
-            source,
-        }),
+        shape: [Some(texts.shape(&ra.shape)), Some(texts.shape(&rb.shape))],
+        dtype: [Some(texts.text(&ra.dtype)), Some(texts.text(&rb.dtype))],
+        file: [Some(file_a), Some(file_b)],
+        tolerance: Some(texts.tolerance(tolerance)),
         stats: Some(stats_delta(ra, rb)),
         values: None,
         logits: None,
@@ -224,4 +245,81 @@ fn incompatible(pair: &mut Pair) {
     pair.verdict = Verdict::Incompatible;
     pair.evidence = Evidence::Shape;
     pair.error = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use trace_core::run::RunRecord;
+
+    use super::*;
+    use crate::values::Dir;
+
+    fn run_record(name: &str, occurrence: u64, hash: char) -> RunRecord {
+        RunRecord {
+            file: "records.jsonl:1".to_owned(),
+            record: TraceRecord {
+                name: name.to_owned(),
+                shape: vec![1, 16],
+                dtype: "F32".to_owned(),
+                blake3: hash.to_string().repeat(64),
+                rms: Some(1.0),
+                num_elements: 16,
+                stage: Some("q".to_owned()),
+                ..TraceRecord::default()
+            },
+            occurrence,
+            values: None,
+        }
+    }
+
+    /// What a report holds per pair: most of an in-memory diff's memory (docs/FORMAT.md,
+    /// "Why 200,000"). A field only some pairs have belongs in a box.
+    #[test]
+    fn a_pair_stays_small() {
+        let size = std::mem::size_of::<Pair>();
+        assert!(size <= 472, "a Pair is {size} bytes");
+    }
+
+    #[test]
+    fn pairs_share_their_text() {
+        let (options, dir) = (DiffOptions::default(), Dir(Path::new(".")));
+        let mut texts = Interner::sharing();
+        let mut warnings = Vec::new();
+        let mut judge = |ra: &RunRecord, rb: &RunRecord| {
+            let (a, b) = (
+                Rec {
+                    source: &dir,
+                    r: ra,
+                },
+                Rec {
+                    source: &dir,
+                    r: rb,
+                },
+            );
+            compare_pair(0, a, b, None, &options, &mut texts, &mut warnings).unwrap()
+        };
+        let p0 = judge(&run_record("blk0/q", 0, 'a'), &run_record("blk0/q", 0, 'a'));
+        let p1 = judge(&run_record("blk0/q", 1, 'a'), &run_record("blk0/q", 1, 'b'));
+        assert_eq!(
+            (p0.verdict, p1.verdict),
+            (Verdict::Identical, Verdict::WithinTolerance)
+        );
+        let same = |x: &Option<Arc<str>>, y: &Option<Arc<str>>| {
+            Arc::ptr_eq(x.as_ref().unwrap(), y.as_ref().unwrap())
+        };
+        assert!(same(&p0.name_a, &p1.name_a) && same(&p0.name_a, &p1.name_b));
+        assert!(same(&p0.stage, &p1.stage) && same(&p0.dtype[0], &p1.dtype[1]));
+        assert!(Arc::ptr_eq(
+            p0.shape[0].as_ref().unwrap(),
+            p1.shape[1].as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            p0.tolerance.as_ref().unwrap(),
+            p1.tolerance.as_ref().unwrap()
+        ));
+        // Equal record files on both sides: one copy.
+        assert!(same(&p1.file[0], &p1.file[1]));
+    }
 }

@@ -4,10 +4,13 @@
 //! documented in `docs/FORMAT.md` and versioned by [`SCHEMA_VERSION`]. Adding a field is a
 //! compatible change; renaming or removing one bumps the version.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use trace_core::run::RunRecord;
 
 use crate::format::opt_finite_or_null;
+use crate::intern::Interner;
 use crate::metrics::{LogitMetrics, ValueMetrics};
 use crate::rules::Tolerance;
 
@@ -210,8 +213,12 @@ impl AppliedTolerance {
 
 /// One record of A with its partner in B (or its absence), or a record of B alone.
 ///
-/// A report holds every pair, so a pair's size is most of a long diff's memory: the sections
-/// only some pairs have (`values`, `logits`, `calibration`) are boxed, eight bytes when absent.
+/// A report holds every pair, so a pair's size is most of a long diff's memory (the runs are
+/// read a few chunks at a time): the sections only some pairs have (`values`, `logits`,
+/// `calibration`, `sketch`) are boxed, eight bytes when absent, and the names, stage, dtypes,
+/// shapes and tolerance are shared between the pairs of a diff (`Arc`: a long run repeats a few
+/// hundred names and one dtype), so a matched pair costs its 472 bytes, its record file names and its reason.
+/// A section added for some pairs only belongs in a box too.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Pair {
     /// Position in A's capture order (0-based); for B-only records, in B's.
@@ -219,9 +226,9 @@ pub struct Pair {
     /// Which side the record comes from when unmatched (`a` or `b`); `null` for matched pairs.
     pub only_in: Option<&'static str>,
     /// Name on side A (`null` for B-only records).
-    pub name_a: Option<String>,
+    pub name_a: Option<Arc<str>>,
     /// Name on side B (after mapping; `null` when nothing matched).
-    pub name_b: Option<String>,
+    pub name_b: Option<Arc<str>>,
     /// k-th record of this name.
     pub occurrence: u64,
     /// Capture index on the record's own side, when recorded.
@@ -231,7 +238,7 @@ pub struct Pair {
     /// Layer (-1 = embeddings/logits).
     pub layer: Option<i64>,
     /// Stage within the layer.
-    pub stage: Option<String>,
+    pub stage: Option<Arc<str>>,
     /// The verdict.
     pub verdict: Verdict,
     /// What the verdict rests on.
@@ -239,13 +246,13 @@ pub struct Pair {
     /// Why, in one sentence (what failed, or notes such as differing shapes).
     pub reason: Option<String>,
     /// Shapes `[a, b]`.
-    pub shape: [Option<Vec<usize>>; 2],
+    pub shape: [Option<Arc<[usize]>>; 2],
     /// Dtypes `[a, b]`.
-    pub dtype: [Option<String>; 2],
-    /// Record files `[a, b]`, relative to their directories.
-    pub file: [Option<String>; 2],
+    pub dtype: [Option<Arc<str>>; 2],
+    /// Record files `[a, b]`, relative to their directories (one copy when they are equal).
+    pub file: [Option<Arc<str>>; 2],
     /// The tolerance applied (matched pairs).
-    pub tolerance: Option<AppliedTolerance>,
+    pub tolerance: Option<Arc<AppliedTolerance>>,
     /// Deltas of the recorded statistics (matched pairs).
     pub stats: Option<StatsDelta>,
     /// Element-wise metrics (when both sides have values).
@@ -261,7 +268,7 @@ pub struct Pair {
     pub calibration: Option<Box<Calibration>>,
     /// The error estimated from the value sketches, when the verdict rests on them.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sketch: Option<SketchEstimate>,
+    pub sketch: Option<Box<SketchEstimate>>,
 }
 
 /// The sketch estimate of a pair's error (JSON field `sketch` of a pair).
@@ -281,7 +288,19 @@ pub struct SketchEstimate {
 
 impl Pair {
     /// A record without a partner, from side `side` (`a` or `b`) at `position` in its order.
+    #[cfg(test)]
     pub(crate) fn unmatched(
+        position: u64,
+        side: &'static str,
+        r: &RunRecord,
+        reason: Option<String>,
+    ) -> Pair {
+        Pair::unmatched_in(&mut Interner::default(), position, side, r, reason)
+    }
+
+    /// [`Pair::unmatched`] with its text from `texts`.
+    pub(crate) fn unmatched_in(
+        texts: &mut Interner<AppliedTolerance>,
         position: u64,
         side: &'static str,
         r: &RunRecord,
@@ -295,7 +314,7 @@ impl Pair {
                 _ => [None, Some(v)],
             }
         }
-        let [name_a, name_b] = sided(side, rec.name.clone());
+        let [name_a, name_b] = sided(side, texts.text(&rec.name));
         Pair {
             position,
             only_in: Some(side),
@@ -305,13 +324,13 @@ impl Pair {
             index: rec.index,
             seq: rec.seq,
             layer: rec.layer,
-            stage: rec.stage.clone(),
+            stage: rec.stage.as_deref().map(|s| texts.text(s)),
             verdict: Verdict::Missing,
             evidence: Evidence::None,
             reason,
-            shape: sided(side, rec.shape.clone()),
-            dtype: sided(side, rec.dtype.clone()),
-            file: sided(side, r.file.clone()),
+            shape: sided(side, texts.shape(&rec.shape)),
+            dtype: sided(side, texts.text(&rec.dtype)),
+            file: sided(side, Arc::from(r.file.as_str())),
             tolerance: None,
             stats: None,
             values: None,

@@ -408,6 +408,11 @@ impl Rules {
         self.source.as_deref()
     }
 
+    /// Whether any `[[map]]` entry renames records (then two names of A may map to one of B).
+    pub(crate) fn maps_names(&self) -> bool {
+        !self.maps.is_empty()
+    }
+
     /// The side-B name a side-A name maps to: the first `[[map]]` whose regex matches the whole
     /// name, with `$1`/`${name}` replaced by captures; the name itself when none matches.
     pub fn map_name<'a>(&self, a_name: &'a str) -> Cow<'a, str> {

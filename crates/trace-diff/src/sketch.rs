@@ -122,7 +122,7 @@ pub(crate) fn judge_sketch(
             sci(Some(est.rel_l2_high)),
         ),
     );
-    pair.sketch = Some(est);
+    pair.sketch = Some(Box::new(est));
     true
 }
 

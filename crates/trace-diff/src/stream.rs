@@ -18,6 +18,10 @@
 //! mapping that collapses names) is matched once, the second A record showing as missing. No
 //! baseline (calibrated diffs read whole).
 //!
+//! The in-memory diff of two directories without a baseline reads its runs here too
+//! ([`diff_dirs_pairs_only`]): no window, every pair kept, the report exactly the in-memory
+//! one, so that it holds its pairs and not the runs.
+//!
 //! [`estimate_records`] sizes a run without reading it, for the command line's
 //! `--stream=auto`.
 
@@ -30,6 +34,7 @@ use trace_core::run::{RunOptions, RunRecord, RunStream};
 
 use crate::baseline::Rec;
 use crate::error::Result;
+use crate::intern::Interner;
 use crate::options::{DiffOptions, StreamOptions};
 use crate::outcome::{run_warnings, Ending, LayerProfile, Tally};
 use crate::pair::compare_pair;
@@ -288,6 +293,41 @@ pub(crate) fn diff_dirs_streaming(
     bounds: &StreamOptions,
     on_pair: &mut dyn FnMut(&Pair) -> Result<()>,
 ) -> Result<Report> {
+    let keep = Keep::Streamed {
+        bounds,
+        kept: Kept {
+            pairs: Vec::new(),
+            limit: bounds.keep_pairs,
+            first: None,
+        },
+        on_pair,
+    };
+    Ok(read_and_compare(a, b, options, keep)?.expect("a streamed comparison is never given up"))
+}
+
+/// The in-memory diff of the trace directories `a` and `b` without a baseline, read as the
+/// streaming diff reads them (a few chunks of each run, no window), so that only the pairs are
+/// held: the report is the in-memory one, every pair kept. `None` when the runs hold something
+/// whose in-memory reading differs from the stream's: a problem met reading either run (a
+/// [`trace_core::run::Run`] sorts a packed log a stream skips lines of, and reports problems
+/// in its own order) or, with `[[map]]` rules, a record of A without a partner (two names
+/// mapped to one, which the in-memory diff matches twice); also `Err`. The caller then reads
+/// the runs whole.
+pub(crate) fn diff_dirs_pairs_only(
+    a: &Path,
+    b: &Path,
+    options: &DiffOptions,
+) -> Result<Option<Report>> {
+    read_and_compare(a, b, options, Keep::All(Vec::new()))
+}
+
+/// Reads `a` and `b` on their own threads and compares them, keeping pairs as `keep` says.
+fn read_and_compare(
+    a: &Path,
+    b: &Path,
+    options: &DiffOptions,
+    keep: Keep<'_>,
+) -> Result<Option<Report>> {
     let run_options = RunOptions {
         strict: options.strict,
     };
@@ -303,8 +343,7 @@ pub(crate) fn diff_dirs_streaming(
             (a, chunks(rx_a), reader_a),
             (b, chunks(rx_b), reader_b),
             options,
-            bounds,
-            on_pair,
+            keep,
         )
     })
 }
@@ -350,41 +389,83 @@ impl Kept {
     }
 }
 
-/// The comparison proper, on the chunks of both runs as their reader threads send them.
+/// What the comparison does with its pairs.
+// One per comparison: boxing the kept first divergence would save nothing.
+#[allow(clippy::large_enum_variant)]
+enum Keep<'f> {
+    /// Every pair, for the in-memory report (no window: B is read on until a partner turns up).
+    All(Vec<Pair>),
+    /// Each pair handed to `on_pair`, the first non-agreeing ones kept (a streamed report).
+    Streamed {
+        bounds: &'f StreamOptions,
+        kept: Kept,
+        on_pair: &'f mut dyn FnMut(&Pair) -> Result<()>,
+    },
+}
+
+impl Keep<'_> {
+    /// Takes the next pair in report order; `first` when it is the first divergence.
+    fn push(&mut self, pair: Pair, first: bool) -> Result<()> {
+        match self {
+            Keep::All(pairs) => pairs.push(pair),
+            Keep::Streamed { kept, on_pair, .. } => {
+                if first {
+                    kept.first = Some(pair.clone());
+                }
+                kept.offer(&pair);
+                on_pair(&pair)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The comparison proper, on the chunks of both runs as their reader threads send them;
+/// `None` when a [`Keep::All`] comparison gives up (see [`diff_dirs_pairs_only`]).
 fn compare(
     (a, mut sa, reader_a): (&Path, Chunks, Reader<'_>),
     (b, chunks_b, reader_b): (&Path, Chunks, Reader<'_>),
     options: &DiffOptions,
-    bounds: &StreamOptions,
-    on_pair: &mut dyn FnMut(&Pair) -> Result<()>,
-) -> Result<Report> {
-    let mut side_b = BSide::new(chunks_b, bounds.keep_pairs);
-    let mut ignored = Ignored::default();
+    mut keep: Keep<'_>,
+) -> Result<Option<Report>> {
     let (values_a, values_b) = (Dir(a), Dir(b));
-    let window = bounds.window.max(1);
-    let mut warnings: Vec<Warning> = Vec::new();
-    let mut kept = Kept {
-        pairs: Vec::new(),
-        limit: bounds.keep_pairs,
-        first: None,
+    // The in-memory report lists every ignored record, a stream as many as it keeps pairs.
+    let (window, layers, list_limit) = match &keep {
+        Keep::All(_) => (usize::MAX, LayerProfile::default(), usize::MAX),
+        Keep::Streamed { bounds, .. } => (
+            bounds.window.max(1),
+            LayerProfile::bounded(bounds.layers),
+            bounds.keep_pairs,
+        ),
     };
-    let mut tally = Tally::new(LayerProfile::bounded(bounds.layers));
+    let mut side_b = BSide::new(chunks_b, list_limit);
+    let mut ignored = Ignored::default();
+    // Two names mapped to one: the in-memory diff matches the B record twice, a stream once.
+    let may_collapse = matches!(keep, Keep::All(_)) && options.rules.maps_names();
+    let mut warnings: Vec<Warning> = Vec::new();
+    // Only pairs that are kept are worth sharing text between.
+    let mut texts = match keep {
+        Keep::All(_) => Interner::sharing(),
+        Keep::Streamed { .. } => Interner::default(),
+    };
+    let mut tally = Tally::new(layers);
     let (mut a_records, mut ignored_a, mut position, mut window_misses) = (0u64, 0u64, 0u64, 0u64);
     while let Some(chunk) = sa.next()? {
         for ra in chunk {
             a_records += 1;
             if let Some(rule) = options.rules.ignore_rule_a(&ra.record.name) {
                 ignored_a += 1;
-                ignored.push("a", position, &ra, rule, bounds.keep_pairs);
+                ignored.push("a", position, &ra, rule, list_limit);
                 continue;
             }
             let mapped = options.rules.map_name(&ra.record.name);
             let pair = match side_b.take(&mapped, ra.occurrence, window, options)? {
+                Found::Missing if may_collapse => return Ok(None),
                 found @ (Found::Missing | Found::WindowMiss) => {
                     window_misses += u64::from(matches!(found, Found::WindowMiss));
                     let reason =
                         format!("no record {mapped:?} (occurrence {}) in B", ra.occurrence);
-                    Pair::unmatched(position, "a", &ra, Some(reason))
+                    Pair::unmatched_in(&mut texts, position, "a", &ra, Some(reason))
                 }
                 Found::Partner(rb) => {
                     let ra = Rec {
@@ -395,15 +476,12 @@ fn compare(
                         source: &values_b,
                         r: &rb,
                     };
-                    compare_pair(position, ra, rb, None, options, &mut warnings)?
+                    compare_pair(position, ra, rb, None, options, &mut texts, &mut warnings)?
                 }
             };
             position += 1;
-            if tally.push(&pair) {
-                kept.first = Some(pair.clone());
-            }
-            kept.offer(&pair);
-            on_pair(&pair)?;
+            let first = tally.push(&pair);
+            keep.push(pair, first)?;
         }
     }
 
@@ -412,9 +490,8 @@ fn compare(
     loop {
         for (j, rb) in rest.drain(..) {
             tally.only_in_b();
-            let pair = Pair::unmatched(j, "b", &rb, None);
-            kept.offer(&pair);
-            on_pair(&pair)?;
+            let pair = Pair::unmatched_in(&mut texts, j, "b", &rb, None);
+            keep.push(pair, false)?;
         }
         if !side_b.read(options)? {
             break;
@@ -422,19 +499,55 @@ fn compare(
         rest.extend(side_b.queue.drain(..));
     }
 
-    let mut sa = finished(reader_a);
-    let mut sb = finished(reader_b);
-    for (side, stream) in [("a", &mut sa), ("b", &mut sb)] {
+    let tallied = Tallied {
+        a_records,
+        ignored_a,
+        b_records: side_b.next,
+        ignored_b: side_b.ignored,
+        window,
+        window_misses,
+    };
+    ignored.append(std::mem::take(&mut side_b.listed));
+    let streams = [finished(reader_a), finished(reader_b)];
+    Ok(report(
+        keep, tally, warnings, ignored, streams, &tallied, options,
+    ))
+}
+
+/// What the comparison counted besides the [`Tally`].
+struct Tallied {
+    a_records: u64,
+    ignored_a: u64,
+    b_records: u64,
+    ignored_b: u64,
+    window: usize,
+    window_misses: u64,
+}
+
+/// The report of a finished comparison, from the runs' `streams` read to their ends (their
+/// order and problems); `None` when a [`Keep::All`] comparison gives up on a problem.
+fn report(
+    keep: Keep<'_>,
+    tally: Tally,
+    mut warnings: Vec<Warning>,
+    ignored: Ignored,
+    mut streams: [RunStream; 2],
+    t: &Tallied,
+    options: &DiffOptions,
+) -> Option<Report> {
+    let mut read_warnings = Vec::new();
+    for (side, stream) in ["a", "b"].into_iter().zip(&mut streams) {
         let problems = stream.take_problems();
-        run_warnings(side, &problems, stream.order(), stream.dir(), &mut warnings);
-    }
-    if window_misses > 0 {
-        warnings.push(Warning {
-            side: None,
-            message: format!(
-                "{window_misses} records of A found no partner among {window} unmatched records of B and were declared missing; their partners may lie further on in B (raise the window)"
-            ),
-        });
+        if !problems.is_empty() && matches!(keep, Keep::All(_)) {
+            return None;
+        }
+        run_warnings(
+            side,
+            &problems,
+            stream.order(),
+            stream.dir(),
+            &mut read_warnings,
+        );
     }
     let info = |stream: &RunStream, records: u64, ignored: u64| RunInfo {
         dir: stream.dir().display().to_string(),
@@ -443,30 +556,96 @@ fn compare(
         records,
         ignored,
     };
-    ignored.append(std::mem::take(&mut side_b.listed));
-    let pairs = kept.finish();
-    let streamed = Streamed {
-        window: window as u64,
-        window_misses,
-        pairs_kept: pairs.len() as u64,
-        layers_dropped: tally.layers_dropped(),
-        reason: None,
+    let (pairs, warnings, streamed) = match keep {
+        // The in-memory report names the runs' warnings before those of the pairs.
+        Keep::All(pairs) => {
+            read_warnings.append(&mut warnings);
+            (pairs, read_warnings, None)
+        }
+        Keep::Streamed { kept, .. } => {
+            warnings.append(&mut read_warnings);
+            let (window, window_misses) = (t.window, t.window_misses);
+            if window_misses > 0 {
+                warnings.push(Warning {
+                    side: None,
+                    message: format!(
+                        "{window_misses} records of A found no partner among {window} unmatched records of B and were declared missing; their partners may lie further on in B (raise the window)"
+                    ),
+                });
+            }
+            let pairs = kept.finish();
+            let streamed = Streamed {
+                window: window as u64,
+                window_misses,
+                pairs_kept: pairs.len() as u64,
+                layers_dropped: tally.layers_dropped(),
+                reason: None,
+            };
+            (pairs, warnings, Some(streamed))
+        }
     };
     let end = Ending {
-        a: info(&sa, a_records, ignored_a),
-        b: info(&sb, side_b.next, side_b.ignored),
+        a: info(&streams[0], t.a_records, t.ignored_a),
+        b: info(&streams[1], t.b_records, t.ignored_b),
         pairs,
         warnings,
         calibration: None,
-        streamed: Some(streamed),
+        streamed,
         ignored,
     };
-    Ok(tally.finish(end, options))
+    Some(tally.finish(end, options))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::Rules;
+
+    /// A packed run of the records `names` (one element each, value `bump` plus the position).
+    fn packed_run(dir: &Path, names: &[&str], bump: f32) {
+        let tracer = trace_core::Tracer::builder()
+            .dir(dir)
+            .layout(trace_core::Layout::Packed)
+            .build()
+            .unwrap();
+        for (i, name) in names.iter().enumerate() {
+            let values = [i as f32 + bump];
+            let view = trace_core::TensorView::new(&[1], &values[..]).unwrap();
+            tracer
+                .record(name, &trace_core::Context::default(), view)
+                .unwrap();
+        }
+        tracer.flush().unwrap();
+    }
+
+    #[test]
+    fn the_in_memory_diff_holds_pairs_only_unless_a_stream_reads_the_runs_differently() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        packed_run(&a, &["x", "y", "z"], 0.0);
+        packed_run(&b, &["x", "y", "w"], 0.5);
+        let options = DiffOptions::default();
+        let report = diff_dirs_pairs_only(&a, &b, &options).unwrap().unwrap();
+        assert_eq!(report.pairs.len(), 4, "x, y, z only in A, w only in B");
+        assert!(report.streamed.is_none());
+
+        // Two names of A mapped to one of B: the in-memory diff matches it twice.
+        let rules = "[[map]]\na = \"y\"\nb = \"x\"\n";
+        let options = DiffOptions {
+            rules: Rules::from_toml(rules, Path::new("rules.toml")).unwrap(),
+            ..DiffOptions::default()
+        };
+        assert!(diff_dirs_pairs_only(&a, &b, &options).unwrap().is_none());
+
+        // A line out of index order: a whole run sorts it, a stream skips it.
+        let log = a.join(trace_core::record::PACKED_LOG);
+        let text = std::fs::read_to_string(&log).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.swap(0, 1);
+        std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+        let options = DiffOptions::default();
+        assert!(diff_dirs_pairs_only(&a, &b, &options).unwrap().is_none());
+    }
 
     #[test]
     fn small_logs_are_counted_exactly() {

@@ -14,8 +14,6 @@
 //! - A block holding a figure must hold a marker `<!-- source: COMMAND; DATE, LOAD -->` naming
 //!   the command that printed it, with the date and the machine load it was measured under (the
 //!   marker may span lines).
-//! - Figures written before the rule and not yet re-measured are listed in
-//!   `figures-pending.txt`; the list may only shrink.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -147,11 +145,6 @@ fn documents(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(docs)
 }
 
-/// Figures that predate the rule and still wait for a re-measurement or removal, one
-/// `FILE: FIGURE` a line (a figure written twice in a file is listed twice). The check fails on
-/// any other unsourced figure and on a listed one that is gone (so the list only shrinks).
-const PENDING: &str = include_str!("figures-pending.txt");
-
 /// `FILE: FIGURE` for every unsourced figure of the project's docs, sorted.
 fn found(root: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
@@ -161,51 +154,21 @@ fn found(root: &Path) -> Result<Vec<String>> {
         out.extend(
             unsourced(&text)
                 .into_iter()
-                .map(|u| format!("{shown}: {}", u.figure)),
+                .map(|u| format!("{shown}:{}: {}", u.line, u.figure)),
         );
     }
-    out.sort();
     Ok(out)
 }
 
-/// Fails listing every figure without a source in the project's docs that is not pending, and
-/// every pending entry that no longer occurs.
+/// Fails listing every figure without a source in the project's docs.
 pub fn check(root: &Path) -> Result<()> {
-    let mut pending: Vec<&str> = PENDING
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    pending.sort_unstable();
     let found = found(root)?;
-    let (mut new, mut gone) = (Vec::new(), Vec::new());
-    let (mut f, mut p) = (found.iter().peekable(), pending.iter().peekable());
-    loop {
-        match (f.peek(), p.peek()) {
-            (Some(a), Some(b)) if a.as_str() == **b => {
-                f.next();
-                p.next();
-            }
-            (Some(a), Some(b)) if a.as_str() < **b => new.push(f.next().expect("peeked")),
-            (Some(_), Some(_)) | (None, Some(_)) => gone.push(*p.next().expect("peeked")),
-            (Some(_), None) => new.push(f.next().expect("peeked")),
-            (None, None) => break,
-        }
-    }
     anyhow::ensure!(
-        new.is_empty() && gone.is_empty(),
+        found.is_empty(),
         "documented figures without a `<!-- source: COMMAND; DATE, LOAD -->` marker in their \
-         paragraph or table (rule: xtask/src/ci/figures.rs):\n  {}\n\
-         pending figures no longer found (remove them from xtask/src/ci/figures-pending.txt):\n  {}",
-        new.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  "),
-        gone.join("\n  ")
+         paragraph or table (rule: xtask/src/ci/figures.rs):\n  {}",
+        found.join("\n  ")
     );
-    if !pending.is_empty() {
-        eprintln!(
-            "xtask: {} documented figure(s) still pending a source (xtask/src/ci/figures-pending.txt)",
-            pending.len()
-        );
-    }
     Ok(())
 }
 
@@ -269,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn the_docs_hold_no_unsourced_figure_beyond_the_pending_list() {
+    fn the_docs_hold_no_unsourced_figure() {
         check_docs(&crossval::workspace::project_root()).unwrap();
     }
 

@@ -157,11 +157,11 @@ pub(crate) struct RecordSize {
 impl RecordSize {
     /// The sizes of a pair of pass 1's report.
     pub fn of(pair: &Pair) -> Self {
-        let values = |s: &Option<Vec<usize>>| {
+        let values = |s: &Option<std::sync::Arc<[usize]>>| {
             s.as_ref()
                 .map_or(0, |s| 4 * s.iter().product::<usize>() as u64)
         };
-        let name = |f: &Option<String>| f.as_deref().map_or(0, str::len) as u64;
+        let name = |f: &Option<std::sync::Arc<str>>| f.as_deref().map_or(0, str::len) as u64;
         Self {
             values: [values(&pair.shape[0]), values(&pair.shape[1])],
             name: [name(&pair.file[0]), name(&pair.file[1])],

@@ -631,13 +631,13 @@ mod tests {
         Pair {
             position,
             only_in: None,
-            name_a: Some(name.to_owned()),
-            name_b: Some(name.to_owned()),
+            name_a: Some(name.into()),
+            name_b: Some(name.into()),
             occurrence: seq,
             index: Some(position),
             seq: Some(seq),
             layer: Some(layer),
-            stage: Some(name.rsplit('/').next().unwrap().to_owned()),
+            stage: Some(name.rsplit('/').next().unwrap().into()),
             verdict: if error == 0.0 {
                 Verdict::Identical
             } else if error > 1e-3 {
@@ -741,7 +741,7 @@ mod tests {
         let mut pairs = decoder_pass(0, 2, &["self_attn", "mlp"], 0);
         for p in &mut pairs {
             if p.layer == Some(-1) {
-                p.stage = Some(format!("model_{}", p.display_name()));
+                p.stage = Some(format!("model_{}", p.display_name()).into());
             }
         }
         let map = Map::build(&report(pairs), &View::builtin()).unwrap();

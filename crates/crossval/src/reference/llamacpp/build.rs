@@ -103,28 +103,41 @@ pub fn ensure(quiet: bool) -> Result<Built> {
         .parent()
         .context("the venv's python has no directory")?
         .to_path_buf();
-
     if !built.source.join("CMakeLists.txt").exists() {
-        let sdist = fetch(&python, &root)?;
-        let top = format!("llama_cpp_python-{VERSION}");
-        step(
-            quiet,
-            &format!("llama.cpp: extract {}", sdist.display()),
-            Command::new("tar")
-                .arg("-xzf")
-                .arg(&sdist)
-                .arg("-C")
-                .arg(&root)
-                .arg(format!("{top}/vendor/llama.cpp")),
-        )?;
-        ensure!(
-            built.source.join("CMakeLists.txt").exists(),
-            "{} holds no {top}/vendor/llama.cpp/CMakeLists.txt",
-            sdist.display()
-        );
+        extract(quiet, &python, &root, &built)?;
     }
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = fs::remove_file(&stamp);
+    cmake_build(quiet, &bin, &built)?;
+    fs::write(&stamp, stamp_text()).with_context(|| format!("write {}", stamp.display()))?;
+    Ok(built)
+}
+
+/// Fetches the sdist into `root` and extracts its `vendor/llama.cpp` to `built.source`.
+fn extract(quiet: bool, python: &Path, root: &Path, built: &Built) -> Result<()> {
+    let sdist = fetch(python, root)?;
+    let top = format!("llama_cpp_python-{VERSION}");
+    step(
+        quiet,
+        &format!("llama.cpp: extract {}", sdist.display()),
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&sdist)
+            .arg("-C")
+            .arg(root)
+            .arg(format!("{top}/vendor/llama.cpp")),
+    )?;
+    ensure!(
+        built.source.join("CMakeLists.txt").exists(),
+        "{} holds no {top}/vendor/llama.cpp/CMakeLists.txt",
+        sdist.display()
+    );
+    Ok(())
+}
+
+/// Configures and builds the `llama` target with the venv's CMake and Ninja (in `bin`), and
+/// checks that every library was made.
+fn cmake_build(quiet: bool, bin: &Path, built: &Built) -> Result<()> {
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     step(
         quiet,
         "llama.cpp: cmake configure (CPU backend, static)",
@@ -155,8 +168,7 @@ pub fn ensure(quiet: bool) -> Result<Built> {
             lib.display()
         );
     }
-    fs::write(&stamp, stamp_text()).with_context(|| format!("write {}", stamp.display()))?;
-    Ok(built)
+    Ok(())
 }
 
 /// `pip download` of the pinned sdist into `root/sdist`, the digest checked by pip.

@@ -71,41 +71,71 @@ pub fn permute_rope_rows(data: &[f32], heads: usize, head_dim: usize, cols: usiz
 
 /// Writes `model_dir`'s checkpoint as GGUF to `out`.
 pub fn write(model_dir: &Path, out: &Path) -> Result<()> {
-    let config_path = model_dir.join(reference_engine::CONFIG_FILE);
-    let config: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&config_path)
-            .with_context(|| format!("cannot read {}", config_path.display()))?,
-    )
-    .with_context(|| format!("{}: not JSON", config_path.display()))?;
-    let int = |key: &str| -> Result<usize> {
-        config[key].as_u64().map(|v| v as usize).with_context(|| {
-            format!(
-                "{}: `{key}`: expected a non-negative integer",
-                config_path.display()
-            )
-        })
-    };
-    let float = |key: &str| -> Result<f64> {
-        config[key]
-            .as_f64()
-            .with_context(|| format!("{}: `{key}`: expected a number", config_path.display()))
-    };
-    let (vocab, hidden, ffn, layers) = (
-        int("vocab_size")?,
-        int("hidden_size")?,
-        int("intermediate_size")?,
-        int("num_hidden_layers")?,
-    );
-    let (heads, kv_heads) = (int("num_attention_heads")?, int("num_key_value_heads")?);
-    ensure!(
-        heads > 0 && hidden % heads == 0 && (hidden / heads) % 2 == 0,
-        "{}: hidden_size {hidden} over {heads} heads: expected an even head size",
-        config_path.display()
-    );
-    let head_dim = hidden / heads;
-    let (eps, theta) = (float("rms_norm_eps")?, float("rope_theta")?);
-    let positions = int("max_position_embeddings").unwrap_or(4096);
+    let hyper = Hyper::read(model_dir)?;
+    let tensors = read_tensors(model_dir, &hyper)?;
+    write_atomic(out, &metadata(&hyper), &tensors)
+}
 
+/// The hyperparameters of the checkpoint's `config.json` that the GGUF needs.
+struct Hyper {
+    vocab: usize,
+    hidden: usize,
+    ffn: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    eps: f64,
+    theta: f64,
+    positions: usize,
+}
+
+impl Hyper {
+    /// Reads `model_dir`'s `config.json`.
+    fn read(model_dir: &Path) -> Result<Hyper> {
+        let config_path = model_dir.join(reference_engine::CONFIG_FILE);
+        let config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&config_path)
+                .with_context(|| format!("cannot read {}", config_path.display()))?,
+        )
+        .with_context(|| format!("{}: not JSON", config_path.display()))?;
+        let int = |key: &str| -> Result<usize> {
+            config[key].as_u64().map(|v| v as usize).with_context(|| {
+                format!(
+                    "{}: `{key}`: expected a non-negative integer",
+                    config_path.display()
+                )
+            })
+        };
+        let float = |key: &str| -> Result<f64> {
+            config[key]
+                .as_f64()
+                .with_context(|| format!("{}: `{key}`: expected a number", config_path.display()))
+        };
+        let (hidden, heads) = (int("hidden_size")?, int("num_attention_heads")?);
+        ensure!(
+            heads > 0 && hidden % heads == 0 && (hidden / heads) % 2 == 0,
+            "{}: hidden_size {hidden} over {heads} heads: expected an even head size",
+            config_path.display()
+        );
+        Ok(Hyper {
+            vocab: int("vocab_size")?,
+            hidden,
+            ffn: int("intermediate_size")?,
+            layers: int("num_hidden_layers")?,
+            heads,
+            kv_heads: int("num_key_value_heads")?,
+            head_dim: hidden / heads,
+            eps: float("rms_norm_eps")?,
+            theta: float("rope_theta")?,
+            positions: int("max_position_embeddings").unwrap_or(4096),
+        })
+    }
+}
+
+/// The checkpoint's tensors under llama.cpp's names, Q and K rows in its RoPE order, sorted by
+/// name.
+fn read_tensors(model_dir: &Path, hyper: &Hyper) -> Result<Vec<(String, QTensor)>> {
     let weights_path = model_dir.join(reference_engine::WEIGHTS_FILE);
     let bytes = std::fs::read(&weights_path)
         .with_context(|| format!("cannot read {}", weights_path.display()))?;
@@ -132,9 +162,10 @@ pub fn write(model_dir: &Path, out: &Path) -> Result<()> {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         let shape = view.shape().to_vec();
+        let (heads, head_dim) = (hyper.heads, hyper.head_dim);
         let data = match gguf.rsplit('.').nth(1) {
             Some("attn_q") => permute_rope_rows(&data, heads, head_dim, shape[1]),
-            Some("attn_k") => permute_rope_rows(&data, kv_heads, head_dim, shape[1]),
+            Some("attn_k") => permute_rope_rows(&data, hyper.kv_heads, head_dim, shape[1]),
             _ => data,
         };
         let t = Tensor::from_vec(data, shape, &Device::Cpu)?;
@@ -142,30 +173,42 @@ pub fn write(model_dir: &Path, out: &Path) -> Result<()> {
     }
     // llama.cpp does not care about the order; a stable one makes the file reproducible.
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(tensors)
+}
 
+/// The GGUF metadata: the `llama` architecture's hyperparameters, F32, no tokenizer.
+fn metadata(h: &Hyper) -> Vec<(&'static str, Value)> {
     let u32v = |v: usize| Value::U32(v as u32);
-    let metadata: Vec<(&str, Value)> = vec![
+    vec![
         ("general.architecture", Value::String("llama".to_owned())),
         (
             "general.name",
             Value::String("tensor-trace synthetic".to_owned()),
         ),
-        ("llama.vocab_size", u32v(vocab)),
-        ("llama.context_length", u32v(positions)),
-        ("llama.embedding_length", u32v(hidden)),
-        ("llama.block_count", u32v(layers)),
-        ("llama.feed_forward_length", u32v(ffn)),
-        ("llama.attention.head_count", u32v(heads)),
-        ("llama.attention.head_count_kv", u32v(kv_heads)),
-        ("llama.rope.dimension_count", u32v(head_dim)),
-        ("llama.rope.freq_base", Value::F32(theta as f32)),
+        ("llama.vocab_size", u32v(h.vocab)),
+        ("llama.context_length", u32v(h.positions)),
+        ("llama.embedding_length", u32v(h.hidden)),
+        ("llama.block_count", u32v(h.layers)),
+        ("llama.feed_forward_length", u32v(h.ffn)),
+        ("llama.attention.head_count", u32v(h.heads)),
+        ("llama.attention.head_count_kv", u32v(h.kv_heads)),
+        ("llama.rope.dimension_count", u32v(h.head_dim)),
+        ("llama.rope.freq_base", Value::F32(h.theta as f32)),
         (
             "llama.attention.layer_norm_rms_epsilon",
-            Value::F32(eps as f32),
+            Value::F32(h.eps as f32),
         ),
         ("general.file_type", Value::U32(0)), // ALL_F32
         ("tokenizer.ggml.model", Value::String("none".to_owned())),
-    ];
+    ]
+}
+
+/// Writes the GGUF to a temporary file beside `out`, then renames it to `out`.
+fn write_atomic(
+    out: &Path,
+    metadata: &[(&str, Value)],
+    tensors: &[(String, QTensor)],
+) -> Result<()> {
     let metadata_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tmp = out.with_extension(format!("gguf.{}.tmp", std::process::id()));
