@@ -58,6 +58,10 @@ pub enum Extra {
     /// Python dequantizer. Installed without deps; `import gguf` needs PyYAML of the rest
     /// (requests and tqdm are imported only by functions the test never calls).
     Gguf,
+    /// What llama.cpp's `convert_hf_to_gguf.py` imports beyond torch, transformers and PyYAML
+    /// (`crate::fixtures`): sentencepiece, imported before it looks for a `tokenizer.model`
+    /// (its absence is then an error, not the fallback to `tokenizer.json`). One wheel, no deps.
+    Convert,
 }
 
 impl Extra {
@@ -88,6 +92,7 @@ impl Extra {
             Extra::LlamaCpp => &["cmake==4.4.5", "ninja==1.13.2"],
             Extra::Query => &["duckdb==2.0.1", "polars==2.1.0", "polars-runtime-32==2.1.0"],
             Extra::Gguf => &["gguf==0.19.0", "pyyaml==6.0.4"],
+            Extra::Convert => &["sentencepiece==0.2.3"],
         }
     }
 
@@ -108,6 +113,7 @@ impl Extra {
             Extra::LlamaCpp => "import cmake, ninja",
             Extra::Query => "import duckdb, polars",
             Extra::Gguf => "import gguf, gguf.quants",
+            Extra::Convert => "import sentencepiece",
         }
     }
 
@@ -118,6 +124,7 @@ impl Extra {
             Extra::LlamaCpp => "llama-cpp",
             Extra::Query => "query",
             Extra::Gguf => "gguf",
+            Extra::Convert => "convert",
         }
     }
 }
