@@ -14,7 +14,8 @@
 //! let ours = View::preset("ours").unwrap().unwrap();
 //! let hf = View::preset("hf-decoder").unwrap().unwrap();
 //! let names = ["model.embed_tokens", "model.layers.0.self_attn.q_proj", "lm_head"];
-//! let found = views::detect(&views::presets().unwrap(), &names);
+//! let shipped = views::presets().unwrap();
+//! let found = views::detect(&shipped, &names);
 //! assert_eq!(found.view().map(View::name), Some("hf-decoder"));
 //! let rules = views::compose(&ours, &hf, None).unwrap();
 //! assert_eq!(rules.map_name("blk3/q"), "model.layers.3.self_attn.q_proj");
