@@ -9,6 +9,7 @@ use crate::calibrate::{
 use crate::error::Result;
 use crate::format::{ratio_text, sci};
 use crate::options::DiffOptions;
+use crate::pair::{lay_out_against, SideView, Views};
 use crate::report::{Calibration, CalibrationStatus, Evidence, Pair, Verdict, Warning};
 use crate::values::{load_or_warn, ValueSource};
 
@@ -42,8 +43,8 @@ struct Errors {
 /// verdict by the calibrated one when the ratio can be measured, else marks the pair.
 pub(crate) fn calibrate(
     pair: &mut Pair,
-    a: Rec<'_>,
-    b: Rec<'_>,
+    (a, b): (Rec<'_>, Rec<'_>),
+    views: &Views,
     third: Third<'_>,
     options: &DiffOptions,
     warnings: &mut Vec<Warning>,
@@ -66,13 +67,22 @@ pub(crate) fn calibrate(
     cal.baseline_file = Some(c.r.file.clone());
     let (ra, rb, rc) = (&a.r.record, &b.r.record, &c.r.record);
     cal.status = CalibrationStatus::Unusable;
-    if rc.num_elements != rb.num_elements {
-        notes.push(format!(
-            "the baseline record has {} elements, B's {}: judged by tolerance, not calibrated",
-            rc.num_elements, rb.num_elements
-        ));
-        return Ok(cal);
-    }
+    let c_view = match baseline_view(options, &ra.name, rc, views) {
+        Ok(v) if v.len == views.b.len => v,
+        Ok(v) => {
+            notes.push(format!(
+                "the baseline record has {} elements, B's {}: judged by tolerance, not calibrated",
+                v.len, views.b.len
+            ));
+            return Ok(cal);
+        }
+        Err(e) => {
+            notes.push(format!(
+                "the baseline record: {e}: judged by tolerance, not calibrated"
+            ));
+            return Ok(cal);
+        }
+    };
     let floor = floor_for(&ra.dtype, &rc.dtype);
     cal.floor = Some(floor);
     let identical = pair.verdict == Verdict::Identical;
@@ -87,7 +97,11 @@ pub(crate) fn calibrate(
             top1_unexcused: (0, None),
         }
     } else {
-        let from_values = value_triple(a, b, c, identical, third.loaded, options, warnings)?;
+        let sides = Triple {
+            recs: [a, b, c],
+            views: [&views.a, &views.b, &c_view],
+        };
+        let from_values = value_triple(&sides, identical, third.loaded, options, warnings)?;
         match from_values {
             Some(e) => e,
             None => {
@@ -205,17 +219,22 @@ fn judge_ratio(
     }
 }
 
+/// A, B and the baseline: their records and how each is laid out for the comparison.
+struct Triple<'a, 'v> {
+    recs: [Rec<'a>; 3],
+    views: [&'v SideView; 3],
+}
+
 /// The errors from raw values, when all three runs have them (and values are wanted); `None`
 /// otherwise, or when a file cannot be used (a warning says why).
 fn value_triple(
-    a: Rec<'_>,
-    b: Rec<'_>,
-    c: Rec<'_>,
+    sides: &Triple<'_, '_>,
     identical: bool,
     loaded: Option<(Vec<f64>, Vec<f64>)>,
     options: &DiffOptions,
     warnings: &mut Vec<Warning>,
 ) -> Result<Option<Errors>> {
+    let [a, b, c] = sides.recs;
     let needs_a = !identical;
     if !(options.use_values
         && b.r.values.is_some()
@@ -224,22 +243,23 @@ fn value_triple(
     {
         return Ok(None);
     }
-    let Some(vc) = load_or_warn(c.source, c.r, "c", options.strict, warnings)?
-        .and_then(|v| in_a_layout(options, &a.r.record, &c.r.record, v))
-    else {
+    let mut load = |i: usize, side: &'static str| -> Result<Option<Vec<f64>>> {
+        let r = sides.recs[i];
+        Ok(load_or_warn(r.source, r.r, side, options.strict, warnings)?
+            .and_then(|v| sides.views[i].apply(v)))
+    };
+    let Some(vc) = load(2, "c")? else {
         return Ok(None);
     };
     let (va, vb) = match loaded {
         Some(ab) => ab,
         None => {
-            let Some(vb) = load_or_warn(b.source, b.r, "b", options.strict, warnings)?
-                .and_then(|v| in_a_layout(options, &a.r.record, &b.r.record, v))
-            else {
+            let Some(vb) = load(1, "b")? else {
                 return Ok(None);
             };
             // Identical to B: A's values are B's.
             let va = if needs_a {
-                match load_or_warn(a.source, a.r, "a", options.strict, warnings)? {
+                match load(0, "a")? {
                     Some(va) => va,
                     None => return Ok(None),
                 }
@@ -252,7 +272,7 @@ fn value_triple(
     let e = value_errors(&va, &vb, &vc);
     let b_name = &b.r.record.name;
     let top1 = if options.rules.is_logits(b_name) {
-        let vocab = b.r.record.shape.last().copied().unwrap_or(1);
+        let vocab = sides.views[1].shape.last().copied().unwrap_or(1);
         top1_unexcused(&va, &vb, &vc, vocab)
     } else {
         (0, None)
@@ -266,18 +286,20 @@ fn value_triple(
     }))
 }
 
-/// Values of B or the baseline (record `r`) in A's layout, by the pair's `b_layout` (crate::transform);
-/// `None` when the layout does not fit `r`'s shape.
-fn in_a_layout(
+/// The baseline record `rc` as compared: through its own view's layout when it has one, else
+/// through B's (the pair's `b_layout`), the other side's shape being B's as compared.
+fn baseline_view(
     options: &DiffOptions,
-    a: &TraceRecord,
-    r: &TraceRecord,
-    v: Vec<f64>,
-) -> Option<Vec<f64>> {
-    match options.rules.layout(&a.name) {
-        None => Some(v),
-        Some(l) => l.plan(&r.shape, &a.shape).ok()?.apply(&v),
-    }
+    a_name: &str,
+    rc: &TraceRecord,
+    views: &Views,
+) -> std::result::Result<SideView, String> {
+    let own = options.rules.baseline_layout(&rc.name);
+    let layout = match own {
+        Some(l) => l.cloned(),
+        None => options.rules.layouts(a_name).b,
+    };
+    lay_out_against(layout.as_ref(), rc, &views.b.shape)
 }
 
 /// The errors from recorded statistics (`rms` alone for seed records).

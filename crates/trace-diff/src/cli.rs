@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
 use crate::render::{self, TextOptions};
+use crate::views;
 use crate::{Comparison, DiffOptions, Rules, StreamOptions, Streaming, DEFAULT_MAX_RATIO};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -47,9 +48,25 @@ pub struct Args {
     /// Trace directory of the reference run (side B); may be a multi-rank run too.
     pub dir_b: PathBuf,
     /// Rules file (TOML): name mapping, ignore lists, tolerances; or the name of a shipped
-    /// preset (hf-llama, hf-bert, llama-cpp) when no such file exists.
+    /// preset (hf-llama, hf-bert, llama-cpp) when no such file exists. Without it, each side's
+    /// engine view is detected from its record names (see --view-a).
     #[arg(long, short, value_name = "FILE|PRESET")]
     pub rules: Option<PathBuf>,
+    /// Side A's engine view (a view file, or a shipped view: `tensor-trace views` lists them)
+    /// instead of the one detected from its record names.
+    #[arg(long, value_name = "FILE|VIEW", conflicts_with = "rules")]
+    pub view_a: Option<String>,
+    /// Side B's engine view, as --view-a.
+    #[arg(long, value_name = "FILE|VIEW", conflicts_with = "rules")]
+    pub view_b: Option<String>,
+    /// The baseline's engine view, as --view-a (detected when absent).
+    #[arg(
+        long,
+        value_name = "FILE|VIEW",
+        conflicts_with = "rules",
+        requires = "baseline"
+    )]
+    pub view_c: Option<String>,
     /// Report format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -199,10 +216,7 @@ pub fn write_atomic<T>(
 
 /// Runs a comparison as the command line asked; `Ok` carries the exit code (0 or 1).
 pub fn run(args: &Args) -> anyhow::Result<u8> {
-    let rules = match &args.rules {
-        Some(path) => Rules::load_or_preset(path)?,
-        None => Rules::default(),
-    };
+    let rules = rules_for(args)?;
     let options = DiffOptions {
         rules,
         strict: args.strict,
@@ -285,6 +299,27 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
         Format::Text => print_text(args, &report)?,
     }
     Ok(report.outcome.exit_code())
+}
+
+/// The rules file given, else the rules the sides' engine views compose into (none when
+/// neither side fits a view: records then match by name).
+fn rules_for<'a>(args: &'a Args) -> anyhow::Result<Rules> {
+    if let Some(path) = &args.rules {
+        return Ok(Rules::load_or_preset(path)?);
+    }
+    let side = |side, flag, dir: &'a PathBuf, given: &'a Option<String>| views::SideSpec {
+        side,
+        flag,
+        dir: dir.as_path(),
+        given: given.as_deref(),
+    };
+    let a = side("A", "--view-a", &args.dir_a, &args.view_a);
+    let b = side("B", "--view-b", &args.dir_b, &args.view_b);
+    let c = args
+        .baseline
+        .as_ref()
+        .map(|dir| side("the baseline", "--view-c", dir, &args.view_c));
+    Ok(views::choose(a, b, c)?.unwrap_or_default())
 }
 
 /// The opening of a streamed JSON report on stdout.

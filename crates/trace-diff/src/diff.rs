@@ -1,6 +1,7 @@
 //! The in-memory diff: both runs read whole, records matched by `(name, occurrence)` anywhere
 //! in B, each pair judged (`pair`) and the report assembled (`outcome`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -63,35 +64,61 @@ impl<'r> Side<'r> {
 /// Ignored records start out matched, so the pass over the unmatched ones skips them without
 /// matching the ignore globs a second time.
 struct Index<'r> {
-    by_key: HashMap<(&'r str, u64), usize>,
+    /// Keyed by B's names (a baseline with a view of its own is renamed into them).
+    by_key: HashMap<(Cow<'r, str>, u64), usize>,
     used: Vec<bool>,
     /// The ignored records, in the side's order.
     ignored: Vec<usize>,
 }
 
 impl<'r> Index<'r> {
-    /// Indexes `records` by key, leaving out those B's ignore list names (the baseline uses
-    /// B's names).
-    fn new(records: &'r [RunRecord], options: &DiffOptions) -> Self {
+    /// Indexes B's `records` by key, leaving out those B's ignore list names.
+    fn of_b(records: &'r [RunRecord], options: &DiffOptions) -> Self {
+        Self::new(records, |name| {
+            (!options.rules.ignores_b(name)).then_some(Cow::Borrowed(name))
+        })
+    }
+
+    /// Indexes the baseline's `records` by B's names: its own when it is seen through B's
+    /// view, mapped from its view's otherwise; leaving out those its ignore list names.
+    fn of_baseline(records: &'r [RunRecord], options: &DiffOptions) -> Self {
+        Self::new(records, |name| {
+            if options.rules.ignore_rule_c(name).is_some() {
+                return None;
+            }
+            Some(
+                options
+                    .rules
+                    .baseline_name(name)
+                    .unwrap_or(Cow::Borrowed(name)),
+            )
+        })
+    }
+
+    /// `key_of` gives a record's name to match by, `None` for an ignored record.
+    fn new(records: &'r [RunRecord], key_of: impl Fn(&'r str) -> Option<Cow<'r, str>>) -> Self {
         let mut index = Index {
             by_key: HashMap::with_capacity(records.len()),
             used: vec![false; records.len()],
             ignored: Vec::new(),
         };
         for (i, r) in records.iter().enumerate() {
-            if options.rules.ignores_b(&r.record.name) {
-                index.ignored.push(i);
-                index.used[i] = true;
-            } else {
-                index.by_key.insert(r.key(), i);
+            match key_of(&r.record.name) {
+                Some(name) => {
+                    index.by_key.insert((name, r.occurrence), i);
+                }
+                None => {
+                    index.ignored.push(i);
+                    index.used[i] = true;
+                }
             }
         }
         index
     }
 
     /// The record of `key`, marked as matched; `.1` is whether it was matched before.
-    fn take(&mut self, key: (&str, u64)) -> Option<(usize, bool)> {
-        let &i = self.by_key.get(&key)?;
+    fn take(&mut self, (name, occurrence): (&str, u64)) -> Option<(usize, bool)> {
+        let &i = self.by_key.get(&(Cow::Borrowed(name), occurrence))?;
         Some((i, std::mem::replace(&mut self.used[i], true)))
     }
 }
@@ -137,8 +164,8 @@ pub(crate) fn diff_sides(
     {
         run_warnings(side, s.problems, s.order, s.dir, &mut warnings);
     }
-    let mut b_index = Index::new(b.records, options);
-    let mut c_index = baseline.map(|c| Index::new(c.records, options));
+    let mut b_index = Index::of_b(b.records, options);
+    let mut c_index = baseline.map(|c| Index::of_baseline(c.records, options));
 
     let mut pairs = Vec::with_capacity(a.records.len());
     let mut texts = Interner::sharing();

@@ -33,6 +33,20 @@ pub enum Error {
         /// What is wrong, naming the key.
         message: String,
     },
+    /// An engine view is not valid, or cannot be read (crate::views).
+    #[error("view {view}: {message}")]
+    View {
+        /// The view file, or `view:NAME` for a shipped one.
+        view: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// No view, or more than one, fits a run and none was chosen (crate::views).
+    #[error("{message}")]
+    ViewChoice {
+        /// Which side, what was found, and how to choose.
+        message: String,
+    },
     /// The largest ratio of a calibrated diff is not a finite number above 0.
     #[error("max ratio: expected a finite number > 0, found {value}")]
     MaxRatio {

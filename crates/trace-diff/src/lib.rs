@@ -93,6 +93,7 @@ mod stream;
 mod tolerance;
 pub mod transform;
 mod values;
+pub mod views;
 
 pub use calibrate::DEFAULT_MAX_RATIO;
 pub use compare::{Comparison, Input};

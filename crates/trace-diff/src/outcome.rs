@@ -121,6 +121,7 @@ impl Tally {
             a: end.a,
             b: end.b,
             rules: options.rules.source().map(|p| p.display().to_string()),
+            views: options.rules.views().cloned(),
             counts,
             first_divergence: self.first.map(|f| FirstDivergence {
                 execution_order_known: order_known,

@@ -12,7 +12,7 @@ use crate::options::DiffOptions;
 use crate::report::{AppliedTolerance, Evidence, Pair, Verdict, Warning};
 use crate::rules::Tolerance;
 use crate::tolerance::{judge_stats, judge_values, stats_delta};
-use crate::transform::Plan;
+use crate::transform::{Layout, Plan};
 use crate::values::load_or_warn;
 
 /// A matched pair's baseline record: `None` when the diff is not calibrated, `Some(None)` when
@@ -33,11 +33,11 @@ pub(crate) fn compare_pair(
     let (ra, rb) = (&a.r.record, &b.r.record);
     let (tol, source) = options.rules.tolerance(&rb.name, &ra.dtype, &rb.dtype);
     let mut notes: Vec<String> = Vec::new();
-    let view = BView::new(options, ra, rb, &mut notes);
-    if ra.shape != view.shape && ra.num_elements == view.len {
+    let view = Views::new(options, ra, rb, &mut notes);
+    if view.a.shape != view.b.shape && view.a.len == view.b.len {
         notes.push(format!(
             "shapes differ ({:?} vs {:?}): compared element by element in C order",
-            ra.shape, view.shape
+            view.a.shape, view.b.shape
         ));
     }
     let mut pair = matched(texts, position, a, b, tol_applied(&tol, source));
@@ -48,7 +48,15 @@ pub(crate) fn compare_pair(
                 baseline: base,
                 loaded,
             };
-            let cal = calibrate(&mut pair, a, b, third, options, warnings, &mut notes)?;
+            let cal = calibrate(
+                &mut pair,
+                (a, b),
+                &view,
+                third,
+                options,
+                warnings,
+                &mut notes,
+            )?;
             pair.calibration = Some(Box::new(cal));
         }
     }
@@ -58,66 +66,143 @@ pub(crate) fn compare_pair(
     Ok(pair)
 }
 
-/// B as the comparison sees it: through the layout hook (crate::transform) when the pair's
-/// `[[map]]` entry has a `b_layout`, which brings B's values into A's layout, so B's shape and
-/// element count are the transformed ones.
-struct BView {
+/// One side as the comparison sees it: through its layout (crate::transform) when the pair's
+/// `[[map]]` entry (or a view) has one, so its shape and element count are the laid-out ones.
+pub(crate) struct SideView {
+    /// `None` when the values are compared as recorded (no layout, or one that only renames
+    /// axes: squeeze, rank, reshape).
     plan: Option<Plan>,
-    /// A `b_layout` applies but does not fit B's shape.
-    failed: bool,
-    shape: Vec<usize>,
-    len: u64,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) len: u64,
 }
 
-impl BView {
-    fn new(
+impl SideView {
+    fn as_recorded(r: &TraceRecord) -> Self {
+        SideView {
+            plan: None,
+            shape: r.shape.clone(),
+            len: r.num_elements,
+        }
+    }
+
+    /// `r` laid out by `layout`, `other` being the other side's shape (for `crop`).
+    fn planned(layout: &Layout, r: &TraceRecord, other: &[usize]) -> Result<Self, String> {
+        let p = layout.plan(&r.shape, other)?;
+        Ok(SideView {
+            shape: p.shape.clone(),
+            len: p.len() as u64,
+            plan: (!p.is_identity()).then_some(p),
+        })
+    }
+
+    /// The values through the plan; `None` when they do not fit it.
+    pub(crate) fn apply(&self, v: Vec<f64>) -> Option<Vec<f64>> {
+        match &self.plan {
+            Some(p) => p.apply(&v),
+            None => Some(v),
+        }
+    }
+
+    fn drops(&self) -> bool {
+        self.plan.as_ref().is_some_and(|p| !p.keeps_every_element())
+    }
+}
+
+/// Both sides of a pair as compared: each through its own layout. `failed` when a layout does
+/// not fit its side's shape (the note says which).
+pub(crate) struct Views {
+    pub(crate) a: SideView,
+    pub(crate) b: SideView,
+    failed: bool,
+}
+
+/// `r` through `layout`, the other side's shape being `other`'s (after its own layout, less its
+/// crops: a crop keeps the smaller extent, so the order of the two sides does not matter).
+pub(crate) fn lay_out(
+    layout: Option<&Layout>,
+    r: &TraceRecord,
+    other: (Option<&Layout>, &TraceRecord),
+) -> Result<SideView, String> {
+    let Some(layout) = layout else {
+        return Ok(SideView::as_recorded(r));
+    };
+    let other_shape = match other.0 {
+        Some(l) if layout.needs_other_shape() => l
+            .plan(&other.1.shape, &[])
+            .map(|p| p.shape)
+            .unwrap_or_else(|_| other.1.shape.clone()),
+        _ => other.1.shape.clone(),
+    };
+    SideView::planned(layout, r, &other_shape)
+}
+
+/// `r` through `layout` (as recorded when `None`), the other side's shape as compared being
+/// `other`.
+pub(crate) fn lay_out_against(
+    layout: Option<&Layout>,
+    r: &TraceRecord,
+    other: &[usize],
+) -> Result<SideView, String> {
+    match layout {
+        Some(l) => SideView::planned(l, r, other),
+        None => Ok(SideView::as_recorded(r)),
+    }
+}
+
+impl Views {
+    pub(crate) fn new(
         options: &DiffOptions,
         ra: &TraceRecord,
         rb: &TraceRecord,
         notes: &mut Vec<String>,
     ) -> Self {
-        let Some(layout) = options.rules.layout(&ra.name) else {
-            return BView {
-                plan: None,
-                failed: false,
-                shape: rb.shape.clone(),
-                len: rb.num_elements,
-            };
-        };
-        match layout.plan(&rb.shape, &ra.shape) {
-            Ok(p) => {
-                notes.push(format!(
-                    "B's values in A's layout (b_layout): {:?} -> {:?}{}",
-                    rb.shape,
-                    p.shape,
-                    if p.keeps_every_element() {
-                        ""
-                    } else {
-                        ", elements dropped"
+        let l = options.rules.layouts(&ra.name);
+        let a = lay_out(l.a.as_ref(), ra, (l.b.as_ref(), rb));
+        let b = lay_out(l.b.as_ref(), rb, (l.a.as_ref(), ra));
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                for (side, v, r) in [("A", &a, ra), ("B", &b, rb)] {
+                    if let Some(p) = &v.plan {
+                        notes.push(format!(
+                            "{side}'s values laid out: {:?} -> {:?}{}",
+                            r.shape,
+                            p.shape,
+                            if p.keeps_every_element() {
+                                ""
+                            } else {
+                                ", elements dropped"
+                            }
+                        ));
                     }
-                ));
-                BView {
-                    shape: p.shape.clone(),
-                    len: p.len() as u64,
-                    plan: Some(p),
+                }
+                Views {
+                    a,
+                    b,
                     failed: false,
                 }
             }
-            Err(e) => {
-                notes.push(e);
-                BView {
-                    plan: None,
+            (a, b) => {
+                for (side, e) in [("A", a.as_ref().err()), ("B", b.as_ref().err())] {
+                    if let Some(e) = e {
+                        notes.push(format!("{side}: {e}"));
+                    }
+                }
+                Views {
+                    a: a.unwrap_or_else(|_| SideView::as_recorded(ra)),
+                    b: b.unwrap_or_else(|_| SideView::as_recorded(rb)),
                     failed: true,
-                    shape: rb.shape.clone(),
-                    len: rb.num_elements,
                 }
             }
         }
     }
 
-    /// Whether the layout drops elements of B (then only raw values can judge the pair).
+    fn planned(&self) -> bool {
+        self.a.plan.is_some() || self.b.plan.is_some()
+    }
+
+    /// Whether a layout drops elements (then only raw values can judge the pair).
     fn drops(&self) -> bool {
-        self.plan.as_ref().is_some_and(|p| !p.keeps_every_element())
+        self.a.drops() || self.b.drops()
     }
 }
 
@@ -177,53 +262,49 @@ fn judge(
     pair: &mut Pair,
     a: Rec<'_>,
     b: Rec<'_>,
-    view: &BView,
+    view: &Views,
     tol: &Tolerance,
     options: &DiffOptions,
     warnings: &mut Vec<Warning>,
     notes: &mut Vec<String>,
 ) -> Result<Option<(Vec<f64>, Vec<f64>)>> {
     let (ra, rb) = (&a.r.record, &b.r.record);
-    if view.failed || ra.num_elements != view.len {
+    if view.failed || view.a.len != view.b.len {
         incompatible(pair);
         notes.insert(
             0,
             format!(
                 "element counts differ: {} {:?} vs {} {:?}",
-                ra.num_elements, ra.shape, view.len, view.shape
+                view.a.len, view.a.shape, view.b.len, view.b.shape
             ),
         );
         return Ok(None);
     }
-    if view.plan.is_none() && ra.blake3.eq_ignore_ascii_case(&rb.blake3) {
+    if !view.planned() && ra.blake3.eq_ignore_ascii_case(&rb.blake3) {
         // Bit-identical canonical F32 values: nothing more to learn.
         return Ok(None);
     }
     let both = options.use_values && a.r.values.is_some() && b.r.values.is_some();
     let va = if both {
-        load_or_warn(a.source, a.r, "a", options.strict, warnings)?
+        load_or_warn(a.source, a.r, "a", options.strict, warnings)?.and_then(|v| view.a.apply(v))
     } else {
         None
     };
     let vb = match va {
-        Some(_) => load_or_warn(b.source, b.r, "b", options.strict, warnings)?.and_then(|v| {
-            match &view.plan {
-                Some(p) => p.apply(&v),
-                None => Some(v),
-            }
-        }),
+        Some(_) => load_or_warn(b.source, b.r, "b", options.strict, warnings)?
+            .and_then(|v| view.b.apply(v)),
         None => None,
     };
     match (va, vb) {
         (Some(va), Some(vb)) => {
-            judge_values(pair, &va, &vb, &view.shape, tol, options, &rb.name, notes);
+            judge_values(pair, &va, &vb, &view.a.shape, tol, options, &rb.name, notes);
             return Ok(Some((va, vb)));
         }
         _ if view.drops() => {
             incompatible(pair);
             notes.push(
-                "b_layout drops elements of B: judged on raw values only, and they are not on \
-                 both sides"
+                "a layout drops elements: judged on raw values only, and they are not on both \
+                 sides"
                     .to_owned(),
             );
         }
@@ -232,7 +313,7 @@ fn judge(
                 let side = if a.r.values.is_some() { "A" } else { "B" };
                 notes.push(format!("values saved on side {side} only"));
             }
-            let reordered = view.plan.is_some();
+            let reordered = view.planned();
             if !crate::sketch::judge_sketch(pair, ra, rb, tol, reordered, notes) {
                 judge_stats(pair, ra, rb, tol, notes);
             }

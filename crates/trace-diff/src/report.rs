@@ -502,6 +502,10 @@ pub struct Report {
     pub b: RunInfo,
     /// The rules file, if one was used.
     pub rules: Option<String>,
+    /// The engine views the sides were seen through, when the rules were composed from views
+    /// (no rules file): which view each side has and how it was chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub views: Option<ViewsUsed>,
     /// Verdict counts.
     pub counts: Counts,
     /// The first diverged or incompatible pair in A's order.
@@ -526,6 +530,27 @@ pub struct Report {
     /// when none was): the map draws them as ignored, not as untraced.
     #[serde(skip_serializing_if = "Ignored::is_empty")]
     pub ignored: Ignored,
+}
+
+/// The engine view of each side (crate::views).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ViewsUsed {
+    /// Side A's view.
+    pub a: ViewChoice,
+    /// Side B's view.
+    pub b: ViewChoice,
+    /// The baseline's view, with `--baseline`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub c: Option<ViewChoice>,
+}
+
+/// One side's view and how it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ViewChoice {
+    /// The view's name (`hf-decoder`).
+    pub view: String,
+    /// How it was chosen: `--view-a`, or `detected: its records include "..."`.
+    pub how: String,
 }
 
 /// Records left out by the ignore lists, with their context and the rule that left each out.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use trace_core::DType;
 
 use crate::error::{Error, Result};
+use crate::report::ViewsUsed;
 use crate::transform::{Layout, Step};
 
 /// Version of the rules-file format this crate reads (`version` key, optional).
@@ -84,8 +85,12 @@ impl Tolerance {
 pub struct Rules {
     source: Option<PathBuf>,
     maps: Vec<(Regex, String)>,
-    /// `b_layout` of each `[[map]]` entry (index-aligned with `maps`), `None` when absent.
-    layouts: Vec<Option<Layout>>,
+    /// `a_layout` and `b_layout` of each `[[map]]` entry (index-aligned with `maps`).
+    layouts: Vec<SideLayouts>,
+    /// How the baseline's names and layout differ from B's, when it has a view of its own.
+    baseline: Option<BaselineMap>,
+    /// The views these rules were composed from, for the report.
+    views: Option<ViewsUsed>,
     ignore_a: GlobSet,
     ignore_b: GlobSet,
     /// Each glob of `ignore_a` as the report cites it (`ignore "*rotary*"`), index-aligned.
@@ -99,6 +104,28 @@ pub struct Rules {
     tolerances: Vec<(GlobMatcher, PartialTolerance)>,
     /// `[[shard]]`: how the records of a multi-rank run are split (see [`crate::shard`]).
     shards: Vec<(GlobMatcher, ShardSplit)>,
+}
+
+/// The layouts of one `[[map]]` entry: how each side's values are brought into the layout
+/// they are compared in (`None`: as recorded).
+#[derive(Debug, Clone, Default)]
+pub struct SideLayouts {
+    /// `a_layout`: side A's values.
+    pub a: Option<Layout>,
+    /// `b_layout`: side B's values (and the baseline's, unless it has a view of its own).
+    pub b: Option<Layout>,
+}
+
+/// A baseline run whose engine names and lays out its records unlike B's (an engine view of
+/// its own, [`crate::views`]): its names are mapped onto B's before matching, and its values
+/// laid out by its own steps.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BaselineMap {
+    /// The baseline's name regex, B's name template and the baseline's layout.
+    pub(crate) maps: Vec<(Regex, String, Option<Layout>)>,
+    /// The baseline's records with no partner in B's view, and why (as `ignore_b`).
+    pub(crate) ignore: GlobSet,
+    pub(crate) ignore_rules: Vec<String>,
 }
 
 /// How one record of a multi-rank run is split across the ranks (`[[shard]]`).
@@ -124,21 +151,29 @@ struct PartialTolerance {
     rtol: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A rules file as written (also what two engine views compose into, [`crate::views`]).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RulesFile {
+pub(crate) struct RulesFile {
     version: Option<u32>,
     #[serde(default)]
     ignore: Vec<String>,
     #[serde(default)]
-    ignore_a: Vec<String>,
+    pub(crate) ignore_a: Vec<String>,
     #[serde(default)]
-    ignore_b: Vec<String>,
-    logits: Option<Vec<String>>,
+    pub(crate) ignore_b: Vec<String>,
+    /// How the report cites each glob of `ignore_a` (index-aligned; `ignore_a "GLOB"` when
+    /// absent): a view's reasons.
+    #[serde(skip)]
+    pub(crate) cite_a: Vec<String>,
+    /// As `cite_a`, for `ignore_b`.
+    #[serde(skip)]
+    pub(crate) cite_b: Vec<String>,
+    pub(crate) logits: Option<Vec<String>>,
     top_k: Option<usize>,
     default_tolerance: Option<PartialTolerance>,
     #[serde(default)]
-    map: Vec<MapRule>,
+    pub(crate) map: Vec<MapRule>,
     #[serde(default)]
     tolerance: Vec<ToleranceRule>,
     #[serde(default)]
@@ -156,12 +191,15 @@ struct ShardRule {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MapRule {
-    a: String,
-    b: String,
-    /// Steps bringing B's values into A's layout (crate::transform).
+pub(crate) struct MapRule {
+    pub(crate) a: String,
+    pub(crate) b: String,
+    /// Steps bringing A's values into the compared layout (crate::transform).
     #[serde(default)]
-    b_layout: Vec<Step>,
+    pub(crate) a_layout: Vec<Step>,
+    /// Steps bringing B's values into A's layout, or into the one `a_layout` gives.
+    #[serde(default)]
+    pub(crate) b_layout: Vec<Step>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +222,8 @@ impl Default for Rules {
             source: None,
             maps: Vec::new(),
             layouts: Vec::new(),
+            baseline: None,
+            views: None,
             ignore_a: GlobSet::empty(),
             ignore_b: GlobSet::empty(),
             ignore_a_rules: Vec::new(),
@@ -208,7 +248,15 @@ fn first_rule<'r>(set: &GlobSet, rules: &'r [String], name: &str) -> Option<&'r 
     rules.get(first).map(String::as_str)
 }
 
-fn glob_set<'a>(
+/// A layout from its steps, `None` when there are none.
+pub(crate) fn compile_layout(steps: &[Step]) -> std::result::Result<Option<Layout>, String> {
+    if steps.is_empty() {
+        return Ok(None);
+    }
+    Layout::new(steps.to_vec()).map(Some)
+}
+
+pub(crate) fn glob_set<'a>(
     patterns: impl IntoIterator<Item = &'a str>,
     key: &str,
     path: &Path,
@@ -299,6 +347,11 @@ impl Rules {
     pub fn from_toml(text: &str, path: &Path) -> Result<Rules> {
         let file: RulesFile =
             toml::from_str(text).map_err(|e| rules_error(path, e.to_string().trim().to_owned()))?;
+        Self::compile(file, path)
+    }
+
+    /// Compiles a rules file read or composed; `path` is only used in messages and reports.
+    pub(crate) fn compile(file: RulesFile, path: &Path) -> Result<Rules> {
         if let Some(v) = file.version {
             if v != RULES_VERSION {
                 return Err(rules_error(
@@ -310,13 +363,13 @@ impl Rules {
         let mut maps = Vec::with_capacity(file.map.len());
         let mut layouts = Vec::with_capacity(file.map.len());
         for (i, m) in file.map.iter().enumerate() {
-            layouts.push(if m.b_layout.is_empty() {
-                None
-            } else {
-                Some(
-                    Layout::new(m.b_layout.clone())
-                        .map_err(|e| rules_error(path, format!("`map[{i}].b_layout`: {e}")))?,
-                )
+            let layout = |steps: &[Step], key: &str| -> Result<Option<Layout>> {
+                compile_layout(steps)
+                    .map_err(|e| rules_error(path, format!("`map[{i}].{key}`: {e}")))
+            };
+            layouts.push(SideLayouts {
+                a: layout(&m.a_layout, "a_layout")?,
+                b: layout(&m.b_layout, "b_layout")?,
             });
             let re = Regex::new(&format!("^(?:{})$", m.a)).map_err(|e| {
                 rules_error(path, format!("`map[{i}].a`: invalid regex {:?}: {e}", m.a))
@@ -337,10 +390,17 @@ impl Rules {
         let cite = |key: &str, list: &[String]| -> Vec<String> {
             list.iter().map(|p| format!("{key} {p:?}")).collect()
         };
+        let own = |key: &str, list: &[String], given: &[String]| -> Vec<String> {
+            if given.len() == list.len() {
+                given.to_vec()
+            } else {
+                cite(key, list)
+            }
+        };
         let mut ignore_a_rules = cite("ignore", &file.ignore);
-        ignore_a_rules.extend(cite("ignore_a", &file.ignore_a));
+        ignore_a_rules.extend(own("ignore_a", &file.ignore_a, &file.cite_a));
         let mut ignore_b_rules = cite("ignore", &file.ignore);
-        ignore_b_rules.extend(cite("ignore_b", &file.ignore_b));
+        ignore_b_rules.extend(own("ignore_b", &file.ignore_b, &file.cite_b));
         let logits = match &file.logits {
             Some(l) => glob_set(l.iter().map(String::as_str), "logits", path)?,
             None => glob_set(DEFAULT_LOGITS.iter().copied(), "logits", path)?,
@@ -392,6 +452,8 @@ impl Rules {
             source: Some(path.to_owned()),
             maps,
             layouts,
+            baseline: None,
+            views: None,
             ignore_a,
             ignore_b,
             ignore_a_rules,
@@ -401,6 +463,21 @@ impl Rules {
             default_tolerance: file.default_tolerance,
             tolerances,
         })
+    }
+
+    /// Sets how a baseline with a view of its own maps onto B (crate::views).
+    pub(crate) fn set_baseline(&mut self, map: BaselineMap) {
+        self.baseline = Some(map);
+    }
+
+    /// Records the views these rules were composed from (the report says them).
+    pub fn set_views(&mut self, views: ViewsUsed) {
+        self.views = Some(views);
+    }
+
+    /// The views these rules were composed from, if any.
+    pub fn views(&self) -> Option<&ViewsUsed> {
+        self.views.as_ref()
     }
 
     /// The file the rules came from, if any.
@@ -435,11 +512,42 @@ impl Rules {
             })
     }
 
-    /// The `b_layout` of the `[[map]]` entry that maps `a_name` (the one [`Rules::map_name`]
-    /// uses), if it has one: how B's values are brought into A's layout before comparing.
-    pub fn layout(&self, a_name: &str) -> Option<&Layout> {
-        let i = self.maps.iter().position(|(re, _)| re.is_match(a_name))?;
-        self.layouts.get(i).and_then(Option::as_ref)
+    /// The layouts of the `[[map]]` entry that maps `a_name` (the one [`Rules::map_name`]
+    /// uses): how A's and B's values are brought into the layout they are compared in.
+    pub fn layouts(&self, a_name: &str) -> SideLayouts {
+        let i = self.maps.iter().position(|(re, _)| re.is_match(a_name));
+        i.and_then(|i| self.layouts.get(i))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The B name a baseline record stands for; `None` when the baseline's own view has no
+    /// point for it. Without a baseline view: the name itself.
+    pub(crate) fn baseline_name<'a>(&self, c_name: &'a str) -> Option<Cow<'a, str>> {
+        let Some(map) = &self.baseline else {
+            return Some(Cow::Borrowed(c_name));
+        };
+        map.maps
+            .iter()
+            .find(|(re, ..)| re.is_match(c_name))
+            .map(|(re, b, _)| Cow::Owned(re.replace(c_name, b.as_str()).into_owned()))
+    }
+
+    /// The baseline record `c_name`'s own layout (its view's), if it has one; `None` also when
+    /// the baseline is laid out as B (then [`SideLayouts::b`] applies).
+    pub(crate) fn baseline_layout(&self, c_name: &str) -> Option<Option<&Layout>> {
+        let map = self.baseline.as_ref()?;
+        let found = map.maps.iter().find(|(re, ..)| re.is_match(c_name));
+        Some(found.and_then(|(.., l)| l.as_ref()))
+    }
+
+    /// The rule that leaves out the baseline record `name`: its view's, or B's when the
+    /// baseline has no view of its own.
+    pub fn ignore_rule_c(&self, name: &str) -> Option<&str> {
+        match &self.baseline {
+            Some(m) => first_rule(&m.ignore, &m.ignore_rules, name),
+            None => self.ignore_rule_b(name),
+        }
     }
 
     /// Whether a side-A record name is ignored (`ignore` or `ignore_a`).
@@ -641,7 +749,7 @@ mod tests {
         let check = |a: &str, b: &str, layout: bool| {
             assert_eq!(r.map_name(a), b, "{a}");
             assert!(!r.ignores_a(a) && !r.ignores_b(b), "{a} -> {b} is ignored");
-            assert_eq!(r.layout(a).is_some(), layout, "{a}");
+            assert_eq!(r.layouts(a).b.is_some(), layout, "{a}");
         };
         check("embed", "embd", false);
         check("blk0/attn_norm", "attn_norm-0", false);
@@ -688,20 +796,20 @@ mod tests {
         }
         // The layouts fit the shapes llama.cpp records: a prefill of 19 tokens and a decode
         // step (ggml drops the extent 1), 4 heads of 16.
-        let q = r.layout("blk0/q_rope").unwrap();
+        let q = r.layouts("blk0/q_rope").b.unwrap();
         assert_eq!(
             q.plan(&[19, 4, 16], &[4, 19, 16]).unwrap().shape,
             vec![4, 19, 16]
         );
         assert_eq!(q.plan(&[4, 16], &[4, 1, 16]).unwrap().shape, vec![4, 1, 16]);
-        let q = r.layout("blk0/q").unwrap();
+        let q = r.layouts("blk0/q").b.unwrap();
         assert_eq!(q.plan(&[4, 16], &[1, 64]).unwrap().shape, vec![1, 64]);
-        let p = r.layout("blk0/attn_probs").unwrap();
+        let p = r.layouts("blk0/attn_probs").b.unwrap();
         assert_eq!(
             p.plan(&[4, 1, 256], &[4, 1, 20]).unwrap().shape,
             vec![4, 1, 20]
         );
-        let l = r.layout("logits").unwrap();
+        let l = r.layouts("logits").b.unwrap();
         assert_eq!(l.plan(&[19, 256], &[256]).unwrap().shape, vec![256]);
         assert_eq!(l.plan(&[256], &[256]).unwrap().shape, vec![256]);
     }

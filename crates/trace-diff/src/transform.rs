@@ -1,5 +1,6 @@
 //! Layout transforms: how a `[[map]]` entry brings side B's values into side A's layout before
-//! they are compared (`b_layout`, see docs/FORMAT.md).
+//! they are compared (`b_layout`, see docs/FORMAT.md), or how an engine view brings each side's
+//! values into the canonical layout (`a_layout` and `b_layout`, [`crate::views`]).
 //!
 //! Two engines may compute the same tensor and store it differently: heads-major against
 //! sequence-major, Q/K rows permuted for a RoPE convention, a KV axis padded past the tokens
@@ -21,6 +22,9 @@ pub enum Step {
     /// `{ rank = N }`: prepends axes of extent 1 up to rank `N` (engines that drop extents of 1,
     /// such as ggml for a one-token decode step); an error when the rank is already above `N`.
     Rank(usize),
+    /// `{ squeeze = [..] }`: removes the listed axes, each of extent 1 (a batch axis of 1);
+    /// axes are numbered before any is removed.
+    Squeeze(Vec<usize>),
     /// `{ reshape = [..] }`: a new shape with the same element count; `0` keeps the extent of
     /// the axis at the same position, one `-1` takes what is left (ONNX `Reshape` semantics).
     Reshape(Vec<i64>),
@@ -29,9 +33,10 @@ pub enum Step {
     /// `{ slice = { axis = K, start = S, end = E } }`: keeps `S..E` along axis `K`; negative
     /// bounds count from the end, a missing bound is the start or the end (Python slicing).
     Slice(SliceSpec),
-    /// `{ crop = [axes] }`: keeps the first `n` elements along each listed axis, `n` being side
-    /// A's extent of that axis (a padded axis, e.g. llama.cpp's KV cache rounded up to 256
-    /// cells). The ranks must be equal, and B's extent at least A's.
+    /// `{ crop = [axes] }`: keeps the first `n` elements along each listed axis, `n` being the
+    /// other side's extent of that axis (a padded axis, e.g. llama.cpp's KV cache rounded up to
+    /// 256 cells). The ranks must be equal; where this side's extent is already the smaller, the
+    /// axis is kept whole (the other side crops, if it can).
     Crop(Vec<usize>),
 }
 
@@ -90,6 +95,14 @@ impl Layout {
                     }
                 }
                 Step::Rank(0) => return Err(format!("step {i}: rank 0: expected at least 1")),
+                Step::Squeeze(axes) => {
+                    let mut sorted = axes.clone();
+                    sorted.sort_unstable();
+                    sorted.dedup();
+                    if sorted.len() != axes.len() {
+                        return Err(format!("step {i}: squeeze {axes:?} repeats an axis"));
+                    }
+                }
                 Step::Rank(_) | Step::Slice(_) | Step::Crop(_) => {}
             }
         }
@@ -101,14 +114,19 @@ impl Layout {
         &self.steps
     }
 
-    /// The plan for B's shape `b_shape` (A's shape `a_shape` for `crop`); an error says which
-    /// step does not fit the shape.
+    /// Whether a step needs the other side's shape (`crop`).
+    pub fn needs_other_shape(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Step::Crop(_)))
+    }
+
+    /// The plan for this side's shape `b_shape` (the other side's shape `a_shape`, after its
+    /// own layout, for `crop`); an error says which step does not fit the shape.
     pub fn plan(&self, b_shape: &[usize], a_shape: &[usize]) -> Result<Plan, String> {
         let input_len: usize = b_shape.iter().product();
         let mut shape = b_shape.to_vec();
         let mut source: Vec<usize> = (0..input_len).collect();
         for (i, step) in self.steps.iter().enumerate() {
-            let fail = |what: String| format!("b_layout step {i} ({}): {what}", describe(step));
+            let fail = |what: String| format!("layout step {i} ({}): {what}", describe(step));
             match step {
                 Step::Rank(n) => {
                     if shape.len() > *n {
@@ -117,6 +135,17 @@ impl Layout {
                     let mut s = vec![1; n - shape.len()];
                     s.extend_from_slice(&shape);
                     shape = s;
+                }
+                Step::Squeeze(axes) => {
+                    if let Some(&bad) = axes.iter().find(|&&k| shape.get(k) != Some(&1)) {
+                        return Err(fail(format!(
+                            "axis {bad} of {shape:?} is not an axis of extent 1"
+                        )));
+                    }
+                    shape = (0..shape.len())
+                        .filter(|k| !axes.contains(k))
+                        .map(|k| shape[k])
+                        .collect();
                 }
                 Step::Reshape(dims) => shape = reshape(&shape, dims).map_err(fail)?,
                 Step::Transpose(perm) => {
@@ -167,17 +196,16 @@ impl Layout {
                 Step::Crop(axes) => {
                     if a_shape.len() != shape.len() {
                         return Err(fail(format!(
-                            "A's shape {a_shape:?} and B's {shape:?} differ in rank"
+                            "the other side's shape {a_shape:?} and this one {shape:?} differ \
+                             in rank"
                         )));
                     }
                     let mut out = shape.clone();
                     for &axis in axes {
-                        if axis >= shape.len() || a_shape[axis] > shape[axis] {
-                            return Err(fail(format!(
-                                "axis {axis}: A's shape {a_shape:?} does not fit in B's {shape:?}"
-                            )));
+                        if axis >= shape.len() {
+                            return Err(fail(format!("no axis {axis} in {shape:?}")));
                         }
-                        out[axis] = a_shape[axis];
+                        out[axis] = a_shape[axis].min(shape[axis]);
                     }
                     let (s, src) = gather(&shape, &source, |o, inp| inp.copy_from_slice(o), out);
                     shape = s;
@@ -204,6 +232,11 @@ impl Plan {
         self.source.is_empty()
     }
 
+    /// Whether the output is the input in the same order (the steps only renamed axes).
+    pub fn is_identity(&self) -> bool {
+        self.source.len() == self.input_len && self.source.iter().enumerate().all(|(i, &s)| i == s)
+    }
+
     /// Whether every input element is in the output exactly once (a pure change of layout, so
     /// order-free statistics such as the RMS are unchanged).
     pub fn keeps_every_element(&self) -> bool {
@@ -221,6 +254,7 @@ impl Plan {
 fn describe(step: &Step) -> String {
     match step {
         Step::Rank(n) => format!("rank = {n}"),
+        Step::Squeeze(a) => format!("squeeze = {a:?}"),
         Step::Reshape(d) => format!("reshape = {d:?}"),
         Step::Transpose(p) => format!("transpose = {p:?}"),
         Step::Slice(s) => format!(
@@ -377,6 +411,9 @@ mod tests {
             (vec![2], vec![4.0, 5.0])
         );
         assert!(!p.keeps_every_element());
+        // Already the smaller side: kept whole (the other side crops).
+        let p = layout("[{ crop = [1] }]").plan(&[2, 3], &[2, 4]).unwrap();
+        assert!(p.keeps_every_element() && p.shape == vec![2, 3]);
         // A padded last axis cropped to A's extent.
         let p = layout("[{ crop = [1] }]").plan(&[2, 4], &[2, 3]).unwrap();
         assert_eq!(
@@ -391,6 +428,17 @@ mod tests {
     }
 
     #[test]
+    fn squeeze_removes_axes_of_extent_one() {
+        let p = layout("[{ squeeze = [0] }]").plan(&[1, 2, 3], &[]).unwrap();
+        assert_eq!(p.shape, vec![2, 3]);
+        assert_eq!(p.apply(&iota(6)).unwrap(), iota(6));
+        let p = layout("[{ squeeze = [0, 2] }]")
+            .plan(&[1, 4, 1], &[])
+            .unwrap();
+        assert_eq!(p.shape, vec![4]);
+    }
+
+    #[test]
     fn bad_steps_say_which_and_why() {
         let bad = |steps: Vec<Step>| Layout::new(steps).unwrap_err();
         assert!(bad(vec![Step::Transpose(vec![0, 0])])
@@ -400,13 +448,19 @@ mod tests {
         let plan = |s: &str, b: &[usize], a: &[usize]| layout(s).plan(b, a).unwrap_err();
         let e = plan("[{ transpose = [1, 0] }]", &[2, 3, 4], &[24]);
         assert!(
-            e.contains("b_layout step 0 (transpose = [1, 0]): the shape [2, 3, 4] has 3 axes"),
+            e.contains("layout step 0 (transpose = [1, 0]): the shape [2, 3, 4] has 3 axes"),
             "{e}"
         );
         let e = plan("[{ reshape = [5, -1] }]", &[2, 3], &[6]);
         assert!(e.contains("cannot infer -1: 6 elements over 5"), "{e}");
-        let e = plan("[{ crop = [1] }]", &[2, 3], &[2, 4]);
-        assert!(e.contains("does not fit"), "{e}");
+        let e = plan("[{ crop = [1] }]", &[2, 3], &[2, 4, 1]);
+        assert!(e.contains("differ in rank"), "{e}");
+        let e = plan("[{ squeeze = [1] }]", &[1, 3], &[3]);
+        assert!(
+            e.contains("axis 1 of [1, 3] is not an axis of extent 1"),
+            "{e}"
+        );
+        assert!(bad(vec![Step::Squeeze(vec![0, 0])]).contains("repeats an axis"));
         let e = plan("[{ rank = 1 }]", &[2, 3], &[6]);
         assert!(e.contains("has more axes"), "{e}");
         let e = plan("[{ slice = { axis = 2 } }]", &[2, 3], &[6]);

@@ -675,6 +675,7 @@ mod tests {
             a: run.clone(),
             b: run,
             rules: None,
+            views: None,
             counts: Counts::default(),
             first_divergence: None,
             pairs,

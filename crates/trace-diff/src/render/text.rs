@@ -91,6 +91,13 @@ fn runs(out: &mut String, report: &Report, st: &Styles) {
     if let Some(cal) = &report.calibration {
         let _ = writeln!(out, "{b}C{b:#} (baseline):   {}", run_line(&cal.baseline));
     }
+    if let Some(v) = &report.views {
+        let mut sides = vec![("A", &v.a), ("B", &v.b)];
+        sides.extend(v.c.as_ref().map(|c| ("baseline", c)));
+        for (side, choice) in sides {
+            let _ = writeln!(out, "view {side}: {} ({})", choice.view, choice.how);
+        }
+    }
     if let Some(rules) = &report.rules {
         let _ = writeln!(out, "rules: {rules}");
     }

@@ -96,10 +96,7 @@ fn transposed_and_padded_records_agree_in_a_layout() {
         assert_eq!(p.evidence, Evidence::Values, "{p:#?}");
         assert_eq!(p.error, Some(0.0), "{p:#?}");
         assert!(
-            p.reason
-                .as_deref()
-                .unwrap()
-                .contains("B's values in A's layout"),
+            p.reason.as_deref().unwrap().contains("B's values laid out"),
             "{p:#?}"
         );
     }
@@ -182,7 +179,7 @@ fn a_dropping_layout_without_values_or_a_misfit_is_incompatible() {
         .reason
         .as_deref()
         .unwrap()
-        .contains("b_layout drops elements"));
+        .contains("a layout drops elements"));
 
     // A layout that does not fit B's shape names the step.
     let misfit = DiffOptions {
@@ -197,7 +194,7 @@ fn a_dropping_layout_without_values_or_a_misfit_is_incompatible() {
     assert_eq!(r.pairs[0].verdict, Verdict::Incompatible);
     let reason = r.pairs[0].reason.as_deref().unwrap();
     assert!(
-        reason.contains("b_layout step 0 (transpose = [1, 0]): the shape [3, 2, 2] has 3 axes"),
+        reason.contains("B: layout step 0 (transpose = [1, 0]): the shape [3, 2, 2] has 3 axes"),
         "{reason}"
     );
 }

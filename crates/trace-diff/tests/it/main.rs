@@ -12,3 +12,4 @@ mod ranks;
 mod reports;
 mod seed;
 mod stream;
+mod views;
