@@ -31,6 +31,9 @@ use crate::task::Precision;
 use crate::venv::{self, Extra};
 use crate::workspace::project_root;
 
+#[cfg(test)]
+mod tests;
+
 /// Builds the models and saves SmolLM2's tokenizer (relative to the workspace root).
 pub const SCRIPT: &str = "python/hf_fixture.py";
 /// Runs transformers, traced (relative to the workspace root).
@@ -40,8 +43,8 @@ const GGUF: &str = "model.gguf";
 
 /// What the fixtures need in the venv: transformers and torch, PyYAML for the converter's
 /// gguf-py and gguf for transformers' GGUF loader, sentencepiece for the tokenizer (trained by
-/// `hf_fixture.py`, read by the converter).
-pub const EXTRAS: &[Extra] = &[Extra::Torch, Extra::Gguf, Extra::Convert];
+/// `hf_fixture.py`, read by the converter) and accelerate (for the GGUF loader).
+pub const EXTRAS: &[Extra] = &[Extra::Torch, Extra::Gguf, Extra::Fixtures];
 
 /// An architecture of the transformers Llama family that the shipped views name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

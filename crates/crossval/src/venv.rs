@@ -58,10 +58,11 @@ pub enum Extra {
     /// Python dequantizer. Installed without deps; `import gguf` needs PyYAML of the rest
     /// (requests and tqdm are imported only by functions the test never calls).
     Gguf,
-    /// What llama.cpp's `convert_hf_to_gguf.py` imports beyond torch, transformers and PyYAML
-    /// (`crate::fixtures`): sentencepiece, imported before it looks for a `tokenizer.model`
-    /// (its absence is then an error, not the fallback to `tokenizer.json`). One wheel, no deps.
-    Convert,
+    /// What `crate::fixtures` needs beyond torch, transformers and PyYAML: sentencepiece (the
+    /// fixtures' tokenizer, which llama.cpp's `convert_hf_to_gguf.py` reads) and accelerate
+    /// (transformers refuses to load a GGUF without it). Two wheels, no deps: what accelerate
+    /// imports comes with the torch set.
+    Fixtures,
 }
 
 impl Extra {
@@ -92,7 +93,7 @@ impl Extra {
             Extra::LlamaCpp => &["cmake==4.4.5", "ninja==1.13.2"],
             Extra::Query => &["duckdb==2.0.1", "polars==2.1.0", "polars-runtime-32==2.1.0"],
             Extra::Gguf => &["gguf==0.19.0", "pyyaml==6.0.4"],
-            Extra::Convert => &["sentencepiece==0.2.3"],
+            Extra::Fixtures => &["sentencepiece==0.2.3", "accelerate==1.15.0"],
         }
     }
 
@@ -113,7 +114,7 @@ impl Extra {
             Extra::LlamaCpp => "import cmake, ninja",
             Extra::Query => "import duckdb, polars",
             Extra::Gguf => "import gguf, gguf.quants",
-            Extra::Convert => "import sentencepiece",
+            Extra::Fixtures => "import sentencepiece, accelerate",
         }
     }
 
@@ -124,7 +125,7 @@ impl Extra {
             Extra::LlamaCpp => "llama-cpp",
             Extra::Query => "query",
             Extra::Gguf => "gguf",
-            Extra::Convert => "convert",
+            Extra::Fixtures => "fixtures",
         }
     }
 }
