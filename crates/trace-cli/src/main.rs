@@ -44,6 +44,7 @@ enum Command {
     Events(cmd::events::Args),
     Export(cmd::export::Args),
     Gguf(cmd::gguf::Args),
+    Views(cmd::views::Args),
     Completions(cmd::completions::Args),
 }
 
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
         Command::Events(args) => cmd::events::run(args),
         Command::Export(args) => cmd::export::run(args),
         Command::Gguf(args) => cmd::gguf::run(args),
+        Command::Views(args) => cmd::views::run(args),
         Command::Completions(args) => cmd::completions::run(args, Cli::command()),
     };
     match result {

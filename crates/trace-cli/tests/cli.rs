@@ -10,4 +10,5 @@ mod cli {
     mod producers;
     mod record_show_stats;
     mod support;
+    mod views;
 }

@@ -40,6 +40,25 @@ pub enum Step {
     Crop(Vec<usize>),
 }
 
+impl Step {
+    /// The step as a TOML inline table, as a view or rules file writes it.
+    pub fn inline_toml(&self) -> String {
+        match self {
+            Step::Rank(n) => format!("{{ rank = {n} }}"),
+            Step::Squeeze(a) => format!("{{ squeeze = {a:?} }}"),
+            Step::Reshape(d) => format!("{{ reshape = {d:?} }}"),
+            Step::Transpose(p) => format!("{{ transpose = {p:?} }}"),
+            Step::Crop(a) => format!("{{ crop = {a:?} }}"),
+            Step::Slice(s) => {
+                let mut parts = vec![format!("axis = {}", s.axis)];
+                parts.extend(s.start.map(|v| format!("start = {v}")));
+                parts.extend(s.end.map(|v| format!("end = {v}")));
+                format!("{{ slice = {{ {} }} }}", parts.join(", "))
+            }
+        }
+    }
+}
+
 /// The bounds of a [`Step::Slice`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -425,6 +444,15 @@ mod tests {
             .unwrap();
         assert_eq!(p.apply(&iota(8)).unwrap(), vec![1.0, 2.0, 5.0, 6.0]);
         assert_eq!(p.apply(&iota(7)), None);
+    }
+
+    #[test]
+    fn inline_toml_reads_back() {
+        let text = "[{ rank = 2 }, { squeeze = [0] }, { reshape = [0, -1] }, \
+                    { transpose = [1, 0] }, { crop = [1] }, { slice = { axis = 0, start = -1 } }]";
+        let steps = layout(text).steps().to_vec();
+        let again: Vec<String> = steps.iter().map(Step::inline_toml).collect();
+        assert_eq!(layout(&format!("[{}]", again.join(", "))).steps(), steps);
     }
 
     #[test]

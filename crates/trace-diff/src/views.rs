@@ -484,7 +484,9 @@ pub fn used(a: (&View, &str), b: (&View, &str), c: Option<(&View, &str)>) -> Vie
 }
 
 mod choose;
-pub use choose::{choose, SideSpec, DETECT_NAMES};
+mod draft;
+pub use choose::{choose, run_names, SideSpec, DETECT_NAMES};
+pub use draft::{draft, Seen};
 
 #[cfg(test)]
 mod tests;

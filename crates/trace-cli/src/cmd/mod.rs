@@ -11,6 +11,7 @@ pub mod record;
 pub mod repeat;
 pub mod show;
 pub mod stats;
+pub mod views;
 
 use std::path::Path;
 

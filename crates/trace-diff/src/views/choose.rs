@@ -1,11 +1,12 @@
 //! Choosing each side's view: named with `--view-a`, `--view-b` or `--view-c`, else detected
 //! from the names the run records.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use trace_core::run::{RunOptions, RunStream};
 
-use super::{compose, detect, preset_names, presets, used, Detection, View};
+use super::{compose, detect, preset_names, presets, used, Detection, Seen, View};
 use crate::error::{Error, Result};
 use crate::rules::Rules;
 
@@ -86,7 +87,10 @@ fn pick(spec: &SideSpec<'_>, all: &[View]) -> Result<Chosen> {
             spec.flag.to_owned(),
         ));
     }
-    let names = run_names(spec.dir);
+    // A run that cannot be read fits no view; the diff then says why it cannot be read.
+    let names: Vec<String> = run_names(spec.dir)
+        .map(|seen| seen.into_iter().map(|s| s.name).collect())
+        .unwrap_or_default();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     Ok(match detect(all, &refs) {
         Detection::Found(v, why) => Chosen::View(v.clone(), format!("detected: {why}")),
@@ -99,22 +103,28 @@ fn pick(spec: &SideSpec<'_>, all: &[View]) -> Result<Chosen> {
     })
 }
 
-/// Up to [`DETECT_NAMES`] record names from the start of the run in `dir` (rank 0's of a
-/// multi-rank run); none when it cannot be read (the diff then says why).
-fn run_names(dir: &Path) -> Vec<String> {
+/// The distinct record names among the first [`DETECT_NAMES`] records of the run in `dir` (rank
+/// 0's of a multi-rank run), in capture order, each with its first shape.
+pub fn run_names(dir: &Path) -> Result<Vec<Seen>> {
     let rank0 = dir.join("rank-0");
     let dir = if rank0.is_dir() { rank0.as_path() } else { dir };
-    let mut names = Vec::new();
-    let Ok(mut stream) = RunStream::open(dir, &RunOptions::default()) else {
-        return names;
-    };
-    while names.len() < DETECT_NAMES {
-        match stream.next_chunk() {
-            Ok(Some(chunk)) => names.extend(chunk.into_iter().map(|r| r.record.name)),
-            _ => break,
+    let mut stream = RunStream::open(dir, &RunOptions::default())?;
+    let (mut read, mut seen, mut names) = (0, HashSet::new(), Vec::new());
+    while read < DETECT_NAMES {
+        let Some(chunk) = stream.next_chunk()? else {
+            break;
+        };
+        read += chunk.len();
+        for r in chunk {
+            if seen.insert(r.record.name.clone()) {
+                names.push(Seen {
+                    name: r.record.name,
+                    shape: r.record.shape,
+                });
+            }
         }
     }
-    names
+    Ok(names)
 }
 
 /// The error for sides with no view or several: what each side is, and how to choose.

@@ -88,6 +88,16 @@ fn records(engine: Engine, bug: bool) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         let q_rope = canonical("q_rope", l, H * T * D, bug);
         let p = probs(l);
         let l_out = canonical("l_out", l, T * E, bug);
+        let norm = canonical("attn_norm", l, T * E, false);
+        match engine {
+            Engine::Ours => push(format!("blk{l}/attn_norm"), vec![T, E], norm),
+            Engine::Hf => push(
+                format!("model.layers.{l}.input_layernorm"),
+                vec![1, T, E],
+                norm,
+            ),
+            Engine::LlamaCpp => push(format!("attn_norm-{l}"), vec![T, E], norm),
+        }
         match engine {
             Engine::Ours => {
                 push(format!("blk{l}/q"), vec![T, H * D], q);
@@ -204,8 +214,8 @@ fn transformers_and_llama_cpp_agree_in_both_directions_with_no_rules() {
     ] {
         let r = diff(a, b, None);
         assert_eq!(r.outcome, Outcome::Agree, "{r:#?}");
-        // embed, 2 x (q, q_rope, probs, l_out), logits.
-        assert_eq!(r.counts.compared, 10, "{r:#?}");
+        // embed, 2 x (attn_norm, q, q_rope, probs, l_out), logits.
+        assert_eq!(r.counts.compared, 12, "{r:#?}");
         let v = r.views.as_ref().unwrap();
         assert_eq!([v.a.view.as_str(), v.b.view.as_str()], names);
         assert!(
@@ -245,7 +255,7 @@ fn a_bug_on_either_side_is_localized_at_its_layer() {
         let f = r.first_divergence.as_ref().unwrap();
         assert_eq!(f.name, first, "{a:?} against {b:?}");
         // Everything before layer 1 agreed.
-        assert_eq!(f.pair, 5, "{r:#?}");
+        assert_eq!(f.pair, 7, "{r:#?}");
     }
 }
 
