@@ -5,20 +5,23 @@ unedited, and traces them from the outside with `tensor_trace.torch.trace_module
 on every module, inputs included). Record names are transformers' module paths; the shipped
 rules presets (`hf-llama`, `hf-bert`) map the candle engines' names onto them.
 
-- `generate`: the crossval's synthetic Llama model, a Hugging Face checkpoint directory
-  (`config.json` + `model.safetensors`), loaded by `LlamaForCausalLM` with eager attention (so
-  the attention probabilities are a module output), greedy `generate()` with the KV cache: the
-  prefill is step 0, each decode step the next. Prints the generated token ids.
+- `generate`: a decoder checkpoint directory (`config.json` + `model.safetensors`: the
+  crossval's synthetic Llama, or a model of `hf_fixture.py`), or a GGUF file in it
+  (`--gguf-file`, which transformers dequantizes), loaded by `AutoModelForCausalLM` with eager
+  attention (so the attention probabilities are a module output), greedy `generate()` with the
+  KV cache: the prefill is step 0, each decode step the next. Prints the generated token ids.
+  `--scale PARAM=FACTOR` multiplies one parameter first: a bug planted in this run's copy.
 - `embed`: all-MiniLM-L6-v2 through transformers' `BertModel` and its tokenizer, then
   sentence-transformers' pooling done as sentence-transformers does it (mean over the attention
   mask, then L2 normalization), recorded as `pooled` and `normalized`. Truncation at
   `max_seq_length` from `sentence_bert_config.json`, padding to the longest sentence, as
   sentence-transformers encodes.
 
-transformers applies rotary embeddings in a function (`apply_rotary_pos_emb`), not a module, so
-no hook sees the rotated queries and keys. While tracing, this script wraps that function (for
-the duration of the run only) and records its two results as `{attention module}/q_rope` and
-`{attention module}/k_rope`: the recipe for any function-level point a hook cannot reach.
+transformers applies rotary embeddings in a function (`apply_rotary_pos_emb`, one copy in each
+architecture's modeling module), not a module, so no hook sees the rotated queries and keys.
+While tracing, this script wraps the model's own copy (for the duration of the run only) and
+records its two results as `{attention module}/q_rope` and `{attention module}/k_rope`: the
+recipe for any function-level point a hook cannot reach.
 
 `--dtype float64` (default) runs the reference in double precision: the side B of a crossval.
 Note that transformers itself computes some steps in float32 whatever the model's dtype
@@ -27,6 +30,7 @@ angles are float32): those records carry float32-level error even in a float64 r
 
 Usage:
     python torch_reference.py generate MODEL_DIR PROMPT_FILE STEPS [--dtype float64|float32|bfloat16]
+        [--gguf-file NAME] [--scale PARAM=FACTOR]...
     python torch_reference.py embed MODEL_DIR SENTENCES_JSON [--max-tokens N] [--dtype ...]
 """
 

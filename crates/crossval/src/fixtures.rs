@@ -95,6 +95,17 @@ pub struct Fixture {
     pub gguf: PathBuf,
 }
 
+/// The venv's python with [`EXTRAS`], set up once per process: checking the sets imports torch
+/// and transformers, seconds each time.
+fn python() -> Result<PathBuf> {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(p) = PYTHON.get() {
+        return Ok(p.clone());
+    }
+    let p = venv::ensure_venv(EXTRAS)?;
+    Ok(PYTHON.get_or_init(|| p).clone())
+}
+
 /// `target/hf-fixtures/KEY` (see the module doc).
 pub fn root() -> Result<PathBuf> {
     use std::hash::{Hash, Hasher};
@@ -134,7 +145,7 @@ pub fn ensure(arch: Arch) -> Result<Fixture> {
     if fixture.gguf.is_file() {
         return Ok(fixture);
     }
-    let python = venv::ensure_venv(EXTRAS)?;
+    let python = python()?;
     // Built under a temporary name and renamed, so a cut-short build is never taken for one.
     let tmp = root.join(format!("{}.tmp", arch.name()));
     let _ = fs::remove_dir_all(&tmp);
@@ -194,7 +205,7 @@ pub struct HfRun<'a> {
 
 /// Runs `run` with every record's values saved into `out`; returns the generated token ids.
 pub fn trace_transformers(run: &HfRun<'_>, out: &Path) -> Result<Vec<u32>> {
-    let python = venv::ensure_venv(EXTRAS)?;
+    let python = python()?;
     let dtype = match run.precision {
         Precision::F64 => "float64",
         Precision::F32 => "float32",
