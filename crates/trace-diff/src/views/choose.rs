@@ -27,6 +27,24 @@ pub struct SideSpec<'a> {
     pub given: Option<&'a str>,
 }
 
+impl<'a> SideSpec<'a> {
+    /// The side `side` (`A`), its view named by `flag` (`--view-a`), its run in `dir`, the view
+    /// named for it if any.
+    pub fn new(
+        side: &'static str,
+        flag: &'static str,
+        dir: &'a Path,
+        given: Option<&'a str>,
+    ) -> Self {
+        SideSpec {
+            side,
+            flag,
+            dir,
+            given,
+        }
+    }
+}
+
 /// What was chosen for one side.
 enum Chosen {
     View(View, String),
