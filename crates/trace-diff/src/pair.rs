@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-
 use crate::baseline::{calibrate, Rec, Third};
 use crate::error::Result;
 use crate::intern::Interner;
