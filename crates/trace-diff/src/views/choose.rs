@@ -12,7 +12,7 @@ use crate::rules::Rules;
 
 /// How many record names detection reads from the start of a run: every shipped view's
 /// `detect` globs name records of the first layer or the embedding, which come early.
-pub const DETECT_NAMES: usize = 100_000;
+pub const DETECT_NAMES: usize = 10_000;
 
 /// One side to choose a view for.
 #[derive(Debug, Clone, Copy)]
