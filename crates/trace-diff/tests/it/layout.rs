@@ -250,6 +250,9 @@ fn a_layout_lays_out_side_a() {
     assert_eq!(r.counts.compared, 2);
     for p in &r.pairs {
         assert_eq!(p.error, Some(0.0), "{p:#?}");
-        assert!(p.reason.as_deref().unwrap().contains("A's values laid out"), "{p:#?}");
+        assert!(
+            p.reason.as_deref().unwrap().contains("A's values laid out"),
+            "{p:#?}"
+        );
     }
 }

@@ -93,6 +93,13 @@ fn compare_by_views(
     )
 }
 
+/// A way to judge the candle run against a reference's traces.
+type Compare = fn(&Options, CandleRun, Vec<u32>, &Path, Option<&Path>) -> Result<Outcome>;
+
+/// The reference's shipped preset, and the engine views with no rules file: a reference's
+/// tests judge both ways and expect the same.
+const JUDGED_BY: [(&str, Compare); 2] = [("preset", compare), ("views", compare_by_views)];
+
 fn compare_by(
     o: &Options,
     (candle, reference_tokens): (CandleRun, Vec<u32>),
@@ -222,17 +229,14 @@ fn check_clean_events(outcome: &Outcome, layers: usize, steps: usize) {
     assert_eq!(tokenize.details.output_tokens.as_ref().unwrap().len(), 8);
 }
 
-/// Runs with `bug` planted and checks the report names the bug's first diverging record.
-fn check(bug: Bug) -> Outcome {
-    let dir = tempfile::tempdir().unwrap();
-    let o = options(dir.path(), Some(bug));
-    let outcome = run(&o).unwrap();
-    let text = render(&o, &outcome);
-    assert!(!outcome.agree(), "{bug}: the engines agree\n{text}");
+/// Asserts that `outcome`'s first divergence is `bug`'s expected record (`label` says which
+/// comparison, for the message).
+fn assert_localized(o: &Options, bug: Bug, outcome: &Outcome, label: &str) {
+    let text = render(o, outcome);
     let pair = outcome
         .report
         .first_divergence_pair()
-        .unwrap_or_else(|| panic!("{bug}: no first divergence\n{text}"));
+        .unwrap_or_else(|| panic!("{bug} ({label}): no first divergence\n{text}"));
     let expected = bug.expected(o.synthetic.layers);
     assert_eq!(
         (pair.display_name(), pair.layer, pair.seq),
@@ -241,8 +245,19 @@ fn check(bug: Bug) -> Outcome {
             Some(expected.layer),
             Some(expected.seq)
         ),
-        "{bug}: wrong first divergence\n{text}"
+        "{bug} ({label}): wrong first divergence\n{text}"
     );
+}
+
+/// Runs with `bug` planted and checks the report names the bug's first diverging record.
+fn check(bug: Bug) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(dir.path(), Some(bug));
+    let outcome = run(&o).unwrap();
+    let text = render(&o, &outcome);
+    assert!(!outcome.agree(), "{bug}: the engines agree\n{text}");
+    assert_localized(&o, bug, &outcome, "the rust reference");
+    let expected = bug.expected(o.synthetic.layers);
     assert!(
         text.contains(&expected.name),
         "{bug}: report lacks the name\n{text}"
@@ -352,59 +367,30 @@ fn transformers_reference_agrees_and_localizes_every_bug() {
     let reference_tokens = run_reference(&o, &inputs, Precision::F64, &reference_dir).unwrap();
     run_reference(&o, &inputs, Precision::F32, &baseline_dir).unwrap();
 
-    let candle = run_candle(&o, &inputs).unwrap();
-    let outcome = compare(
-        &o,
-        candle,
-        reference_tokens.clone(),
-        &reference_dir,
-        Some(&baseline_dir),
-    )
-    .unwrap();
-    let text = render(&o, &outcome);
-    assert!(outcome.passed(), "{text}");
-    assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
-    let c = &outcome.report.counts;
-    assert_eq!(c.missing_in_a + c.missing_in_b, 0, "{text}");
-    // Every record of the candle engine but `next_token` (which transformers never holds as a
-    // tensor) has a partner: 3 passes × (tokens, embed, 2 layers × 16 points, out_norm, logits).
-    assert_eq!(c.compared, 3 * (2 + 2 * 16 + 2), "{text}");
-    // The engine views (ours, hf-decoder) with no rules file: the same pairs, the same verdict.
-    let candle = run_candle(&o, &inputs).unwrap();
-    let by_views = compare_by_views(
-        &o,
-        candle,
-        reference_tokens.clone(),
-        &reference_dir,
-        Some(&baseline_dir),
-    )
-    .unwrap();
-    let text = render(&o, &by_views);
-    assert!(by_views.passed(), "{text}");
-    assert_eq!(by_views.report.counts, outcome.report.counts, "{text}");
+    // Under the `hf-llama` preset and under the engine views (ours, hf-decoder) with no rules
+    // file alike: every record of the candle engine but `next_token` (which transformers never
+    // holds as a tensor) has a partner, 3 passes × (tokens, embed, 2 layers × 16 points,
+    // out_norm, logits).
+    for (by, compare) in JUDGED_BY {
+        let candle = run_candle(&o, &inputs).unwrap();
+        let tokens = reference_tokens.clone();
+        let outcome = compare(&o, candle, tokens, &reference_dir, Some(&baseline_dir)).unwrap();
+        let text = render(&o, &outcome);
+        assert!(outcome.passed(), "{by}: {text}");
+        assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
+        let c = &outcome.report.counts;
+        assert_eq!(c.missing_in_a + c.missing_in_b, 0, "{by}: {text}");
+        assert_eq!(c.compared, 3 * (2 + 2 * 16 + 2), "{by}: {text}");
+    }
 
     for bug in Bug::ALL {
         o.synthetic.inject = Some(bug);
-        for by_views in [false, true] {
+        for (by, compare) in JUDGED_BY {
             let candle = run_candle(&o, &inputs).unwrap();
-            let compare = if by_views { compare_by_views } else { compare };
             let tokens = reference_tokens.clone();
             let outcome = compare(&o, candle, tokens, &reference_dir, Some(&baseline_dir)).unwrap();
-            let text = render(&o, &outcome);
-            let pair = outcome
-                .report
-                .first_divergence_pair()
-                .unwrap_or_else(|| panic!("{bug}: no first divergence\n{text}"));
-            let expected = bug.expected(o.synthetic.layers);
-            assert_eq!(
-                (pair.display_name(), pair.layer, pair.seq),
-                (
-                    expected.name.as_str(),
-                    Some(expected.layer),
-                    Some(expected.seq)
-                ),
-                "{bug} (views: {by_views}): wrong first divergence against transformers\n{text}"
-            );
+            let label = format!("{by}, against transformers");
+            assert_localized(&o, bug, &outcome, &label);
         }
     }
 }
@@ -527,24 +513,19 @@ fn llama_cpp_reference_agrees_and_localizes_every_bug() {
     let reference_dir = dir.path().join("llama.cpp");
     let reference_tokens = run_reference(&o, &inputs, Precision::F32, &reference_dir).unwrap();
 
-    let candle = run_candle(&o, &inputs).unwrap();
-    let outcome = compare(&o, candle, reference_tokens.clone(), &reference_dir, None).unwrap();
-    let text = render(&o, &outcome);
-    assert!(outcome.passed(), "{text}");
-    assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
-    let c = &outcome.report.counts;
-    assert_eq!(c.missing_in_a + c.missing_in_b, 0, "{text}");
-    // Every record of the candle engine but `tokens` and `next_token` (never a tensor of
-    // llama.cpp's graph) has a partner: 3 passes × (embed, 2 layers × 16 points, out_norm,
-    // logits).
-    assert_eq!(c.compared, 3 * (1 + 2 * 16 + 2), "{text}");
-    // The engine views (ours, llama-cpp) with no rules file: the same pairs, the same verdict.
-    let candle = run_candle(&o, &inputs).unwrap();
-    let by_views =
-        compare_by_views(&o, candle, reference_tokens.clone(), &reference_dir, None).unwrap();
-    let text = render(&o, &by_views);
-    assert!(by_views.passed(), "{text}");
-    assert_eq!(by_views.report.counts, outcome.report.counts, "{text}");
+    // Under the `llama-cpp` preset and under the engine views (ours, llama-cpp) alike: every
+    // record of the candle engine but `tokens` and `next_token` (never a tensor of llama.cpp's
+    // graph) has a partner, 3 passes × (embed, 2 layers × 16 points, out_norm, logits).
+    for (by, compare) in JUDGED_BY {
+        let candle = run_candle(&o, &inputs).unwrap();
+        let outcome = compare(&o, candle, reference_tokens.clone(), &reference_dir, None).unwrap();
+        let text = render(&o, &outcome);
+        assert!(outcome.passed(), "{by}: {text}");
+        assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
+        let c = &outcome.report.counts;
+        assert_eq!(c.missing_in_a + c.missing_in_b, 0, "{by}: {text}");
+        assert_eq!(c.compared, 3 * (1 + 2 * 16 + 2), "{by}: {text}");
+    }
 
     // Deterministic: a second run writes the same records.
     let again = dir.path().join("llama.cpp-again");
@@ -564,26 +545,12 @@ fn llama_cpp_reference_agrees_and_localizes_every_bug() {
 
     for bug in Bug::ALL {
         o.synthetic.inject = Some(bug);
-        for by_views in [false, true] {
+        for (by, compare) in JUDGED_BY {
             let candle = run_candle(&o, &inputs).unwrap();
-            let compare = if by_views { compare_by_views } else { compare };
             let tokens = reference_tokens.clone();
             let outcome = compare(&o, candle, tokens, &reference_dir, None).unwrap();
-            let text = render(&o, &outcome);
-            let pair = outcome
-                .report
-                .first_divergence_pair()
-                .unwrap_or_else(|| panic!("{bug}: no first divergence\n{text}"));
-            let expected = bug.expected(o.synthetic.layers);
-            assert_eq!(
-                (pair.display_name(), pair.layer, pair.seq),
-                (
-                    expected.name.as_str(),
-                    Some(expected.layer),
-                    Some(expected.seq)
-                ),
-                "{bug} (views: {by_views}): wrong first divergence against llama.cpp\n{text}"
-            );
+            let label = format!("{by}, against llama.cpp");
+            assert_localized(&o, bug, &outcome, &label);
         }
     }
 }
