@@ -40,6 +40,11 @@ pub struct Args {
     /// the reference (list below); its traces go to OUT/NAME
     #[arg(long, value_name = "NAME")]
     reference: Option<String>,
+    /// compare this reference (as side A, in the engine's precision) with
+    /// --reference instead of the candle engine, through their engine
+    /// views (no rules file), e.g. --reference torch --against llama.cpp
+    #[arg(long, value_name = "NAME", verbatim_doc_comment)]
+    against: Option<String>,
     /// plant a bug in the candle engine (list below)
     #[arg(long, value_name = "NAME")]
     inject: Option<String>,
@@ -203,6 +208,12 @@ fn apply_common(a: &Args, o: &mut Options) -> Result<()> {
     o.json = a.json;
     if let Some(name) = &a.reference {
         o.reference = Some(reference::find(name, o.model).context("--reference")?);
+    }
+    if let Some(name) = &a.against {
+        if a.inject.is_some() {
+            bail!("--inject plants a bug in the candle engine, which --against {name} replaces");
+        }
+        o.against = Some(reference::find(name, o.model).context("--against")?);
     }
     if a.no_baseline {
         o.judge.baseline = false;

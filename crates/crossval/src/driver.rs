@@ -31,6 +31,9 @@ fn drive<H: Harness>(h: &H, o: &Options) -> Result<bool> {
     if o.bisect.is_some() {
         return crate::bisect::report(o.json, || bisect(h, o));
     }
+    if o.against.is_some() {
+        return against(h, o);
+    }
     let outcome = run(h, o)?;
     print!("{}", outcome.render(o));
     if o.json {
@@ -79,6 +82,64 @@ pub fn run<H: Harness>(h: &H, o: &Options) -> Result<H::Outcome> {
         .judge
         .diff(&a, &b, c.as_ref(), reference.rules(h.model())?)?;
     h.conclude(o, report, engine, reference_tokens, &sides)
+}
+
+/// `--against`: that reference's engine (A, in the engine's precision) against the reference
+/// (B in f64, C in the engine's precision), the rules composed from the two runs' engine views;
+/// prints trace-diff's report and returns whether they agree.
+fn against<H: Harness>(h: &H, o: &Options) -> Result<bool> {
+    let progress = Progress::new(o.quiet);
+    let inputs = h.prepare(o, &progress)?;
+    let (engine, reference) = (o.against.context("--against")?, registry_reference(o)?);
+    let sides = Sides {
+        engine: o.out.join(engine.name()),
+        reference: o.out.join(reference.name()),
+        baseline: o
+            .judge
+            .baseline
+            .then(|| Judge::baseline_dir(&o.out, reference.name(), o.engine_precision())),
+    };
+    progress.stage(&format!(
+        "A: {} in {} -> {}",
+        engine.name(),
+        o.engine_precision().name(),
+        sides.engine.display()
+    ));
+    engine
+        .run(&Job {
+            task: h.task(o, &inputs)?,
+            precision: o.engine_precision(),
+            trace_dir: &sides.engine,
+            quiet: o.quiet,
+        })
+        .with_context(|| format!("run the {} engine", engine.name()))?;
+    run_references(h, o, &inputs, &sides, &progress)?;
+    let spec = |side, flag, dir| trace_diff::views::SideSpec::new(side, flag, dir, None);
+    let rules = trace_diff::views::choose(
+        spec("A", "--view-a", &sides.engine),
+        spec("B", "--view-b", &sides.reference),
+        sides
+            .baseline
+            .as_deref()
+            .map(|c| spec("the baseline", "--view-c", c)),
+    )?
+    .unwrap_or_default();
+    progress.stage(&format!(
+        "trace-diff: {} (A) against {} (B), {}, through their engine views",
+        engine.name(),
+        reference.name(),
+        o.judge.describe()
+    ));
+    let a = open_run(&sides.engine)?;
+    let b = open_run(&sides.reference)?;
+    let c = sides.baseline.as_deref().map(open_run).transpose()?;
+    let report = o.judge.diff(&a, &b, c.as_ref(), rules)?;
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", trace_diff::render::text(&report, &Default::default()));
+    }
+    Ok(report.outcome.exit_code() == 0)
 }
 
 /// Runs the reference in f64 into `sides.reference` and, for calibrated verdicts, in the

@@ -20,6 +20,9 @@ pub struct Options {
     /// The reference the engine is compared with; `None` for a model whose own program computes
     /// the reference side ([`Model::default_reference`]).
     pub reference: Option<&'static dyn Reference>,
+    /// `--against NAME`: this reference takes the candle engine's place as side A (run in the
+    /// engine's precision), compared with `reference` through their engine views.
+    pub against: Option<&'static dyn Reference>,
     /// Calibrated verdicts or tolerances.
     pub judge: Judge,
     /// `Some(window)`: run through trace-cli's bisect instead (hash-only, then values for the
@@ -156,6 +159,7 @@ impl Options {
             reference: model
                 .default_reference()
                 .map(|name| reference::find(name, model).expect("a model's default runs it")),
+            against: None,
             judge: Judge {
                 baseline: model.default_reference().is_some(),
                 ..Judge::default()
@@ -203,6 +207,31 @@ impl Options {
                 reference.name(),
                 precision.name()
             );
+        }
+        self.enforce_against(precision)
+    }
+
+    /// `--against`: a reference other than `--reference`, computing in the engine's precision,
+    /// without the candle engine's own flags.
+    fn enforce_against(&self, precision: Precision) -> Result<()> {
+        let (Some(against), Some(reference)) = (self.against, self.reference) else {
+            return Ok(());
+        };
+        if against.name() == reference.name() {
+            bail!(
+                "--against {0}: the same engine as --reference {0}",
+                against.name()
+            );
+        }
+        if !against.computes_in(precision) {
+            bail!(
+                "--against {} cannot compute in {}",
+                against.name(),
+                precision.name()
+            );
+        }
+        if self.bisect.is_some() {
+            bail!("--against does not combine with --bisect (it bisects the candle engine)");
         }
         Ok(())
     }

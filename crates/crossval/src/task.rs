@@ -26,6 +26,7 @@ const COMMON_FLAGS: &[&str] = &["help", "model", "out", "json"];
 /// Flags of the models compared with a reference of the registry.
 const REFERENCE_FLAGS: &[&str] = &[
     "reference",
+    "against",
     "inject",
     "no_baseline",
     "max_ratio",

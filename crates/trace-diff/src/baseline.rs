@@ -9,8 +9,8 @@ use crate::calibrate::{
 use crate::error::Result;
 use crate::format::{ratio_text, sci};
 use crate::options::DiffOptions;
-use crate::pair::{lay_out_against, SideView, Views};
 use crate::report::{Calibration, CalibrationStatus, Evidence, Pair, Verdict, Warning};
+use crate::sides::{lay_out_against, SideView, Views};
 use crate::values::{load_or_warn, ValueSource};
 
 /// One side's record and where its values come from.

@@ -303,22 +303,17 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
 
 /// The rules file given, else the rules the sides' engine views compose into (none when
 /// neither side fits a view: records then match by name).
-fn rules_for<'a>(args: &'a Args) -> anyhow::Result<Rules> {
+fn rules_for(args: &Args) -> anyhow::Result<Rules> {
     if let Some(path) = &args.rules {
         return Ok(Rules::load_or_preset(path)?);
     }
-    let side = |side, flag, dir: &'a PathBuf, given: &'a Option<String>| views::SideSpec {
-        side,
-        flag,
-        dir: dir.as_path(),
-        given: given.as_deref(),
-    };
-    let a = side("A", "--view-a", &args.dir_a, &args.view_a);
-    let b = side("B", "--view-b", &args.dir_b, &args.view_b);
+    let side = views::SideSpec::new;
+    let a = side("A", "--view-a", &args.dir_a, args.view_a.as_deref());
+    let b = side("B", "--view-b", &args.dir_b, args.view_b.as_deref());
     let c = args
         .baseline
         .as_ref()
-        .map(|dir| side("the baseline", "--view-c", dir, &args.view_c));
+        .map(|dir| side("the baseline", "--view-c", dir, args.view_c.as_deref()));
     Ok(views::choose(a, b, c)?.unwrap_or_default())
 }
 

@@ -88,6 +88,7 @@ pub mod render;
 pub mod report;
 pub mod rules;
 pub mod shard;
+mod sides;
 pub mod sketch;
 mod stream;
 mod tolerance;
@@ -100,7 +101,7 @@ pub use compare::{Comparison, Input};
 pub use error::{Error, Result};
 pub use options::{DiffOptions, StreamOptions, Streaming};
 pub use report::{Calibration, CalibrationStatus, Evidence, Outcome, Pair, Report, Verdict};
-pub use rules::{Rules, ShardSplit, Tolerance};
+pub use rules::{Rules, ShardSplit, Tolerance, ViewChoice, ViewsUsed};
 pub use stream::{estimate_records, RecordEstimate};
 #[doc(hidden)]
 pub use values::load as load_values;

@@ -12,7 +12,7 @@ use trace_core::run::RunRecord;
 use crate::format::opt_finite_or_null;
 use crate::intern::Interner;
 use crate::metrics::{LogitMetrics, ValueMetrics};
-use crate::rules::Tolerance;
+use crate::rules::{Tolerance, ViewsUsed};
 
 /// Name of the JSON report schema (`schema` field).
 pub const SCHEMA: &str = "tensor-trace-diff";
@@ -530,27 +530,6 @@ pub struct Report {
     /// when none was): the map draws them as ignored, not as untraced.
     #[serde(skip_serializing_if = "Ignored::is_empty")]
     pub ignored: Ignored,
-}
-
-/// The engine view of each side (crate::views).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ViewsUsed {
-    /// Side A's view.
-    pub a: ViewChoice,
-    /// Side B's view.
-    pub b: ViewChoice,
-    /// The baseline's view, with `--baseline`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub c: Option<ViewChoice>,
-}
-
-/// One side's view and how it was chosen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ViewChoice {
-    /// The view's name (`hf-decoder`).
-    pub view: String,
-    /// How it was chosen: `--view-a`, or `detected: its records include "..."`.
-    pub how: String,
 }
 
 /// Records left out by the ignore lists, with their context and the rule that left each out.

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use trace_core::DType;
 
 use crate::error::{Error, Result};
-use crate::report::ViewsUsed;
 use crate::transform::{Layout, Step};
 
 /// Version of the rules-file format this crate reads (`version` key, optional).
@@ -104,6 +103,27 @@ pub struct Rules {
     tolerances: Vec<(GlobMatcher, PartialTolerance)>,
     /// `[[shard]]`: how the records of a multi-rank run are split (see [`crate::shard`]).
     shards: Vec<(GlobMatcher, ShardSplit)>,
+}
+
+/// The engine view of each side (crate::views).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ViewsUsed {
+    /// Side A's view.
+    pub a: ViewChoice,
+    /// Side B's view.
+    pub b: ViewChoice,
+    /// The baseline's view, with `--baseline`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub c: Option<ViewChoice>,
+}
+
+/// One side's view and how it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ViewChoice {
+    /// The view's name (`hf-decoder`).
+    pub view: String,
+    /// How it was chosen: `--view-a`, or `detected: its records include "..."`.
+    pub how: String,
 }
 
 /// The layouts of one `[[map]]` entry: how each side's values are brought into the layout

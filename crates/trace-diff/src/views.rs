@@ -30,8 +30,9 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::report::{ViewChoice, ViewsUsed};
-use crate::rules::{compile_layout, glob_set, BaselineMap, MapRule, Rules, RulesFile};
+use crate::rules::{
+    compile_layout, glob_set, BaselineMap, MapRule, Rules, RulesFile, ViewChoice, ViewsUsed,
+};
 use crate::transform::Step;
 
 /// Version of the view-file format this crate reads (`version` key, optional).

@@ -223,6 +223,18 @@ fn summary(out: &mut String, report: &Report) {
             info.ignored
         );
     }
+    if let Some(v) = &report.views {
+        let mut sides = vec![("A", &v.a), ("B", &v.b)];
+        sides.extend(v.c.as_ref().map(|c| ("baseline", c)));
+        for (side, choice) in sides {
+            let _ = writeln!(
+                out,
+                "<tr><th>view {side}</th><td>{} ({})</td></tr>",
+                escape(&choice.view),
+                escape(&choice.how)
+            );
+        }
+    }
     if let Some(rules) = &report.rules {
         let _ = writeln!(out, "<tr><th>rules</th><td>{}</td></tr>", escape(rules));
     }

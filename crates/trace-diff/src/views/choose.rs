@@ -12,7 +12,7 @@ use crate::rules::Rules;
 
 /// How many record names detection reads from the start of a run: every shipped view's
 /// `detect` globs name records of the first layer or the embedding, which come early.
-pub const DETECT_NAMES: usize = 100_000;
+pub const DETECT_NAMES: usize = 10_000;
 
 /// One side to choose a view for.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +25,24 @@ pub struct SideSpec<'a> {
     pub dir: &'a Path,
     /// The view file or shipped view the flag named, if any.
     pub given: Option<&'a str>,
+}
+
+impl<'a> SideSpec<'a> {
+    /// The side `side` (`A`), its view named by `flag` (`--view-a`), its run in `dir`, the view
+    /// named for it if any.
+    pub fn new(
+        side: &'static str,
+        flag: &'static str,
+        dir: &'a Path,
+        given: Option<&'a str>,
+    ) -> Self {
+        SideSpec {
+            side,
+            flag,
+            dir,
+            given,
+        }
+    }
 }
 
 /// What was chosen for one side.

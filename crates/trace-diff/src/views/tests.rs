@@ -110,8 +110,8 @@ fn two_foreign_views_compose_both_ways() {
     assert!(l.a.is_some() && l.b.is_some());
     let back = compose(&cpp, &hf, None).unwrap();
     assert_eq!(back.map_name("Qcur-2#1"), "model.layers.2.self_attn.q_proj");
-    assert_eq!(back.map_name("result_output"), "lm_head");
-    assert!(back.is_logits("lm_head"));
+    assert_eq!(back.map_name("result_output"), "logits");
+    assert!(back.is_logits("logits"));
     // The raw Q projection is llama.cpp's own ignore; an unmapped name passes through.
     assert!(back.ignore_rule_a("Qcur-2").is_some());
     assert!(back.ignore_rule_a("Qcur-2#1").is_none());

@@ -219,3 +219,40 @@ fn a_bad_layout_in_the_rules_file_names_the_entry() {
     .to_string();
     assert!(e.contains("flip"), "{e}");
 }
+
+/// `a_layout`: the same two pairs with the sides swapped, A laid out into B's layout.
+#[test]
+fn a_layout_lays_out_side_a() {
+    let dir = tempfile::tempdir().unwrap();
+    let (heads, padded) = runs(None);
+    write(&dir.path().join("a"), &padded, true);
+    write(&dir.path().join("b"), &heads, true);
+    let options = DiffOptions {
+        rules: Rules::from_toml(
+            r#"
+            [[map]]
+            a = 'seq_major'
+            b = 'heads'
+            a_layout = [{ transpose = [1, 0, 2] }]
+
+            [[map]]
+            a = 'padded'
+            b = 'probs'
+            a_layout = [{ crop = [1] }]
+            "#,
+            Path::new("a_layout.toml"),
+        )
+        .unwrap(),
+        ..Default::default()
+    };
+    let r = diff_dirs(&dir.path().join("a"), &dir.path().join("b"), &options).unwrap();
+    assert_eq!(r.outcome, Outcome::Agree, "{r:#?}");
+    assert_eq!(r.counts.compared, 2);
+    for p in &r.pairs {
+        assert_eq!(p.error, Some(0.0), "{p:#?}");
+        assert!(
+            p.reason.as_deref().unwrap().contains("A's values laid out"),
+            "{p:#?}"
+        );
+    }
+}

@@ -149,7 +149,7 @@ fn records(engine: Engine, bug: bool) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let last = all_rows[(T - 1) * V..].to_vec();
     match engine {
         Engine::Ours => push("logits".into(), vec![V], last),
-        Engine::Hf => push("lm_head".into(), vec![1, T, V], all_rows),
+        Engine::Hf => push("logits".into(), vec![1, T, V], all_rows),
         Engine::LlamaCpp => push("result_output".into(), vec![T, V], all_rows),
     }
     out
@@ -170,12 +170,7 @@ fn write(dir: &Path, engine: Engine, bug: bool) {
 }
 
 fn side<'a>(side: &'static str, dir: &'a Path, given: Option<&'a str>) -> SideSpec<'a> {
-    SideSpec {
-        side,
-        flag: "--view-x",
-        dir,
-        given,
-    }
+    SideSpec::new(side, "--view-x", dir, given)
 }
 
 /// `a` against `b` (and the baseline `c`) with the rules their detected views compose into.

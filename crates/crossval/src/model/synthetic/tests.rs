@@ -57,6 +57,56 @@ fn compare(
     reference_dir: &Path,
     baseline_dir: Option<&Path>,
 ) -> Result<Outcome> {
+    let rules = o.reference.unwrap().rules(Model::Synthetic)?;
+    compare_by(
+        o,
+        (candle, reference_tokens),
+        reference_dir,
+        baseline_dir,
+        rules,
+    )
+}
+
+/// The same diff under the rules the runs' engine views compose into, as `trace-diff` with no
+/// rules file makes them.
+fn compare_by_views(
+    o: &Options,
+    candle: CandleRun,
+    reference_tokens: Vec<u32>,
+    reference_dir: &Path,
+    baseline_dir: Option<&Path>,
+) -> Result<Outcome> {
+    let side = |side, flag, dir| trace_diff::views::SideSpec::new(side, flag, dir, None);
+    let candle_dir = o.out.join("candle");
+    let rules = trace_diff::views::choose(
+        side("A", "--view-a", &candle_dir),
+        side("B", "--view-b", reference_dir),
+        baseline_dir.map(|c| side("the baseline", "--view-c", c)),
+    )?
+    .expect("the candle engine and the reference fit different views");
+    compare_by(
+        o,
+        (candle, reference_tokens),
+        reference_dir,
+        baseline_dir,
+        rules,
+    )
+}
+
+/// A way to judge the candle run against a reference's traces.
+type Compare = fn(&Options, CandleRun, Vec<u32>, &Path, Option<&Path>) -> Result<Outcome>;
+
+/// The reference's shipped preset, and the engine views with no rules file: a reference's
+/// tests judge both ways and expect the same.
+const JUDGED_BY: [(&str, Compare); 2] = [("preset", compare), ("views", compare_by_views)];
+
+fn compare_by(
+    o: &Options,
+    (candle, reference_tokens): (CandleRun, Vec<u32>),
+    reference_dir: &Path,
+    baseline_dir: Option<&Path>,
+    rules: trace_diff::Rules,
+) -> Result<Outcome> {
     let sides = Sides {
         engine: o.out.join("candle"),
         reference: reference_dir.to_path_buf(),
@@ -65,7 +115,6 @@ fn compare(
     let a = open_run(&sides.engine)?;
     let b = open_run(reference_dir)?;
     let c = baseline_dir.map(open_run).transpose()?;
-    let rules = o.reference.unwrap().rules(Model::Synthetic)?;
     let report = o.judge.diff(&a, &b, c.as_ref(), rules)?;
     SyntheticHarness.conclude(o, report, candle, reference_tokens, &sides)
 }
@@ -180,17 +229,14 @@ fn check_clean_events(outcome: &Outcome, layers: usize, steps: usize) {
     assert_eq!(tokenize.details.output_tokens.as_ref().unwrap().len(), 8);
 }
 
-/// Runs with `bug` planted and checks the report names the bug's first diverging record.
-fn check(bug: Bug) -> Outcome {
-    let dir = tempfile::tempdir().unwrap();
-    let o = options(dir.path(), Some(bug));
-    let outcome = run(&o).unwrap();
-    let text = render(&o, &outcome);
-    assert!(!outcome.agree(), "{bug}: the engines agree\n{text}");
+/// Asserts that `outcome`'s first divergence is `bug`'s expected record (`label` says which
+/// comparison, for the message).
+fn assert_localized(o: &Options, bug: Bug, outcome: &Outcome, label: &str) {
+    let text = render(o, outcome);
     let pair = outcome
         .report
         .first_divergence_pair()
-        .unwrap_or_else(|| panic!("{bug}: no first divergence\n{text}"));
+        .unwrap_or_else(|| panic!("{bug} ({label}): no first divergence\n{text}"));
     let expected = bug.expected(o.synthetic.layers);
     assert_eq!(
         (pair.display_name(), pair.layer, pair.seq),
@@ -199,8 +245,19 @@ fn check(bug: Bug) -> Outcome {
             Some(expected.layer),
             Some(expected.seq)
         ),
-        "{bug}: wrong first divergence\n{text}"
+        "{bug} ({label}): wrong first divergence\n{text}"
     );
+}
+
+/// Runs with `bug` planted and checks the report names the bug's first diverging record.
+fn check(bug: Bug) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(dir.path(), Some(bug));
+    let outcome = run(&o).unwrap();
+    let text = render(&o, &outcome);
+    assert!(!outcome.agree(), "{bug}: the engines agree\n{text}");
+    assert_localized(&o, bug, &outcome, "the rust reference");
+    let expected = bug.expected(o.synthetic.layers);
     assert!(
         text.contains(&expected.name),
         "{bug}: report lacks the name\n{text}"
@@ -310,50 +367,31 @@ fn transformers_reference_agrees_and_localizes_every_bug() {
     let reference_tokens = run_reference(&o, &inputs, Precision::F64, &reference_dir).unwrap();
     run_reference(&o, &inputs, Precision::F32, &baseline_dir).unwrap();
 
-    let candle = run_candle(&o, &inputs).unwrap();
-    let outcome = compare(
-        &o,
-        candle,
-        reference_tokens.clone(),
-        &reference_dir,
-        Some(&baseline_dir),
-    )
-    .unwrap();
-    let text = render(&o, &outcome);
-    assert!(outcome.passed(), "{text}");
-    assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
-    let c = &outcome.report.counts;
-    assert_eq!(c.missing_in_a + c.missing_in_b, 0, "{text}");
-    // Every record of the candle engine but `next_token` (which transformers never holds as a
-    // tensor) has a partner: 3 passes × (tokens, embed, 2 layers × 16 points, out_norm, logits).
-    assert_eq!(c.compared, 3 * (2 + 2 * 16 + 2), "{text}");
+    // Under the `hf-llama` preset and under the engine views (ours, hf-decoder) with no rules
+    // file alike: every record of the candle engine but `next_token` (which transformers never
+    // holds as a tensor) has a partner, 3 passes × (tokens, embed, 2 layers × 16 points,
+    // out_norm, logits).
+    for (by, compare) in JUDGED_BY {
+        let candle = run_candle(&o, &inputs).unwrap();
+        let tokens = reference_tokens.clone();
+        let outcome = compare(&o, candle, tokens, &reference_dir, Some(&baseline_dir)).unwrap();
+        let text = render(&o, &outcome);
+        assert!(outcome.passed(), "{by}: {text}");
+        assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
+        let c = &outcome.report.counts;
+        assert_eq!(c.missing_in_a + c.missing_in_b, 0, "{by}: {text}");
+        assert_eq!(c.compared, 3 * (2 + 2 * 16 + 2), "{by}: {text}");
+    }
 
     for bug in Bug::ALL {
         o.synthetic.inject = Some(bug);
-        let candle = run_candle(&o, &inputs).unwrap();
-        let outcome = compare(
-            &o,
-            candle,
-            reference_tokens.clone(),
-            &reference_dir,
-            Some(&baseline_dir),
-        )
-        .unwrap();
-        let text = render(&o, &outcome);
-        let pair = outcome
-            .report
-            .first_divergence_pair()
-            .unwrap_or_else(|| panic!("{bug}: no first divergence\n{text}"));
-        let expected = bug.expected(o.synthetic.layers);
-        assert_eq!(
-            (pair.display_name(), pair.layer, pair.seq),
-            (
-                expected.name.as_str(),
-                Some(expected.layer),
-                Some(expected.seq)
-            ),
-            "{bug}: wrong first divergence against transformers\n{text}"
-        );
+        for (by, compare) in JUDGED_BY {
+            let candle = run_candle(&o, &inputs).unwrap();
+            let tokens = reference_tokens.clone();
+            let outcome = compare(&o, candle, tokens, &reference_dir, Some(&baseline_dir)).unwrap();
+            let label = format!("{by}, against transformers");
+            assert_localized(&o, bug, &outcome, &label);
+        }
     }
 }
 
@@ -475,17 +513,19 @@ fn llama_cpp_reference_agrees_and_localizes_every_bug() {
     let reference_dir = dir.path().join("llama.cpp");
     let reference_tokens = run_reference(&o, &inputs, Precision::F32, &reference_dir).unwrap();
 
-    let candle = run_candle(&o, &inputs).unwrap();
-    let outcome = compare(&o, candle, reference_tokens.clone(), &reference_dir, None).unwrap();
-    let text = render(&o, &outcome);
-    assert!(outcome.passed(), "{text}");
-    assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
-    let c = &outcome.report.counts;
-    assert_eq!(c.missing_in_a + c.missing_in_b, 0, "{text}");
-    // Every record of the candle engine but `tokens` and `next_token` (never a tensor of
-    // llama.cpp's graph) has a partner: 3 passes × (embed, 2 layers × 16 points, out_norm,
-    // logits).
-    assert_eq!(c.compared, 3 * (1 + 2 * 16 + 2), "{text}");
+    // Under the `llama-cpp` preset and under the engine views (ours, llama-cpp) alike: every
+    // record of the candle engine but `tokens` and `next_token` (never a tensor of llama.cpp's
+    // graph) has a partner, 3 passes × (embed, 2 layers × 16 points, out_norm, logits).
+    for (by, compare) in JUDGED_BY {
+        let candle = run_candle(&o, &inputs).unwrap();
+        let outcome = compare(&o, candle, reference_tokens.clone(), &reference_dir, None).unwrap();
+        let text = render(&o, &outcome);
+        assert!(outcome.passed(), "{by}: {text}");
+        assert_eq!(outcome.candle_tokens, outcome.reference_tokens);
+        let c = &outcome.report.counts;
+        assert_eq!(c.missing_in_a + c.missing_in_b, 0, "{by}: {text}");
+        assert_eq!(c.compared, 3 * (1 + 2 * 16 + 2), "{by}: {text}");
+    }
 
     // Deterministic: a second run writes the same records.
     let again = dir.path().join("llama.cpp-again");
@@ -505,24 +545,57 @@ fn llama_cpp_reference_agrees_and_localizes_every_bug() {
 
     for bug in Bug::ALL {
         o.synthetic.inject = Some(bug);
-        let candle = run_candle(&o, &inputs).unwrap();
-        let outcome = compare(&o, candle, reference_tokens.clone(), &reference_dir, None).unwrap();
-        let text = render(&o, &outcome);
-        let pair = outcome
-            .report
-            .first_divergence_pair()
-            .unwrap_or_else(|| panic!("{bug}: no first divergence\n{text}"));
-        let expected = bug.expected(o.synthetic.layers);
-        assert_eq!(
-            (pair.display_name(), pair.layer, pair.seq),
-            (
-                expected.name.as_str(),
-                Some(expected.layer),
-                Some(expected.seq)
-            ),
-            "{bug}: wrong first divergence against llama.cpp\n{text}"
-        );
+        for (by, compare) in JUDGED_BY {
+            let candle = run_candle(&o, &inputs).unwrap();
+            let tokens = reference_tokens.clone();
+            let outcome = compare(&o, candle, tokens, &reference_dir, None).unwrap();
+            let label = format!("{by}, against llama.cpp");
+            assert_localized(&o, bug, &outcome, &label);
+        }
     }
+}
+
+/// `--reference torch --against llama.cpp`: two foreign engines, llama.cpp (A, F32) and
+/// transformers (B, f64; C, f32), compared through their engine views with no rules file.
+#[test]
+fn llama_cpp_against_transformers_agrees_through_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options {
+        reference: Some(reference::find("torch", Model::Synthetic).unwrap()),
+        against: Some(reference::find("llama.cpp", Model::Synthetic).unwrap()),
+        ..options(dir.path(), None)
+    };
+    o.clone().enforce_capabilities().unwrap();
+    assert!(crate::driver::execute(&o).unwrap());
+    // The views were detected on all three runs, and every point both engines record paired.
+    let (a_dir, b_dir) = (dir.path().join("llama.cpp"), dir.path().join("torch"));
+    let c_dir = dir.path().join("torch-f32");
+    let side = |side, dir| trace_diff::views::SideSpec::new(side, "--view", dir, None);
+    let rules = trace_diff::views::choose(
+        side("A", &a_dir),
+        side("B", &b_dir),
+        Some(side("C", &c_dir)),
+    )
+    .unwrap()
+    .unwrap();
+    let views = rules.views().unwrap();
+    assert_eq!(
+        (views.a.view.as_str(), views.b.view.as_str()),
+        ("llama-cpp", "hf-decoder")
+    );
+    let report = trace_diff::Comparison::new(&a_dir, &b_dir)
+        .options(&trace_diff::DiffOptions {
+            rules,
+            ..Default::default()
+        })
+        .run()
+        .unwrap();
+    let c = &report.counts;
+    // 3 passes × (embed, 2 layers × 16 points, out_norm, logits), as candle against llama.cpp.
+    assert_eq!(
+        (c.compared, c.missing_in_a, c.missing_in_b),
+        (3 * (1 + 2 * 16 + 2), 0, 0)
+    );
 }
 
 /// The C++ engine (`--reference cpp`) against the Rust reference (bit for bit) and against
