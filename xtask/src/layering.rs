@@ -50,6 +50,14 @@ const MODULE_RULES: &[(&str, &str, &str)] = &[
     ("crates/crossval/src", "model", "args"),
     ("crates/crossval/src", "task", "reference"),
     ("crates/crossval/src", "task", "model"),
+    // The views' fixtures use the llama.cpp build and the venv, never the crossval's run: no
+    // driver, flag parser or judge; and nothing the crossval runs depends on them.
+    ("crates/crossval/src", "fixtures", "driver"),
+    ("crates/crossval/src", "fixtures", "args"),
+    ("crates/crossval/src", "fixtures", "judge"),
+    ("crates/crossval/src", "model", "fixtures"),
+    ("crates/crossval/src", "reference", "fixtures"),
+    ("crates/crossval/src", "driver", "fixtures"),
     // xtask: `ci` runs the steps; a step never calls back into `ci`.
     ("xtask/src", "bench", "ci"),
     ("xtask/src", "browser", "ci"),

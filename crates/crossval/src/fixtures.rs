@@ -21,7 +21,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::GgmlDType;
 
@@ -277,6 +277,11 @@ pub fn plant_gguf(src: &Path, dst: &Path, tensor: &str, factor: f32) -> Result<(
         src.display(),
         info.ggml_dtype
     );
+    ensure!(
+        info.shape.elem_count() > 0,
+        "{tensor} in {} has no elements",
+        src.display()
+    );
     let start = content.tensor_data_offset + info.offset;
     let mut bytes = vec![0u8; info.shape.elem_count() * 4];
     file.seek(SeekFrom::Start(start))?;
@@ -293,9 +298,5 @@ pub fn plant_gguf(src: &Path, dst: &Path, tensor: &str, factor: f32) -> Result<(
         .with_context(|| format!("open {}", dst.display()))?;
     out.seek(SeekFrom::Start(start))?;
     out.write_all(&bytes)
-        .with_context(|| format!("write {tensor} into {}", dst.display()))?;
-    if bytes.is_empty() {
-        bail!("{tensor} in {} has no elements", src.display());
-    }
-    Ok(())
+        .with_context(|| format!("write {tensor} into {}", dst.display()))
 }
