@@ -313,6 +313,48 @@ mod tests {
         (rms, stats)
     }
 
+    /// The first failure is cited against each term, with the scale used.
+    #[test]
+    fn first_failure_names_every_term_and_the_scale() {
+        let b = [0.0, 3.0, 0.0, 4.0]; // RMS 2.5
+        let a = [0.0, 3.0, 0.1, 4.0];
+        let mut pair = Pair::unmatched(
+            0,
+            "a",
+            &RunRecord {
+                file: "f".into(),
+                record: record(H1, None, None),
+                occurrence: 0,
+                values: None,
+            },
+            None,
+        );
+        let mut notes = Vec::new();
+        let tol = Tolerance::new(1e-5, 1e-4);
+        judge_values(
+            &mut pair,
+            &a,
+            &b,
+            &[2, 2],
+            &tol,
+            &DiffOptions::default(),
+            "x",
+            &mut notes,
+        );
+        assert_eq!(pair.verdict, Verdict::Diverged);
+        assert!(
+            notes[0].starts_with(
+                "1 of 4 elements outside tolerance (first at [1, 0]: |a-b| 1.000e-1 above atol \
+                 1e-5, rtol·|b| 0.000e0 and rtol·RMS(b) 2.500e-4, RMS(b) 2.500e0)"
+            ),
+            "{notes:?}"
+        );
+        // 2e-4 there passes by the scale term alone.
+        let a = [0.0, 3.0, 2e-4, 4.0];
+        let m = compare_values(&a, &b, &[2, 2], &tol);
+        assert_eq!((m.failed, m.within_by_scale, m.scale), (0, 1, 2.5));
+    }
+
     /// Polygraphy's rule, as trace-diff applied it before the scale term.
     fn old_rule(tol: &Tolerance, a: f64, b: f64) -> bool {
         let d = (a - b).abs();

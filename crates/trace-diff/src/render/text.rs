@@ -417,9 +417,8 @@ fn write_pair_detail(out: &mut String, p: &Pair, st: &Styles, report: &Report) {
     write_measures(out, p);
 }
 
-/// The shapes and what was measured: element-wise metrics, logits metrics, statistics.
 /// The scale the tolerance's third term used, for a pair judged on values
-/// (` of max(|b|, RMS(b) 73.7)`): rtol applies to the larger of the two.
+/// (` of max(|b|, RMS(b) 7.370e1)`): rtol applies to the larger of the two.
 pub(super) fn scale_text(p: &Pair) -> String {
     match &p.values {
         Some(m) => format!(" of max(|b|, RMS(b) {})", sci(Some(m.scale))),
@@ -427,6 +426,7 @@ pub(super) fn scale_text(p: &Pair) -> String {
     }
 }
 
+/// The shapes and what was measured: element-wise metrics, logits metrics, statistics.
 fn write_measures(out: &mut String, p: &Pair) {
     if let [Some(sa), Some(sb)] = &p.shape {
         let dt = match &p.dtype {
