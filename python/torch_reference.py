@@ -5,20 +5,23 @@ unedited, and traces them from the outside with `tensor_trace.torch.trace_module
 on every module, inputs included). Record names are transformers' module paths; the shipped
 rules presets (`hf-llama`, `hf-bert`) map the candle engines' names onto them.
 
-- `generate`: the crossval's synthetic Llama model, a Hugging Face checkpoint directory
-  (`config.json` + `model.safetensors`), loaded by `LlamaForCausalLM` with eager attention (so
-  the attention probabilities are a module output), greedy `generate()` with the KV cache: the
-  prefill is step 0, each decode step the next. Prints the generated token ids.
+- `generate`: a decoder checkpoint directory (`config.json` + `model.safetensors`: the
+  crossval's synthetic Llama, or a model of `hf_fixture.py`), or a GGUF file in it
+  (`--gguf-file`, which transformers dequantizes), loaded by `AutoModelForCausalLM` with eager
+  attention (so the attention probabilities are a module output), greedy `generate()` with the
+  KV cache: the prefill is step 0, each decode step the next. Prints the generated token ids.
+  `--scale PARAM=FACTOR` multiplies one parameter first: a bug planted in this run's copy.
 - `embed`: all-MiniLM-L6-v2 through transformers' `BertModel` and its tokenizer, then
   sentence-transformers' pooling done as sentence-transformers does it (mean over the attention
   mask, then L2 normalization), recorded as `pooled` and `normalized`. Truncation at
   `max_seq_length` from `sentence_bert_config.json`, padding to the longest sentence, as
   sentence-transformers encodes.
 
-transformers applies rotary embeddings in a function (`apply_rotary_pos_emb`), not a module, so
-no hook sees the rotated queries and keys. While tracing, this script wraps that function (for
-the duration of the run only) and records its two results as `{attention module}/q_rope` and
-`{attention module}/k_rope`: the recipe for any function-level point a hook cannot reach.
+transformers applies rotary embeddings in a function (`apply_rotary_pos_emb`, one copy in each
+architecture's modeling module), not a module, so no hook sees the rotated queries and keys.
+While tracing, this script wraps the model's own copy (for the duration of the run only) and
+records its two results as `{attention module}/q_rope` and `{attention module}/k_rope`: the
+recipe for any function-level point a hook cannot reach.
 
 `--dtype float64` (default) runs the reference in double precision: the side B of a crossval.
 Note that transformers itself computes some steps in float32 whatever the model's dtype
@@ -27,6 +30,7 @@ angles are float32): those records carry float32-level error even in a float64 r
 
 Usage:
     python torch_reference.py generate MODEL_DIR PROMPT_FILE STEPS [--dtype float64|float32|bfloat16]
+        [--gguf-file NAME] [--scale PARAM=FACTOR]...
     python torch_reference.py embed MODEL_DIR SENTENCES_JSON [--max-tokens N] [--dtype ...]
 """
 
@@ -37,7 +41,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 import torch
 
@@ -50,25 +54,30 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.
 @contextlib.contextmanager
 def traced_rotary(model: torch.nn.Module, handle: TraceHandle) -> Iterator[None]:
     """Records `apply_rotary_pos_emb`'s results as `{attention path}/q_rope` and `/k_rope`
-    while the block runs, then restores the function."""
-    from transformers.models.llama import modeling_llama
+    while the block runs, then restores the function.
 
+    Each transformers architecture has its own copy of the function in its modeling module
+    (`modeling_llama`, `modeling_qwen3`, ...), which its attention calls by its global name:
+    that module's copy is the one wrapped."""
     tracer = handle.tracer
     if tracer is None:
         yield
         return
+    modeling = sys.modules[type(model).__module__]
+    if not hasattr(modeling, "apply_rotary_pos_emb"):
+        raise SystemExit(f"{modeling.__name__} has no apply_rotary_pos_emb to record q_rope/k_rope from")
     # Which attention module is running: its path and layer, set by a pre-hook.
     current: List[Optional[tuple]] = [None]
     hooks = []
     for path, module in model.named_modules():
-        if isinstance(module, modeling_llama.LlamaAttention):
+        if path.endswith(".self_attn") and type(module).__module__ == modeling.__name__:
             layer = int(path.split(".")[-2]) if path.split(".")[-2].isdigit() else -1
 
             def enter(_module, _args, path=path, layer=layer):
                 current[0] = (path, layer)
 
             hooks.append(module.register_forward_pre_hook(enter))
-    original = modeling_llama.apply_rotary_pos_emb
+    original = modeling.apply_rotary_pos_emb
 
     def wrapped(q, k, cos, sin, *args, **kwargs):
         q_embed, k_embed = original(q, k, cos, sin, *args, **kwargs)
@@ -80,22 +89,45 @@ def traced_rotary(model: torch.nn.Module, handle: TraceHandle) -> Iterator[None]
                 )
         return q_embed, k_embed
 
-    modeling_llama.apply_rotary_pos_emb = wrapped
+    modeling.apply_rotary_pos_emb = wrapped
     try:
         yield
     finally:
-        modeling_llama.apply_rotary_pos_emb = original
+        modeling.apply_rotary_pos_emb = original
         for h in hooks:
             h.remove()
 
 
-def generate(model_dir: Path, prompt_file: Path, steps: int, dtype: torch.dtype) -> List[int]:
-    """Greedy generation of `steps + 1` tokens after the prompt's bytes, traced."""
-    from transformers import LlamaForCausalLM
+def scale_weights(model: torch.nn.Module, scales: List[str]) -> None:
+    """`--scale NAME=FACTOR`: multiplies parameter NAME by FACTOR in this run's copy of the
+    weights (a planted bug, for the tests that localize one on this side)."""
+    for spec in scales:
+        name, _, factor = spec.partition("=")
+        try:
+            param = model.get_parameter(name)
+            value = float(factor)
+        except (AttributeError, ValueError) as e:
+            raise SystemExit(f"--scale {spec}: expected PARAMETER=FACTOR with a parameter of the model ({e})")
+        with torch.no_grad():
+            param.mul_(value)
 
-    model = LlamaForCausalLM.from_pretrained(
-        model_dir, dtype=dtype, attn_implementation="eager"
+
+def generate(
+    model_dir: Path,
+    prompt_file: Path,
+    steps: int,
+    dtype: torch.dtype,
+    gguf_file: Optional[str] = None,
+    scales: Sequence[str] = (),
+) -> List[int]:
+    """Greedy generation of `steps + 1` tokens after the prompt's bytes, traced."""
+    from transformers import AutoModelForCausalLM
+
+    # With `gguf_file`, transformers reads the GGUF itself (dequantized, Q/K rows un-permuted).
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=dtype, attn_implementation="eager", gguf_file=gguf_file
     ).eval()
+    scale_weights(model, list(scales))
     prompt = list(prompt_file.read_bytes())
     if not prompt:
         raise SystemExit(f"{prompt_file}: the prompt needs at least one byte")
@@ -165,10 +197,12 @@ def flush() -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p_gen = sub.add_parser("generate", help="greedy generation with LlamaForCausalLM")
+    p_gen = sub.add_parser("generate", help="greedy generation with AutoModelForCausalLM")
     p_gen.add_argument("model_dir", type=Path)
     p_gen.add_argument("prompt_file", type=Path)
     p_gen.add_argument("steps", type=int)
+    p_gen.add_argument("--gguf-file", default=None, help="a GGUF file in MODEL_DIR to load")
+    p_gen.add_argument("--scale", action="append", default=[], metavar="PARAM=FACTOR")
     p_emb = sub.add_parser("embed", help="sentence embeddings with BertModel")
     p_emb.add_argument("model_dir", type=Path)
     p_emb.add_argument("sentences", type=Path, help="a JSON list of strings")
@@ -182,7 +216,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "generate":
         if args.steps < 0:
             parser.error(f"steps: expected a non-negative integer, got {args.steps}")
-        tokens = generate(args.model_dir, args.prompt_file, args.steps, dtype)
+        tokens = generate(
+            args.model_dir, args.prompt_file, args.steps, dtype, args.gguf_file, args.scale
+        )
         print(" ".join(str(t) for t in tokens))
         return 0
     sentences = json.loads(args.sentences.read_text("utf-8"))

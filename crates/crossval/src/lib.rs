@@ -11,7 +11,9 @@
 //! - [`judge`]: how runs are judged, and the one place that calls trace-diff's comparison;
 //! - [`bisect`]: `--bisect`, through trace-cli's bisect; [`side`]: the side programs it runs;
 //! - [`exec`], [`venv`], [`workspace`], [`package`]: running programs, the Python venv, the
-//!   workspace, the published models fetched from PyPI.
+//!   workspace, the published models fetched from PyPI;
+//! - [`fixtures`]: transformers against llama.cpp on tiny models of each architecture the
+//!   engine views name, and on SmolLM2 (issue #24).
 //!
 //! Imports go one way: the driver uses the models and the references; the models and the
 //! references share only [`task`] and never import each other or the driver.
@@ -26,6 +28,7 @@ pub mod args;
 pub mod bisect;
 pub mod driver;
 pub mod exec;
+pub mod fixtures;
 pub mod judge;
 pub mod model;
 pub mod options;

@@ -58,6 +58,11 @@ pub enum Extra {
     /// Python dequantizer. Installed without deps; `import gguf` needs PyYAML of the rest
     /// (requests and tqdm are imported only by functions the test never calls).
     Gguf,
+    /// What `crate::fixtures` needs beyond torch, transformers and PyYAML: sentencepiece (the
+    /// fixtures' tokenizer, which llama.cpp's `convert_hf_to_gguf.py` reads) and accelerate
+    /// (transformers refuses to load a GGUF without it). Two wheels, no deps: what accelerate
+    /// imports comes with the torch set.
+    Fixtures,
 }
 
 impl Extra {
@@ -88,6 +93,7 @@ impl Extra {
             Extra::LlamaCpp => &["cmake==4.4.5", "ninja==1.13.2"],
             Extra::Query => &["duckdb==2.0.1", "polars==2.1.0", "polars-runtime-32==2.1.0"],
             Extra::Gguf => &["gguf==0.19.0", "pyyaml==6.0.4"],
+            Extra::Fixtures => &["sentencepiece==0.2.3", "accelerate==1.15.0"],
         }
     }
 
@@ -108,6 +114,7 @@ impl Extra {
             Extra::LlamaCpp => "import cmake, ninja",
             Extra::Query => "import duckdb, polars",
             Extra::Gguf => "import gguf, gguf.quants",
+            Extra::Fixtures => "import sentencepiece, accelerate",
         }
     }
 
@@ -118,6 +125,7 @@ impl Extra {
             Extra::LlamaCpp => "llama-cpp",
             Extra::Query => "query",
             Extra::Gguf => "gguf",
+            Extra::Fixtures => "fixtures",
         }
     }
 }

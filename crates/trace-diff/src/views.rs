@@ -44,6 +44,14 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("ours", include_str!("../views/ours.toml")),
     ("hf-decoder", include_str!("../views/hf-decoder.toml")),
     ("llama-cpp", include_str!("../views/llama-cpp.toml")),
+    (
+        "llama-cpp-qwen2",
+        include_str!("../views/llama-cpp-qwen2.toml"),
+    ),
+    (
+        "llama-cpp-qwen3",
+        include_str!("../views/llama-cpp-qwen3.toml"),
+    ),
     ("hf-bert", include_str!("../views/hf-bert.toml")),
     ("ours-bert", include_str!("../views/ours-bert.toml")),
 ];

@@ -37,6 +37,9 @@ pub const EXE_NAME: &str = "llama-trace";
 /// File name of the GGUF written next to the crossval's checkpoint.
 pub const GGUF_FILE: &str = "model.gguf";
 
+/// The pinned llama-cpp-python release whose `vendor/llama.cpp` is built.
+pub const LLAMA_CPP_VERSION: &str = build::VERSION;
+
 /// The llama.cpp reference.
 pub struct LlamaCpp;
 
@@ -109,6 +112,12 @@ impl Reference for LlamaCpp {
             .stdin(Stdio::null());
         Ok(cmd)
     }
+}
+
+/// llama.cpp's source tree (`vendor/llama.cpp` of the pinned llama-cpp-python), built once per
+/// version like [`build_program`]'s: `convert_hf_to_gguf.py` and its gguf-py are there.
+pub fn sources(quiet: bool) -> Result<PathBuf> {
+    Ok(build::ensure(quiet)?.source)
 }
 
 /// Builds llama.cpp (once per version) and `libtrace_ffi.a`, then compiles [`SOURCE`] against

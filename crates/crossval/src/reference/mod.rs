@@ -20,6 +20,10 @@ mod torch;
 
 /// `llama-trace` built against llama.cpp and a release trace-ffi (for `cargo xtask bench engine`).
 pub use llamacpp::build_program as llama_trace_program;
+/// llama.cpp's sources (for `convert_hf_to_gguf.py`, `crate::fixtures`).
+pub use llamacpp::sources as llama_cpp_sources;
+/// The pinned llama-cpp-python release whose llama.cpp is built.
+pub use llamacpp::LLAMA_CPP_VERSION;
 
 use std::fmt::Write as _;
 
