@@ -22,8 +22,9 @@
 //!    missing, never dropped.
 //! 3. **Judge** each pair ([`Verdict`]): identical (same hash), within tolerance, diverged,
 //!    incompatible (element counts differ), on the best [`Evidence`] available: raw `.npy`
-//!    values on both sides (element-wise, Polygraphy semantics: an element fails when
-//!    `|a-b| > atol` **and** `|a-b| > rtol*|b|`), else recorded statistics, else RMS. Values are
+//!    values on both sides (element-wise: an element fails when `|a-b|` is above `atol`,
+//!    `rtol*|b|` and `rtol*RMS(b)` alike, Polygraphy's semantics with the record's scale as a
+//!    third term, [`Tolerance`]), else recorded statistics, else RMS. Values are
 //!    loaded one pair at a time and dropped, so memory stays flat in run length.
 //!    With a third run, the **baseline** C (the reference run in A's precision), each pair is
 //!    judged instead by `ratio = e_A / max(e_C, floor)`, A's error against B over C's
@@ -101,7 +102,7 @@ pub use compare::{Comparison, Input};
 pub use error::{Error, Result};
 pub use options::{DiffOptions, StreamOptions, Streaming};
 pub use report::{Calibration, CalibrationStatus, Evidence, Outcome, Pair, Report, Verdict};
-pub use rules::{Rules, ShardSplit, Tolerance, ViewChoice, ViewsUsed};
+pub use rules::{Rules, ShardSplit, Term, Tolerance, ViewChoice, ViewsUsed};
 pub use stream::{estimate_records, RecordEstimate};
 #[doc(hidden)]
 pub use values::load as load_values;

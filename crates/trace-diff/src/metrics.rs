@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::detail::{histogram, ErrorHistogram, TopK, WorstElement, WORST};
 use crate::format::finite_or_null;
-use crate::rules::Tolerance;
+use crate::rules::{Term, Tolerance};
 
 /// Metrics computed when both sides saved raw values.
 ///
@@ -38,8 +38,16 @@ pub struct ValueMetrics {
     /// (infinite) when there is no error.
     #[serde(serialize_with = "finite_or_null")]
     pub sqnr_db: f64,
-    /// Elements outside tolerance (outside both `atol` and `rtol`, or a non-finite mismatch).
+    /// Elements outside tolerance (outside all three terms of [`Tolerance`], or a non-finite
+    /// mismatch).
     pub failed: u64,
+    /// The tolerance's scale: the RMS of B's finite values (0 when there are none). An element
+    /// passes within `rtol` times it, however small its own reference value.
+    #[serde(serialize_with = "finite_or_null")]
+    pub scale: f64,
+    /// Elements that pass by the scale term alone (outside `atol` and `rtol * |b|`, within
+    /// `rtol * scale`).
+    pub within_by_scale: u64,
     /// Elements compared.
     pub elements: u64,
     /// Position of the first failing element in C order.
@@ -89,9 +97,13 @@ pub fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
     idx
 }
 
-/// Compares `a` with the reference `b` (equal lengths) under `tol`.
+/// Compares `a` with the reference `b` (equal lengths) under `tol`, at the scale of `b` (the RMS
+/// of its finite values).
 pub fn compare_values(a: &[f64], b: &[f64], shape: &[usize], tol: &Tolerance) -> ValueMetrics {
     debug_assert_eq!(a.len(), b.len());
+    // A first pass: every element is judged against the scale of the whole record.
+    let scale = finite_rms(b);
+    let mut within_by_scale = 0u64;
     let (mut max_abs, mut max_at) = (0.0f64, 0usize);
     let (mut sum_abs, mut sum_d2, mut sum_a2, mut sum_b2, mut dot) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let (mut failed, mut nonfinite, mut finite) = (0u64, 0u64, 0u64);
@@ -119,9 +131,13 @@ pub fn compare_values(a: &[f64], b: &[f64], shape: &[usize], tol: &Tolerance) ->
         sum_a2 += x * x;
         sum_b2 += y * y;
         dot += x * y;
-        if !tol.passes(x, y) {
-            failed += 1;
-            first_failed.get_or_insert(i);
+        match tol.term(x, y, scale) {
+            Some(Term::Scale) => within_by_scale += 1,
+            Some(_) => {}
+            None => {
+                failed += 1;
+                first_failed.get_or_insert(i);
+            }
         }
     }
     let rel_l2 = if sum_d2 == 0.0 {
@@ -153,6 +169,8 @@ pub fn compare_values(a: &[f64], b: &[f64], shape: &[usize], tol: &Tolerance) ->
         cosine,
         sqnr_db,
         failed,
+        scale,
+        within_by_scale,
         elements: a.len() as u64,
         first_failed_at: first_failed.map(|i| unravel(i, shape)),
         nonfinite_mismatches: nonfinite,
@@ -160,6 +178,15 @@ pub fn compare_values(a: &[f64], b: &[f64], shape: &[usize], tol: &Tolerance) ->
         histogram: histogram(a, b, rms(sum_b2, finite)),
         worst: worst.finish(a, b),
     }
+}
+
+/// The RMS of the finite values of `v` (0 for none).
+pub fn finite_rms(v: &[f64]) -> f64 {
+    let (sum2, count) = v
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold((0.0, 0u64), |(s, n), &x| (s + x * x, n + 1));
+    rms(sum2, count)
 }
 
 /// The RMS of `count` values whose squares sum to `sum2` (0 for none).
@@ -313,6 +340,74 @@ mod tests {
                 b: 3.0
             }]
         );
+    }
+
+    /// A record shaped like SmolLM2's `blk29/l_out` (docs/FORMAT.md, "Default tolerances"): a
+    /// massive activation puts B's RMS near 73.7 while most elements are of order 1, one of
+    /// them near zero. The two engines' F32 roundings there differ by far more than the
+    /// element's own magnitude allows, and by far less than the record's scale does.
+    fn massive_activation() -> (Vec<f64>, Vec<f64>) {
+        let mut b: Vec<f64> = (0..1000).map(|i| ((i as f64) * 0.37).sin()).collect();
+        b[7] = 2331.0;
+        b[500] = 3e-4;
+        let a: Vec<f64> = b
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| if i == 500 { y + 2e-3 } else { y * (1.0 + 1e-6) })
+            .collect();
+        (a, b)
+    }
+
+    #[test]
+    fn scale_admits_a_near_zero_element_of_a_large_record() {
+        let (a, b) = massive_activation();
+        let tol = Tolerance::new(1e-4, 1e-4);
+        let m = compare_values(&a, &b, &[1000], &tol);
+        assert!((m.scale - 73.7).abs() < 0.1, "{}", m.scale);
+        assert_eq!((m.failed, m.within_by_scale), (0, 1), "{m:?}");
+        // Without the scale term (a record of scale 0) the same element fails.
+        assert_eq!(tol.term(a[500], b[500], 0.0), None);
+        assert_eq!(tol.term(a[500], b[500], m.scale), Some(Term::Scale));
+    }
+
+    #[test]
+    fn one_percent_of_the_scale_still_fails() {
+        let (mut a, b) = massive_activation();
+        let tol = Tolerance::new(1e-4, 1e-4);
+        let scale = finite_rms(&b);
+        // 1% of the RMS on three elements of order 1: 7e-1, far above rtol x RMS (7.4e-3).
+        for i in [10, 20, 30] {
+            a[i] = b[i] + 0.01 * scale;
+        }
+        let m = compare_values(&a, &b, &[1000], &tol);
+        assert_eq!(
+            (m.failed, m.first_failed_at.clone()),
+            (3, Some(vec![10])),
+            "{m:?}"
+        );
+        // So does 1% of the largest element on itself.
+        a[7] = b[7] * 1.01;
+        assert_eq!(compare_values(&a, &b, &[1000], &tol).failed, 4);
+    }
+
+    #[test]
+    fn integers_stay_exact() {
+        let b = [1000.0, 0.0, 3.0, -7.0];
+        let exact = Tolerance::new(0.0, 0.0);
+        let off = [1000.0, 1.0, 3.0, -7.0];
+        assert_eq!(compare_values(&b, &b, &[4], &exact).failed, 0);
+        let m = compare_values(&off, &b, &[4], &exact);
+        assert_eq!((m.failed, m.within_by_scale), (1, 0));
+    }
+
+    #[test]
+    fn scale_ignores_non_finite_values() {
+        assert_eq!(
+            finite_rms(&[3.0, f64::NAN, -4.0, f64::INFINITY]),
+            12.5f64.sqrt()
+        );
+        assert_eq!(finite_rms(&[f64::NAN]), 0.0);
+        assert_eq!(finite_rms(&[]), 0.0);
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //!
 //! The estimate of `||a - b||²` is `Σ_m (S(a)_m - S(b)_m)²`, unbiased with a relative standard
 //! deviation of at most `sqrt(2/k)`. The tolerance test is the one statistics get, applied to
-//! the RMS of the difference: `sqrt(est / n) <= atol + rtol·|rms_b|`. It subsumes the statistics'
-//! test, since `|rms_a - rms_b|`, `|mean_a - mean_b|` and `|std_a - std_b|` are all at most the
-//! RMS of the difference.
+//! the RMS of the difference: `sqrt(est / n) <= atol + sqrt(2)·rtol·|rms_b|`
+//! ([`Tolerance::stats_bound`]), which every element passing implies. It subsumes the
+//! statistics' test, since `|rms_a - rms_b|`, `|mean_a - mean_b|` and `|std_a - std_b|` are all
+//! at most the RMS of the difference.
 //!
 //! A sketch needs the same element order on both sides: pairs whose B is brought into A's
 //! layout by a `b_layout` rule, and records with NaN or Inf (which the sketch skips), are judged
@@ -99,7 +100,7 @@ pub(crate) fn judge_sketch(
     let Some(est) = estimate(a, b) else {
         return false;
     };
-    let bound = tol.atol + tol.rtol * b.rms.unwrap_or(0.0).abs();
+    let bound = tol.stats_bound(b.rms.unwrap_or(0.0));
     let within = est.rms_diff <= bound;
     pair.evidence = crate::report::Evidence::Sketch;
     pair.error = Some(est.rel_l2);

@@ -3,8 +3,8 @@
 
 use trace_core::record::TraceRecord;
 
-use crate::format::num;
-use crate::metrics::{compare_logits, compare_values};
+use crate::format::{num, sci};
+use crate::metrics::{compare_logits, compare_values, ValueMetrics};
 use crate::options::DiffOptions;
 use crate::report::{Evidence, Pair, StatsDelta, Verdict};
 use crate::rules::Tolerance;
@@ -29,14 +29,13 @@ pub(crate) fn judge_values(
         Verdict::Diverged
     };
     if m.failed > 0 {
-        let first = m.first_failed_at.clone().unwrap_or_default();
         notes.insert(
             0,
             format!(
-                "{} of {} elements outside tolerance (first at {:?}); max |a-b| = {:.3e} at {:?} (a = {}, b = {})",
+                "{} of {} elements outside tolerance (first at {}); max |a-b| = {:.3e} at {:?} (a = {}, b = {})",
                 m.failed,
                 m.elements,
-                first,
+                first_failure(&m, va, vb, shape, tol),
                 m.max_abs,
                 m.max_abs_at,
                 num(m.a_at_max),
@@ -67,6 +66,37 @@ pub(crate) fn judge_values(
     pair.values = Some(Box::new(m));
 }
 
+/// The first failing element: its position and, when finite, how far it is from each term of
+/// the tolerance (`[0, 5]: |a-b| 2.000e-3 above atol 1e-4, rtol·|b| 3.000e-8 and rtol·RMS(b)
+/// 7.370e-4, RMS(b) 7.370e0`).
+fn first_failure(
+    m: &ValueMetrics,
+    va: &[f64],
+    vb: &[f64],
+    shape: &[usize],
+    tol: &Tolerance,
+) -> String {
+    let Some(at) = &m.first_failed_at else {
+        return "-".to_owned();
+    };
+    let flat = at
+        .iter()
+        .zip(shape)
+        .fold(0usize, |flat, (&i, &d)| flat * d + i);
+    match (va.get(flat), vb.get(flat)) {
+        (Some(&x), Some(&y)) if x.is_finite() && y.is_finite() => format!(
+            "{at:?}: |a-b| {:.3e} above atol {:e}, rtol·|b| {:.3e} and rtol·RMS(b) {:.3e}, RMS(b) {}",
+            (x - y).abs(),
+            tol.atol,
+            tol.rtol * y.abs(),
+            tol.rtol * m.scale,
+            sci(Some(m.scale))
+        ),
+        (Some(&x), Some(&y)) => format!("{at:?}: a = {}, b = {}", num(x), num(y)),
+        _ => format!("{at:?}"),
+    }
+}
+
 fn abs_delta(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some((a? - b?).abs())
 }
@@ -89,8 +119,9 @@ pub(crate) fn stats_delta(a: &TraceRecord, b: &TraceRecord) -> StatsDelta {
     d
 }
 
-/// Judges on recorded statistics: `|x_a - x_b| <= atol + rtol * rms_b` for rms, mean and std, a
-/// necessary condition of every element passing (see `docs/FORMAT.md`).
+/// Judges on recorded statistics: `|x_a - x_b| <= atol + sqrt(2) * rtol * rms_b` for rms, mean
+/// and std, a necessary condition of every element passing ([`Tolerance::stats_bound`],
+/// `docs/FORMAT.md`).
 pub(crate) fn judge_stats(
     pair: &mut Pair,
     a: &TraceRecord,
@@ -98,8 +129,7 @@ pub(crate) fn judge_stats(
     tol: &Tolerance,
     notes: &mut Vec<String>,
 ) {
-    let scale = b.rms.unwrap_or(0.0).abs();
-    let bound = tol.atol + tol.rtol * scale;
+    let bound = tol.stats_bound(b.rms.unwrap_or(0.0));
     let mut fields = vec![("rms", a.rms, b.rms)];
     pair.evidence = Evidence::Rms;
     let mut failures = Vec::new();
@@ -283,30 +313,167 @@ mod tests {
         (rms, stats)
     }
 
+    /// The first failure is cited against each term, with the scale used.
+    #[test]
+    fn first_failure_names_every_term_and_the_scale() {
+        let b = [0.0, 3.0, 0.0, 4.0]; // RMS 2.5
+        let a = [0.0, 3.0, 0.1, 4.0];
+        let mut pair = Pair::unmatched(
+            0,
+            "a",
+            &RunRecord {
+                file: "f".into(),
+                record: record(H1, None, None),
+                occurrence: 0,
+                values: None,
+            },
+            None,
+        );
+        let mut notes = Vec::new();
+        let tol = Tolerance::new(1e-5, 1e-4);
+        judge_values(
+            &mut pair,
+            &a,
+            &b,
+            &[2, 2],
+            &tol,
+            &DiffOptions::default(),
+            "x",
+            &mut notes,
+        );
+        assert_eq!(pair.verdict, Verdict::Diverged);
+        assert!(
+            notes[0].starts_with(
+                "1 of 4 elements outside tolerance (first at [1, 0]: |a-b| 1.000e-1 above atol \
+                 1e-5, rtol·|b| 0.000e0 and rtol·RMS(b) 2.500e-4, RMS(b) 2.500e0)"
+            ),
+            "{notes:?}"
+        );
+        // 2e-4 there passes by the scale term alone.
+        let a = [0.0, 3.0, 2e-4, 4.0];
+        let m = compare_values(&a, &b, &[2, 2], &tol);
+        assert_eq!((m.failed, m.within_by_scale, m.scale), (0, 1, 2.5));
+    }
+
+    /// Polygraphy's rule, as trace-diff applied it before the scale term.
+    fn old_rule(tol: &Tolerance, a: f64, b: f64) -> bool {
+        let d = (a - b).abs();
+        d <= tol.atol || d <= tol.rtol * b.abs()
+    }
+
+    /// Every element of `b` at its bound (`sign` of the error per element), then the statistics
+    /// judged: they must pass.
+    fn stats_at_the_bound(b: &[f64], shares: &[f64], tol: &Tolerance) -> (Pair, Vec<String>) {
+        let scale = crate::metrics::finite_rms(b);
+        let a: Vec<f64> = b
+            .iter()
+            .zip(shares)
+            .map(|(&y, &s)| y + s * tol.bound(y, scale))
+            .collect();
+        let m = crate::metrics::compare_values(&a, b, &[b.len()], tol);
+        assert_eq!(m.failed, 0, "{m:?}");
+        let (rms_a, sa) = stats_of(&a);
+        let (rms_b, sb) = stats_of(b);
+        let (ra, rb) = (
+            record(H1, Some(rms_a), Some(sa)),
+            record(H2, Some(rms_b), Some(sb)),
+        );
+        let mut pair = Pair::unmatched(
+            0,
+            "a",
+            &RunRecord {
+                file: "f".into(),
+                record: ra.clone(),
+                occurrence: 0,
+                values: None,
+            },
+            None,
+        );
+        let mut notes = Vec::new();
+        judge_stats(&mut pair, &ra, &rb, tol, &mut notes);
+        (pair, notes)
+    }
+
+    /// A sparse record is where the scale term admits most: 99 zeros and one 10 (RMS 1), every
+    /// element off by its whole bound. The mean moves by 1.09 rtol x RMS, past the
+    /// `atol + rtol * rms_b` the statistics had before; `stats_bound`'s sqrt(2) covers it.
+    #[test]
+    fn stats_bound_covers_a_sparse_record() {
+        let mut b = vec![0.0; 100];
+        b[42] = 10.0;
+        let tol = Tolerance::new(0.0, 1e-3);
+        let (pair, notes) = stats_at_the_bound(&b, &[0.99; 100], &tol);
+        assert_eq!(pair.verdict, Verdict::WithinTolerance, "{notes:?}");
+        let (_, sa) = stats_of(
+            &b.iter()
+                .map(|&y| y + 0.99 * tol.bound(y, 1.0))
+                .collect::<Vec<_>>(),
+        );
+        let moved = (sa.mean.unwrap() - 0.1).abs();
+        assert!(
+            moved > tol.rtol * 1.0 && moved <= tol.stats_bound(1.0),
+            "{moved}"
+        );
+    }
+
     proptest::proptest! {
-        /// The stats test is a necessary condition of the element-wise one: when every element
-        /// passes, the stats pass too, so stats never report a divergence that values would not.
+        /// Where B's element is at least its record's RMS the scale term adds nothing: the rule
+        /// is Polygraphy's, element for element.
         #[test]
-        fn stats_never_contradict_values(
-            b in proptest::collection::vec(-100.0f64..100.0, 1..64),
-            shares in proptest::collection::vec(-0.99f64..0.99, 64),
+        fn scale_changes_nothing_at_or_above_the_rms(
+            b in -1e3f64..1e3,
+            d in -1.0f64..1.0,
+            below in 0.0f64..=1.0,
             atol in 0.0f64..1e-2,
             rtol in 0.0f64..1e-1,
         ) {
             let tol = Tolerance::new(atol, rtol);
-            let a: Vec<f64> = b
-                .iter()
-                .zip(&shares)
-                .map(|(&y, &s)| y + s * atol.max(rtol * y.abs()))
-                .collect();
+            let a = b + d * (atol + rtol * b.abs()) * 2.0;
+            let scale = below * b.abs();
+            proptest::prop_assert_eq!(tol.passes(a, b, scale), old_rule(&tol, a, b));
+            // And it never fails what the old rule passes, whatever the scale.
+            proptest::prop_assert!(!old_rule(&tol, a, b) || tol.passes(a, b, scale * 1e3));
+        }
+
+        /// The same over whole records: every element whose |b| is at least B's RMS gets the
+        /// old verdict, so the record fails whenever one of those fails the old rule.
+        #[test]
+        fn records_keep_the_old_verdict_on_large_elements(
+            b in proptest::collection::vec(-100.0f64..100.0, 1..64),
+            shares in proptest::collection::vec(-3.0f64..3.0, 64),
+            atol in 0.0f64..1e-2,
+            rtol in 0.0f64..1e-1,
+        ) {
+            let tol = Tolerance::new(atol, rtol);
+            let a: Vec<f64> = b.iter().zip(&shares).map(|(&y, &s)| y + s * atol.max(rtol * y.abs())).collect();
             let m = crate::metrics::compare_values(&a, &b, &[b.len()], &tol);
-            proptest::prop_assert_eq!(m.failed, 0);
-            let (rms_a, sa) = stats_of(&a);
-            let (rms_b, sb) = stats_of(&b);
-            let (ra, rb) = (record(H1, Some(rms_a), Some(sa)), record(H2, Some(rms_b), Some(sb)));
-            let mut pair = Pair::unmatched(0, "a", &RunRecord { file: "f".into(), record: ra.clone(), occurrence: 0, values: None }, None);
-            let mut notes = Vec::new();
-            judge_stats(&mut pair, &ra, &rb, &tol, &mut notes);
+            for (&x, &y) in a.iter().zip(&b) {
+                if y.abs() >= m.scale {
+                    proptest::prop_assert_eq!(tol.passes(x, y, m.scale), old_rule(&tol, x, y));
+                }
+            }
+            let old_failed = a.iter().zip(&b).filter(|p| !old_rule(&tol, *p.0, *p.1)).count() as u64;
+            proptest::prop_assert_eq!(m.failed + m.within_by_scale, old_failed);
+        }
+
+        /// The stats test is a necessary condition of the element-wise one: when every element
+        /// passes, the stats pass too, so stats never report a divergence that values would not.
+        /// `sparse` zeroes most of B, where the scale term admits the most.
+        #[test]
+        fn stats_never_contradict_values(
+            b in proptest::collection::vec(-100.0f64..100.0, 1..64),
+            shares in proptest::collection::vec(-0.99f64..0.99, 64),
+            sparse in proptest::bool::ANY,
+            atol in 0.0f64..1e-2,
+            rtol in 0.0f64..1e-1,
+        ) {
+            let tol = Tolerance::new(atol, rtol);
+            let b: Vec<f64> = b
+                .iter()
+                .enumerate()
+                .map(|(i, &y)| if sparse && i % 8 != 0 { 0.0 } else { y })
+                .collect();
+            let (pair, notes) = stats_at_the_bound(&b, &shares, &tol);
             proptest::prop_assert_eq!(pair.verdict, Verdict::WithinTolerance, "{:?}", notes);
         }
     }

@@ -344,8 +344,11 @@ fn first_divergence(out: &mut String, report: &Report) {
                     item(format!("calibrated: ratio at most {}", summary.max_ratio))
                 }
                 (Some(t), _) => item(format!(
-                    "atol {:e}, rtol {:e} ({})",
-                    t.atol, t.rtol, t.source
+                    "atol {:e}, rtol {:e}{} ({})",
+                    t.atol,
+                    t.rtol,
+                    super::text::scale_text(p),
+                    t.source
                 )),
                 (None, _) => {}
             }

@@ -403,7 +403,13 @@ fn write_pair_detail(out: &mut String, p: &Pair, st: &Styles, report: &Report) {
         (Some(summary), _) if calibrated => {
             format!(" (calibrated: ratio at most {})", summary.max_ratio)
         }
-        (_, Some(t)) => format!(" (atol {:e}, rtol {:e}: {})", t.atol, t.rtol, t.source),
+        (_, Some(t)) => format!(
+            " (atol {:e}, rtol {:e}{}: {})",
+            t.atol,
+            t.rtol,
+            scale_text(p),
+            t.source
+        ),
         (_, None) => String::new(),
     };
     let _ = writeln!(
@@ -418,6 +424,15 @@ fn write_pair_detail(out: &mut String, p: &Pair, st: &Styles, report: &Report) {
     write_measures(out, p);
 }
 
+/// The scale the tolerance's third term used, for a pair judged on values
+/// (` of max(|b|, RMS(b) 7.370e1)`): rtol applies to the larger of the two.
+pub(super) fn scale_text(p: &Pair) -> String {
+    match &p.values {
+        Some(m) => format!(" of max(|b|, RMS(b) {})", sci(Some(m.scale))),
+        None => String::new(),
+    }
+}
+
 /// The shapes and what was measured: element-wise metrics, logits metrics, statistics.
 fn write_measures(out: &mut String, p: &Pair) {
     if let [Some(sa), Some(sb)] = &p.shape {
@@ -430,7 +445,7 @@ fn write_measures(out: &mut String, p: &Pair) {
     if let Some(m) = &p.values {
         let _ = writeln!(
             out,
-            "  values: max |a-b| {} at {:?}, mean |a-b| {}, rel L2 {}, cosine {}, SQNR {} dB, {} of {} elements outside tolerance",
+            "  values: max |a-b| {} at {:?}, mean |a-b| {}, rel L2 {}, cosine {}, SQNR {} dB, {} of {} elements outside tolerance{}",
             sci(Some(m.max_abs)),
             m.max_abs_at,
             sci(Some(m.mean_abs)),
@@ -438,7 +453,12 @@ fn write_measures(out: &mut String, p: &Pair) {
             if m.cosine.is_nan() { "-".to_owned() } else { format!("{:.6}", m.cosine) },
             if m.sqnr_db.is_finite() { format!("{:.1}", m.sqnr_db) } else { "inf".to_owned() },
             m.failed,
-            m.elements
+            m.elements,
+            if m.within_by_scale > 0 {
+                format!(", {} within by rtol·RMS(b) only", m.within_by_scale)
+            } else {
+                String::new()
+            }
         );
     }
     if let Some(l) = &p.logits {

@@ -5,6 +5,7 @@ use trace_core::run::{Run, RunRecord};
 use trace_core::{fingerprint, Data, Stats, TraceRecord};
 
 use super::merge::{concat_shape, slice_of, Origin};
+use crate::metrics::finite_rms;
 use crate::rules::{ShardSplit, Tolerance};
 use crate::values;
 
@@ -21,16 +22,17 @@ pub(crate) fn attribute(
         run.values_path(r)
             .and_then(|p| values::load(&p, &r.record.shape).ok())
     };
-    let agrees_values = |a: &[f64], b: &[f64]| {
+    // `scale`: the RMS of the whole reference record, as the diff of the reassembled run uses.
+    let agrees_values = |a: &[f64], b: &[f64], scale: f64| {
         a.len() == b.len()
             && a.iter().zip(b).all(|(&x, &y)| {
                 (x.is_nan() && y.is_nan())
                     || x == y
-                    || (x.is_finite() && y.is_finite() && tol.passes(x, y))
+                    || (x.is_finite() && y.is_finite() && tol.passes(x, y, scale))
             })
     };
     let agrees_stats = |a: &TraceRecord, rms_b: Option<f64>, sb: Option<&Stats>| {
-        let bound = tol.atol + tol.rtol * rms_b.unwrap_or(0.0).abs();
+        let bound = tol.stats_bound(rms_b.unwrap_or(0.0));
         let close = |x: Option<f64>, y: Option<f64>| match (x, y) {
             (Some(x), Some(y)) => (x - y).abs() <= bound,
             (None, None) => true,
@@ -60,7 +62,7 @@ pub(crate) fn attribute(
                         return false;
                     }
                     match (load(&runs[*r], p), &b_values) {
-                        (Some(a), Some(b)) => !agrees_values(&a, b),
+                        (Some(a), Some(b)) => !agrees_values(&a, b, finite_rms(b)),
                         _ => !agrees_stats(
                             &p.record,
                             partner.record.rms,
@@ -104,6 +106,7 @@ pub(crate) fn attribute(
                 );
             };
             let sizes: Vec<usize> = shapes.iter().map(|s| s[ax]).collect();
+            let scale = finite_rms(&whole);
             let ranks = origin
                 .parts
                 .iter()
@@ -111,7 +114,7 @@ pub(crate) fn attribute(
                 .filter(|(r, p)| {
                     let part = slice_of(&whole, &shape, ax, &sizes, *r);
                     match load(&runs[*r], p) {
-                        Some(a) => !agrees_values(&a, &part),
+                        Some(a) => !agrees_values(&a, &part, scale),
                         None => {
                             let f32s: Vec<f32> = part.iter().map(|&x| x as f32).collect();
                             let fp = fingerprint(Data::F32(&f32s));

@@ -63,3 +63,43 @@ fn clean_run_agrees_and_planted_bugs_are_localized() {
         );
     }
 }
+
+/// `--quant f32`: the engine and llama.cpp on the same dequantized F32 file, judged by the F32
+/// default tolerance (no baseline: C would be B). Before the tolerance's scale term one
+/// near-zero element of `blk29/l_out` (a residual stream of RMS 89) failed it, so the clean run
+/// diverged and that false divergence came before the records of the bugs that only show in
+/// decode steps. Now the clean run agrees and such a bug is found at its own record.
+#[test]
+fn f32_copy_agrees_by_tolerance_and_localizes_a_decode_bug() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(Model::SmolLm2);
+    o.out = dir.path().to_path_buf();
+    o.quiet = true;
+    o.smollm2.quant = Quant::F32;
+    o.judge.baseline = false;
+
+    let outcome = crate::driver::run(&SmolLm2Harness, &o).unwrap();
+    let text = outcome.render(&o);
+    assert!(outcome.passed(), "{text}");
+    let c = &outcome.report.counts;
+    assert_eq!(c.compared, 3 * (1 + 30 * 16 + 2), "{text}");
+    assert_eq!((c.diverged, c.incompatible), (0, 0), "{text}");
+
+    let inputs = SmolLm2Harness.prepare(&o, &Progress::new(true)).unwrap();
+    let b = open_run(&o.out.join("llama.cpp")).unwrap();
+    let rules = o.reference.unwrap().rules(Model::SmolLm2).unwrap();
+    o.smollm2.inject = Some(Bug::KvCacheDropNewest);
+    let a_dir = o.out.join("candle-kv");
+    SmolLm2Harness
+        .run_engine(&o, &inputs, &a_dir, &Progress::new(true))
+        .unwrap();
+    let a = open_run(&a_dir).unwrap();
+    let report = o.judge.diff(&a, &b, None, rules).unwrap();
+    let text = trace_diff::render::text(&report, &Default::default());
+    let pair = report.first_divergence_pair().expect(&text);
+    assert_eq!(
+        (pair.display_name(), pair.layer, pair.seq),
+        ("blk0/attn_probs", Some(0), Some(1)),
+        "{text}"
+    );
+}
