@@ -485,12 +485,12 @@ mod tests {
         assert!(options(&["--model", "minilm"]).judge.baseline);
     }
 
-    /// `--model smollm2`: llama.cpp by default, calibrated on the Q4_1 file; `--quant f32`
-    /// turns the baseline off (C would be B).
+    /// `--model smollm2`: transformers by default, calibrated by llama.cpp on the Q4_1 file;
+    /// `--quant f32` turns the baseline off.
     #[test]
     fn smollm2_flags() {
         let d = options(&["--model", "smollm2"]);
-        assert_eq!(reference_name(&d), "llama.cpp");
+        assert_eq!(reference_name(&d), "torch");
         assert!(d.judge.baseline);
         assert_eq!(d.smollm2, crate::options::SmolLm2::default());
         assert!(d.out.ends_with("target/crossval-smollm2"));

@@ -61,13 +61,16 @@ pub fn run<H: Harness>(h: &H, o: &Options) -> Result<H::Outcome> {
         return h.conclude(o, report, engine, Vec::new(), &sides);
     }
     let reference = registry_reference(o)?;
+    let baseline_engine = reference
+        .baseline_engine(&h.task(o, &inputs)?)
+        .unwrap_or(reference);
     let sides = Sides {
         engine: engine_dir,
         reference: o.out.join(reference.name()),
         baseline: o
             .judge
             .baseline
-            .then(|| Judge::baseline_dir(&o.out, reference.name(), o.engine_precision())),
+            .then(|| Judge::baseline_dir(&o.out, baseline_engine.name(), o.engine_precision())),
     };
     let reference_tokens = run_references(h, o, &inputs, &sides, &progress)?;
     progress.stage(&format!(
@@ -153,15 +156,18 @@ fn run_references<H: Harness>(
 ) -> Result<Vec<u32>> {
     let reference = registry_reference(o)?;
     let task = h.task(o, inputs)?;
-    let run = |precision, trace_dir| {
-        reference
+    // The baseline computes in the engine's arithmetic: the reference itself, or the engine it
+    // names for that (llama.cpp on a quantized GGUF, for transformers).
+    let baseline_engine = reference.baseline_engine(&task).unwrap_or(reference);
+    let run = |engine: &dyn Reference, precision, trace_dir| {
+        engine
             .run(&Job {
                 task,
                 precision,
                 trace_dir,
                 quiet: o.quiet,
             })
-            .with_context(|| format!("run the {} reference", reference.name()))
+            .with_context(|| format!("run the {} reference", engine.name()))
     };
     // A GGUF's B is the reference on the weights without quantization, C on the engine's file.
     let (precision, baseline_precision) = match task {
@@ -187,14 +193,14 @@ fn run_references<H: Harness>(
         reference.about(),
         sides.reference.display()
     ));
-    let tokens = run(Precision::F64, &sides.reference)?;
+    let tokens = run(reference, Precision::F64, &sides.reference)?;
     if let Some(baseline) = &sides.baseline {
         progress.stage(&format!(
-            "baseline: reference {} {baseline_precision} -> {}",
-            reference.name(),
+            "baseline: {} {baseline_precision} -> {}",
+            baseline_engine.name(),
             baseline.display()
         ));
-        run(o.engine_precision(), baseline)?;
+        run(baseline_engine, o.engine_precision(), baseline)?;
     }
     Ok(tokens)
 }

@@ -189,7 +189,7 @@ impl Options {
         let Some(reference) = self.reference else {
             return Ok(());
         };
-        if self.bisect.is_some() && !reference.bisects() {
+        if self.bisect.is_some() && !reference.bisects(self.model) {
             bail!(
                 "--bisect cannot use --reference {}: records its rules crop (attention over a \
                  padded KV cache, every row's logits) need raw values, which bisect's first pass \

@@ -65,7 +65,7 @@ impl Model {
             Model::Synthetic => Some("rust"),
             Model::MiniLm => Some("numpy"),
             Model::TensorParallel => None,
-            Model::SmolLm2 => Some("llama.cpp"),
+            Model::SmolLm2 => Some("torch"),
         }
     }
 

@@ -40,7 +40,13 @@ pub(crate) fn compare_pair(
     }
     let mut pair = matched(texts, position, a, b, tol_applied(&tol, source));
     let loaded = judge(&mut pair, a, b, &view, &tol, options, warnings, &mut notes)?;
-    if let Some(base) = baseline {
+    // A pair whose values are equal has nothing for a baseline to excuse: without a baseline
+    // record (a point the baseline's engine does not record, such as the token ids) it is not
+    // left uncalibrated.
+    let exact = pair.error == Some(0.0)
+        && pair.verdict != Verdict::Diverged
+        && matches!(pair.evidence, Evidence::Hash | Evidence::Values);
+    if let Some(base) = baseline.filter(|b| b.is_some() || !exact) {
         if pair.verdict != Verdict::Incompatible {
             let third = Third {
                 baseline: base,
@@ -220,6 +226,34 @@ mod tests {
     fn a_pair_stays_small() {
         let size = std::mem::size_of::<Pair>();
         assert!(size <= 472, "a Pair is {size} bytes");
+    }
+
+    /// Equal values need no baseline: a pair identical by hash and without a baseline record
+    /// stays out of the calibration; a pair that differs is marked as missing its record.
+    #[test]
+    fn only_pairs_that_differ_need_a_baseline_record() {
+        let (options, dir) = (DiffOptions::default(), Dir(Path::new(".")));
+        let mut texts = Interner::sharing();
+        let mut warnings = Vec::new();
+        let mut judge = |ra: &RunRecord, rb: &RunRecord| {
+            let rec = |r| Rec { source: &dir, r };
+            compare_pair(
+                0,
+                rec(ra),
+                rec(rb),
+                Some(None),
+                &options,
+                &mut texts,
+                &mut warnings,
+            )
+            .unwrap()
+        };
+        let same = judge(&run_record("blk0/q", 0, 'a'), &run_record("blk0/q", 0, 'a'));
+        assert_eq!(same.verdict, Verdict::Identical);
+        assert!(same.calibration.is_none());
+        let other = judge(&run_record("blk0/q", 0, 'a'), &run_record("blk0/q", 0, 'b'));
+        let status = other.calibration.map(|c| c.status);
+        assert_eq!(status, Some(crate::report::CalibrationStatus::Missing));
     }
 
     #[test]

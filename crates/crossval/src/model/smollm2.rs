@@ -85,18 +85,18 @@ pub struct StepLogits {
     pub step: u64,
     /// Rows whose top-1 token is B's.
     pub top1_agree: u64,
-    /// Rows compared: 1 for the engine (its last position), every position for llama.cpp.
+    /// Rows compared: 1 for the engine (its last position), every position for llama.cpp
+    /// against llama.cpp.
     pub rows: u64,
     /// Mean over the rows of KL(softmax(B) || softmax(this side)), in nats.
     pub kl_mean: f64,
 }
 
-/// The logits records named `name` on side B of `report`, one per step.
-fn step_logits(report: &Report, name: &str) -> Vec<StepLogits> {
+/// The logits records of `report` (the pairs with logits metrics), one per step.
+fn step_logits(report: &Report) -> Vec<StepLogits> {
     report
         .pairs
         .iter()
-        .filter(|p| p.name_b.as_deref() == Some(name))
         .filter_map(|p| {
             let l = p.logits.as_ref()?;
             Some(StepLogits {
@@ -112,17 +112,29 @@ fn step_logits(report: &Report, name: &str) -> Vec<StepLogits> {
 /// llama.cpp's logits record.
 const LLAMA_LOGITS: &str = "result_output";
 
-/// The baseline's logits (C, in `baseline`) against B's (in `reference`): both are llama.cpp
-/// runs under its names, so only its logits record is compared.
+/// The baseline's logits (C, in `baseline`: llama.cpp on the engine's file) against B's (in
+/// `reference`). B is transformers (through the engine views: the last position's row) or
+/// llama.cpp again (then only its logits record is compared, every position).
 fn baseline_logits(baseline: &Path, reference: &Path) -> Result<Vec<StepLogits>> {
-    // Every other name is ignored: those not starting with `r`, and the output norm.
-    let only_logits = format!(
-        "ignore_a = [\"[!r]*\", \"result_norm\"]\nignore_b = [\"[!r]*\", \"result_norm\"]\n\
-         logits = [\"{LLAMA_LOGITS}\"]\n"
-    );
-    let rules = trace_diff::Rules::from_toml(&only_logits, Path::new("(logits only)"))?;
+    let side = |side, flag, dir| trace_diff::views::SideSpec::new(side, flag, dir, None);
+    let views = trace_diff::views::choose(
+        side("the baseline", "--view-a", baseline),
+        side("B", "--view-b", reference),
+        None,
+    )?;
+    let rules = match views {
+        Some(rules) => rules,
+        None => {
+            // Every other name is ignored: those not starting with `r`, and the output norm.
+            let only_logits = format!(
+                "ignore_a = [\"[!r]*\", \"result_norm\"]\nignore_b = [\"[!r]*\", \"result_norm\"]\n\
+                 logits = [\"{LLAMA_LOGITS}\"]\n"
+            );
+            trace_diff::Rules::from_toml(&only_logits, Path::new("(logits only)"))?
+        }
+    };
     let report = crate::judge::diff_dirs(baseline, reference, rules)?;
-    Ok(step_logits(&report, LLAMA_LOGITS))
+    Ok(step_logits(&report))
 }
 
 impl Outcome {
@@ -230,7 +242,7 @@ impl Harness for SmolLm2Harness {
             None => Vec::new(),
         };
         Ok(Outcome {
-            logits: step_logits(&report, LLAMA_LOGITS),
+            logits: step_logits(&report),
             baseline_logits,
             report,
             candle_tokens: candle.tokens,
@@ -250,9 +262,10 @@ impl Verdict for Outcome {
             return trace_diff::render::json(&self.report);
         }
         let mut s = trace_diff::render::text(&self.report, &Default::default());
+        let b = o.reference.map_or("the reference", |r| r.name());
         let _ = writeln!(
             s,
-            "\ncandle    generated token ids {:?}\nllama.cpp generated token ids {:?} (F32 weights)",
+            "\ncandle generated token ids {:?}\n{b} generated token ids {:?} (F32 weights)",
             self.candle_tokens, self.reference_tokens
         );
         for a in &self.logits {
@@ -270,7 +283,8 @@ impl Verdict for Outcome {
             if let Some(c) = self.baseline_logits.iter().find(|c| c.step == a.step) {
                 let _ = write!(
                     s,
-                    "; C (every position): top-1 B's in {} of {} rows, KL(B || C) mean {:.3e}",
+                    "; C ({} rows): top-1 B's in {} of {} rows, KL(B || C) mean {:.3e}",
+                    c.rows,
                     c.top1_agree, c.rows, c.kl_mean
                 );
             }
@@ -278,9 +292,10 @@ impl Verdict for Outcome {
         }
         let _ = writeln!(s, "{}", self.events.summary());
         let verdict = match (self.agree(), self.events.clean()) {
-            (true, true) => {
+            (true, true) if self.report.calibration.is_some() => {
                 "crossval: the engines agree (calibrated by llama.cpp on the same file)"
             }
+            (true, true) => "crossval: the engines agree (by dtype tolerances)",
             (true, false) => {
                 "crossval: the engines agree, but the candle event history holds an error or a \
                  contract violation (see the events line above)"

@@ -32,10 +32,18 @@ pub trait Reference: Sync {
         true
     }
 
+    /// The engine that computes the baseline (side C) of `task`, when it is not this reference:
+    /// a reference that cannot compute in the engine's arithmetic (transformers on a quantized
+    /// GGUF) names one that can, which then runs C through its own engine view.
+    fn baseline_engine(&self, _task: &Task<'_>) -> Option<&'static dyn Reference> {
+        None
+    }
+
     /// Whether `--bisect` can use it: bisect's first pass judges on hashes and statistics
     /// only, and a reference whose rules drop elements of its records before comparing
-    /// (`b_layout` with `slice` or `crop`, docs/FORMAT.md) has pairs only raw values can judge.
-    fn bisects(&self) -> bool {
+    /// (`b_layout` with `slice` or `crop`, docs/FORMAT.md) has pairs only raw values can judge,
+    /// for `model`.
+    fn bisects(&self, _model: Model) -> bool {
         true
     }
 

@@ -68,7 +68,7 @@ impl Reference for LlamaCpp {
 
     /// The attention probabilities (KV axis padded to 256 cells) and the logits (every row)
     /// are cropped before comparing: without raw values they cannot be judged.
-    fn bisects(&self) -> bool {
+    fn bisects(&self, _model: Model) -> bool {
         false
     }
 

@@ -1,8 +1,10 @@
 //! `--model smollm2` end to end: the clean Q4_1 run agrees under the calibrated verdict and
 //! planted bugs are found where they are. The model is fetched once into `target/models`
-//! (`cargo xtask ci` fetches it before the tests). The clean run goes through the driver; the
-//! bugs reuse its sides B and C (llama.cpp does not change with the engine's bug) and run the
-//! engine only: each case costs one candle run on the 135M model (about 20 s in a debug build).
+//! (`cargo xtask ci` fetches it before the tests). B is transformers (float64, the GGUF
+//! dequantized), C llama.cpp on the Q4_1 file, each through its engine view. The clean run goes
+//! through the driver; the bugs reuse its sides B and C (neither changes with the engine's bug)
+//! and run the engine only: each case costs one candle run on the 135M model (about 20 s in a
+//! debug build).
 
 use trace_candle::engine::Bug;
 
@@ -25,8 +27,14 @@ fn clean_run_agrees_and_planted_bugs_are_localized() {
     assert_eq!(outcome.candle_tokens, outcome.reference_tokens, "{text}");
     let c = &outcome.report.counts;
     assert_eq!(c.missing_in_a + c.missing_in_b, 0, "{text}");
-    // 3 passes (prefill, 2 decode steps) x (embed, 30 layers x 16 points, out_norm, logits).
-    assert_eq!(c.compared, 3 * (1 + 30 * 16 + 2), "{text}");
+    // 3 passes (prefill, 2 decode steps) x (tokens, embed, 30 layers x 16 points, out_norm,
+    // logits); the token ids, which llama.cpp does not record, are equal and need no baseline.
+    assert_eq!(c.compared, 3 * (2 + 30 * 16 + 2), "{text}");
+    let cal = outcome.report.calibration.as_ref().unwrap();
+    assert_eq!((cal.missing, cal.unusable), (0, 0), "{text}");
+    let views = outcome.report.views.as_ref().unwrap();
+    let names = [&views.a, &views.b, views.c.as_ref().unwrap()].map(|v| v.view.as_str());
+    assert_eq!(names, ["ours", "hf-decoder", "llama-cpp"]);
     // Per step: A's top-1 is B's and its KL stays near the quantization's own (C's).
     assert_eq!(outcome.logits.len(), 3, "{text}");
     assert_eq!(outcome.baseline_logits.len(), 3, "{text}");
@@ -34,10 +42,11 @@ fn clean_run_agrees_and_planted_bugs_are_localized() {
         assert_eq!((a.step, a.top1_agree, a.rows), (c.step, 1, 1), "{text}");
         assert!(a.kl_mean < 0.05 && c.kl_mean < 0.05, "{text}");
     }
-    assert_eq!(outcome.baseline_logits[0].rows, 17, "{text}");
+    // C's logits against transformers', through the views: the last position's row.
+    assert_eq!(outcome.baseline_logits[0].rows, 1, "{text}");
 
     let inputs = SmolLm2Harness.prepare(&o, &Progress::new(true)).unwrap();
-    let b = open_run(&o.out.join("llama.cpp")).unwrap();
+    let b = open_run(&o.out.join("torch")).unwrap();
     let c = open_run(&Judge::baseline_dir(&o.out, "llama.cpp", Precision::F32)).unwrap();
     let rules = o.reference.unwrap().rules(Model::SmolLm2).unwrap();
     let cases = [
@@ -64,11 +73,11 @@ fn clean_run_agrees_and_planted_bugs_are_localized() {
     }
 }
 
-/// `--quant f32`: the engine and llama.cpp on the same dequantized F32 file, judged by the F32
-/// default tolerance (no baseline: C would be B). Before the tolerance's scale term one
-/// near-zero element of `blk29/l_out` (a residual stream of RMS 89) failed it, so the clean run
-/// diverged and that false divergence came before the records of the bugs that only show in
-/// decode steps. Now the clean run agrees and such a bug is found at its own record.
+/// `--quant f32`: the engine on the dequantized F32 file against transformers on it, judged by
+/// the F32 default tolerance (no baseline). Before the tolerance's scale term one near-zero
+/// element of `blk29/l_out` (a residual stream of RMS 89) failed it against llama.cpp, so the
+/// clean run diverged and that false divergence came before the records of the bugs that only
+/// show in decode steps. Now the clean run agrees and such a bug is found at its own record.
 #[test]
 fn f32_copy_agrees_by_tolerance_and_localizes_a_decode_bug() {
     let dir = tempfile::tempdir().unwrap();
@@ -82,11 +91,11 @@ fn f32_copy_agrees_by_tolerance_and_localizes_a_decode_bug() {
     let text = outcome.render(&o);
     assert!(outcome.passed(), "{text}");
     let c = &outcome.report.counts;
-    assert_eq!(c.compared, 3 * (1 + 30 * 16 + 2), "{text}");
+    assert_eq!(c.compared, 3 * (2 + 30 * 16 + 2), "{text}");
     assert_eq!((c.diverged, c.incompatible), (0, 0), "{text}");
 
     let inputs = SmolLm2Harness.prepare(&o, &Progress::new(true)).unwrap();
-    let b = open_run(&o.out.join("llama.cpp")).unwrap();
+    let b = open_run(&o.out.join("torch")).unwrap();
     let rules = o.reference.unwrap().rules(Model::SmolLm2).unwrap();
     o.smollm2.inject = Some(Bug::KvCacheDropNewest);
     let a_dir = o.out.join("candle-kv");
