@@ -112,6 +112,8 @@ pub struct View {
     /// Each group's globs and why they have no canonical point.
     ignore: Vec<(Vec<String>, String)>,
     points: Vec<Point>,
+    /// Points of the view that one run of the engine does not record ([`View::as_recorded_by`]).
+    absent: Vec<String>,
 }
 
 impl View {
@@ -194,6 +196,7 @@ impl View {
             reject,
             ignore,
             points,
+            absent: Vec::new(),
         };
         view.check_ignores_leave_points()?;
         Ok(view)
@@ -222,6 +225,26 @@ impl View {
     /// The entry of canonical point `point`, if the engine records it.
     pub fn point(&self, point: &str) -> Option<&Point> {
         self.points.iter().find(|p| p.point == point)
+    }
+
+    /// The view as one run of the engine uses it: the points none of `names` records (a
+    /// transformers model traced without `inputs=True` has no module inputs; one without the
+    /// RoPE wrapper no `q_rope`) are set aside, so that the other side's records of them are left
+    /// out with that reason instead of reported missing.
+    pub fn as_recorded_by(&self, names: &[&str]) -> View {
+        let mut view = self.clone();
+        let (kept, absent): (Vec<Point>, Vec<Point>) = view.points.into_iter().partition(|p| {
+            let re = Regex::new(&format!("^(?:{})$", template_regex(&p.name)));
+            re.is_ok_and(|re| names.iter().any(|n| re.is_match(n)))
+        });
+        view.points = kept;
+        view.absent = absent.into_iter().map(|p| p.point).collect();
+        view
+    }
+
+    /// The view's points its run does not record (see [`View::as_recorded_by`]).
+    pub fn absent(&self) -> &[String] {
+        &self.absent
     }
 
     /// Whether the view fits a run with these record names: why (each `detect` glob and the
@@ -410,10 +433,18 @@ fn side_ignores(own: &View, other: &View) -> (Vec<String>, Vec<String>) {
         .filter(|p| other.point(&p.point).is_none())
     {
         globs.push(template_glob(&p.name));
-        cites.push(format!(
-            "view {}: point {} has no record in view {}",
-            own.name, p.point, other.name
-        ));
+        cites.push(if other.absent.contains(&p.point) {
+            format!(
+                "view {}: point {} is not recorded by the other run (view {}; its first {} \
+                 records)",
+                own.name, p.point, other.name, DETECT_NAMES
+            )
+        } else {
+            format!(
+                "view {}: point {} has no record in view {}",
+                own.name, p.point, other.name
+            )
+        });
     }
     (globs, cites)
 }

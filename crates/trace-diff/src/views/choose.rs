@@ -99,19 +99,25 @@ pub fn choose(a: SideSpec<'_>, b: SideSpec<'_>, c: Option<SideSpec<'_>>) -> Resu
 
 /// The view named for `spec`, else the one its names fit.
 fn pick(spec: &SideSpec<'_>, all: &[View]) -> Result<Chosen> {
-    if let Some(given) = spec.given {
-        return Ok(Chosen::View(
-            View::load_or_preset(given)?,
-            spec.flag.to_owned(),
-        ));
-    }
     // A run that cannot be read fits no view; the diff then says why it cannot be read.
     let names: Vec<String> = run_names(spec.dir)
         .map(|seen| seen.into_iter().map(|s| s.name).collect())
         .unwrap_or_default();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    // The view as this run uses it (the points it records), when the run could be read.
+    let used = |v: &View| {
+        if refs.is_empty() {
+            v.clone()
+        } else {
+            v.as_recorded_by(&refs)
+        }
+    };
+    if let Some(given) = spec.given {
+        let view = View::load_or_preset(given)?;
+        return Ok(Chosen::View(used(&view), spec.flag.to_owned()));
+    }
     Ok(match detect(all, &refs) {
-        Detection::Found(v, why) => Chosen::View(v.clone(), format!("detected: {why}")),
+        Detection::Found(v, why) => Chosen::View(used(v), format!("detected: {why}")),
         Detection::Unknown => Chosen::Unknown(names.into_iter().take(5).collect()),
         Detection::Ambiguous(fits) => Chosen::Ambiguous(
             fits.into_iter()

@@ -22,6 +22,8 @@ const LAYERS: usize = 2;
 enum Engine {
     Ours,
     Hf,
+    /// transformers traced without the RoPE wrapper: no `q_rope` records.
+    HfNoRope,
     LlamaCpp,
 }
 
@@ -80,7 +82,7 @@ fn records(engine: Engine, bug: bool) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let embed = canonical("embed", 0, T * E, false);
     match engine {
         Engine::Ours => push("embed".into(), vec![T, E], embed),
-        Engine::Hf => push("model.embed_tokens".into(), vec![1, T, E], embed),
+        Engine::Hf | Engine::HfNoRope => push("model.embed_tokens".into(), vec![1, T, E], embed),
         Engine::LlamaCpp => push("embd".into(), vec![T, E], embed),
     }
     for l in 0..LAYERS {
@@ -91,7 +93,7 @@ fn records(engine: Engine, bug: bool) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         let norm = canonical("attn_norm", l, T * E, false);
         match engine {
             Engine::Ours => push(format!("blk{l}/attn_norm"), vec![T, E], norm),
-            Engine::Hf => push(
+            Engine::Hf | Engine::HfNoRope => push(
                 format!("model.layers.{l}.input_layernorm"),
                 vec![1, T, E],
                 norm,
@@ -105,18 +107,20 @@ fn records(engine: Engine, bug: bool) -> Vec<(String, Vec<usize>, Vec<f32>)> {
                 push(format!("blk{l}/attn_probs"), vec![H, T, T], p);
                 push(format!("blk{l}/l_out"), vec![T, E], l_out);
             }
-            Engine::Hf => {
+            Engine::Hf | Engine::HfNoRope => {
                 push("model.rotary_emb".into(), vec![1, T, D], vec![0.5; T * D]);
                 push(
                     format!("model.layers.{l}.self_attn.q_proj"),
                     vec![1, T, H * D],
                     q,
                 );
-                push(
-                    format!("model.layers.{l}.self_attn/q_rope"),
-                    vec![1, H, T, D],
-                    q_rope,
-                );
+                if engine == Engine::Hf {
+                    push(
+                        format!("model.layers.{l}.self_attn/q_rope"),
+                        vec![1, H, T, D],
+                        q_rope,
+                    );
+                }
                 push(format!("model.layers.{l}.self_attn/1"), vec![1, H, T, T], p);
                 push(format!("model.layers.{l}"), vec![1, T, E], l_out);
             }
@@ -149,7 +153,7 @@ fn records(engine: Engine, bug: bool) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let last = all_rows[(T - 1) * V..].to_vec();
     match engine {
         Engine::Ours => push("logits".into(), vec![V], last),
-        Engine::Hf => push("logits".into(), vec![1, T, V], all_rows),
+        Engine::Hf | Engine::HfNoRope => push("logits".into(), vec![1, T, V], all_rows),
         Engine::LlamaCpp => push("result_output".into(), vec![T, V], all_rows),
     }
     out
@@ -229,6 +233,27 @@ fn transformers_and_llama_cpp_agree_in_both_directions_with_no_rules() {
             .rules
             .iter()
             .any(|w| w.contains("RMSNorm before its weight")));
+    }
+}
+
+/// A run that does not record a point of its view (transformers without the RoPE wrapper):
+/// the other side's records of that point are left out, saying why, not reported missing.
+#[test]
+fn a_point_one_run_does_not_record_is_left_out_with_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hf = run(tmp.path(), "hf", Engine::HfNoRope, false);
+    let cpp = run(tmp.path(), "cpp", Engine::LlamaCpp, false);
+    for (a, b) in [(&hf, &cpp), (&cpp, &hf)] {
+        let r = diff(a, b, None);
+        assert_eq!(r.outcome, Outcome::Agree, "{r:#?}");
+        // 12 pairs less the two layers' q_rope.
+        assert_eq!(r.counts.compared, 10, "{r:#?}");
+        let why = "point blk{L}/q_rope is not recorded by the other run (view hf-decoder";
+        assert!(
+            r.ignored.rules.iter().any(|w| w.contains(why)),
+            "{:?}",
+            r.ignored.rules
+        );
     }
 }
 
