@@ -47,7 +47,7 @@ impl<'a> SideSpec<'a> {
 
 /// What was chosen for one side.
 enum Chosen {
-    View(View, String),
+    View(Box<View>, String),
     Unknown(Vec<String>),
     Ambiguous(Vec<(String, String)>),
 }
@@ -87,12 +87,12 @@ pub fn choose(a: SideSpec<'_>, b: SideSpec<'_>, c: Option<SideSpec<'_>>) -> Resu
     let mut rules = if same {
         Rules::default()
     } else {
-        compose(&va.0, &vb.0, vc.as_ref().map(|c| &c.0))?
+        compose(&va.0, &vb.0, vc.as_ref().map(|c| c.0.as_ref()))?
     };
     rules.set_views(used(
         (&va.0, &va.1),
         (&vb.0, &vb.1),
-        vc.as_ref().map(|(v, h)| (v, h.as_str())),
+        vc.as_ref().map(|(v, h)| (v.as_ref(), h.as_str())),
     ));
     Ok(Some(rules))
 }
@@ -114,10 +114,10 @@ fn pick(spec: &SideSpec<'_>, all: &[View]) -> Result<Chosen> {
     };
     if let Some(given) = spec.given {
         let view = View::load_or_preset(given)?;
-        return Ok(Chosen::View(used(&view), spec.flag.to_owned()));
+        return Ok(Chosen::View(Box::new(used(&view)), spec.flag.to_owned()));
     }
     Ok(match detect(all, &refs) {
-        Detection::Found(v, why) => Chosen::View(used(v), format!("detected: {why}")),
+        Detection::Found(v, why) => Chosen::View(Box::new(used(v)), format!("detected: {why}")),
         Detection::Unknown => Chosen::Unknown(names.into_iter().take(5).collect()),
         Detection::Ambiguous(fits) => Chosen::Ambiguous(
             fits.into_iter()
