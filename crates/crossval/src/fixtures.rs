@@ -130,12 +130,7 @@ pub fn root() -> Result<PathBuf> {
 /// tests from building twice); later calls find it in place.
 pub fn ensure(arch: Arch) -> Result<Fixture> {
     let root = root()?;
-    fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
-    let lock_path = root.join("build.lock");
-    let lock =
-        fs::File::create(&lock_path).with_context(|| format!("create {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("lock {}", lock_path.display()))?;
+    let _lock = crate::workspace::lock_dir(&root, "build.lock")?;
     let dir = root.join(arch.name());
     let fixture = Fixture {
         arch,

