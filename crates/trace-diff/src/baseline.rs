@@ -294,12 +294,11 @@ fn baseline_view(
     rc: &TraceRecord,
     views: &Views,
 ) -> std::result::Result<SideView, String> {
-    let own = options.rules.baseline_layout(&rc.name);
-    let layout = match own {
-        Some(l) => l.cloned(),
-        None => options.rules.layouts(a_name).b,
+    let layout = match options.rules.baseline_layout(&rc.name) {
+        Some(own) => own,
+        None => options.rules.layouts(a_name).b.as_ref(),
     };
-    lay_out_against(layout.as_ref(), rc, &views.b.shape)
+    lay_out_against(layout, rc, &views.b.shape)
 }
 
 /// The errors from recorded statistics (`rms` alone for seed records).

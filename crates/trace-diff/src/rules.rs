@@ -580,11 +580,10 @@ impl Rules {
 
     /// The layouts of the `[[map]]` entry that maps `a_name` (the one [`Rules::map_name`]
     /// uses): how A's and B's values are brought into the layout they are compared in.
-    pub fn layouts(&self, a_name: &str) -> SideLayouts {
+    pub fn layouts(&self, a_name: &str) -> &SideLayouts {
+        const AS_RECORDED: &SideLayouts = &SideLayouts { a: None, b: None };
         let i = self.maps.iter().position(|(re, _)| re.is_match(a_name));
-        i.and_then(|i| self.layouts.get(i))
-            .cloned()
-            .unwrap_or_default()
+        i.and_then(|i| self.layouts.get(i)).unwrap_or(AS_RECORDED)
     }
 
     /// The B name a baseline record stands for; `None` when the baseline's own view has no
@@ -864,20 +863,20 @@ mod tests {
         }
         // The layouts fit the shapes llama.cpp records: a prefill of 19 tokens and a decode
         // step (ggml drops the extent 1), 4 heads of 16.
-        let q = r.layouts("blk0/q_rope").b.unwrap();
+        let q = r.layouts("blk0/q_rope").b.as_ref().unwrap();
         assert_eq!(
             q.plan(&[19, 4, 16], &[4, 19, 16]).unwrap().shape,
             vec![4, 19, 16]
         );
         assert_eq!(q.plan(&[4, 16], &[4, 1, 16]).unwrap().shape, vec![4, 1, 16]);
-        let q = r.layouts("blk0/q").b.unwrap();
+        let q = r.layouts("blk0/q").b.as_ref().unwrap();
         assert_eq!(q.plan(&[4, 16], &[1, 64]).unwrap().shape, vec![1, 64]);
-        let p = r.layouts("blk0/attn_probs").b.unwrap();
+        let p = r.layouts("blk0/attn_probs").b.as_ref().unwrap();
         assert_eq!(
             p.plan(&[4, 1, 256], &[4, 1, 20]).unwrap().shape,
             vec![4, 1, 20]
         );
-        let l = r.layouts("logits").b.unwrap();
+        let l = r.layouts("logits").b.as_ref().unwrap();
         assert_eq!(l.plan(&[19, 256], &[256]).unwrap().shape, vec![256]);
         assert_eq!(l.plan(&[256], &[256]).unwrap().shape, vec![256]);
     }
