@@ -34,8 +34,12 @@ use crate::{
 pub const STATS_BLOCK: usize = 4096;
 /// Elements converted per batch for non-F32 input (1 MiB of F32: fits L2 here).
 pub const BATCH: usize = 256 * 1024;
-/// Below this many elements in one call, everything runs on the caller's thread.
-const PARALLEL_MIN: usize = 128 * 1024;
+/// Below this many elements in one call, everything runs on the caller's thread. Waking
+/// rayon's workers costs more than it saves below about 1M elements when records arrive between
+/// an engine's own computations (the workers have gone to sleep): at 128K, `trace_module`'s
+/// 114 records of 49K-197K elements took 19.2 ms against 15.5 ms all on the caller's thread
+/// (docs/PYTHON.md).
+const PARALLEL_MIN: usize = 1 << 20;
 /// Independent accumulators per block, so the compiler can vectorize the f64 sums.
 const LANES: usize = 16;
 /// Blocks whose partials the parallel path computes at once (bounds the sketch partials kept).
@@ -206,7 +210,7 @@ impl Fingerprinter {
             let end = (start + BATCH).min(data.len());
             buf.resize(end - start, 0.0);
             let batch = data.slice(start, end);
-            if self.carry.is_empty() && self.kept.is_none() && batch.len() >= PARALLEL_MIN {
+            if self.carry.is_empty() && self.kept.is_none() && data.len() >= PARALLEL_MIN {
                 self.ingest_converted_parallel(batch, &mut buf);
             } else {
                 batch.convert_into(&mut buf);
@@ -531,14 +535,26 @@ impl Sums {
     }
 }
 
+/// The same loop compiled for the widest vectors the CPU has (the lanes, and so the result,
+/// are the same on every path).
 fn fast_sums(x: &[f32], k: f64) -> Sums {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { fast_sums_avx512(x, k) };
+        }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe { fast_sums_avx2(x, k) };
         }
     }
+    fast_sums_portable(x, k)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fast_sums_avx512(x: &[f32], k: f64) -> Sums {
     fast_sums_portable(x, k)
 }
 
@@ -801,7 +817,7 @@ mod tests {
 
     #[test]
     fn parallel_conversion_agrees_with_converting_first() {
-        let n = 2 * BATCH + STATS_BLOCK + 17;
+        let n = PARALLEL_MIN + STATS_BLOCK + 17;
         let b: Vec<bf16> = (0..n)
             .map(|i| bf16::from_f32((i % 1000) as f32 - 499.5))
             .collect();
@@ -908,6 +924,18 @@ mod tests {
             }
             fp.update(Data::F32(rest)).unwrap();
             prop_assert_eq!(fp.finish(), whole);
+        }
+
+        #[test]
+        fn every_cpu_path_sums_bit_for_bit_alike(
+            values in proptest::collection::vec(-1.0e4f32..1.0e4, 0..STATS_BLOCK),
+            shift in -10.0f64..10.0,
+        ) {
+            let bits = |s: Sums| (s.s1.to_bits(), s.s2.to_bits(), s.sq.to_bits(), s.min, s.max);
+            prop_assert_eq!(
+                bits(fast_sums(&values, shift)),
+                bits(fast_sums_portable(&values, shift))
+            );
         }
 
         #[test]

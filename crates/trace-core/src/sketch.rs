@@ -84,11 +84,21 @@ fn pattern(k: usize, b: u64, signs: &mut [u32]) -> usize {
 pub(crate) fn block_sketch(x: &[f32], first: u64, finite: bool, out: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { block_sketch_avx512(x, first, finite, out) };
+        }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe { block_sketch_avx2(x, first, finite, out) };
         }
     }
+    block_sketch_portable(x, first, finite, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn block_sketch_avx512(x: &[f32], first: u64, finite: bool, out: &mut [f64]) {
     block_sketch_portable(x, first, finite, out)
 }
 
