@@ -252,6 +252,7 @@ pub fn pip_download(
                 "download",
                 "--quiet",
                 "--disable-pip-version-check",
+                "--no-cache-dir",
             ])
             .arg("--no-deps")
             .args(kind)
@@ -262,6 +263,8 @@ pub fn pip_download(
     )
 }
 
+/// `pip install`, quiet and without pip's own cache: torch's wheels alone would add several GB
+/// beside the venv that already keeps them installed.
 fn pip(python: &Path) -> Command {
     let mut cmd = Command::new(python);
     cmd.args([
@@ -270,6 +273,7 @@ fn pip(python: &Path) -> Command {
         "install",
         "--quiet",
         "--disable-pip-version-check",
+        "--no-cache-dir",
     ]);
     cmd
 }
