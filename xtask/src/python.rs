@@ -24,7 +24,7 @@ pub fn run_tests() -> Result<()> {
 /// `cargo xtask bench python`: the Python package's benchmarks, each printing ratios measured in
 /// one run: `dump_trace` of 16M float32 values against trace-core's Rust capture of the same
 /// bytes, and `trace_module` on a MiniLM-shaped BERT against the untraced forward (one torch
-/// thread).
+/// thread), in the packed and the per-file layout.
 pub fn run_benches() -> Result<()> {
     let python = ensure_venv(&[Extra::Torch])?;
     let root = project_root();
@@ -34,10 +34,18 @@ pub fn run_benches() -> Result<()> {
             .arg("python/tests/bench_dump_trace.py")
             .current_dir(&root),
     )?;
-    run_step(
-        "bench python trace_module (python/tests/bench_trace_module.py --threads 1)",
-        Command::new(&python)
-            .args(["python/tests/bench_trace_module.py", "--threads", "1"])
-            .current_dir(&root),
-    )
+    // Both record layouts: the per-file one also pays the file system's cost of creating files.
+    for layout in ["packed", "files"] {
+        run_step(
+            &format!(
+                "bench python trace_module (python/tests/bench_trace_module.py --threads 1 \
+                 --layout {layout})"
+            ),
+            Command::new(&python)
+                .args(["python/tests/bench_trace_module.py", "--threads", "1"])
+                .args(["--layout", layout])
+                .current_dir(&root),
+        )?;
+    }
+    Ok(())
 }
