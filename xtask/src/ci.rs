@@ -54,6 +54,19 @@ pub fn run(args: &[String]) -> Result<()> {
             "warnings",
         ]),
     )?;
+    // Intra-doc links resolve and point at public items (rustdoc's own lints, as errors).
+    run_step(
+        "docs (cargo doc, warnings denied)",
+        cargo()
+            .args([
+                "doc",
+                "--workspace",
+                "--all-features",
+                "--no-deps",
+                "--locked",
+            ])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
     let skips = skips_file();
     let _ = fs::remove_file(&skips);
     // The HTML report's browser test must run here, never skip.

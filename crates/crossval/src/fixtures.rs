@@ -2,7 +2,7 @@
 //! transformers and llama.cpp on tiny random-weight models of each, and on the published
 //! SmolLM2-135M-Instruct.
 //!
-//! [`ensure`] builds a model of an [`Arch`] from a config (`python/hf_fixture.py`: 3 layers,
+//! [`ensure()`] builds a model of an [`Arch`] from a config (`python/hf_fixture.py`: 3 layers,
 //! hidden 64, grouped-query attention, a fixed seed, a 512-piece SentencePiece tokenizer trained
 //! on the script's text), saves it with `save_pretrained` and converts
 //! it to an F32 GGUF with `convert_hf_to_gguf.py` from the llama.cpp sources the llama.cpp

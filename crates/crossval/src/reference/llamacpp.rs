@@ -120,7 +120,7 @@ pub fn sources(quiet: bool) -> Result<PathBuf> {
     Ok(build::ensure(quiet)?.source)
 }
 
-/// Builds llama.cpp (once per version) and `libtrace_ffi.a`, then compiles [`SOURCE`] against
+/// Builds llama.cpp (once per version) and `libtrace_ffi.a`, then compiles `llama-trace.cpp` against
 /// them; returns the program.
 pub fn build_program(quiet: bool) -> Result<PathBuf> {
     let llama = build::ensure(quiet)?;

@@ -21,7 +21,7 @@
 //! interval by `SEARCH_PROBES + 1`, so a divergence the statistics saw `n` records late costs
 //! about `log4(n)` passes of at most `SEARCH_PROBES + 2` records (and the cleared ones) per side.
 //!
-//! [`Budget`] bounds the bytes: a pass after pass 2 runs only when the values passes together
+//! `Budget` bounds the bytes: a pass after pass 2 runs only when the values passes together
 //! (pass 2 included) stay within what one full-values capture of every side writes (estimated
 //! from pass 1 before each pass, as a lower bound of the capture and an upper bound of the
 //! pass), and [`MAX_VALUE_PASSES`] bounds their number. When either stops the search, the

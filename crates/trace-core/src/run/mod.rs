@@ -34,7 +34,7 @@
 //!
 //! Anything wrong that still leaves an honest partial answer (a malformed record, a truncated
 //! manifest line, a duplicate index, a file the manifest does not list) is collected as a
-//! [`RecordError`] in [`Run::problems`] and the record concerned is skipped or kept as
+//! [`RecordError`](crate::record::RecordError) in [`Run::problems`] and the record concerned is skipped or kept as
 //! documented on each case. With [`RunOptions::strict`] the first such problem is returned as
 //! the error instead. A directory that cannot be listed, or holds neither a manifest nor any
 //! `.trace` file, is always an error.
