@@ -24,8 +24,10 @@ use trace_core::Fingerprint;
 pub struct TraceDocument {
     /// Always `"1.0"` (realizar's field, kept for its readers).
     pub version: String,
-    /// Version of this format: [`EVENTS_FORMAT_VERSION`](crate::EVENTS_FORMAT_VERSION) when written by this crate, and for a
+    /// Version of this format: [`EVENTS_FORMAT_VERSION`] when written by this crate, and for a
     /// realizar history once read (it is then held in this format).
+    ///
+    /// [`EVENTS_FORMAT_VERSION`]: crate::EVENTS_FORMAT_VERSION
     pub format_version: u32,
     /// Which tracer recorded the events: omitted (tensor-trace) or `"realizar"`.
     #[serde(default, skip_serializing_if = "Producer::is_tensor_trace")]
@@ -194,7 +196,8 @@ pub struct TraceEvent {
     pub details: TraceDetails,
 }
 
-/// Statistics of a tensor, computed with the capture path's [`fingerprint`](trace_core::fingerprint).
+/// Statistics of a tensor, computed with the capture path's
+/// [`fingerprint`](trace_core::fingerprint).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventStats {
     /// Smallest finite value (`null` when none is finite).

@@ -120,8 +120,8 @@ pub fn sources(quiet: bool) -> Result<PathBuf> {
     Ok(build::ensure(quiet)?.source)
 }
 
-/// Builds llama.cpp (once per version) and `libtrace_ffi.a`, then compiles `llama-trace.cpp` against
-/// them; returns the program.
+/// Builds llama.cpp (once per version) and `libtrace_ffi.a`, then compiles `llama-trace.cpp`
+/// against them; returns the program.
 pub fn build_program(quiet: bool) -> Result<PathBuf> {
     let llama = build::ensure(quiet)?;
     let trace_ffi = build_staticlib(&BuildOptions {

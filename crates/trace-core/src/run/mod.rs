@@ -34,10 +34,12 @@
 //!
 //! Anything wrong that still leaves an honest partial answer (a malformed record, a truncated
 //! manifest line, a duplicate index, a file the manifest does not list) is collected as a
-//! [`RecordError`](crate::record::RecordError) in [`Run::problems`] and the record concerned is skipped or kept as
+//! [`RecordError`] in [`Run::problems`] and the record concerned is skipped or kept as
 //! documented on each case. With [`RunOptions::strict`] the first such problem is returned as
 //! the error instead. A directory that cannot be listed, or holds neither a manifest nor any
 //! `.trace` file, is always an error.
+//!
+//! [`RecordError`]: crate::record::RecordError
 
 mod files;
 mod loaded;

@@ -36,11 +36,13 @@ pub struct PackedLines {
 }
 
 /// Lines per chunk of [`PackedLines::next_chunk`] (and records per chunk of
-/// [`RunStream::next_chunk`](super::RunStream::next_chunk)). Small enough for a chunk's records (about 200 KB) to stay in the
+/// [`RunStream::next_chunk`]). Small enough for a chunk's records (about 200 KB) to stay in the
 /// cache between the thread that parses them and the one that compares them: the streaming diff
 /// of two 1 M-record runs took 5.4-8.0 s and 14 MB with 512, 10.3-14.2 s and 135-148 MB with
 /// 16,384 (same code otherwise, a loaded 2-core machine); large enough for rayon's parallel
 /// parse.
+///
+/// [`RunStream::next_chunk`]: super::RunStream::next_chunk
 pub const PACKED_CHUNK: usize = 512;
 
 impl PackedLines {
