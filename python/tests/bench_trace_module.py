@@ -1,7 +1,7 @@
 """Measures what `trace_module` costs on a MiniLM-shaped BERT forward (not a test: no asserts).
 
     python python/tests/bench_trace_module.py [--tokens 128] [--repeats 7] [--threads 1]
-        [--layout packed|files] [--dir DIR] [--breakdown]
+        [--layout packed|files] [--dir DIR] [--background] [--breakdown]
 
 Builds `BertModel` from a config with all-MiniLM-L6-v2's shape (6 layers, hidden 384, 12
 heads, intermediate 1536, vocab 30522) and random weights, then times one forward under
@@ -9,7 +9,8 @@ heads, intermediate 1536, vocab 30522) and random weights, then times one forwar
 with a short include list (the embeddings and each layer's attention and layer outputs). Each
 traced forward writes into a fresh directory under a temporary directory, in the given record
 layout (`packed`, the default, or `files`: one file per record); `--dir` puts that temporary directory
-elsewhere (on tmpfs, say, to take the file system's cost of creating files out). Prints the median
+elsewhere (on tmpfs, say, to take the file system's cost of creating files out); `--background`
+has a background thread write the records (`Tracer(..., background=True)`). Prints the median
 wall time and process CPU time of each and the traced/untraced ratios (CPU time is the steadier
 figure on a loaded machine); the figures quoted in docs/PYTHON.md come from this script.
 `--breakdown` adds mark-all cases that stop early: the hooks installed and removed, then an
@@ -43,6 +44,9 @@ class _NoCapture:
     def record(self, *args) -> bool:
         return True
 
+    def flush(self) -> None:
+        pass
+
 
 def tmp_fs(where: "str | None") -> str:
     """The directory the runs go into and its file system type (from /proc/mounts on Linux)."""
@@ -65,6 +69,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--layout", choices=["packed", "files"], default="packed")
     ap.add_argument("--dir", default=None, help="where the temporary directory goes")
+    ap.add_argument("--background", action="store_true", help="write records on a thread")
     ap.add_argument("--breakdown", action="store_true", help="also time mark-all's parts")
     args = ap.parse_args()
     if args.threads:
@@ -93,9 +98,12 @@ def main() -> None:
         def traced(sketch=None, tracer=None, **kw):
             def run() -> dict:
                 d = Path(tmp) / f"run{next(runs)}"
-                t = tracer or Tracer(d, layout=args.layout, sketch=sketch)
+                t = tracer or Tracer(
+                    d, layout=args.layout, sketch=sketch, background=args.background
+                )
                 with trace_module(model, tracer=t, **kw) as h:
                     forward()
+                t.flush()  # a background writer's records count too
                 return {"records": h.records, "modules": len(h.paths)}
 
             return run
@@ -128,7 +136,8 @@ def main() -> None:
     c_base = statistics.median(cpu["untraced"])
     print(
         f"BertModel 6x384, {args.tokens} tokens, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {args.layout} layout in {tmp_fs(args.dir)}, "
+        f"{torch.get_num_threads()} threads, {args.layout} layout"
+        f"{' (background writer)' if args.background else ''} in {tmp_fs(args.dir)}, "
         f"median of {args.repeats}"
     )
     for k in cases:

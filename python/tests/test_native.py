@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 
 import tensor_trace
 from tensor_trace import ConfigError, TraceError, Tracer, dump_trace, fingerprint_array
-from conftest import env_dir, read_manifest, read_records
+from conftest import env_dir, read_manifest, read_records, read_run
 
 
 def test_the_package_runs_on_the_installed_extension():
@@ -32,9 +35,10 @@ def test_the_disabled_path_never_calls_the_extension(clean_env, monkeypatch):
     assert not tensor_trace.enabled() and tensor_trace.global_tracer() is None
 
 
+@pytest.mark.parametrize("background", [False, True])
 @pytest.mark.parametrize("layout", ["files", "packed"])
-def test_threads_recording_at_once_lose_nothing(trace_dir, layout):
-    t = Tracer(trace_dir, layout=layout)
+def test_threads_recording_at_once_lose_nothing(trace_dir, layout, background):
+    t = Tracer(trace_dir, layout=layout, background=background)
     threads, per_thread = 4, 50
     # Large enough that the threads overlap inside the extension, which releases the GIL.
     x = np.linspace(-1, 1, 1 << 16, dtype=np.float32)
@@ -53,6 +57,7 @@ def test_threads_recording_at_once_lose_nothing(trace_dir, layout):
         w.start()
     for w in workers:
         w.join()
+    t.flush()  # a background writer may still hold records
     assert errors == []
     if layout == "files":
         entries = read_manifest(trace_dir)
@@ -66,6 +71,41 @@ def test_threads_recording_at_once_lose_nothing(trace_dir, layout):
     for k in range(threads):
         occ = sorted(e["occurrence"] for e in entries if e["name"] == f"t{k}/x")
         assert occ == list(range(per_thread))
+
+
+@pytest.mark.parametrize("layout", ["files", "packed"])
+def test_a_background_writer_writes_what_the_caller_would(tmp_path, layout):
+    rng = np.random.default_rng(7)
+    arrays = [rng.standard_normal(n).astype(np.float32) for n in (3, 4096, 70_000, 300_000)]
+    runs = {}
+    for background in (False, True):
+        t = Tracer(tmp_path / str(background), layout=layout, background=background)
+        for i, a in enumerate(arrays):
+            t.record(f"blk{i}/x", a, step=0, layer=i)
+            t.record(f"blk{i}/x", a[::-2], step=1, layer=i)
+        t.close()
+        runs[background] = sorted(
+            (r["index"], r["name"], r["blake3"], r["rms"], json.dumps(r.get("stats")))
+            for r in read_run(tmp_path / str(background))
+        )
+    assert len(runs[True]) == 2 * len(arrays)
+    assert runs[True] == runs[False]
+
+
+def test_background_records_reach_the_disk_at_exit_without_a_flush(tmp_path):
+    code = (
+        "import sys, numpy as np, tensor_trace\n"
+        "t = tensor_trace.Tracer(sys.argv[1], layout='files', background=True)\n"
+        "for i in range(200):\n"
+        "    t.record(f'r{i}', np.full(1000, i, np.float32))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], check=True)
+    assert len(read_records(tmp_path / "run")) == 200
+
+
+def test_background_must_be_a_bool(trace_dir):
+    with pytest.raises(TypeError, match="background must be True or False, got 1"):
+        Tracer(trace_dir, background=1)
 
 
 def test_a_panic_inside_the_extension_is_a_trace_error():

@@ -145,7 +145,8 @@ impl Tracer {
     /// A tracer from explicit settings; errors name the argument (`filter`, `rank`, ...).
     #[new]
     #[pyo3(signature = (dir, *, filter=None, values=None, values_at=None, append=false,
-                        rank=None, world_size=None, layout="packed", sketch=None))]
+                        rank=None, world_size=None, layout="packed", sketch=None,
+                        background=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -158,6 +159,7 @@ impl Tracer {
         world_size: Option<u32>,
         layout: &str,
         sketch: Option<usize>,
+        background: bool,
     ) -> PyResult<Self> {
         let layout = Layout::parse(layout, "layout").map_err(|e| to_py(py, e.into()))?;
         let mut builder = trace_core::Tracer::builder()
@@ -181,6 +183,9 @@ impl Tracer {
         }
         if let Some(k) = sketch {
             builder = builder.sketch(k);
+        }
+        if background {
+            builder = builder.background();
         }
         let inner = builder.build().map_err(|e| to_py(py, e.into()))?;
         Ok(Self { inner })
@@ -250,7 +255,8 @@ impl Tracer {
         })
     }
 
-    /// Waits until every record is on disk (only `TENSOR_TRACE_ASYNC=1` ever has to wait).
+    /// Waits until every record is on disk (only a background writer ever has to wait:
+    /// `background=True` or `TENSOR_TRACE_ASYNC=1`).
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let tracer = &self.inner;
         detached(py, move || Ok(tracer.flush()?))

@@ -42,7 +42,7 @@ from ._native import (
     rank_dir_name,
     sanitize,
 )
-from ._tracer import BF16, Fingerprint, Stats, Tracer, fingerprint_array
+from ._tracer import BF16, Fingerprint, Stats, Tracer, fingerprint_array, _flush_background
 
 __all__ = [
     "BF16",
@@ -135,9 +135,11 @@ def _init() -> Optional[object]:
 
 @atexit.register
 def _flush_at_exit() -> None:
-    # With TENSOR_TRACE_ASYNC=1 records may still be queued: they reach the disk before exit.
+    # With a background writer (TENSOR_TRACE_ASYNC=1, `Tracer(..., background=True)`) records
+    # may still be queued: they reach the disk before exit.
     if isinstance(_global, Tracer):
         _global.flush()
+    _flush_background()
 
 
 def _reset() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import weakref
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
@@ -153,6 +154,16 @@ def _setting(name: str, value: Any, wanted: type, expected: str) -> None:
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
 
 
+# Tracers made with `background=True`, flushed at interpreter exit (`_flush_background`).
+_BACKGROUND: "weakref.WeakSet[Tracer]" = weakref.WeakSet()
+
+
+def _flush_background() -> None:
+    """Flushes every live tracer made with `background=True` (the package does at exit)."""
+    for tracer in list(_BACKGROUND):
+        tracer.flush()
+
+
 class Tracer:
     """Captures named tensors into a directory through trace-core's `Tracer`.
 
@@ -163,10 +174,15 @@ class Tracer:
     it) the records go into `dir/rank-{rank}` with a `rank.json`, one directory per process of a
     multi-process run (trace-core's `ranks`). `sketch` sets the value sketch's buckets (0 = none; default `TENSOR_TRACE_SKETCH`'s 256, see
     docs/FORMAT.md). A ConfigError names the bad argument.
+    `background=True` writes the records on a background thread (trace-core's writer, as
+    `TENSOR_TRACE_ASYNC=1` does for the environment's tracer): `record` returns once the tensor
+    is hashed and reduced, and the file is written beside the caller's next computation. The
+    price: a record still queued when the process dies is lost. `flush()` or `close()` waits
+    for the queue, and the package flushes every such tracer at interpreter exit.
     Thread-safe: several threads may record on one tracer at once.
     """
 
-    __slots__ = ("_native",)
+    __slots__ = ("_native", "__weakref__")
 
     def __init__(
         self,
@@ -180,10 +196,13 @@ class Tracer:
         world_size: Optional[int] = None,
         layout: str = "packed",
         sketch: Optional[int] = None,
+        background: bool = False,
     ) -> None:
         for name, value in [("filter", filter), ("values", values), ("values_at", values_at)]:
             _setting(name, value, str, "a string of comma-separated items")
         _setting("layout", layout, str, "'files' or 'packed'")
+        if not isinstance(background, bool):
+            raise TypeError(f"background must be True or False, got {background!r}")
         for name, value in [("rank", rank), ("world_size", world_size), ("sketch", sketch)]:
             _setting(name, value, (int, np.integer), "a non-negative integer")
             if value is not None and not 0 <= int(value) < 2**32:
@@ -198,7 +217,10 @@ class Tracer:
             world_size=None if world_size is None else int(world_size),
             layout=layout,
             sketch=None if sketch is None else int(sketch),
+            background=background,
         )
+        if background:
+            _BACKGROUND.add(self)
 
     @classmethod
     def _wrap(cls, native: Any) -> "Tracer":
@@ -228,8 +250,8 @@ class Tracer:
 
         `step` is the record's `seq` (0 = prefill, 1+ = decode step), `layer` -1 for
         embeddings/logits and 0+ for transformer layers, `stage` the point within the layer.
-        The record is on disk when this returns (unless `TENSOR_TRACE_ASYNC=1`: then at
-        `flush`, `close` or exit).
+        The record is on disk when this returns (with a background writer, `background=True`
+        or `TENSOR_TRACE_ASYNC=1`: at `flush`, `close` or exit).
         """
         if not isinstance(name, str):
             raise TypeError(f"name must be a string, got {type(name).__name__}")
@@ -254,7 +276,7 @@ class Tracer:
         )
 
     def flush(self) -> None:
-        """Waits until every record is on disk (only `TENSOR_TRACE_ASYNC=1` ever waits)."""
+        """Waits until every record is on disk (only a background writer ever waits)."""
         self._native.flush()
 
     def close(self) -> None:
