@@ -159,9 +159,16 @@ _BACKGROUND: "weakref.WeakSet[Tracer]" = weakref.WeakSet()
 
 
 def _flush_background() -> None:
-    """Flushes every live tracer made with `background=True` (the package does at exit)."""
+    """Flushes every live tracer made with `background=True` (the package does at exit); a
+    tracer that fails does not keep the others from flushing, and the first error is raised."""
+    failed: Optional[BaseException] = None
     for tracer in list(_BACKGROUND):
-        tracer.flush()
+        try:
+            tracer.flush()
+        except Exception as e:  # noqa: BLE001 - re-raised below
+            failed = failed or e
+    if failed is not None:
+        raise failed
 
 
 class Tracer:
