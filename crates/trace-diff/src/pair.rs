@@ -228,54 +228,44 @@ mod tests {
         assert!(size <= 472, "a Pair is {size} bytes");
     }
 
+    /// Judges each `(A, B)` pair in turn with one interner (as a diff does), every pair with
+    /// the same `baseline`.
+    fn judge_all(pairs: &[(RunRecord, RunRecord)], baseline: BaselineRecord<'_>) -> Vec<Pair> {
+        let (options, dir) = (DiffOptions::default(), Dir(Path::new(".")));
+        let mut texts = Interner::sharing();
+        let mut warnings = Vec::new();
+        let rec = |r| Rec { source: &dir, r };
+        pairs
+            .iter()
+            .map(|(ra, rb)| {
+                let (a, b) = (rec(ra), rec(rb));
+                compare_pair(0, a, b, baseline, &options, &mut texts, &mut warnings).unwrap()
+            })
+            .collect()
+    }
+
     /// Equal values need no baseline: a pair identical by hash and without a baseline record
     /// stays out of the calibration; a pair that differs is marked as missing its record.
     #[test]
     fn only_pairs_that_differ_need_a_baseline_record() {
-        let (options, dir) = (DiffOptions::default(), Dir(Path::new(".")));
-        let mut texts = Interner::sharing();
-        let mut warnings = Vec::new();
-        let mut judge = |ra: &RunRecord, rb: &RunRecord| {
-            let rec = |r| Rec { source: &dir, r };
-            compare_pair(
-                0,
-                rec(ra),
-                rec(rb),
-                Some(None),
-                &options,
-                &mut texts,
-                &mut warnings,
-            )
-            .unwrap()
-        };
-        let same = judge(&run_record("blk0/q", 0, 'a'), &run_record("blk0/q", 0, 'a'));
+        let pairs = [
+            (run_record("blk0/q", 0, 'a'), run_record("blk0/q", 0, 'a')),
+            (run_record("blk0/q", 0, 'a'), run_record("blk0/q", 0, 'b')),
+        ];
+        let [same, other] = <[Pair; 2]>::try_from(judge_all(&pairs, Some(None))).unwrap();
         assert_eq!(same.verdict, Verdict::Identical);
         assert!(same.calibration.is_none());
-        let other = judge(&run_record("blk0/q", 0, 'a'), &run_record("blk0/q", 0, 'b'));
         let status = other.calibration.map(|c| c.status);
         assert_eq!(status, Some(crate::report::CalibrationStatus::Missing));
     }
 
     #[test]
     fn pairs_share_their_text() {
-        let (options, dir) = (DiffOptions::default(), Dir(Path::new(".")));
-        let mut texts = Interner::sharing();
-        let mut warnings = Vec::new();
-        let mut judge = |ra: &RunRecord, rb: &RunRecord| {
-            let (a, b) = (
-                Rec {
-                    source: &dir,
-                    r: ra,
-                },
-                Rec {
-                    source: &dir,
-                    r: rb,
-                },
-            );
-            compare_pair(0, a, b, None, &options, &mut texts, &mut warnings).unwrap()
-        };
-        let p0 = judge(&run_record("blk0/q", 0, 'a'), &run_record("blk0/q", 0, 'a'));
-        let p1 = judge(&run_record("blk0/q", 1, 'a'), &run_record("blk0/q", 1, 'b'));
+        let pairs = [
+            (run_record("blk0/q", 0, 'a'), run_record("blk0/q", 0, 'a')),
+            (run_record("blk0/q", 1, 'a'), run_record("blk0/q", 1, 'b')),
+        ];
+        let [p0, p1] = <[Pair; 2]>::try_from(judge_all(&pairs, None)).unwrap();
         assert_eq!(
             (p0.verdict, p1.verdict),
             (Verdict::Identical, Verdict::WithinTolerance)
