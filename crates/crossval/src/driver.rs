@@ -61,9 +61,8 @@ pub fn run<H: Harness>(h: &H, o: &Options) -> Result<H::Outcome> {
         return h.conclude(o, report, engine, Vec::new(), &sides);
     }
     let reference = registry_reference(o)?;
-    let baseline_engine = reference
-        .baseline_engine(&h.task(o, &inputs)?)
-        .unwrap_or(reference);
+    let task = h.task(o, &inputs)?;
+    let baseline_engine = baseline_engine(reference, &task);
     let sides = Sides {
         engine: engine_dir,
         reference: o.out.join(reference.name()),
@@ -72,7 +71,7 @@ pub fn run<H: Harness>(h: &H, o: &Options) -> Result<H::Outcome> {
             .baseline
             .then(|| Judge::baseline_dir(&o.out, baseline_engine.name(), o.engine_precision())),
     };
-    let reference_tokens = run_references(h, o, &inputs, &sides, &progress)?;
+    let reference_tokens = run_references(o, reference, task, &sides, &progress)?;
     progress.stage(&format!(
         "trace-diff: candle (A) against {} (B), {}",
         reference.name(),
@@ -108,15 +107,16 @@ fn against<H: Harness>(h: &H, o: &Options) -> Result<bool> {
         o.engine_precision().name(),
         sides.engine.display()
     ));
+    let task = h.task(o, &inputs)?;
     engine
         .run(&Job {
-            task: h.task(o, &inputs)?,
+            task,
             precision: o.engine_precision(),
             trace_dir: &sides.engine,
             quiet: o.quiet,
         })
         .with_context(|| format!("run the {} engine", engine.name()))?;
-    run_references(h, o, &inputs, &sides, &progress)?;
+    run_references(o, reference, task, &sides, &progress)?;
     let spec = |side, flag, dir| trace_diff::views::SideSpec::new(side, flag, dir, None);
     let rules = trace_diff::views::choose(
         spec("A", "--view-a", &sides.engine),
@@ -147,18 +147,14 @@ fn against<H: Harness>(h: &H, o: &Options) -> Result<bool> {
 
 /// Runs the reference in f64 into `sides.reference` and, for calibrated verdicts, in the
 /// engine's precision into `sides.baseline`; returns the tokens of the first.
-fn run_references<H: Harness>(
-    h: &H,
+fn run_references(
     o: &Options,
-    inputs: &H::Inputs,
+    reference: &'static dyn Reference,
+    task: Task<'_>,
     sides: &Sides,
     progress: &Progress,
 ) -> Result<Vec<u32>> {
-    let reference = registry_reference(o)?;
-    let task = h.task(o, inputs)?;
-    // The baseline computes in the engine's arithmetic: the reference itself, or the engine it
-    // names for that (llama.cpp on a quantized GGUF, for transformers).
-    let baseline_engine = reference.baseline_engine(&task).unwrap_or(reference);
+    let baseline_engine = baseline_engine(reference, &task);
     let run = |engine: &dyn Reference, precision, trace_dir| {
         engine
             .run(&Job {
@@ -237,6 +233,13 @@ pub fn bisect<H: Harness>(h: &H, o: &Options) -> Result<Bisection> {
 }
 
 /// The reference of the registry `o` names (every model without its own reference has one).
+/// The engine whose run is the baseline: it computes in the engine's arithmetic, so it is the
+/// reference itself, or the engine the reference names for that task (llama.cpp on a
+/// quantized GGUF, for transformers).
+fn baseline_engine(reference: &'static dyn Reference, task: &Task<'_>) -> &'static dyn Reference {
+    reference.baseline_engine(task).unwrap_or(reference)
+}
+
 pub(crate) fn registry_reference(o: &Options) -> Result<&'static dyn Reference> {
     o.reference
         .with_context(|| format!("--model {} takes no --reference", o.model.name()))
